@@ -1,0 +1,105 @@
+#include "jitd/core/prefix.hpp"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+
+namespace jitd::core {
+
+namespace {
+
+AddressValue host_mask(Family family, unsigned length) {
+  const unsigned bits = address_bits(family);
+  if (length >= bits) return 0;
+  if (bits - length == 128) return ~AddressValue{0};  // a 128-bit shift would be undefined
+  return (AddressValue{1} << (bits - length)) - 1;
+}
+
+Result<std::pair<Family, AddressValue>> parse_address(std::string_view text) {
+  // inet_pton is pure parsing (no system call); it needs a NUL-terminated string.
+  const std::string copy(text);
+  in_addr v4{};
+  if (inet_pton(AF_INET, copy.c_str(), &v4) == 1) {
+    return std::pair{Family::ipv4, AddressValue{ntohl(v4.s_addr)}};
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, copy.c_str(), &v6) == 1) {
+    AddressValue value = 0;
+    for (const auto byte : v6.s6_addr) value = (value << 8) | byte;
+    return std::pair{Family::ipv6, value};
+  }
+  return fail(ErrorCode::invalid_argument, "'" + copy + "' is not an IPv4 or IPv6 address");
+}
+
+}  // namespace
+
+unsigned address_bits(Family family) { return family == Family::ipv4 ? 32 : 128; }
+
+std::string address_to_string(Family family, AddressValue value) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (family == Family::ipv4) {
+    in_addr v4{htonl(static_cast<std::uint32_t>(value))};
+    inet_ntop(AF_INET, &v4, text, sizeof text);
+  } else {
+    in6_addr v6{};
+    for (int i = 15; i >= 0; --i, value >>= 8) v6.s6_addr[i] = static_cast<std::uint8_t>(value);
+    inet_ntop(AF_INET6, &v6, text, sizeof text);
+  }
+  return text;
+}
+
+Result<Prefix> Prefix::parse(std::string_view text) {
+  if (text.empty()) return fail(ErrorCode::invalid_argument, "empty address prefix");
+  const auto slash = text.find('/');
+  auto address = parse_address(text.substr(0, slash));
+  if (!address) return tl::unexpected(address.error());
+  Prefix prefix;
+  prefix.family_ = address->first;
+  prefix.address_ = address->second;
+  prefix.length_ = address_bits(prefix.family_);
+  if (slash != std::string_view::npos) {
+    const auto length_text = text.substr(slash + 1);
+    unsigned length = 0;
+    const auto [end, ec] =
+        std::from_chars(length_text.data(), length_text.data() + length_text.size(), length);
+    if (ec != std::errc{} || end != length_text.data() + length_text.size() ||
+        length_text.empty() || length > prefix.length_) {
+      return fail(ErrorCode::invalid_argument,
+                  "'" + std::string(text) + "': prefix length must be 0.." +
+                      std::to_string(prefix.length_));
+    }
+    prefix.length_ = length;
+  }
+  if ((prefix.address_ & host_mask(prefix.family_, prefix.length_)) != 0) {
+    return fail(ErrorCode::invalid_argument,
+                "'" + std::string(text) + "' has host bits set; did you mean " +
+                    address_to_string(prefix.family_,
+                                      prefix.address_ & ~host_mask(prefix.family_, prefix.length_)) +
+                    "/" + std::to_string(prefix.length_) + "?");
+  }
+  return prefix;
+}
+
+Prefix Prefix::any(Family family) {
+  Prefix prefix;
+  prefix.family_ = family;
+  return prefix;
+}
+
+bool Prefix::contains(const Prefix& inner) const {
+  if (inner.family_ != family_ || inner.length_ < length_) return false;
+  const AddressValue mask = ~host_mask(family_, length_);
+  return (inner.address_ & mask) == address_;
+}
+
+AddressRange Prefix::range() const {
+  return AddressRange{family_, address_, address_ | host_mask(family_, length_)};
+}
+
+std::string Prefix::to_string() const {
+  auto text = address_to_string(family_, address_);
+  if (length_ != address_bits(family_)) text += "/" + std::to_string(length_);
+  return text;
+}
+
+}  // namespace jitd::core

@@ -1,0 +1,49 @@
+#pragma once
+// YAML → core::Policy and the daemon's main config. Every error names
+// file:line:col and says why; loading reports all errors it finds, not just the first.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "jitd/core/error.hpp"
+#include "jitd/core/policy.hpp"
+
+namespace jitd::config {
+
+inline constexpr const char* default_config_path = "/etc/jitd/jitd.yaml";
+
+struct MainConfig {
+  std::filesystem::path socket_path = "/run/jitd/jitd.sock";
+  std::string socket_group = "jitd";  // members may request and revoke; empty: root only
+  std::filesystem::path policy_directory = "/etc/jitd/policies.d";
+  std::filesystem::path state_directory = "/var/lib/jitd";
+  std::string nft_table = "jitd";     // table "inet <nft_table>"
+  std::string log_level = "info";
+};
+
+// One problem in one file: "file:line:col: message".
+struct Diagnostic {
+  core::SourceLocation where;
+  std::string message;
+  [[nodiscard]] std::string to_string() const;
+};
+
+template <class T>
+struct Loaded {
+  T value;
+  std::vector<Diagnostic> errors;  // empty when valid
+  [[nodiscard]] bool ok() const { return errors.empty(); }
+};
+
+// A missing main config file means all defaults.
+[[nodiscard]] Loaded<MainConfig> load_main_config(const std::filesystem::path& path);
+// Every *.yaml / *.yml in the directory, merged in name order.
+[[nodiscard]] Loaded<core::Policy> load_policy_directory(const std::filesystem::path& directory);
+// One document's text, as if read from `file_name` (used by tests and fuzzers).
+[[nodiscard]] Loaded<core::Policy> parse_policy_text(const std::string& text,
+                                                     const std::string& file_name);
+// Cross-file checks after merging: duplicate (port, protocol), allow-list ports
+// that are not protected.
+void check_merged_policy(const core::Policy& policy, std::vector<Diagnostic>& errors);
+
+}  // namespace jitd::config

@@ -1,0 +1,51 @@
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "jitd/core/clock.hpp"
+#include "jitd/core/duration.hpp"
+#include "jitd/core/policy.hpp"
+#include "jitd/core/prefix.hpp"
+
+namespace jitd::core {
+
+// Who is asking, as the API established it from SO_PEERCRED.
+struct Caller {
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  std::string name;
+  bool may_manage = false;  // may request and revoke (root or the configured group)
+};
+
+struct Requestor {
+  std::uint32_t uid = 0;
+  std::string name;
+};
+
+struct GrantRequest {
+  std::vector<PortSpec> ports;
+  Prefix source;
+  std::optional<Milliseconds> duration;  // exactly one of duration / end_time
+  std::optional<TimePoint> end_time;
+  std::string justification;
+};
+
+// Azure's per-port status words.
+enum class GrantStatus : std::uint8_t { initiated, revoked, expired };
+[[nodiscard]] std::string_view to_string(GrantStatus status);
+
+struct Grant {
+  std::string id;
+  Requestor requestor;
+  Prefix source;
+  std::vector<PortSpec> ports;
+  TimePoint start;
+  TimePoint end;
+  std::string justification;
+  GrantStatus status = GrantStatus::initiated;
+  std::string status_reason;  // "UserRequested", "Expired", ...
+};
+
+}  // namespace jitd::core

@@ -1,0 +1,83 @@
+#pragma once
+// The effective policy: which (protocol, port) pairs are protected, who may ever be
+// granted, for how long, and which sources always pass (the permanent allow-list).
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "jitd/core/duration.hpp"
+#include "jitd/core/error.hpp"
+#include "jitd/core/prefix.hpp"
+
+namespace jitd::core {
+
+// Kernel protocol numbers, so the value goes to nftables as is.
+enum class Protocol : std::uint8_t { tcp = 6, udp = 17 };
+
+// What a policy rule or a request names: one protocol or both ("*").
+enum class ProtocolSpec : std::uint8_t { tcp, udp, any };
+
+[[nodiscard]] std::string_view to_string(Protocol protocol);
+[[nodiscard]] std::string_view to_string(ProtocolSpec spec);
+[[nodiscard]] Result<ProtocolSpec> parse_protocol(std::string_view text);
+[[nodiscard]] std::vector<Protocol> expand(ProtocolSpec spec);
+[[nodiscard]] bool covers(ProtocolSpec outer, ProtocolSpec inner);
+
+// One (protocol, port) pair as the kernel matches it.
+struct PortKey {
+  Protocol protocol = Protocol::tcp;
+  std::uint16_t port = 0;
+  auto operator<=>(const PortKey&) const = default;
+};
+
+// A port as policies and requests name it.
+struct PortSpec {
+  std::uint16_t number = 0;
+  ProtocolSpec protocol = ProtocolSpec::tcp;
+  auto operator<=>(const PortSpec&) const = default;
+};
+
+[[nodiscard]] std::string to_string(const PortSpec& port);  // "22/tcp", "53/*"
+
+// Where a policy item came from, for file:line:col messages.
+struct SourceLocation {
+  std::string file;
+  int line = 0;    // 1-based, 0 when unknown
+  int column = 0;  // 1-based
+  [[nodiscard]] std::string to_string() const;
+};
+
+struct PortRule {
+  PortSpec port;
+  bool any_source = false;                // "*": every address, v4 and v6
+  std::vector<Prefix> allowed_sources;    // when !any_source
+  Milliseconds max_duration{0};
+  SourceLocation origin;
+
+  [[nodiscard]] bool allows_source(const Prefix& source) const;
+};
+
+struct PermanentAllow {
+  std::vector<Prefix> sources;
+  std::vector<PortSpec> ports;  // empty: every protected port
+  std::string description;
+  SourceLocation origin;
+};
+
+struct Policy {
+  std::vector<PortRule> rules;
+  std::vector<PermanentAllow> permanent_allow;
+
+  // The rule that protects this (port, protocol) pair, if any.
+  [[nodiscard]] const PortRule* find_rule(std::uint16_t port, Protocol protocol) const;
+  // Every protected (protocol, port), sorted, without duplicates.
+  [[nodiscard]] std::vector<PortKey> protected_ports() const;
+};
+
+// The longest grant jitd accepts at all, whatever a policy says (Azure's limit too).
+inline constexpr Milliseconds max_policy_duration = std::chrono::hours(24);
+
+}  // namespace jitd::core

@@ -1,0 +1,32 @@
+#pragma once
+// Grants overlap; kernel interval-set elements must not. These pure functions turn
+// the live grants into disjoint ranges, each ending at the latest end among the
+// grants covering it, and compute the element changes between two such states.
+#include <vector>
+
+#include "jitd/core/backend.hpp"
+#include "jitd/core/clock.hpp"
+
+namespace jitd::core {
+
+struct TimedRange {
+  ElementKey key;
+  TimePoint end;
+  auto operator<=>(const TimedRange&) const = default;
+};
+
+// Disjoint, sorted ranges per (family, protocol, port); touching ranges with the
+// same end are merged into one.
+[[nodiscard]] std::vector<TimedRange> derive_disjoint(std::vector<TimedRange> coverage);
+
+// Changes that turn `current` (what the kernel holds) into `desired`. Ranges of
+// `current` that ended by `now` are already gone from the kernel and are not removed;
+// ranges of `desired` that end by `now` are not added.
+[[nodiscard]] ElementChanges diff_ranges(const std::vector<TimedRange>& current,
+                                         const std::vector<TimedRange>& desired, TimePoint now);
+
+// The timed elements to install for `ranges` at `now` (ended ones left out).
+[[nodiscard]] std::vector<TimedElement> timed_elements(const std::vector<TimedRange>& ranges,
+                                                       TimePoint now);
+
+}  // namespace jitd::core
