@@ -30,6 +30,8 @@ class AccessEngine {
   [[nodiscard]] Result<void> install();
   [[nodiscard]] Result<Grant> request(const Caller& caller, const GrantRequest& request);
   [[nodiscard]] Result<Grant> revoke(const Caller& caller, std::string_view id);
+  // Audits a request the API could not even parse, so every refusal leaves a trace.
+  void audit_malformed_request(const Caller& caller, const Error& error);
   // Records grants whose end has passed as expired; the kernel already enforced it.
   void expire_due();
 
@@ -44,7 +46,7 @@ class AccessEngine {
   [[nodiscard]] std::vector<TimedRange> desired_ranges(const Grant* extra,
                                                        const std::string* without) const;
   [[nodiscard]] Result<void> converge(std::vector<TimedRange> desired, TimePoint now);
-  void audit_refusal(const Caller& caller, const GrantRequest& request, const Error& error);
+  void audit_refusal(const Caller& caller, const GrantRequest* request, const Error& error);
 
   Backend& backend_;
   AuditSink& audit_;

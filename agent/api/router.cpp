@@ -1,0 +1,264 @@
+#include "jitd/api/router.hpp"
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+namespace jitd::api {
+
+namespace {
+
+using nlohmann::json;
+using core::ErrorCode;
+
+constexpr std::size_t max_justification_length = 1024;
+
+unsigned http_status(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::forbidden:
+    case ErrorCode::source_not_allowed: return 403;
+    case ErrorCode::not_found: return 404;
+    case ErrorCode::kernel:
+    case ErrorCode::io: return 500;
+    default: return 400;
+  }
+}
+
+Response error_response(const core::Error& error) {
+  return {http_status(error.code),
+          json{{"error", {{"code", core::to_string(error.code)}, {"message", error.message}}}}
+              .dump()};
+}
+
+Response json_response(unsigned status, const json& body) {
+  return {status, body.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
+
+json port_json(const core::PortSpec& port) {
+  return {{"number", port.number}, {"protocol", core::to_string(port.protocol)}};
+}
+
+json grant_json(const core::Grant& grant, core::TimePoint now) {
+  const auto status = core::to_string(grant.status);
+  const auto reason = grant.status_reason.empty() ? "UserRequested" : grant.status_reason;
+  json ports = json::array();
+  for (const auto& port : grant.ports) {
+    auto entry = port_json(port);
+    entry["status"] = status;
+    entry["statusReason"] = reason;
+    ports.push_back(std::move(entry));
+  }
+  const auto remaining =
+      grant.status == core::GrantStatus::initiated && grant.end > now
+          ? std::chrono::duration_cast<std::chrono::seconds>(grant.end - now).count()
+          : 0;
+  return {{"id", grant.id},
+          {"requestor", {{"name", grant.requestor.name}, {"uid", grant.requestor.uid}}},
+          {"allowedSourceAddressPrefix", grant.source.to_string()},
+          {"ports", std::move(ports)},
+          {"startTimeUtc", core::format_utc(grant.start)},
+          {"endTimeUtc", core::format_utc(grant.end)},
+          {"justification", grant.justification},
+          {"status", status},
+          {"statusReason", reason},
+          {"remainingSeconds", remaining}};
+}
+
+json prefixes_json(bool any, const std::vector<core::Prefix>& prefixes) {
+  json list = json::array();
+  if (any) return json::array({"*"});
+  for (const auto& prefix : prefixes) list.push_back(prefix.to_string());
+  return list;
+}
+
+core::Result<const json*> field(const json& object, const char* name, json::value_t type,
+                                const std::string& where) {
+  const auto it = object.find(name);
+  if (it == object.end()) return nullptr;
+  const bool matches = type == json::value_t::number_unsigned ? it->is_number_integer()
+                                                              : it->type() == type;
+  if (!matches) {
+    const char* expected = type == json::value_t::string            ? "a string"
+                           : type == json::value_t::array           ? "an array"
+                           : type == json::value_t::number_unsigned ? "an integer"
+                                                                    : "an object";
+    return core::fail(ErrorCode::invalid_request,
+                      where + name + ": must be " + expected + ", not " + it->type_name());
+  }
+  return &*it;
+}
+
+core::Result<core::PortSpec> parse_port(const json& entry, const std::string& where) {
+  if (!entry.is_object()) {
+    return core::fail(ErrorCode::invalid_request,
+                      where + ": must be an object like {\"number\": 22, \"protocol\": \"tcp\"}");
+  }
+  for (const auto& [key, value] : entry.items()) {
+    if (key != "number" && key != "protocol") {
+      return core::fail(ErrorCode::invalid_request,
+                        where + "." + key + ": unknown field; expected number, protocol");
+    }
+  }
+  const auto number = field(entry, "number", json::value_t::number_unsigned, where + ".");
+  if (!number) return tl::unexpected(number.error());
+  if (*number == nullptr) {
+    return core::fail(ErrorCode::invalid_request, where + ".number: required");
+  }
+  const auto value = (*number)->get<std::int64_t>();
+  if (value < 1 || value > 65535) {
+    return core::fail(ErrorCode::invalid_request,
+                      where + ".number: " + std::to_string(value) + " is not a port (1-65535)");
+  }
+  core::PortSpec port{static_cast<std::uint16_t>(value), core::ProtocolSpec::tcp};
+  const auto protocol = field(entry, "protocol", json::value_t::string, where + ".");
+  if (!protocol) return tl::unexpected(protocol.error());
+  if (*protocol != nullptr) {
+    const auto parsed = core::parse_protocol((*protocol)->get<std::string>());
+    if (!parsed) {
+      return core::fail(ErrorCode::invalid_request, where + ".protocol: " + parsed.error().message);
+    }
+    port.protocol = *parsed;
+  }
+  return port;
+}
+
+}  // namespace
+
+core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
+  const json document = json::parse(body, nullptr, false);
+  if (document.is_discarded()) {
+    return core::fail(ErrorCode::invalid_request, "body: not valid JSON");
+  }
+  if (!document.is_object()) {
+    return core::fail(ErrorCode::invalid_request, "body: must be a JSON object");
+  }
+  static const std::array known = {"ports", "allowedSourceAddressPrefix", "duration",
+                                   "endTimeUtc", "justification"};
+  for (const auto& [key, value] : document.items()) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return core::fail(ErrorCode::invalid_request,
+                        key + ": unknown field; expected ports, allowedSourceAddressPrefix, "
+                              "duration or endTimeUtc, justification");
+    }
+  }
+  core::GrantRequest request;
+  const auto ports = field(document, "ports", json::value_t::array, "");
+  if (!ports) return tl::unexpected(ports.error());
+  if (*ports == nullptr || (*ports)->empty()) {
+    return core::fail(ErrorCode::invalid_request, "ports: at least one port is required");
+  }
+  for (std::size_t i = 0; i < (*ports)->size(); ++i) {
+    auto port = parse_port((**ports)[i], "ports[" + std::to_string(i) + "]");
+    if (!port) return tl::unexpected(port.error());
+    request.ports.push_back(*port);
+  }
+
+  const auto source = field(document, "allowedSourceAddressPrefix", json::value_t::string, "");
+  if (!source) return tl::unexpected(source.error());
+  if (*source == nullptr) {
+    return core::fail(ErrorCode::invalid_request, "allowedSourceAddressPrefix: required");
+  }
+  auto prefix = core::Prefix::parse((*source)->get<std::string>());
+  if (!prefix) {
+    return core::fail(ErrorCode::invalid_request,
+                      "allowedSourceAddressPrefix: " + prefix.error().message);
+  }
+  request.source = *prefix;
+
+  const auto duration = field(document, "duration", json::value_t::string, "");
+  if (!duration) return tl::unexpected(duration.error());
+  const auto end_time = field(document, "endTimeUtc", json::value_t::string, "");
+  if (!end_time) return tl::unexpected(end_time.error());
+  if ((*duration == nullptr) == (*end_time == nullptr)) {
+    return core::fail(ErrorCode::invalid_request, "duration: give exactly one of duration and endTimeUtc");
+  }
+  if (*duration != nullptr) {
+    auto parsed = core::parse_duration((*duration)->get<std::string>());
+    if (!parsed) return core::fail(ErrorCode::invalid_request, "duration: " + parsed.error().message);
+    request.duration = *parsed;
+  } else {
+    auto parsed = core::parse_utc((*end_time)->get<std::string>());
+    if (!parsed) return core::fail(ErrorCode::invalid_request, "endTimeUtc: " + parsed.error().message);
+    request.end_time = *parsed;
+  }
+
+  const auto justification = field(document, "justification", json::value_t::string, "");
+  if (!justification) return tl::unexpected(justification.error());
+  if (*justification != nullptr) {
+    request.justification = (*justification)->get<std::string>();
+    if (request.justification.size() > max_justification_length) {
+      return core::fail(ErrorCode::invalid_request,
+                        "justification: longer than " + std::to_string(max_justification_length) +
+                            " bytes");
+    }
+  }
+  return request;
+}
+
+Response Router::handle(const core::Caller& caller, std::string_view method,
+                        std::string_view path, std::string_view body) const {
+  constexpr std::string_view grants_prefix = "/v1/grants/";
+  if (path == "/v1/grants") {
+    if (method == "GET") return list_grants();
+    if (method == "POST") return create_grant(caller, body);
+  } else if (path.starts_with(grants_prefix) && path.size() > grants_prefix.size()) {
+    if (method == "DELETE") return revoke_grant(caller, path.substr(grants_prefix.size()));
+  } else if (path == "/v1/policy") {
+    if (method == "GET") return show_policy();
+  } else {
+    return error_response({ErrorCode::not_found, "no route " + std::string(path)});
+  }
+  return json_response(405, json{{"error",
+                                  {{"code", "MethodNotAllowed"},
+                                   {"message", std::string(method) + " is not allowed on " +
+                                                   std::string(path)}}}});
+}
+
+Response Router::list_grants() const {
+  std::lock_guard lock(engine_mutex_);
+  const auto now = clock_.now();
+  json grants = json::array();
+  for (const auto& grant : engine_.active_grants()) grants.push_back(grant_json(grant, now));
+  return json_response(200, json{{"grants", std::move(grants)}});
+}
+
+Response Router::create_grant(const core::Caller& caller, std::string_view body) const {
+  auto request = parse_grant_request(body);
+  std::lock_guard lock(engine_mutex_);
+  if (!request) {
+    engine_.audit_malformed_request(caller, request.error());
+    return error_response(request.error());
+  }
+  auto grant = engine_.request(caller, *request);
+  if (!grant) return error_response(grant.error());
+  return json_response(201, grant_json(*grant, clock_.now()));
+}
+
+Response Router::revoke_grant(const core::Caller& caller, std::string_view id) const {
+  std::lock_guard lock(engine_mutex_);
+  auto grant = engine_.revoke(caller, id);
+  if (!grant) return error_response(grant.error());
+  return json_response(200, grant_json(*grant, clock_.now()));
+}
+
+Response Router::show_policy() const {
+  std::lock_guard lock(engine_mutex_);
+  const auto& policy = engine_.policy();
+  json ports = json::array();
+  for (const auto& rule : policy.rules) {
+    auto entry = port_json(rule.port);
+    entry["allowedSourceAddressPrefixes"] = prefixes_json(rule.any_source, rule.allowed_sources);
+    entry["maxRequestAccessDuration"] = core::format_duration(rule.max_duration);
+    ports.push_back(std::move(entry));
+  }
+  json allow = json::array();
+  for (const auto& entry : policy.permanent_allow) {
+    json entry_ports = json::array();
+    for (const auto& port : entry.ports) entry_ports.push_back(port_json(port));
+    allow.push_back({{"sourceAddressPrefixes", prefixes_json(false, entry.sources)},
+                     {"ports", std::move(entry_ports)},
+                     {"description", entry.description}});
+  }
+  return json_response(200, json{{"ports", std::move(ports)}, {"permanentAllowList", std::move(allow)}});
+}
+
+}  // namespace jitd::api

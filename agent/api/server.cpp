@@ -1,0 +1,176 @@
+#include "jitd/api/server.hpp"
+
+#include <grp.h>
+#include <microhttpd.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <spdlog/spdlog.h>
+#include <vector>
+
+#include "jitd/core/unique_fd.hpp"
+
+namespace jitd::api {
+
+namespace {
+
+constexpr std::size_t max_body_size = 64 * 1024;
+constexpr unsigned connection_timeout_seconds = 10;
+
+// Per-request state that libmicrohttpd keeps between calls of the handler.
+struct PendingRequest {
+  std::string body;
+  bool too_large = false;
+};
+
+core::Error system_error(const std::string& what) {
+  const int error = errno;
+  return {core::ErrorCode::io, what + ": " + std::strerror(error), error};
+}
+
+std::string user_name(uid_t uid) {
+  std::vector<char> buffer(4096);
+  passwd entry{};
+  passwd* found = nullptr;
+  if (getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found != nullptr) {
+    return found->pw_name;
+  }
+  return "uid" + std::to_string(uid);
+}
+
+// Identity of the process at the other end, as the kernel recorded it at connect().
+core::Caller identify(int fd, const std::optional<gid_t>& manage_group) {
+  core::Caller caller;
+  ucred credentials{};
+  socklen_t length = sizeof credentials;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+    caller.uid = static_cast<std::uint32_t>(-1);
+    caller.name = "unknown";
+    return caller;  // may_manage stays false: no identity, no rights
+  }
+  caller.uid = credentials.uid;
+  caller.gid = credentials.gid;
+  caller.name = user_name(credentials.uid);
+  bool in_group = manage_group && credentials.gid == *manage_group;
+  if (manage_group && !in_group) {
+    std::vector<gid_t> groups(NGROUPS_MAX);
+    socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) == 0) {
+      groups.resize(size / sizeof(gid_t));
+      in_group = std::find(groups.begin(), groups.end(), *manage_group) != groups.end();
+    }
+  }
+  caller.may_manage = credentials.uid == 0 || in_group;
+  return caller;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions options;
+  const Router& router;
+  MHD_Daemon* daemon = nullptr;
+
+  ~Impl() {
+    if (daemon != nullptr) MHD_stop_daemon(daemon);  // also closes the listening socket
+  }
+
+  static MHD_Result on_request(void* self, MHD_Connection* connection, const char* url,
+                               const char* method, const char* /*version*/,
+                               const char* upload_data, size_t* upload_data_size,
+                               void** request_state) {
+    auto* impl = static_cast<Impl*>(self);
+    auto* pending = static_cast<PendingRequest*>(*request_state);
+    if (pending == nullptr) {
+      *request_state = new PendingRequest();  // freed in on_completed
+      return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+      if (pending->body.size() + *upload_data_size > max_body_size) {
+        pending->too_large = true;
+      } else {
+        pending->body.append(upload_data, *upload_data_size);
+      }
+      *upload_data_size = 0;
+      return MHD_YES;
+    }
+    Response response;
+    if (pending->too_large) {
+      response = {413, R"({"error":{"code":"InvalidRequest","message":"body: larger than 65536 bytes"}})"};
+    } else {
+      const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+      const auto caller = identify(info != nullptr ? info->connect_fd : -1, impl->options.manage_group);
+      response = impl->router.handle(caller, method, url, pending->body);
+      spdlog::debug("{} {} by {} (uid {}) -> {}", method, url, caller.name, caller.uid,
+                    response.status);
+    }
+    response.body += "\n";
+    auto* reply = MHD_create_response_from_buffer(response.body.size(), response.body.data(),
+                                                  MHD_RESPMEM_MUST_COPY);
+    if (reply == nullptr) return MHD_NO;
+    MHD_add_response_header(reply, "Content-Type", "application/json");
+    const auto queued = MHD_queue_response(connection, response.status, reply);
+    MHD_destroy_response(reply);
+    return queued;
+  }
+
+  static void on_completed(void* /*self*/, MHD_Connection* /*connection*/, void** request_state,
+                           MHD_RequestTerminationCode /*code*/) {
+    delete static_cast<PendingRequest*>(*request_state);
+    *request_state = nullptr;
+  }
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+
+core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options,
+                                                    const Router& router) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const auto& path = options.socket_path.native();
+  if (path.size() >= sizeof address.sun_path) {
+    return core::fail(core::ErrorCode::invalid_argument,
+                      "socket path " + path + " is longer than " +
+                          std::to_string(sizeof address.sun_path - 1) + " bytes");
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+
+  core::UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!listener) return tl::unexpected(system_error("socket for " + path));
+  // A stale socket from a previous run would make bind fail; nobody else owns our path.
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return tl::unexpected(system_error("remove stale socket " + path));
+  }
+  // Created with no access for others, then opened up to exactly root + the group.
+  const mode_t previous = umask(0177);
+  const int bound = bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
+  umask(previous);
+  if (bound != 0) return tl::unexpected(system_error("bind " + path));
+  if (options.manage_group && chown(path.c_str(), 0, *options.manage_group) != 0) {
+    return tl::unexpected(system_error("chown socket " + path));
+  }
+  if (chmod(path.c_str(), 0660) != 0) return tl::unexpected(system_error("chmod socket " + path));
+  if (listen(listener.get(), 64) != 0) return tl::unexpected(system_error("listen " + path));
+
+  auto impl = std::make_unique<Impl>(Impl{options, router});
+  const int fd = listener.release();  // libmicrohttpd owns and closes it from here
+  impl->daemon = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
+      &Impl::on_request, impl.get(), MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+      &Impl::on_completed, impl.get(), MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(max_body_size * 2), MHD_OPTION_END);
+  if (impl->daemon == nullptr) {
+    core::UniqueFd orphan(fd);  // not taken over after all
+    return core::fail(core::ErrorCode::io, "start HTTP server on " + path);
+  }
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+}  // namespace jitd::api

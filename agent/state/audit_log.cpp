@@ -1,0 +1,61 @@
+#include "jitd/state/audit_log.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+namespace jitd::state {
+
+std::string to_json_line(const core::AuditEvent& event) {
+  nlohmann::json ports = nlohmann::json::array();
+  for (const auto& port : event.ports) {
+    ports.push_back({{"number", port.number}, {"protocol", core::to_string(port.protocol)}});
+  }
+  nlohmann::json line = {{"time", core::format_utc(event.time)},
+                         {"event", event.event},
+                         {"outcome", event.outcome},
+                         {"uid", event.uid},
+                         {"user", event.user}};
+  const auto add_if = [&line](const char* key, const std::string& value) {
+    if (!value.empty()) line[key] = value;
+  };
+  add_if("grantId", event.grant_id);
+  add_if("source", event.source);
+  if (!event.ports.empty()) line["ports"] = std::move(ports);
+  add_if("justification", event.justification);
+  add_if("endTimeUtc", event.end_time);
+  add_if("reason", event.reason);
+  // Invalid UTF-8 in a justification must not make the log unwritable.
+  return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+AuditLog::AuditLog(std::filesystem::path path, core::UniqueFd fd)
+    : path_(std::move(path)), fd_(std::move(fd)) {}
+
+core::Result<std::unique_ptr<AuditLog>> AuditLog::open(std::filesystem::path path) {
+  core::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+  if (!fd) {
+    const int error = errno;
+    return core::fail(core::ErrorCode::io,
+                      "open audit log " + path.string() + ": " + std::strerror(error), error);
+  }
+  return std::unique_ptr<AuditLog>(new AuditLog(std::move(path), std::move(fd)));
+}
+
+void AuditLog::record(const core::AuditEvent& event) {
+  const auto line = to_json_line(event);
+  std::lock_guard lock(mutex_);
+  // O_APPEND + one write per line keeps lines whole even with several writers.
+  const auto written = ::write(fd_.get(), line.data(), line.size());
+  if (written != static_cast<ssize_t>(line.size()) || ::fdatasync(fd_.get()) != 0) {
+    // Enforcement does not depend on the log; say loudly that the record is missing.
+    spdlog::error("audit log {}: write failed: {}; event: {}", path_.string(), std::strerror(errno),
+                  line);
+  }
+}
+
+}  // namespace jitd::state

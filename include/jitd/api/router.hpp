@@ -1,0 +1,41 @@
+#pragma once
+// HTTP routes → engine calls, without any socket: unit-testable with a fake backend.
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "jitd/core/clock.hpp"
+#include "jitd/core/engine.hpp"
+#include "jitd/core/grant.hpp"
+
+namespace jitd::api {
+
+struct Response {
+  unsigned status = 200;
+  std::string body;  // JSON
+};
+
+// Parses a POST /v1/grants body; errors name the offending field.
+[[nodiscard]] core::Result<core::GrantRequest> parse_grant_request(std::string_view body);
+
+class Router {
+ public:
+  // The engine is shared with the daemon's expiry loop; every call holds `engine_mutex`.
+  Router(core::AccessEngine& engine, std::mutex& engine_mutex, const core::Clock& clock)
+      : engine_(engine), engine_mutex_(engine_mutex), clock_(clock) {}
+
+  [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
+                                std::string_view path, std::string_view body) const;
+
+ private:
+  [[nodiscard]] Response list_grants() const;
+  [[nodiscard]] Response create_grant(const core::Caller& caller, std::string_view body) const;
+  [[nodiscard]] Response revoke_grant(const core::Caller& caller, std::string_view id) const;
+  [[nodiscard]] Response show_policy() const;
+
+  core::AccessEngine& engine_;
+  std::mutex& engine_mutex_;
+  const core::Clock& clock_;
+};
+
+}  // namespace jitd::api

@@ -1,0 +1,30 @@
+#pragma once
+// The audit log: one JSON object per line in <state dir>/audit.jsonl, appended and
+// flushed to disk per event so a crash never loses a recorded decision.
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "jitd/core/audit.hpp"
+#include "jitd/core/error.hpp"
+#include "jitd/core/unique_fd.hpp"
+
+namespace jitd::state {
+
+[[nodiscard]] std::string to_json_line(const core::AuditEvent& event);
+
+class AuditLog final : public core::AuditSink {
+ public:
+  [[nodiscard]] static core::Result<std::unique_ptr<AuditLog>> open(std::filesystem::path path);
+  void record(const core::AuditEvent& event) override;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+ private:
+  AuditLog(std::filesystem::path path, core::UniqueFd fd);
+  std::filesystem::path path_;
+  core::UniqueFd fd_;
+  std::mutex mutex_;
+};
+
+}  // namespace jitd::state
