@@ -150,7 +150,7 @@ Result<std::vector<PortKey>> AccessEngine::validate(const GrantRequest& request,
   return keys;
 }
 
-void AccessEngine::audit_refusal(const Caller& caller, const GrantRequest& request,
+void AccessEngine::audit_refusal(const Caller& caller, const GrantRequest* request,
                                  const Error& error) {
   AuditEvent event;
   event.time = clock_.now();
@@ -158,17 +158,23 @@ void AccessEngine::audit_refusal(const Caller& caller, const GrantRequest& reque
   event.outcome = error.code == ErrorCode::kernel ? "failed" : "refused";
   event.uid = caller.uid;
   event.user = caller.name;
-  event.source = request.source.to_string();
-  event.ports = request.ports;
-  event.justification = request.justification;
+  if (request != nullptr) {
+    event.source = request->source.to_string();
+    event.ports = request->ports;
+    event.justification = request->justification;
+  }
   event.reason = std::string(to_string(error.code)) + ": " + error.message;
   audit_.record(event);
+}
+
+void AccessEngine::audit_malformed_request(const Caller& caller, const Error& error) {
+  audit_refusal(caller, nullptr, error);
 }
 
 Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& request) {
   const auto now = clock_.now();
   const auto refuse = [&](Error error) -> Result<Grant> {
-    audit_refusal(caller, request, error);
+    audit_refusal(caller, &request, error);
     return tl::unexpected(std::move(error));
   };
   if (!caller.may_manage) {

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs jitd's build and test dependencies from Debian 12's own packages.
+# Idempotent: asks apt only when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  libnftnl-dev libmnl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libcli11-dev libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev libexpected-dev
+  libgtest-dev libgmock-dev
+  nftables iproute2 python3 curl
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}; run as root to install them" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"

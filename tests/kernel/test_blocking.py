@@ -1,0 +1,45 @@
+"""Test 1: deny by default, and only for the protected ports."""
+import unittest
+
+from lab import CLIENT_A, SERVER4, SERVER6, LabTest
+
+
+class Blocking(LabTest):
+    def test_protected_port_closed_until_granted_unprotected_open_loopback_works(self):
+        lab = self.lab
+        # Without jitd's table the same connections work: the listener is proven.
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
+        self.assertTrue(lab.connect(SERVER4, 8080, CLIENT_A))
+        lab.start_jitd()
+        self.assertTrue(lab.table_present())
+        drops_before = lab.drop_count()
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        self.assertFalse(lab.connect(SERVER4, 3389, CLIENT_A, timeout=0.5))
+        self.assertFalse(lab.connect(SERVER6, 22, timeout=0.5))
+        self.assertGreater(lab.drop_count(), drops_before)
+        # Unprotected port: untouched.
+        self.assertTrue(lab.connect(SERVER4, 8080, CLIENT_A))
+        self.assertTrue(lab.connect(SERVER6, 8080))
+        # Loopback inside the server's namespace reaches the protected port.
+        self.assertTrue(lab.connect("127.0.0.1", 22, from_server=True))
+        self.assertTrue(lab.connect("::1", 22, from_server=True))
+        self.assertTrue(lab.connect(SERVER4, 22, from_server=True))
+
+    def test_ruleset_shape(self):
+        lab = self.lab
+        lab.start_jitd()
+        protected = lab.set_elements("protected")
+        keys = sorted((e["concat"][0], e["concat"][1]) for e in protected)
+        self.assertEqual(keys, [("tcp", 22), ("tcp", 53), ("tcp", 3389), ("udp", 53)])
+        listing = lab.nft("list", "table", "inet", "jitd")["nftables"]
+        sets = {i["set"]["name"]: i["set"] for i in listing if "set" in i}
+        self.assertIn("timeout", sets["grants4"]["flags"])
+        self.assertIn("interval", sets["grants4"]["flags"])
+        self.assertIn("timeout", sets["grants6"]["flags"])
+        chains = [i["chain"] for i in listing if "chain" in i]
+        self.assertEqual(chains[0]["hook"], "input")
+        self.assertEqual(chains[0]["policy"], "accept")
+
+
+if __name__ == "__main__":
+    unittest.main()
