@@ -1,0 +1,674 @@
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "jitd/config/config.hpp"
+#include "jitd/core/policy.hpp"
+
+namespace jitd::config {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using core::ProtocolSpec;
+using Lines = std::vector<std::string>;
+
+Lines texts(const std::vector<Diagnostic>& errors) {
+  Lines lines;
+  for (const auto& error : errors) lines.push_back(error.to_string());
+  return lines;
+}
+
+// One file checked the way load_policy_directory checks it: parsed, then the merged checks.
+Lines policy_errors(const std::string& text) {
+  auto loaded = parse_policy_text(text, "a.yaml");
+  check_merged_policy(loaded.value, loaded.errors);
+  return texts(loaded.errors);
+}
+
+core::Policy valid_policy(const std::string& text) {
+  auto loaded = parse_policy_text(text, "a.yaml");
+  check_merged_policy(loaded.value, loaded.errors);
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  return loaded.value;
+}
+
+// A valid rule at lines 2-5; columns: number 13, protocol 15, prefix item 36, duration 31.
+std::string rule(const std::string& number = "22", const std::string& protocol = "tcp",
+                 const std::string& prefixes = R"(["*"])", const std::string& duration = "PT3H") {
+  return "  - number: " + number + "\n" +
+         "    protocol: " + protocol + "\n" +
+         "    allowedSourceAddressPrefixes: " + prefixes + "\n" +
+         "    maxRequestAccessDuration: " + duration + "\n";
+}
+
+std::string rules(const std::string& body) { return "ports:\n" + body; }
+
+class TempDir {
+ public:
+  TempDir() {
+    auto pattern = (fs::temp_directory_path() / "jitd-config-test-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  [[nodiscard]] const fs::path& path() const { return path_; }
+  // The file's path as diagnostics print it.
+  [[nodiscard]] std::string at(const std::string& name) const { return (path_ / name).string(); }
+  fs::path write(const std::string& name, const std::string& text) const {
+    std::ofstream(path_ / name) << text;
+    return path_ / name;
+  }
+
+ private:
+  fs::path path_;
+};
+
+// --- Valid policy files -------------------------------------------------------------------
+
+TEST(config_policy, full_example) {
+  const auto policy = valid_policy(
+      "ports:\n"
+      "  - number: 22\n"
+      "    protocol: tcp\n"
+      "    allowedSourceAddressPrefixes: [\"*\"]\n"
+      "    maxRequestAccessDuration: PT3H\n"
+      "  - number: 3389\n"
+      "    protocol: tcp\n"
+      "    allowedSourceAddressPrefix: 10.0.0.0/8   # the single form\n"
+      "    maxRequestAccessDuration: 1h\n"
+      "permanentAllowList:\n"
+      "  - sourceAddressPrefixes: [\"192.0.2.10\", \"2001:db8::/64\"]\n"
+      "    ports:\n"
+      "      - number: 22\n"
+      "        protocol: tcp\n"
+      "    description: bastion host\n");
+
+  ASSERT_EQ(policy.rules.size(), 2u);
+  const auto& ssh = policy.rules[0];
+  EXPECT_EQ(ssh.port, (core::PortSpec{22, ProtocolSpec::tcp}));
+  EXPECT_TRUE(ssh.any_source);
+  EXPECT_TRUE(ssh.allowed_sources.empty());
+  EXPECT_EQ(ssh.max_duration, 3h);
+  EXPECT_EQ(ssh.origin.to_string(), "a.yaml:2:5");
+
+  const auto& rdp = policy.rules[1];
+  EXPECT_EQ(rdp.port, (core::PortSpec{3389, ProtocolSpec::tcp}));
+  EXPECT_FALSE(rdp.any_source);
+  ASSERT_EQ(rdp.allowed_sources.size(), 1u);
+  EXPECT_EQ(rdp.allowed_sources[0].to_string(), "10.0.0.0/8");
+  EXPECT_EQ(rdp.max_duration, 1h);
+  EXPECT_EQ(rdp.origin.to_string(), "a.yaml:6:5");
+
+  ASSERT_EQ(policy.permanent_allow.size(), 1u);
+  const auto& bastion = policy.permanent_allow[0];
+  ASSERT_EQ(bastion.sources.size(), 2u);
+  EXPECT_EQ(bastion.sources[0].to_string(), "192.0.2.10");
+  EXPECT_EQ(bastion.sources[1].to_string(), "2001:db8::/64");
+  EXPECT_EQ(bastion.ports, (std::vector<core::PortSpec>{{22, ProtocolSpec::tcp}}));
+  EXPECT_EQ(bastion.description, "bastion host");
+  EXPECT_EQ(bastion.origin.to_string(), "a.yaml:11:5");
+}
+
+TEST(config_policy, files_without_rules_are_valid) {
+  for (const auto* text : {"", "# only a comment\n", "---\n", "ports: []\n",
+                           "ports:\npermanentAllowList:\n",
+                           "ports: []\npermanentAllowList: []\n"}) {
+    const auto loaded = parse_policy_text(text, "a.yaml");
+    EXPECT_EQ(texts(loaded.errors), Lines{}) << text;
+    EXPECT_TRUE(loaded.value.rules.empty()) << text;
+    EXPECT_TRUE(loaded.value.permanent_allow.empty()) << text;
+  }
+}
+
+TEST(config_policy, ipv6_prefixes_and_protocols) {
+  const auto policy = valid_policy(rules(
+      rule("53", "tcp", R"(["2001:db8::/32", "fd00::1", "192.0.2.0/24"])") +
+      rule("53", "udp", R"(["::/0"])") +
+      rule("500", R"("*")", R"(["10.0.0.0/8"])")));
+  ASSERT_EQ(policy.rules.size(), 3u);
+  ASSERT_EQ(policy.rules[0].allowed_sources.size(), 3u);
+  EXPECT_EQ(policy.rules[0].allowed_sources[0].to_string(), "2001:db8::/32");
+  EXPECT_EQ(policy.rules[0].allowed_sources[1].to_string(), "fd00::1");
+  EXPECT_EQ(policy.rules[0].allowed_sources[1].family(), core::Family::ipv6);
+  EXPECT_EQ(policy.rules[0].allowed_sources[2].to_string(), "192.0.2.0/24");
+  EXPECT_EQ(policy.rules[1].port, (core::PortSpec{53, ProtocolSpec::udp}));
+  EXPECT_EQ(policy.rules[1].allowed_sources[0].to_string(), "::/0");
+  EXPECT_EQ(policy.rules[2].port, (core::PortSpec{500, ProtocolSpec::any}));
+}
+
+TEST(config_policy, iso_and_shorthand_durations) {
+  const std::vector<std::pair<std::string, core::Milliseconds>> cases = {
+      {"PT3H", 3h}, {"PT1H30M", 90min}, {"PT45.5S", 45500ms}, {"P1D", 24h},
+      {"3h", 3h},   {"30m", 30min},     {"45s", 45s},         {"1h30m", 90min},
+      {"24h", 24h}};
+  for (const auto& [text, expected] : cases) {
+    const auto policy = valid_policy(rules(rule("22", "tcp", R"(["*"])", text)));
+    ASSERT_EQ(policy.rules.size(), 1u) << text;
+    EXPECT_EQ(policy.rules[0].max_duration, expected) << text;
+  }
+}
+
+TEST(config_policy, allow_list_single_prefix_and_all_ports) {
+  const auto policy = valid_policy(
+      rules(rule()) +
+      "permanentAllowList:\n"
+      "  - sourceAddressPrefix: 198.51.100.0/24\n");
+  ASSERT_EQ(policy.permanent_allow.size(), 1u);
+  ASSERT_EQ(policy.permanent_allow[0].sources.size(), 1u);
+  EXPECT_EQ(policy.permanent_allow[0].sources[0].to_string(), "198.51.100.0/24");
+  EXPECT_TRUE(policy.permanent_allow[0].ports.empty());
+  EXPECT_EQ(policy.permanent_allow[0].description, "");
+}
+
+// --- YAML structure errors ----------------------------------------------------------------
+
+TEST(config_policy, yaml_syntax_errors) {
+  EXPECT_EQ(policy_errors("ports: [\n"),
+            Lines{"a.yaml:2:1: invalid YAML: end of sequence flow not found"});
+  EXPECT_EQ(policy_errors("ports:\n  - number: 22\n   protocol: tcp\n"),
+            Lines{"a.yaml:3:4: invalid YAML: end of sequence not found"});
+  EXPECT_EQ(policy_errors("ports: *nowhere\n"),
+            Lines{"a.yaml:1:8: invalid YAML: the referenced anchor is not defined"});
+}
+
+TEST(config_policy, one_document_per_file) {
+  EXPECT_EQ(policy_errors("ports: []\n---\nports: []\n"),
+            Lines{"a.yaml:3:1: only one YAML document per file is allowed"});
+}
+
+TEST(config_policy, wrong_shapes) {
+  EXPECT_EQ(policy_errors("- 22\n"),
+            Lines{"a.yaml:1:1: policy file must be a mapping, got a list"});
+  EXPECT_EQ(policy_errors("ports: 22\n"),
+            Lines{"a.yaml:1:8: 'ports' must be a list, got a single value"});
+  EXPECT_EQ(policy_errors("permanentAllowList: {a: 1}\n"),
+            Lines{"a.yaml:1:21: 'permanentAllowList' must be a list, got a mapping"});
+  EXPECT_EQ(policy_errors("ports:\n  - 22\n"),
+            Lines{"a.yaml:2:5: port rule must be a mapping, got a single value"});
+  EXPECT_EQ(policy_errors("permanentAllowList:\n  - [192.0.2.1]\n"),
+            Lines{"a.yaml:2:5: permanentAllowList entry must be a mapping, got a list"});
+}
+
+TEST(config_policy, unknown_keys) {
+  EXPECT_EQ(policy_errors("port: []\n"),
+            Lines{"a.yaml:1:1: unknown key 'port' in policy file; expected one of: ports, "
+                  "permanentAllowList"});
+  EXPECT_EQ(policy_errors(rules(rule() + "    foo: 1\n")),
+            Lines{"a.yaml:6:5: unknown key 'foo' in port rule; expected one of: number, "
+                  "protocol, allowedSourceAddressPrefixes, allowedSourceAddressPrefix, "
+                  "maxRequestAccessDuration"});
+  EXPECT_EQ(policy_errors("permanentAllowList:\n"
+                          "  - sourceAddressPrefix: 192.0.2.1\n"
+                          "    comment: x\n"),
+            Lines{"a.yaml:3:5: unknown key 'comment' in permanentAllowList entry; expected one "
+                  "of: sourceAddressPrefixes, sourceAddressPrefix, ports, description"});
+  EXPECT_EQ(policy_errors(rules(rule()) +
+                          "permanentAllowList:\n"
+                          "  - sourceAddressPrefix: 192.0.2.1\n"
+                          "    ports:\n"
+                          "      - number: 22\n"
+                          "        proto: tcp\n"),
+            (Lines{"a.yaml:9:9: permanentAllowList port is missing 'protocol'",
+                   "a.yaml:10:9: unknown key 'proto' in permanentAllowList port; expected one "
+                   "of: number, protocol"}));
+}
+
+TEST(config_policy, repeated_key) {
+  EXPECT_EQ(policy_errors(rules(rule() + "    number: 23\n")),
+            Lines{"a.yaml:6:5: key 'number' appears twice in port rule"});
+}
+
+// --- Port rule fields ---------------------------------------------------------------------
+
+TEST(config_policy, bad_port_numbers) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"abc", "a.yaml:2:13: 'abc' is not a port number; expected an integer from 1 to 65535"},
+      {"0", "a.yaml:2:13: '0' is not a port number; expected an integer from 1 to 65535"},
+      {"65536", "a.yaml:2:13: '65536' is not a port number; expected an integer from 1 to 65535"},
+      {"-1", "a.yaml:2:13: '-1' is not a port number; expected an integer from 1 to 65535"},
+      {"22.0", "a.yaml:2:13: '22.0' is not a port number; expected an integer from 1 to 65535"},
+      {"99999999999", "a.yaml:2:13: '99999999999' is not a port number; expected an integer "
+                      "from 1 to 65535"},
+      {"[22]", "a.yaml:2:13: 'number' must be a single value, got a list"},
+  };
+  for (const auto& [number, expected] : cases) {
+    EXPECT_EQ(policy_errors(rules(rule(number))), Lines{expected}) << number;
+  }
+  EXPECT_EQ(valid_policy(rules(rule("65535"))).rules.at(0).port.number, 65535);
+}
+
+TEST(config_policy, missing_required_keys) {
+  EXPECT_EQ(policy_errors("ports:\n  - protocol: tcp\n"),
+            (Lines{"a.yaml:2:5: port rule is missing 'number'",
+                   "a.yaml:2:5: port rule is missing 'allowedSourceAddressPrefixes' (or "
+                   "'allowedSourceAddressPrefix')",
+                   "a.yaml:2:5: port rule is missing 'maxRequestAccessDuration'"}));
+  EXPECT_EQ(policy_errors("ports:\n  - number: 22\n    maxRequestAccessDuration: 1h\n"
+                          "    allowedSourceAddressPrefix: 10.0.0.0/8\n"),
+            Lines{"a.yaml:2:5: port rule is missing 'protocol'"});
+}
+
+TEST(config_policy, empty_value_points_at_the_key) {
+  EXPECT_EQ(policy_errors("ports:\n"
+                          "  - number: 22\n"
+                          "    protocol:\n"
+                          "    allowedSourceAddressPrefixes: [\"*\"]\n"
+                          "    maxRequestAccessDuration: 1h\n"),
+            Lines{"a.yaml:3:5: 'protocol' must be a single value, got nothing"});
+}
+
+TEST(config_policy, bad_protocol) {
+  EXPECT_EQ(policy_errors(rules(rule("22", "icmp"))),
+            Lines{"a.yaml:3:15: 'icmp' is not a protocol; expected tcp, udp or *"});
+  EXPECT_EQ(policy_errors(rules(rule("22", "[tcp, udp]"))),
+            Lines{"a.yaml:3:15: 'protocol' must be a single value, got a list"});
+}
+
+TEST(config_policy, both_prefix_forms) {
+  EXPECT_EQ(policy_errors("ports:\n"
+                          "  - number: 22\n"
+                          "    protocol: tcp\n"
+                          "    allowedSourceAddressPrefix: 10.0.0.0/8\n"
+                          "    allowedSourceAddressPrefixes: [10.0.0.0/8]\n"
+                          "    maxRequestAccessDuration: 1h\n"),
+            Lines{"a.yaml:5:5: use either 'allowedSourceAddressPrefix' or "
+                  "'allowedSourceAddressPrefixes', not both"});
+}
+
+TEST(config_policy, empty_prefix_list) {
+  EXPECT_EQ(policy_errors(rules(rule("22", "tcp", "[]"))),
+            Lines{"a.yaml:4:35: 'allowedSourceAddressPrefixes' must not be empty"});
+  EXPECT_EQ(policy_errors(rules(rule("22", "tcp", ""))),
+            Lines{"a.yaml:4:5: 'allowedSourceAddressPrefixes' must not be empty"});
+}
+
+TEST(config_policy, star_must_stand_alone) {
+  EXPECT_EQ(policy_errors(rules(rule("22", "tcp", R"(["10.0.0.0/8", "*"])"))),
+            Lines{"a.yaml:4:50: '*' must stand alone: it already allows every address"});
+  const auto policy = valid_policy(
+      "ports:\n"
+      "  - number: 22\n"
+      "    protocol: tcp\n"
+      "    allowedSourceAddressPrefix: \"*\"\n"
+      "    maxRequestAccessDuration: 1h\n");
+  EXPECT_TRUE(policy.rules.at(0).any_source);
+}
+
+TEST(config_policy, bad_prefixes) {
+  EXPECT_EQ(policy_errors(rules(rule("22", "tcp", R"(["10.0.0.1/24", "example.com"])"))),
+            (Lines{"a.yaml:4:36: '10.0.0.1/24' has host bits set; did you mean 10.0.0.0/24?",
+                   "a.yaml:4:51: 'example.com' is not an IPv4 or IPv6 address"}));
+  EXPECT_EQ(policy_errors(rules(rule("22", "tcp", "[[10.0.0.0/8]]"))),
+            Lines{"a.yaml:4:36: an item of 'allowedSourceAddressPrefixes' must be a single "
+                  "value, got a list"});
+  EXPECT_EQ(policy_errors("ports:\n"
+                          "  - number: 22\n"
+                          "    protocol: tcp\n"
+                          "    allowedSourceAddressPrefix: 10.0.0.0/33\n"
+                          "    maxRequestAccessDuration: 1h\n"),
+            Lines{"a.yaml:4:33: '10.0.0.0/33': prefix length must be 0..32"});
+}
+
+TEST(config_policy, bad_durations) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"soon", "a.yaml:5:31: 'soon' is not a valid duration: expected a number (examples: PT3H, "
+               "PT30M, 3h, 30m, 45s)"},
+      {"PT0S", "a.yaml:5:31: 'PT0S' is not a valid duration: must be longer than zero "
+               "(examples: PT3H, PT30M, 3h, 30m, 45s)"},
+      {"-1h", "a.yaml:5:31: '-1h' is not a valid duration: negative (examples: PT3H, PT30M, 3h, "
+              "30m, 45s)"},
+      {"25h", "a.yaml:5:31: '25h' is longer than PT24H, the longest access jitd grants"},
+      {"P2D", "a.yaml:5:31: 'P2D' is longer than PT24H, the longest access jitd grants"},
+  };
+  for (const auto& [duration, expected] : cases) {
+    EXPECT_EQ(policy_errors(rules(rule("22", "tcp", R"(["*"])", duration))), Lines{expected})
+        << duration;
+  }
+}
+
+TEST(config_policy, duplicate_ports_in_one_file) {
+  EXPECT_EQ(policy_errors(rules(rule("22") + rule("22"))),
+            Lines{"a.yaml:6:5: rule for 22/tcp overlaps the rule for 22/tcp at a.yaml:2:5"});
+  EXPECT_EQ(policy_errors(rules(rule("22") + rule("22", R"("*")"))),
+            Lines{"a.yaml:6:5: rule for 22/* overlaps the rule for 22/tcp at a.yaml:2:5"});
+  EXPECT_EQ(policy_errors(rules(rule("22", "udp") + rule("22", R"("*")"))),
+            Lines{"a.yaml:6:5: rule for 22/* overlaps the rule for 22/udp at a.yaml:2:5"});
+  EXPECT_EQ(valid_policy(rules(rule("53", "tcp") + rule("53", "udp"))).rules.size(), 2u);
+}
+
+// --- Permanent allow-list -----------------------------------------------------------------
+
+TEST(config_policy, allow_list_refuses_everyone) {
+  EXPECT_EQ(policy_errors("permanentAllowList:\n  - sourceAddressPrefixes: [\"*\"]\n"),
+            Lines{"a.yaml:2:29: '*' is not allowed in permanentAllowList: it would switch "
+                  "protection off for every address"});
+  EXPECT_EQ(policy_errors("permanentAllowList:\n  - sourceAddressPrefix: 0.0.0.0/0\n"),
+            Lines{"a.yaml:2:26: '0.0.0.0/0' is not allowed in permanentAllowList: it would "
+                  "switch protection off for every IPv4 address"});
+  EXPECT_EQ(policy_errors("permanentAllowList:\n  - sourceAddressPrefix: ::/0\n"),
+            Lines{"a.yaml:2:26: '::/0' is not allowed in permanentAllowList: it would switch "
+                  "protection off for every IPv6 address"});
+}
+
+TEST(config_policy, allow_list_sources_required) {
+  EXPECT_EQ(policy_errors("permanentAllowList:\n  - description: nobody\n"),
+            Lines{"a.yaml:2:5: permanentAllowList entry is missing 'sourceAddressPrefixes' (or "
+                  "'sourceAddressPrefix')"});
+  EXPECT_EQ(policy_errors("permanentAllowList:\n  - sourceAddressPrefixes: []\n"),
+            Lines{"a.yaml:2:28: 'sourceAddressPrefixes' must not be empty"});
+  EXPECT_EQ(policy_errors("permanentAllowList:\n  - sourceAddressPrefix: 192.0.2.300\n"),
+            Lines{"a.yaml:2:26: '192.0.2.300' is not an IPv4 or IPv6 address"});
+}
+
+TEST(config_policy, allow_list_ports_must_be_protected) {
+  const auto allow = [](const std::string& number, const std::string& protocol) {
+    return "permanentAllowList:\n"
+           "  - sourceAddressPrefix: 192.0.2.1\n"
+           "    ports:\n"
+           "      - number: " + number + "\n" +
+           "        protocol: " + protocol + "\n";
+  };
+  EXPECT_EQ(policy_errors(rules(rule("22")) + allow("8080", "tcp")),
+            Lines{"a.yaml:7:5: permanentAllowList names 8080/tcp, which no port rule protects"});
+  EXPECT_EQ(policy_errors(rules(rule("22")) + allow("22", "udp")),
+            Lines{"a.yaml:7:5: permanentAllowList names 22/udp, which no port rule protects"});
+  EXPECT_EQ(policy_errors(rules(rule("22")) + allow("22", R"("*")")),
+            Lines{"a.yaml:7:5: permanentAllowList names 22/udp, which no port rule protects"});
+  EXPECT_EQ(policy_errors(rules(rule("22")) + allow("23", R"("*")")),
+            Lines{"a.yaml:7:5: permanentAllowList names 23/*, which no port rule protects"});
+  EXPECT_EQ(valid_policy(rules(rule("22", R"("*")")) + allow("22", "udp")).permanent_allow.size(),
+            1u);
+  EXPECT_EQ(policy_errors(rules(rule("22")) + allow("0", "tcp")),
+            Lines{"a.yaml:9:17: '0' is not a port number; expected an integer from 1 to 65535"});
+}
+
+TEST(config_policy, allow_list_ports_not_empty) {
+  EXPECT_EQ(policy_errors("permanentAllowList:\n"
+                          "  - sourceAddressPrefix: 192.0.2.1\n"
+                          "    ports: []\n"),
+            Lines{"a.yaml:3:12: 'ports' must not be empty; leave it out to cover every "
+                  "protected port"});
+}
+
+// --- Error collection ---------------------------------------------------------------------
+
+TEST(config_policy, reports_every_error_in_document_order) {
+  EXPECT_EQ(policy_errors("ports:\n"
+                          "  - number: 22\n"
+                          "    protocol: tcp\n"
+                          "    allowedSourceAddressPrefixes: [\"*\"]\n"
+                          "    maxRequestAccessDuration: forever\n"
+                          "  - number: 70000\n"
+                          "    protocol: sctp\n"
+                          "    allowedSourceAddressPrefix: 10.0.0.1/8\n"
+                          "    maxRequestAccessDuration: 1h\n"
+                          "permanentAllowList:\n"
+                          "  - sourceAddressPrefixes: [\"*\"]\n"
+                          "    ports:\n"
+                          "      - number: 22\n"
+                          "        protocol: tcp\n"),
+            (Lines{"a.yaml:5:31: 'forever' is not a valid duration: expected a number (examples: "
+                   "PT3H, PT30M, 3h, 30m, 45s)",
+                   "a.yaml:6:13: '70000' is not a port number; expected an integer from 1 to "
+                   "65535",
+                   "a.yaml:7:15: 'sctp' is not a protocol; expected tcp, udp or *",
+                   "a.yaml:8:33: '10.0.0.1/8' has host bits set; did you mean 10.0.0.0/8?",
+                   "a.yaml:11:29: '*' is not allowed in permanentAllowList: it would switch "
+                   "protection off for every address"}));
+}
+
+// --- Policy directories -------------------------------------------------------------------
+
+TEST(config_directory, merges_yaml_files_in_byte_order) {
+  TempDir dir;
+  dir.write("9-c.yaml", rules(rule("9")));
+  dir.write("20-b.yaml", rules(rule("20")));
+  dir.write("10-a.yml", rules(rule("10")));
+  // Not policy files: each would be an error if read.
+  dir.write(".hidden.yaml", "ports: [\n");
+  dir.write("notes.txt", "ports: [\n");
+  dir.write("10-a.yml.bak", "ports: [\n");
+  fs::create_directory(dir.path() / "sub.yaml");
+  dir.write("sub.yaml/x.yaml", "ports: [\n");
+
+  const auto loaded = load_policy_directory(dir.path());
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  ASSERT_EQ(loaded.value.rules.size(), 3u);
+  EXPECT_EQ(loaded.value.rules[0].port.number, 10);
+  EXPECT_EQ(loaded.value.rules[0].origin.to_string(), dir.at("10-a.yml") + ":2:5");
+  EXPECT_EQ(loaded.value.rules[1].port.number, 20);
+  EXPECT_EQ(loaded.value.rules[2].port.number, 9);
+  EXPECT_EQ(loaded.value.rules[2].origin.file, dir.at("9-c.yaml"));
+}
+
+TEST(config_directory, allow_list_may_name_a_port_from_another_file) {
+  TempDir dir;
+  dir.write("10-rules.yaml", rules(rule("22")));
+  dir.write("20-allow.yaml",
+            "permanentAllowList:\n"
+            "  - sourceAddressPrefix: 192.0.2.1\n"
+            "    ports: [{number: 22, protocol: tcp}]\n");
+  const auto loaded = load_policy_directory(dir.path());
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  EXPECT_EQ(loaded.value.permanent_allow.size(), 1u);
+}
+
+TEST(config_directory, duplicate_across_files_names_both) {
+  TempDir dir;
+  dir.write("10-a.yaml", rules(rule("22")));
+  dir.write("20-b.yaml", rules(rule("80") + rule("22", R"("*")")));
+  EXPECT_EQ(texts(load_policy_directory(dir.path()).errors),
+            Lines{dir.at("20-b.yaml") + ":6:5: rule for 22/* overlaps the rule for 22/tcp at " +
+                  dir.at("10-a.yaml") + ":2:5"});
+}
+
+TEST(config_directory, file_errors_then_merged_errors) {
+  TempDir dir;
+  dir.write("a.yaml", rules(rule("22", "tcp", R"(["*"])", "48h")));
+  dir.write("b.yaml", "ports: [\n");
+  dir.write("c.yaml",
+            "permanentAllowList:\n"
+            "  - sourceAddressPrefix: 192.0.2.1\n"
+            "    ports: [{number: 8080, protocol: tcp}]\n");
+  EXPECT_EQ(texts(load_policy_directory(dir.path()).errors),
+            (Lines{dir.at("a.yaml") + ":5:31: '48h' is longer than PT24H, the longest access jitd "
+                                      "grants",
+                   dir.at("b.yaml") + ":2:1: invalid YAML: end of sequence flow not found",
+                   dir.at("c.yaml") + ":2:5: permanentAllowList names 8080/tcp, which no port "
+                                      "rule protects"}));
+}
+
+TEST(config_directory, rule_with_a_bad_field_still_protects_its_port) {
+  // Only the real error: the allow-list entry must not also report 22/tcp as unprotected.
+  EXPECT_EQ(policy_errors(rules(rule("22", "tcp", R"(["*"])", "never")) +
+                          "permanentAllowList:\n"
+                          "  - sourceAddressPrefix: 192.0.2.1\n"
+                          "    ports: [{number: 22, protocol: tcp}]\n"),
+            Lines{"a.yaml:5:31: 'never' is not a valid duration: expected a number (examples: "
+                  "PT3H, PT30M, 3h, 30m, 45s)"});
+}
+
+TEST(config_directory, missing_directory) {
+  TempDir dir;
+  EXPECT_EQ(texts(load_policy_directory(dir.path() / "policies.d").errors),
+            Lines{dir.at("policies.d") + ": policy directory does not exist"});
+}
+
+TEST(config_directory, not_a_directory) {
+  TempDir dir;
+  const auto file = dir.write("policies.d", "");
+  EXPECT_EQ(texts(load_policy_directory(file).errors),
+            Lines{file.string() + ": policy directory is not a directory"});
+}
+
+TEST(config_directory, empty_directory_is_an_empty_policy) {
+  TempDir dir;
+  const auto loaded = load_policy_directory(dir.path());
+  EXPECT_TRUE(loaded.ok());
+  EXPECT_TRUE(loaded.value.rules.empty());
+}
+
+TEST(config_directory, unreadable_file) {
+  // A dangling symlink cannot be opened even by root (permission bits would not stop root).
+  TempDir dir;
+  dir.write("a.yaml", rules(rule("22")));
+  fs::create_symlink(dir.path() / "missing", dir.path() / "b.yaml");
+  const auto loaded = load_policy_directory(dir.path());
+  EXPECT_EQ(texts(loaded.errors),
+            Lines{dir.at("b.yaml") + ": cannot open: No such file or directory"});
+  EXPECT_EQ(loaded.value.rules.size(), 1u);
+}
+
+// --- Main config --------------------------------------------------------------------------
+
+void expect_defaults(const MainConfig& config) {
+  const MainConfig defaults;
+  EXPECT_EQ(config.socket_path, defaults.socket_path);
+  EXPECT_EQ(config.socket_group, defaults.socket_group);
+  EXPECT_EQ(config.policy_directory, defaults.policy_directory);
+  EXPECT_EQ(config.state_directory, defaults.state_directory);
+  EXPECT_EQ(config.nft_table, defaults.nft_table);
+  EXPECT_EQ(config.log_level, defaults.log_level);
+}
+
+Lines main_config_errors(const TempDir& dir, const std::string& text) {
+  return texts(load_main_config(dir.write("jitd.yaml", text)).errors);
+}
+
+TEST(config_main, missing_or_empty_file_means_defaults) {
+  TempDir dir;
+  const auto missing = load_main_config(dir.path() / "jitd.yaml");
+  EXPECT_TRUE(missing.ok());
+  expect_defaults(missing.value);
+
+  for (const auto* text : {"", "# all defaults\n"}) {
+    const auto empty = load_main_config(dir.write("jitd.yaml", text));
+    EXPECT_EQ(texts(empty.errors), Lines{});
+    expect_defaults(empty.value);
+  }
+}
+
+TEST(config_main, overrides) {
+  TempDir dir;
+  const auto loaded = load_main_config(dir.write("jitd.yaml",
+                                                 "socketPath: /run/x/x.sock\n"
+                                                 "socketGroup: \"\"\n"
+                                                 "policyDirectory: /srv/policies\n"
+                                                 "stateDirectory: /srv/state\n"
+                                                 "nftTable: jitd_test-1\n"
+                                                 "logLevel: debug\n"));
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  EXPECT_EQ(loaded.value.socket_path, "/run/x/x.sock");
+  EXPECT_EQ(loaded.value.socket_group, "");
+  EXPECT_EQ(loaded.value.policy_directory, "/srv/policies");
+  EXPECT_EQ(loaded.value.state_directory, "/srv/state");
+  EXPECT_EQ(loaded.value.nft_table, "jitd_test-1");
+  EXPECT_EQ(loaded.value.log_level, "debug");
+}
+
+TEST(config_main, unknown_key) {
+  TempDir dir;
+  EXPECT_EQ(main_config_errors(dir, "logLevel: info\nsocket: /run/x.sock\n"),
+            Lines{dir.at("jitd.yaml") + ":2:1: unknown key 'socket' in main config; expected one "
+                                        "of: socketPath, socketGroup, policyDirectory, "
+                                        "stateDirectory, nftTable, logLevel"});
+}
+
+TEST(config_main, paths_must_be_absolute) {
+  TempDir dir;
+  EXPECT_EQ(main_config_errors(dir, "socketPath: run/jitd.sock\n"
+                                    "policyDirectory: \"\"\n"
+                                    "stateDirectory: ./state\n"),
+            (Lines{dir.at("jitd.yaml") + ":1:13: 'run/jitd.sock' is not an absolute path",
+                   dir.at("jitd.yaml") + ":2:18: '' is not an absolute path",
+                   dir.at("jitd.yaml") + ":3:17: './state' is not an absolute path"}));
+}
+
+TEST(config_main, nft_table_name) {
+  TempDir dir;
+  const std::string longest(63, 't');
+  EXPECT_EQ(main_config_errors(dir, "nftTable: " + longest + "\n"), Lines{});
+  const auto error = [&](const std::string& name) {
+    return dir.at("jitd.yaml") + ":1:11: '" + name + "' is not a valid nftables table name; " +
+           "use 1 to 63 letters, digits, '_' or '-'";
+  };
+  for (const auto& name : {longest + "t", std::string("my table"), std::string("jitd.v2")}) {
+    EXPECT_EQ(main_config_errors(dir, "nftTable: \"" + name + "\"\n"), Lines{error(name)});
+  }
+  EXPECT_EQ(main_config_errors(dir, "nftTable: \"\"\n"), Lines{error("")});
+}
+
+TEST(config_main, log_level) {
+  TempDir dir;
+  for (const auto* level : {"trace", "debug", "info", "warn", "error"}) {
+    EXPECT_EQ(main_config_errors(dir, std::string("logLevel: ") + level + "\n"), Lines{});
+  }
+  EXPECT_EQ(main_config_errors(dir, "logLevel: verbose\n"),
+            Lines{dir.at("jitd.yaml") + ":1:11: 'verbose' is not a log level; expected one of: "
+                                        "trace, debug, info, warn, error"});
+  EXPECT_EQ(main_config_errors(dir, "logLevel: [info]\n"),
+            Lines{dir.at("jitd.yaml") + ":1:11: 'logLevel' must be a single value, got a list"});
+}
+
+TEST(config_main, wrong_shape_and_syntax) {
+  TempDir dir;
+  EXPECT_EQ(main_config_errors(dir, "just text\n"),
+            Lines{dir.at("jitd.yaml") + ":1:1: main config must be a mapping, got a single value"});
+  EXPECT_EQ(main_config_errors(dir, "logLevel: [\n"),
+            Lines{dir.at("jitd.yaml") + ":2:1: invalid YAML: end of sequence flow not found"});
+}
+
+TEST(config_main, unreadable_file) {
+  TempDir dir;
+  EXPECT_EQ(texts(load_main_config(dir.path()).errors),
+            Lines{dir.path().string() + ": not a regular file"});
+}
+
+TEST(config_main, invalid_values_keep_their_defaults) {
+  TempDir dir;
+  const auto loaded = load_main_config(dir.write("jitd.yaml", "logLevel: loud\nnftTable: t1\n"));
+  EXPECT_EQ(loaded.errors.size(), 1u);
+  EXPECT_EQ(loaded.value.log_level, "info");
+  EXPECT_EQ(loaded.value.nft_table, "t1");
+}
+
+// --- Packaged files -----------------------------------------------------------------------
+
+const fs::path packaging = fs::path(__FILE__).parent_path() / "../../packaging";
+
+TEST(config_packaging, main_config_spells_out_the_defaults) {
+  const auto loaded = load_main_config(packaging / "jitd.yaml");
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  expect_defaults(loaded.value);
+}
+
+TEST(config_packaging, policy_protects_management_ports) {
+  const auto loaded = load_policy_directory(packaging / "policies.d");
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  const std::vector<core::PortKey> expected = {{core::Protocol::tcp, 22},
+                                               {core::Protocol::tcp, 3389},
+                                               {core::Protocol::tcp, 5985},
+                                               {core::Protocol::tcp, 5986}};
+  EXPECT_EQ(loaded.value.protected_ports(), expected);
+  for (const auto& rule : loaded.value.rules) {
+    EXPECT_TRUE(rule.any_source);
+    EXPECT_EQ(rule.max_duration, 3h);
+  }
+  EXPECT_TRUE(loaded.value.permanent_allow.empty());
+}
+
+}  // namespace
+}  // namespace jitd::config
