@@ -1,0 +1,184 @@
+#include "netlink.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <ctime>
+#include <optional>
+#include <utility>
+
+#include <libnftnl/common.h>
+#include <linux/netfilter/nfnetlink.h>
+
+namespace jitd::nft {
+namespace {
+
+// Large enough for a full dump datagram (the kernel fills up to 32 KiB).
+constexpr std::size_t receive_buffer_size = 64 * 1024;
+// Rough kernel memory charged per queued ACK (skb truesize), to size the receive buffer.
+constexpr std::size_t ack_truesize = 1024;
+
+core::Error kernel_error(const std::string& operation, int error) {
+  return core::Error{core::ErrorCode::kernel, operation + ": " + std::strerror(error), error};
+}
+
+// The *FORCE options bypass wmem_max/rmem_max; they need CAP_NET_ADMIN, which nf_tables
+// needs anyway, so the plain option is only a fallback.
+core::Result<void> ensure_buffer(int fd, int option, int force_option, std::size_t needed,
+                                 const char* what) {
+  int current = 0;
+  socklen_t length = sizeof current;
+  if (getsockopt(fd, SOL_SOCKET, option, &current, &length) == 0 &&
+      static_cast<std::size_t>(current) >= needed) {
+    return {};
+  }
+  // The kernel doubles the requested value.
+  const int value = static_cast<int>(std::min<std::size_t>(needed / 2 + 1, INT_MAX / 2));
+  if (setsockopt(fd, SOL_SOCKET, force_option, &value, sizeof value) == 0 ||
+      setsockopt(fd, SOL_SOCKET, option, &value, sizeof value) == 0) {
+    return {};
+  }
+  return tl::unexpected(kernel_error(std::string("set netlink ") + what, errno));
+}
+
+}  // namespace
+
+Batch::Batch(std::uint32_t first_seq) : first_seq_(first_seq) {
+  buffer_.resize(message_capacity);
+  nftnl_batch_begin(buffer_.data(), first_seq_);
+  operations_.emplace_back("begin transaction");
+}
+
+void Batch::close_message() {
+  const auto* header = reinterpret_cast<const nlmsghdr*>(buffer_.data() + size_);
+  size_ += NLMSG_ALIGN(header->nlmsg_len);
+}
+
+nlmsghdr* Batch::add(std::uint16_t type, std::uint16_t family, std::uint16_t flags,
+                     std::string operation) {
+  close_message();
+  buffer_.resize(size_ + message_capacity);
+  const auto seq = static_cast<std::uint32_t>(first_seq_ + operations_.size());
+  operations_.push_back(std::move(operation));
+  return nftnl_nlmsg_build_hdr(buffer_.data() + size_, type, family, flags | NLM_F_ACK, seq);
+}
+
+void Batch::finish() {
+  close_message();
+  buffer_.resize(size_ + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg)));
+  nftnl_batch_end(buffer_.data() + size_,
+                  static_cast<std::uint32_t>(first_seq_ + operations_.size()));
+  operations_.emplace_back("commit transaction");
+  close_message();
+}
+
+Netlink::Netlink(MnlSocket socket, std::uint32_t seq)
+    : socket_(std::move(socket)),
+      portid_(mnl_socket_get_portid(socket_.get())),
+      seq_(seq),
+      receive_buffer_(receive_buffer_size) {}
+
+core::Result<Netlink> Netlink::open() {
+  MnlSocket socket(mnl_socket_open(NETLINK_NETFILTER));
+  if (!socket) return tl::unexpected(kernel_error("open netlink socket", errno));
+  if (mnl_socket_bind(socket.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
+    return tl::unexpected(kernel_error("open netlink socket", errno));
+  }
+  // Error replies then carry only the failed message's header, not the whole message.
+  int on = 1;
+  if (mnl_socket_setsockopt(socket.get(), NETLINK_CAP_ACK, &on, sizeof on) < 0) {
+    return tl::unexpected(kernel_error("open netlink socket", errno));
+  }
+  return Netlink(std::move(socket), static_cast<std::uint32_t>(std::time(nullptr)));
+}
+
+// The kernel runs a batch synchronously inside sendmsg and queues all replies before it
+// returns, so the whole batch must fit the send buffer and all ACKs the receive buffer.
+core::Result<void> Netlink::fit_buffers(const Batch& batch) {
+  const int fd = mnl_socket_get_fd(socket_.get());
+  return ensure_buffer(fd, SO_SNDBUF, SO_SNDBUFFORCE, batch.size_ + 4096, "send buffer")
+      .and_then([&] {
+        return ensure_buffer(fd, SO_RCVBUF, SO_RCVBUFFORCE, batch.operations_.size() * ack_truesize,
+                             "receive buffer");
+      });
+}
+
+core::Result<void> Netlink::commit(Batch batch) {
+  batch.finish();
+  seq_ = static_cast<std::uint32_t>(batch.first_seq_ + batch.operations_.size());
+  if (auto fitted = fit_buffers(batch); !fitted) return fitted;
+  if (mnl_socket_sendto(socket_.get(), batch.buffer_.data(), batch.size_) < 0) {
+    return tl::unexpected(kernel_error("send transaction", errno));
+  }
+
+  // Every message between BEGIN and END is answered, with an ACK or an error. An error
+  // about BEGIN itself (e.g. EPERM) means nothing else comes, so after any error the
+  // remaining replies are drained without blocking.
+  std::size_t pending = batch.operations_.size() - 2;
+  std::optional<core::Error> failure;
+  const int fd = mnl_socket_get_fd(socket_.get());
+  while (pending > 0) {
+    const ssize_t received =
+        recv(fd, receive_buffer_.data(), receive_buffer_.size(), failure ? MSG_DONTWAIT : 0);
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      if (failure && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      return tl::unexpected(failure.value_or(kernel_error("receive transaction replies", errno)));
+    }
+    auto length = static_cast<int>(received);
+    for (auto* header = reinterpret_cast<const nlmsghdr*>(receive_buffer_.data());
+         mnl_nlmsg_ok(header, length); header = mnl_nlmsg_next(header, &length)) {
+      const std::uint32_t index = header->nlmsg_seq - batch.first_seq_;
+      if (header->nlmsg_type != NLMSG_ERROR || index >= batch.operations_.size()) continue;
+      const auto* reply = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(header));
+      if (reply->error != 0 && !failure) {
+        failure = kernel_error(batch.operations_[index], -reply->error);
+      }
+      if (index > 0 && index + 1 < batch.operations_.size()) --pending;
+    }
+  }
+  if (failure) return tl::unexpected(*failure);
+  return {};
+}
+
+core::Result<void> Netlink::query(std::uint16_t type, std::uint16_t family, Request request,
+                                  const Builder& build, const ReplyHandler& on_reply,
+                                  const std::string& operation) {
+  std::vector<char> buffer(MNL_SOCKET_BUFFER_SIZE);
+  const std::uint32_t seq = seq_++;
+  // A dump ends with NLMSG_DONE; a plain get must ask for the ACK that ends it.
+  const std::uint16_t flags = request == Request::dump ? NLM_F_DUMP : NLM_F_ACK;
+  nlmsghdr* header = nftnl_nlmsg_build_hdr(buffer.data(), type, family, flags, seq);
+  build(header);
+  if (mnl_socket_sendto(socket_.get(), header, header->nlmsg_len) < 0) {
+    return tl::unexpected(kernel_error(operation, errno));
+  }
+
+  struct Context {
+    const ReplyHandler& on_reply;
+    bool malformed = false;
+  } context{on_reply};
+  // A reply that does not parse is noted, not fatal, so the rest of the dump is still read
+  // and cannot be mistaken for the answer to a later request.
+  const mnl_cb_t callback = [](const nlmsghdr* reply, void* data) -> int {
+    auto* context = static_cast<Context*>(data);
+    if (!context->on_reply(reply)) context->malformed = true;
+    return MNL_CB_OK;
+  };
+  int status = MNL_CB_OK;
+  while (status > MNL_CB_STOP) {
+    const ssize_t received =
+        mnl_socket_recvfrom(socket_.get(), receive_buffer_.data(), receive_buffer_.size());
+    if (received < 0) return tl::unexpected(kernel_error(operation, errno));
+    status = mnl_cb_run(receive_buffer_.data(), static_cast<std::size_t>(received), seq, portid_,
+                        callback, &context);
+  }
+  if (context.malformed) return tl::unexpected(kernel_error(operation, EPROTO));
+  if (status == MNL_CB_ERROR) return tl::unexpected(kernel_error(operation, errno));
+  return {};
+}
+
+}  // namespace jitd::nft

@@ -1,0 +1,50 @@
+#pragma once
+// The jitd table in libnftnl terms: the messages that build and change it, and the
+// decoding of set elements read back from the kernel.
+#include <array>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "handles.hpp"
+#include "jitd/core/backend.hpp"
+#include "netlink.hpp"
+
+namespace jitd::nft {
+
+enum class SetKind { protected_ports, allow4, allow6, grants4, grants6 };
+
+inline constexpr std::array all_sets{SetKind::protected_ports, SetKind::allow4, SetKind::allow6,
+                                     SetKind::grants4, SetKind::grants6};
+
+[[nodiscard]] std::string_view set_name(SetKind kind);
+[[nodiscard]] SetKind allow_set(core::Family family);
+[[nodiscard]] SetKind grants_set(core::Family family);
+
+// Appends the nf_tables messages for one inet table to a batch.
+class TableWriter {
+ public:
+  TableWriter(Batch& batch, std::string table);
+
+  void add_table();
+  void delete_table();
+  void add_sets();
+  void add_chain();
+  void add_protected(const std::vector<core::PortKey>& ports);
+  void add_permanent(const std::vector<core::ElementKey>& elements);
+  void add_grants(const std::vector<core::TimedElement>& grants);
+  void delete_grants(const std::vector<core::ElementKey>& elements);
+
+ private:
+  void write_elements(std::uint16_t type, SetKind kind, std::vector<SetElem> elements);
+
+  Batch& batch_;
+  std::string table_;
+};
+
+// An element of `kind` as read from the kernel; grants carry the remaining timeout.
+[[nodiscard]] core::Result<core::PortKey> decode_port(nftnl_set_elem* element);
+[[nodiscard]] core::Result<core::TimedElement> decode_element(SetKind kind,
+                                                              nftnl_set_elem* element);
+
+}  // namespace jitd::nft

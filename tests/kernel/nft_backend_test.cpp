@@ -1,0 +1,403 @@
+// NftBackend against the running kernel. main() first moves the process into a new network
+// namespace, so nothing here can touch the host's ruleset; `nft` children inherit it and
+// read the kernel independently of the backend.
+#include <arpa/inet.h>
+#include <sched.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "jitd/nft/nft_backend.hpp"
+
+namespace {
+
+using jitd::core::AddressRange;
+using jitd::core::AddressValue;
+using jitd::core::ElementChanges;
+using jitd::core::ElementKey;
+using jitd::core::EnforcementSpec;
+using jitd::core::Family;
+using jitd::core::Milliseconds;
+using jitd::core::PortKey;
+using jitd::core::Protocol;
+using jitd::core::TimedElement;
+using jitd::nft::NftBackend;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+bool skip_all = false;  // set by main() when no namespace could be created outside CI
+
+template <class T>
+testing::AssertionResult succeeded(const jitd::core::Result<T>& result) {
+  if (result) return testing::AssertionSuccess();
+  return testing::AssertionFailure() << result.error().message;
+}
+
+struct Output {
+  int status = -1;
+  std::string text;
+};
+
+// Runs a shell command (in our namespace) and returns its exit status and stdout.
+Output run(const std::string& command) {
+  Output output;
+  FILE* pipe = popen((command + " 2>/dev/null").c_str(), "r");
+  if (pipe == nullptr) return output;
+  std::array<char, 4096> chunk{};
+  std::size_t read = 0;
+  while ((read = std::fread(chunk.data(), 1, chunk.size(), pipe)) > 0) {
+    output.text.append(chunk.data(), read);
+  }
+  output.status = WEXITSTATUS(pclose(pipe));
+  return output;
+}
+
+// Runs a shell command with `input` on its stdin and returns its exit status.
+int feed(const std::string& command, const std::string& input) {
+  FILE* pipe = popen((command + " >/dev/null 2>&1").c_str(), "w");
+  if (pipe == nullptr) return -1;
+  std::fwrite(input.data(), 1, input.size(), pipe);
+  return WEXITSTATUS(pclose(pipe));
+}
+
+// The `nft -j` objects of one kind ("set", "chain", "rule"); empty when the command fails.
+std::vector<json> nft_objects(const std::string& what, const std::string& kind) {
+  const Output output = run("nft -j list " + what);
+  std::vector<json> objects;
+  if (output.status != 0) return objects;
+  const json document = json::parse(output.text);
+  for (const json& item : document.at("nftables")) {
+    if (item.contains(kind)) objects.push_back(item.at(kind));
+  }
+  return objects;
+}
+
+json nft_set(const std::string& name) {
+  const auto sets = nft_objects("set inet jitd " + name, "set");
+  return sets.empty() ? json() : sets.front();
+}
+
+// Elements of a listed set as text: "198.51.100.7 . tcp . 22 timeout 3600", addresses as
+// nft prints them (plain, prefix or range).
+std::vector<std::string> element_texts(const json& set) {
+  std::vector<std::string> texts;
+  if (!set.contains("elem")) return texts;
+  for (const json& item : set.at("elem")) {
+    const json& element = item.contains("elem") ? item.at("elem") : item;
+    const json& value = element.contains("val") ? element.at("val") : element;
+    std::string text;
+    for (const json& field : value.at("concat")) {
+      if (!text.empty()) text += " . ";
+      if (field.contains("prefix")) {
+        text += field["prefix"]["addr"].get<std::string>() + "/" +
+                std::to_string(field["prefix"]["len"].get<int>());
+      } else if (field.contains("range")) {
+        text += field["range"][0].get<std::string>() + "-" + field["range"][1].get<std::string>();
+      } else {
+        text += field.is_string() ? field.get<std::string>() : field.dump();
+      }
+    }
+    if (element.contains("timeout")) text += " timeout " + element["timeout"].dump();
+    texts.push_back(text);
+  }
+  std::sort(texts.begin(), texts.end());
+  return texts;
+}
+
+AddressValue address(const char* text) {
+  std::array<unsigned char, 16> bytes{};
+  const bool v4 = inet_pton(AF_INET, text, bytes.data()) == 1;
+  if (!v4 && inet_pton(AF_INET6, text, bytes.data()) != 1) throw std::invalid_argument(text);
+  AddressValue value = 0;
+  for (int i = 0; i < (v4 ? 4 : 16); ++i) value = value << 8 | bytes[i];
+  return value;
+}
+
+ElementKey key(const char* first, const char* last, Protocol protocol, std::uint16_t port) {
+  const Family family = std::strchr(first, ':') ? Family::ipv6 : Family::ipv4;
+  return ElementKey{AddressRange{family, address(first), address(last)}, PortKey{protocol, port}};
+}
+
+ElementKey key(const char* single, Protocol protocol, std::uint16_t port) {
+  return key(single, single, protocol, port);
+}
+
+std::vector<ElementKey> keys_of(const std::vector<TimedElement>& grants) {
+  std::vector<ElementKey> keys;
+  for (const auto& grant : grants) keys.push_back(grant.key);
+  return keys;
+}
+
+const ElementKey host_tcp22 = key("198.51.100.7", Protocol::tcp, 22);
+const ElementKey net_udp53 = key("203.0.113.0", "203.0.113.255", Protocol::udp, 53);
+const ElementKey v6_tcp22 = key("2001:db8::7", Protocol::tcp, 22);
+
+EnforcementSpec sample_spec() {
+  EnforcementSpec spec;
+  spec.protected_ports = {{Protocol::tcp, 22}, {Protocol::udp, 53}};
+  spec.permanent = {key("192.0.2.0", "192.0.2.255", Protocol::tcp, 22),
+                    key("2001:db8::", "2001:db8::ffff:ffff:ffff:ffff", Protocol::tcp, 22)};
+  spec.grants = {{host_tcp22, 1h}, {net_udp53, 30min}};
+  return spec;
+}
+
+class NftBackendTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (skip_all) GTEST_SKIP() << "no private network namespace (needs root or CAP_SYS_ADMIN)";
+    auto opened = NftBackend::open("jitd");
+    ASSERT_TRUE(succeeded(opened));
+    backend_ = std::move(*opened);
+    ASSERT_TRUE(succeeded(backend_->uninstall()));
+    ASSERT_TRUE(succeeded(backend_->install(EnforcementSpec{{{Protocol::tcp, 22}}, {}, {}})));
+  }
+
+  void apply_ok(const ElementChanges& changes) { ASSERT_TRUE(succeeded(backend_->apply(changes))); }
+
+  std::vector<TimedElement> grants() {
+    auto snapshot = backend_->snapshot();
+    EXPECT_TRUE(succeeded(snapshot));
+    return snapshot ? snapshot->grants : std::vector<TimedElement>{};
+  }
+
+  std::unique_ptr<NftBackend> backend_;
+};
+
+TEST_F(NftBackendTest, InstallCreatesTheRuleset) {
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+
+  std::vector<std::string> names;
+  for (const json& set : nft_objects("table inet jitd", "set")) {
+    names.push_back(set.at("name"));
+    const bool interval = set.at("name") != "protected";
+    const bool timeout = set.at("name").get<std::string>().starts_with("grants");
+    EXPECT_EQ(set.value("flags", json::array()).size(), interval + timeout) << set.dump();
+  }
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"protected", "allow4", "allow6", "grants4", "grants6"}));
+  EXPECT_EQ(nft_set("allow4").at("type"), json({"ipv4_addr", "inet_proto", "inet_service"}));
+  EXPECT_EQ(nft_set("grants6").at("flags"), json({"interval", "timeout"}));
+
+  const auto chains = nft_objects("table inet jitd", "chain");
+  ASSERT_EQ(chains.size(), 1U);
+  EXPECT_EQ(chains[0].at("hook"), "input");
+  EXPECT_EQ(chains[0].at("prio"), -10);
+  EXPECT_EQ(chains[0].at("policy"), "accept");
+
+  const auto rules = nft_objects("table inet jitd", "rule");
+  ASSERT_EQ(rules.size(), 8U);
+  EXPECT_EQ(rules[0]["expr"][0]["match"]["right"], "lo");
+  EXPECT_EQ(rules[1]["expr"][0]["match"]["op"], "!=");
+  EXPECT_EQ(rules[1]["expr"][0]["match"]["right"], "@protected");
+  EXPECT_EQ(rules[2]["expr"][0]["match"]["right"], json({"established", "related"}));
+  const std::array<const char*, 4> lookups{"@allow4", "@allow6", "@grants4", "@grants6"};
+  for (std::size_t i = 0; i < lookups.size(); ++i) {
+    EXPECT_EQ(rules[3 + i]["expr"][0]["match"]["right"], lookups[i]);
+  }
+  EXPECT_TRUE(rules[7]["expr"][0].contains("counter"));
+  EXPECT_TRUE(rules[7]["expr"][1].contains("drop"));
+
+  EXPECT_EQ(element_texts(nft_set("protected")),
+            (std::vector<std::string>{"tcp . 22", "udp . 53"}));
+  EXPECT_EQ(element_texts(nft_set("allow6")),
+            (std::vector<std::string>{"2001:db8::/64 . tcp . 22"}));
+  EXPECT_EQ(element_texts(nft_set("grants4")),
+            (std::vector<std::string>{"198.51.100.7 . tcp . 22 timeout 3600",
+                                      "203.0.113.0/24 . udp . 53 timeout 1800"}));
+
+  auto snapshot = backend_->snapshot();
+  ASSERT_TRUE(succeeded(snapshot));
+  const EnforcementSpec spec = sample_spec();
+  EXPECT_TRUE(snapshot->installed);
+  EXPECT_EQ(snapshot->protected_ports, spec.protected_ports);
+  EXPECT_EQ(snapshot->permanent, spec.permanent);
+  EXPECT_EQ(keys_of(snapshot->grants), (std::vector<ElementKey>{host_tcp22, net_udp53}));
+}
+
+// nft itself, given the ruleset as text, must produce a table that lists identically.
+TEST_F(NftBackendTest, RulesetListsLikeNftsOwn) {
+  EnforcementSpec spec = sample_spec();
+  spec.grants.clear();  // "expires" would differ
+  ASSERT_TRUE(succeeded(backend_->install(spec)));
+  const std::string reference = R"(table inet reference {
+    set protected { type inet_proto . inet_service; elements = { tcp . 22, udp . 53 } }
+    set allow4 { type ipv4_addr . inet_proto . inet_service; flags interval;
+                 elements = { 192.0.2.0/24 . tcp . 22 } }
+    set allow6 { type ipv6_addr . inet_proto . inet_service; flags interval;
+                 elements = { 2001:db8::/64 . tcp . 22 } }
+    set grants4 { type ipv4_addr . inet_proto . inet_service; flags interval, timeout; }
+    set grants6 { type ipv6_addr . inet_proto . inet_service; flags interval, timeout; }
+    chain input {
+      type filter hook input priority -10; policy accept;
+      iif "lo" accept
+      meta l4proto . th dport != @protected accept
+      ct state established,related accept
+      meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
+      meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
+      meta nfproto ipv4 ip saddr . meta l4proto . th dport @grants4 accept
+      meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @grants6 accept
+      counter drop
+    }
+  })";
+  ASSERT_EQ(feed("nft -f -", reference), 0);
+  std::string expected = run("nft list table inet reference").text;
+  expected.replace(expected.find("reference"), std::strlen("reference"), "jitd");
+  EXPECT_EQ(run("nft list table inet jitd").text, expected);
+  ASSERT_EQ(run("nft delete table inet reference").status, 0);
+}
+
+TEST_F(NftBackendTest, InstallTwiceReplacesEverything) {
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  const ElementKey other = key("192.0.2.99", Protocol::tcp, 2222);
+  ASSERT_TRUE(
+      succeeded(backend_->install(EnforcementSpec{{{Protocol::tcp, 2222}}, {}, {{other, 1h}}})));
+
+  EXPECT_EQ(element_texts(nft_set("grants4")),
+            (std::vector<std::string>{"192.0.2.99 . tcp . 2222 timeout 3600"}));
+  EXPECT_EQ(element_texts(nft_set("protected")), (std::vector<std::string>{"tcp . 2222"}));
+  EXPECT_TRUE(element_texts(nft_set("allow4")).empty());
+  EXPECT_EQ(nft_objects("table inet jitd", "rule").size(), 8U);
+  EXPECT_EQ(keys_of(grants()), (std::vector<ElementKey>{other}));
+}
+
+TEST_F(NftBackendTest, ApplyAddsGrantsAndSnapshotReportsRemainingTime) {
+  apply_ok(ElementChanges{{}, {{host_tcp22, 60s}, {net_udp53, 120s}, {v6_tcp22, 90s}}});
+  EXPECT_TRUE(succeeded(backend_->apply(ElementChanges{})));
+
+  EXPECT_EQ(element_texts(nft_set("grants4")),
+            (std::vector<std::string>{"198.51.100.7 . tcp . 22 timeout 60",
+                                      "203.0.113.0/24 . udp . 53 timeout 120"}));
+  EXPECT_EQ(element_texts(nft_set("grants6")),
+            (std::vector<std::string>{"2001:db8::7 . tcp . 22 timeout 90"}));
+
+  const auto current = grants();
+  ASSERT_EQ(keys_of(current), (std::vector<ElementKey>{host_tcp22, net_udp53, v6_tcp22}));
+  const std::array<Milliseconds, 3> given{60s, 120s, 90s};
+  for (std::size_t i = 0; i < given.size(); ++i) {
+    EXPECT_LE(current[i].timeout, given[i]);
+    EXPECT_GT(current[i].timeout, given[i] - 5s);
+  }
+}
+
+TEST_F(NftBackendTest, RemoveAndAddTheSameKeyInOneBatchExtends) {
+  apply_ok(ElementChanges{{}, {{host_tcp22, 10s}, {v6_tcp22, 10s}}});
+  apply_ok(ElementChanges{{host_tcp22, v6_tcp22}, {{host_tcp22, 1h}, {v6_tcp22, 2h}}});
+
+  const auto current = grants();
+  ASSERT_EQ(current.size(), 2U);
+  EXPECT_GT(current[0].timeout, 1h - 5s);
+  EXPECT_GT(current[1].timeout, 2h - 5s);
+}
+
+TEST_F(NftBackendTest, OverlappingAddFailsAndChangesNothing) {
+  apply_ok(ElementChanges{{}, {{net_udp53, 1h}}});
+  const ElementKey inside = key("203.0.113.5", "203.0.113.9", Protocol::udp, 53);
+  auto applied = backend_->apply(ElementChanges{{}, {{host_tcp22, 1h}, {inside, 1h}}});
+
+  ASSERT_FALSE(applied);
+  EXPECT_EQ(applied.error().code, jitd::core::ErrorCode::kernel);
+  EXPECT_NE(applied.error().sys_errno, 0);
+  EXPECT_NE(applied.error().message.find("add element to set inet jitd grants4: "),
+            std::string::npos)
+      << applied.error().message;
+  EXPECT_EQ(keys_of(grants()), (std::vector<ElementKey>{net_udp53}));
+}
+
+TEST_F(NftBackendTest, ElementDisappearsWhenItsTimeoutEnds) {
+  apply_ok(ElementChanges{{}, {{host_tcp22, 1500ms}}});
+  EXPECT_EQ(element_texts(nft_set("grants4")).size(), 1U);
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_TRUE(element_texts(nft_set("grants4")).empty());
+  EXPECT_TRUE(grants().empty());
+}
+
+TEST_F(NftBackendTest, RemovingAnExpiredElementIsTolerated) {
+  apply_ok(ElementChanges{{}, {{host_tcp22, 1000ms}, {v6_tcp22, 1h}}});
+  std::this_thread::sleep_for(1500ms);
+  // The kernel answers ENOENT for the expired removal; the retry drops it.
+  apply_ok(ElementChanges{{host_tcp22, v6_tcp22}, {{net_udp53, 1h}, {v6_tcp22, 2h}}});
+
+  const auto current = grants();
+  ASSERT_EQ(keys_of(current), (std::vector<ElementKey>{net_udp53, v6_tcp22}));
+  EXPECT_GT(current[1].timeout, 2h - 5s);
+}
+
+// Expired elements may linger in the set until garbage collection; they must not block
+// re-adding the same key or an overlapping range.
+TEST_F(NftBackendTest, ExpiredElementsDoNotBlockNewOnes) {
+  const ElementKey range = key("10.1.0.0", "10.1.0.255", Protocol::tcp, 22);
+  const ElementKey wider = key("10.2.0.0", "10.2.255.255", Protocol::tcp, 22);
+  const ElementKey partial = key("10.3.0.0", "10.3.0.10", Protocol::tcp, 22);
+  apply_ok(ElementChanges{{},
+                          {{range, 1000ms},
+                           {key("10.2.0.0", "10.2.0.255", Protocol::tcp, 22), 1000ms},
+                           {key("10.3.0.5", Protocol::tcp, 22), 1000ms}}});
+  std::this_thread::sleep_for(1500ms);
+
+  apply_ok(ElementChanges{{}, {{range, 1h}}});
+  apply_ok(ElementChanges{{}, {{wider, 1h}}});
+  apply_ok(ElementChanges{{}, {{partial, 1h}}});
+  EXPECT_EQ(keys_of(grants()), (std::vector<ElementKey>{range, wider, partial}));
+}
+
+TEST_F(NftBackendTest, TenThousandElementsInOneApply) {
+  ElementChanges changes;
+  const AddressValue base = address("10.0.0.0");
+  for (AddressValue i = 0; i < 10'000; ++i) {
+    changes.add.push_back({{{Family::ipv4, base + i, base + i}, {Protocol::tcp, 22}}, 1h});
+  }
+  apply_ok(changes);
+
+  const auto current = grants();
+  EXPECT_EQ(current.size(), 10'000U);
+  EXPECT_EQ(keys_of(current), keys_of(changes.add));
+  // Replace them all in one batch again: 10 000 deletions plus 10 000 additions.
+  for (auto& grant : changes.add) grant.timeout = 2h;
+  for (const auto& grant : current) changes.remove.push_back(grant.key);
+  apply_ok(changes);
+  EXPECT_EQ(grants().size(), 10'000U);
+}
+
+TEST_F(NftBackendTest, UninstallRemovesTheTableAndIsIdempotent) {
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  ASSERT_TRUE(succeeded(backend_->uninstall()));
+  EXPECT_NE(run("nft list table inet jitd").status, 0);
+  auto snapshot = backend_->snapshot();
+  ASSERT_TRUE(succeeded(snapshot));
+  EXPECT_FALSE(snapshot->installed);
+  EXPECT_TRUE(succeeded(backend_->uninstall()));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  if (unshare(CLONE_NEWNET) != 0) {
+    const int error = errno;
+    const char* ci = std::getenv("CI");
+    if (error != EPERM || (ci != nullptr && std::string_view(ci) == "true")) {
+      std::fprintf(stderr, "FAILED: cannot create a network namespace for the kernel tests (%s)\n",
+                   std::strerror(error));
+      return 1;
+    }
+    std::fprintf(stderr, "SKIPPED: cannot create a network namespace (%s); run as root\n",
+                 std::strerror(error));
+    skip_all = true;
+  }
+  return RUN_ALL_TESTS();
+}
