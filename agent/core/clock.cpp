@@ -12,6 +12,10 @@ using namespace std::chrono;
 // Reads exactly `width` digits at `pos`.
 bool read_digits(std::string_view text, std::size_t& pos, std::size_t width, int& value) {
   if (pos + width > text.size()) return false;
+  // from_chars alone would accept a sign ("-1" as an hour).
+  for (std::size_t i = pos; i < pos + width; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+  }
   const auto [end, ec] = std::from_chars(text.data() + pos, text.data() + pos + width, value);
   if (ec != std::errc{} || end != text.data() + pos + width) return false;
   pos += width;

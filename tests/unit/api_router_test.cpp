@@ -1,0 +1,217 @@
+// The API's routes and body parsing, against the real engine with a fake backend.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "fake_backend.hpp"
+#include "jitd/api/router.hpp"
+
+namespace {
+
+using namespace jitd;
+using nlohmann::json;
+
+core::Policy test_policy() {
+  core::Policy policy;
+  core::PortRule ssh;
+  ssh.port = {22, core::ProtocolSpec::tcp};
+  ssh.any_source = true;
+  ssh.max_duration = std::chrono::hours(3);
+  core::PortRule rdp;
+  rdp.port = {3389, core::ProtocolSpec::tcp};
+  rdp.allowed_sources = {*core::Prefix::parse("10.0.0.0/8")};
+  rdp.max_duration = std::chrono::minutes(10);
+  policy.rules = {ssh, rdp};
+  return policy;
+}
+
+class RouterTest : public ::testing::Test {
+ protected:
+  core::FakeClock clock{core::TimePoint{std::chrono::hours(24 * 20000)}};
+  test::FakeBackend backend{clock};
+  test::RecordingAudit audit;
+  int next_id = 0;
+  core::AccessEngine engine{backend, audit, clock, [this] { return "g" + std::to_string(++next_id); },
+                            test_policy()};
+  std::mutex mutex;
+  api::Router router{engine, mutex, clock};
+  core::Caller root{0, 0, "root", true};
+  core::Caller nobody{65534, 65534, "nobody", false};
+
+  std::pair<unsigned, json> call(const core::Caller& caller, std::string_view method,
+                                 std::string_view path, std::string_view body = "") {
+    const auto response = router.handle(caller, method, path, body);
+    return {response.status, json::parse(response.body)};
+  }
+};
+
+constexpr const char* good_body =
+    R"({"ports":[{"number":22,"protocol":"tcp"}],"allowedSourceAddressPrefix":"203.0.113.7",
+        "duration":"PT30M","justification":"INC-1"})";
+
+TEST_F(RouterTest, CreateListRevoke) {
+  auto [status, grant] = call(root, "POST", "/v1/grants", good_body);
+  ASSERT_EQ(status, 201u) << grant;
+  EXPECT_EQ(grant["id"], "g1");
+  EXPECT_EQ(grant["requestor"]["name"], "root");
+  EXPECT_EQ(grant["allowedSourceAddressPrefix"], "203.0.113.7");
+  EXPECT_EQ(grant["ports"][0]["status"], "Initiated");
+  EXPECT_EQ(grant["remainingSeconds"], 1800);
+  EXPECT_EQ(grant["endTimeUtc"], core::format_utc(clock.now() + std::chrono::minutes(30)));
+
+  clock.advance(std::chrono::minutes(10));
+  auto [list_status, list] = call(nobody, "GET", "/v1/grants");
+  EXPECT_EQ(list_status, 200u);
+  ASSERT_EQ(list["grants"].size(), 1u);
+  EXPECT_EQ(list["grants"][0]["remainingSeconds"], 1200);
+
+  auto [revoke_status, revoked] = call(root, "DELETE", "/v1/grants/g1");
+  EXPECT_EQ(revoke_status, 200u);
+  EXPECT_EQ(revoked["status"], "Revoked");
+  EXPECT_EQ(revoked["ports"][0]["statusReason"], "UserRequested");
+  EXPECT_EQ(call(root, "GET", "/v1/grants").second["grants"].size(), 0u);
+  EXPECT_EQ(call(root, "DELETE", "/v1/grants/g1").first, 404u);
+}
+
+TEST_F(RouterTest, ReadersMayNotWrite) {
+  auto [status, body] = call(nobody, "POST", "/v1/grants", good_body);
+  EXPECT_EQ(status, 403u);
+  EXPECT_EQ(body["error"]["code"], "Forbidden");
+  EXPECT_TRUE(backend.applies.empty());
+  call(root, "POST", "/v1/grants", good_body);
+  EXPECT_EQ(call(nobody, "DELETE", "/v1/grants/g1").first, 403u);
+  EXPECT_EQ(call(nobody, "GET", "/v1/grants").second["grants"].size(), 1u);
+}
+
+TEST_F(RouterTest, PolicyUsesYamlFieldNames) {
+  auto [status, policy] = call(nobody, "GET", "/v1/policy");
+  EXPECT_EQ(status, 200u);
+  ASSERT_EQ(policy["ports"].size(), 2u);
+  EXPECT_EQ(policy["ports"][0]["number"], 22);
+  EXPECT_EQ(policy["ports"][0]["protocol"], "tcp");
+  EXPECT_EQ(policy["ports"][0]["allowedSourceAddressPrefixes"], json::array({"*"}));
+  EXPECT_EQ(policy["ports"][0]["maxRequestAccessDuration"], "PT3H");
+  EXPECT_EQ(policy["ports"][1]["allowedSourceAddressPrefixes"], json::array({"10.0.0.0/8"}));
+  EXPECT_EQ(policy["ports"][1]["maxRequestAccessDuration"], "PT10M");
+}
+
+TEST_F(RouterTest, RoutesAndMethods) {
+  EXPECT_EQ(call(root, "GET", "/v2/grants").first, 404u);
+  EXPECT_EQ(call(root, "PUT", "/v1/grants").first, 405u);
+  EXPECT_EQ(call(root, "POST", "/v1/policy").first, 405u);
+  EXPECT_EQ(call(root, "GET", "/v1/grants/").first, 404u);
+}
+
+struct BadBody {
+  const char* name;
+  const char* body;
+  const char* code;
+  const char* message_prefix;
+};
+
+class RouterBadBodyTest : public RouterTest, public ::testing::WithParamInterface<BadBody> {};
+
+TEST_P(RouterBadBodyTest, RefusedNamingTheFieldAndAudited) {
+  const auto& param = GetParam();
+  auto [status, reply] = call(root, "POST", "/v1/grants", param.body);
+  EXPECT_GE(status, 400u);
+  EXPECT_LT(status, 500u);
+  EXPECT_EQ(reply["error"]["code"], param.code) << reply;
+  EXPECT_EQ(reply["error"]["message"].get<std::string>().rfind(param.message_prefix, 0), 0u)
+      << reply;
+  EXPECT_TRUE(backend.applies.empty());
+  ASSERT_EQ(audit.events.size(), 1u);
+  EXPECT_EQ(audit.events[0].outcome, "refused");
+  EXPECT_NE(audit.events[0].reason.find(param.code), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Bodies, RouterBadBodyTest,
+    ::testing::Values(
+        BadBody{"malformed", R"({"ports":)", "InvalidRequest", "body:"},
+        BadBody{"array", "[]", "InvalidRequest", "body:"},
+        BadBody{"unknown_field", R"({"port":22})", "InvalidRequest", "port:"},
+        BadBody{"ports_missing", R"({"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "InvalidRequest", "ports:"},
+        BadBody{"ports_string",
+                R"({"ports":"22","allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "InvalidRequest", "ports:"},
+        BadBody{"port_not_object",
+                R"({"ports":[22],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "InvalidRequest", "ports[0]:"},
+        BadBody{"number_string",
+                R"({"ports":[{"number":"22"}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "InvalidRequest", "ports[0].number:"},
+        BadBody{"number_fraction",
+                R"({"ports":[{"number":22.5}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "InvalidRequest", "ports[0].number:"},
+        BadBody{"number_zero",
+                R"({"ports":[{"number":0}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "InvalidRequest", "ports[0].number:"},
+        BadBody{"protocol_bad",
+                R"({"ports":[{"number":22,"protocol":"icmp"}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "InvalidRequest", "ports[0].protocol:"},
+        BadBody{"port_extra_key",
+                R"({"ports":[{"number":22,"proto":"tcp"}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "InvalidRequest", "ports[0].proto:"},
+        BadBody{"source_missing", R"({"ports":[{"number":22}],"duration":"1m"})", "InvalidRequest",
+                "allowedSourceAddressPrefix:"},
+        BadBody{"source_number",
+                R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":1234,"duration":"1m"})",
+                "InvalidRequest", "allowedSourceAddressPrefix:"},
+        BadBody{"source_bad",
+                R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4/40","duration":"1m"})",
+                "InvalidRequest", "allowedSourceAddressPrefix:"},
+        BadBody{"no_duration", R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4"})",
+                "InvalidRequest", "duration:"},
+        BadBody{"duration_bad",
+                R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"soon"})",
+                "InvalidRequest", "duration:"},
+        BadBody{"end_time_bad",
+                R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","endTimeUtc":"tomorrow"})",
+                "InvalidRequest", "endTimeUtc:"},
+        BadBody{"justification_number",
+                R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m","justification":5})",
+                "InvalidRequest", "justification:"},
+        BadBody{"port_not_protected",
+                R"({"ports":[{"number":22},{"number":2222}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "PortNotInPolicy", "ports[1]:"},
+        BadBody{"source_outside",
+                R"({"ports":[{"number":3389}],"allowedSourceAddressPrefix":"192.0.2.0/24","duration":"1m"})",
+                "SourceNotAllowed", "allowedSourceAddressPrefix:"},
+        BadBody{"source_wider",
+                R"({"ports":[{"number":3389}],"allowedSourceAddressPrefix":"10.0.0.0/7","duration":"1m"})",
+                "SourceNotAllowed", "allowedSourceAddressPrefix:"},
+        BadBody{"too_long",
+                R"({"ports":[{"number":3389}],"allowedSourceAddressPrefix":"10.1.2.3","duration":"PT11M"})",
+                "DurationTooLong", "duration:"},
+        BadBody{"end_in_past",
+                R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","endTimeUtc":"2001-01-01T00:00:00Z"})",
+                "EndTimeInPast", "endTimeUtc:"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(ParseGrantRequest, AcceptsEndTimeAndDefaultsProtocolToTcp) {
+  auto request = api::parse_grant_request(
+      R"({"ports":[{"number":22},{"number":53,"protocol":"*"}],
+          "allowedSourceAddressPrefix":"2001:db8::/64","endTimeUtc":"2030-01-02T03:04:05Z"})");
+  ASSERT_TRUE(request) << request.error().message;
+  ASSERT_EQ(request->ports.size(), 2u);
+  EXPECT_EQ(request->ports[0].protocol, core::ProtocolSpec::tcp);
+  EXPECT_EQ(request->ports[1].protocol, core::ProtocolSpec::any);
+  EXPECT_EQ(request->source.to_string(), "2001:db8::/64");
+  EXPECT_FALSE(request->duration);
+  ASSERT_TRUE(request->end_time);
+  EXPECT_EQ(core::format_utc(*request->end_time), "2030-01-02T03:04:05Z");
+  EXPECT_TRUE(request->justification.empty());
+}
+
+TEST(ParseGrantRequest, RefusesOverlongJustification) {
+  const std::string body = R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4",)"
+                           R"("duration":"1m","justification":")" +
+                           std::string(1025, 'x') + "\"}";
+  auto request = api::parse_grant_request(body);
+  ASSERT_FALSE(request);
+  EXPECT_EQ(request.error().message.rfind("justification:", 0), 0u);
+}
+
+}  // namespace

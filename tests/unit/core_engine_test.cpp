@@ -1,0 +1,851 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fake_backend.hpp"
+#include "jitd/core/engine.hpp"
+
+namespace jitd::core {
+namespace {
+
+using namespace std::chrono_literals;
+using test::FakeBackend;
+using test::RecordingAudit;
+
+const TimePoint t0 = TimePoint{std::chrono::sys_days{std::chrono::year{2026} / 11 / 24}};
+
+constexpr PortSpec ssh{22, ProtocolSpec::tcp};
+constexpr PortSpec https{443, ProtocolSpec::tcp};
+constexpr PortSpec dns{53, ProtocolSpec::any};
+constexpr PortKey ssh_key{Protocol::tcp, 22};
+constexpr PortKey https_key{Protocol::tcp, 443};
+constexpr PortKey dns_tcp{Protocol::tcp, 53};
+constexpr PortKey dns_udp{Protocol::udp, 53};
+
+Prefix prefix(std::string_view text) {
+  auto parsed = Prefix::parse(text);
+  EXPECT_TRUE(parsed.has_value()) << text;
+  return parsed ? *parsed : Prefix{};
+}
+
+ElementKey key(std::string_view source, PortKey port) {
+  return ElementKey{prefix(source).range(), port};
+}
+
+ElementKey key(Family family, AddressValue first, AddressValue last, PortKey port) {
+  return ElementKey{AddressRange{family, first, last}, port};
+}
+
+constexpr AddressValue ip4(unsigned a, unsigned b, unsigned c, unsigned d) {
+  return (AddressValue{a} << 24) | (AddressValue{b} << 16) | (AddressValue{c} << 8) | d;
+}
+
+PortRule rule(PortSpec port, std::vector<Prefix> sources, Milliseconds max) {
+  PortRule r;
+  r.port = port;
+  r.any_source = sources.empty();
+  r.allowed_sources = std::move(sources);
+  r.max_duration = max;
+  return r;
+}
+
+// 22/tcp from anywhere for up to 3h; 443/tcp from 10.0.0.0/24 and fd00::/64 for up to
+// 1h; 53 (tcp and udp) from anywhere for up to 2h.
+Policy default_policy() {
+  Policy policy;
+  policy.rules = {rule(ssh, {}, 3h),
+                  rule(https, {prefix("10.0.0.0/24"), prefix("fd00::/64")}, 1h),
+                  rule(dns, {}, 2h)};
+  return policy;
+}
+
+GrantRequest ask(std::vector<PortSpec> ports, std::string_view source,
+                 std::optional<Milliseconds> duration,
+                 std::optional<TimePoint> end_time = std::nullopt) {
+  GrantRequest request;
+  request.ports = std::move(ports);
+  request.source = prefix(source);
+  request.duration = duration;
+  request.end_time = end_time;
+  request.justification = "ticket OPS-1";
+  return request;
+}
+
+const Caller admin{0, 0, "root", true};
+const Caller alice{1000, 1000, "alice", true};
+const Caller mallory{1001, 1001, "mallory", false};
+
+class core_engine : public ::testing::Test {
+ protected:
+  explicit core_engine(Policy policy = default_policy())
+      : engine(backend, audit, clock, [this] { return "g" + std::to_string(++ids); },
+               std::move(policy)) {}
+
+  void TearDown() override {
+    for (const auto& violation : backend.violations) ADD_FAILURE() << "kernel model: " << violation;
+  }
+
+  Grant grant_ok(const GrantRequest& request, const Caller& caller = admin) {
+    auto result = engine.request(caller, request);
+    EXPECT_TRUE(result.has_value()) << (result ? "" : result.error().message);
+    return result ? *result : Grant{};
+  }
+
+  // Requests, expects a refusal with `code`, and checks that nothing reached the kernel,
+  // no grant was stored, and the audit log got a "refused" line with the reason.
+  Error refused(const GrantRequest& request, ErrorCode code, const Caller& caller = admin) {
+    const auto applies_before = backend.applies.size();
+    const auto events_before = audit.events.size();
+    const auto grants_before = engine.active_grants().size();
+    const auto ids_before = ids;
+    auto result = engine.request(caller, request);
+    EXPECT_FALSE(result.has_value()) << "granted " << (result ? result->id : "");
+    if (result) return Error{};
+    EXPECT_EQ(result.error().code, code) << result.error().message;
+    EXPECT_FALSE(result.error().message.empty());
+    EXPECT_EQ(backend.applies.size(), applies_before) << "refusal reached the backend";
+    EXPECT_EQ(engine.active_grants().size(), grants_before);
+    EXPECT_EQ(ids, ids_before) << "an id was spent on a refusal";
+    EXPECT_EQ(audit.events.size(), events_before + 1);
+    if (audit.events.size() == events_before + 1) {
+      const auto& event = audit.events.back();
+      EXPECT_EQ(event.event, "request");
+      EXPECT_EQ(event.outcome, "refused");
+      EXPECT_EQ(event.time, clock.now());
+      EXPECT_EQ(event.uid, caller.uid);
+      EXPECT_EQ(event.user, caller.name);
+      EXPECT_EQ(event.source, request.source.to_string());
+      EXPECT_EQ(event.ports, request.ports);
+      EXPECT_EQ(event.justification, request.justification);
+      EXPECT_TRUE(event.grant_id.empty());
+      EXPECT_NE(event.reason.find(std::string(to_string(code))), std::string::npos) << event.reason;
+      EXPECT_NE(event.reason.find(result.error().message), std::string::npos) << event.reason;
+    }
+    return result.error();
+  }
+
+  std::optional<TimePoint> kernel_end(std::string_view address, PortKey port) {
+    const auto host = prefix(address);
+    return backend.end_for(host.family(), host.address(), port);
+  }
+
+  FakeClock clock{t0};
+  FakeBackend backend{clock};
+  RecordingAudit audit;
+  int ids = 0;
+  AccessEngine engine;
+};
+
+// ---------------------------------------------------------------- granting
+
+TEST_F(core_engine, grant_with_duration) {
+  clock.advance(7s);
+  const auto grant = grant_ok(ask({ssh}, "203.0.113.7", 1h));
+  EXPECT_EQ(grant.id, "g1");
+  EXPECT_EQ(grant.requestor.uid, 0U);
+  EXPECT_EQ(grant.requestor.name, "root");
+  EXPECT_EQ(grant.source, prefix("203.0.113.7"));
+  EXPECT_EQ(grant.ports, std::vector<PortSpec>{ssh});
+  EXPECT_EQ(grant.start, t0 + 7s);
+  EXPECT_EQ(grant.end, t0 + 7s + 1h);
+  EXPECT_EQ(grant.justification, "ticket OPS-1");
+  EXPECT_EQ(grant.status, GrantStatus::initiated);
+
+  ASSERT_EQ(backend.applies.size(), 1U);
+  EXPECT_TRUE(backend.applies[0].remove.empty());
+  EXPECT_EQ(backend.applies[0].add,
+            (std::vector<TimedElement>{{key("203.0.113.7", ssh_key), 1h}}));
+  EXPECT_EQ(kernel_end("203.0.113.7", ssh_key), t0 + 7s + 1h);
+  EXPECT_EQ(kernel_end("203.0.113.8", ssh_key), std::nullopt);
+
+  ASSERT_EQ(audit.events.size(), 1U);
+  const auto& event = audit.events[0];
+  EXPECT_EQ(event.event, "request");
+  EXPECT_EQ(event.outcome, "granted");
+  EXPECT_EQ(event.grant_id, "g1");
+  EXPECT_EQ(event.time, t0 + 7s);
+  EXPECT_EQ(event.uid, 0U);
+  EXPECT_EQ(event.user, "root");
+  EXPECT_EQ(event.source, "203.0.113.7");
+  EXPECT_EQ(event.ports, std::vector<PortSpec>{ssh});
+  EXPECT_EQ(event.justification, "ticket OPS-1");
+  EXPECT_EQ(event.end_time, "2026-11-24T01:00:07Z");
+
+  const auto active = engine.active_grants();
+  ASSERT_EQ(active.size(), 1U);
+  EXPECT_EQ(active[0].id, "g1");
+  EXPECT_EQ(engine.next_expiry(), t0 + 7s + 1h);
+}
+
+TEST_F(core_engine, grant_with_end_time) {
+  clock.advance(10min + 250ms);
+  const auto grant = grant_ok(ask({ssh}, "2001:db8::5", std::nullopt, t0 + 2h));
+  EXPECT_EQ(grant.start, t0 + 10min + 250ms);
+  EXPECT_EQ(grant.end, t0 + 2h);
+  ASSERT_EQ(backend.applies.size(), 1U);
+  EXPECT_EQ(backend.applies[0].add,
+            (std::vector<TimedElement>{{key("2001:db8::5", ssh_key), 110min - 250ms}}));
+  EXPECT_EQ(audit.events.back().end_time, "2026-11-24T02:00:00Z");
+}
+
+TEST_F(core_engine, grant_exactly_at_max_duration) {
+  const auto grant = grant_ok(ask({https}, "10.0.0.9", 1h));
+  EXPECT_EQ(grant.end, t0 + 1h);
+  const auto by_end = grant_ok(ask({https}, "10.0.0.10", std::nullopt, t0 + 1h));
+  EXPECT_EQ(by_end.end, t0 + 1h);
+}
+
+TEST_F(core_engine, grant_for_any_protocol_covers_tcp_and_udp) {
+  grant_ok(ask({dns}, "198.51.100.0/24", 30min));
+  ASSERT_EQ(backend.applies.size(), 1U);
+  std::vector<TimedElement> added = backend.applies[0].add;
+  std::sort(added.begin(), added.end());
+  EXPECT_EQ(added, (std::vector<TimedElement>{{key("198.51.100.0/24", dns_tcp), 30min},
+                                             {key("198.51.100.0/24", dns_udp), 30min}}));
+}
+
+TEST_F(core_engine, multi_port_grant_is_one_transaction) {
+  const auto grant =
+      grant_ok(ask({ssh, PortSpec{53, ProtocolSpec::udp}, https}, "10.0.0.0/28", 45min));
+  EXPECT_EQ(grant.ports.size(), 3U);
+  ASSERT_EQ(backend.applies.size(), 1U);
+  EXPECT_EQ(backend.applies[0].add.size(), 3U);
+  EXPECT_EQ(kernel_end("10.0.0.15", ssh_key), t0 + 45min);
+  EXPECT_EQ(kernel_end("10.0.0.15", dns_udp), t0 + 45min);
+  EXPECT_EQ(kernel_end("10.0.0.15", https_key), t0 + 45min);
+  EXPECT_EQ(kernel_end("10.0.0.15", dns_tcp), std::nullopt);
+  EXPECT_EQ(kernel_end("10.0.0.16", ssh_key), std::nullopt);
+}
+
+TEST_F(core_engine, source_strictly_inside_allowed_prefix_accepted) {
+  grant_ok(ask({https}, "10.0.0.0/25", 10min));
+  grant_ok(ask({https}, "10.0.0.77", 10min));
+  grant_ok(ask({https}, "10.0.0.255", 10min));
+  grant_ok(ask({https}, "fd00::5", 10min));
+  grant_ok(ask({https}, "fd00::/96", 10min));
+  grant_ok(ask({https}, "10.0.0.0/24", 10min));  // equal to the allowed prefix
+  EXPECT_EQ(engine.active_grants().size(), 6U);
+}
+
+// ---------------------------------------------------------------- refusals
+
+TEST_F(core_engine, refuses_port_not_in_policy) {
+  const auto error = refused(ask({PortSpec{23, ProtocolSpec::tcp}}, "10.0.0.1", 10min),
+                             ErrorCode::port_not_in_policy);
+  EXPECT_NE(error.message.find("23/tcp"), std::string::npos) << error.message;
+}
+
+TEST_F(core_engine, refuses_udp_on_tcp_rule) {
+  const auto error = refused(ask({PortSpec{22, ProtocolSpec::udp}}, "10.0.0.1", 10min),
+                             ErrorCode::port_not_in_policy);
+  EXPECT_NE(error.message.find("22/udp"), std::string::npos) << error.message;
+}
+
+TEST_F(core_engine, refuses_any_protocol_on_tcp_only_rule) {
+  refused(ask({PortSpec{22, ProtocolSpec::any}}, "10.0.0.1", 10min),
+          ErrorCode::port_not_in_policy);
+}
+
+TEST_F(core_engine, refuses_source_outside_allowed_prefixes) {
+  refused(ask({https}, "10.0.1.5", 10min), ErrorCode::source_not_allowed);
+  refused(ask({https}, "10.0.0.0/16", 10min), ErrorCode::source_not_allowed);  // wider
+  refused(ask({https}, "10.0.0.0/23", 10min), ErrorCode::source_not_allowed);
+  refused(ask({https}, "0.0.0.0/0", 10min), ErrorCode::source_not_allowed);
+  refused(ask({https}, "fd00:0:0:1::1", 10min), ErrorCode::source_not_allowed);
+  refused(ask({https}, "fd00::/48", 10min), ErrorCode::source_not_allowed);
+  refused(ask({https}, "::ffff:10.0.0.1", 10min), ErrorCode::source_not_allowed);
+  const auto error = refused(ask({https}, "192.0.2.1", 10min), ErrorCode::source_not_allowed);
+  EXPECT_NE(error.message.find("192.0.2.1"), std::string::npos) << error.message;
+}
+
+TEST_F(core_engine, refuses_duration_over_max_without_shortening) {
+  const auto error = refused(ask({https}, "10.0.0.1", 1h + 1s), ErrorCode::duration_too_long);
+  EXPECT_NE(error.message.find("PT1H"), std::string::npos) << error.message;
+  refused(ask({ssh}, "10.0.0.1", 3h + 1ms), ErrorCode::duration_too_long);
+  refused(ask({https}, "10.0.0.1", std::nullopt, t0 + 1h + 1ms), ErrorCode::duration_too_long);
+  // The longest of several ports does not lift a shorter port's limit.
+  refused(ask({ssh, https}, "10.0.0.1", 2h), ErrorCode::duration_too_long);
+  EXPECT_TRUE(engine.active_grants().empty());
+}
+
+TEST_F(core_engine, refuses_end_time_not_in_future) {
+  clock.advance(1h);
+  refused(ask({ssh}, "10.0.0.1", std::nullopt, t0 + 1h - 1s), ErrorCode::end_time_in_past);
+  refused(ask({ssh}, "10.0.0.1", std::nullopt, t0 + 1h), ErrorCode::end_time_in_past);
+  refused(ask({ssh}, "10.0.0.1", std::nullopt, t0), ErrorCode::end_time_in_past);
+}
+
+TEST_F(core_engine, refuses_both_or_neither_of_duration_and_end_time) {
+  refused(ask({ssh}, "10.0.0.1", 10min, t0 + 10min), ErrorCode::invalid_request);
+  refused(ask({ssh}, "10.0.0.1", std::nullopt, std::nullopt), ErrorCode::invalid_request);
+}
+
+TEST_F(core_engine, refuses_non_positive_duration) {
+  refused(ask({ssh}, "10.0.0.1", 0ms), ErrorCode::invalid_argument);
+  refused(ask({ssh}, "10.0.0.1", -5min), ErrorCode::invalid_argument);
+}
+
+TEST_F(core_engine, refuses_duplicate_port) {
+  refused(ask({ssh, ssh}, "10.0.0.1", 10min), ErrorCode::invalid_request);
+  refused(ask({dns, PortSpec{53, ProtocolSpec::udp}}, "10.0.0.1", 10min),
+          ErrorCode::invalid_request);
+  refused(ask({PortSpec{53, ProtocolSpec::tcp}, dns}, "10.0.0.1", 10min),
+          ErrorCode::invalid_request);
+}
+
+TEST_F(core_engine, refuses_empty_port_list) {
+  refused(ask({}, "10.0.0.1", 10min), ErrorCode::invalid_request);
+}
+
+TEST_F(core_engine, refuses_caller_without_may_manage) {
+  const auto error = refused(ask({ssh}, "10.0.0.1", 10min), ErrorCode::forbidden, mallory);
+  EXPECT_NE(error.message.find("mallory"), std::string::npos) << error.message;
+}
+
+TEST_F(core_engine, multi_port_request_is_all_or_nothing) {
+  refused(ask({ssh, PortSpec{23, ProtocolSpec::tcp}}, "10.0.0.1", 10min),
+          ErrorCode::port_not_in_policy);
+  refused(ask({ssh, https}, "192.0.2.1", 10min), ErrorCode::source_not_allowed);
+  refused(ask({dns, PortSpec{22, ProtocolSpec::udp}}, "10.0.0.1", 10min),
+          ErrorCode::port_not_in_policy);
+  EXPECT_TRUE(backend.applies.empty());
+  EXPECT_TRUE(backend.live_elements().empty());
+}
+
+TEST_F(core_engine, refusal_leaves_existing_grants_alone) {
+  grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  refused(ask({ssh}, "10.0.0.1", 4h), ErrorCode::duration_too_long);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 1h);
+  EXPECT_EQ(engine.active_grants().size(), 1U);
+}
+
+// ---------------------------------------------------------------- backend failures
+
+TEST_F(core_engine, backend_failure_fails_request_and_stores_nothing) {
+  backend.fail_next_apply(ENOBUFS);
+  const auto result = engine.request(admin, ask({ssh}, "10.0.0.1", 1h));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kernel);
+  EXPECT_EQ(result.error().sys_errno, ENOBUFS);
+  EXPECT_EQ(backend.applies.size(), 1U);
+  EXPECT_TRUE(engine.active_grants().empty());
+  EXPECT_EQ(engine.next_expiry(), std::nullopt);
+  ASSERT_EQ(audit.events.size(), 1U);
+  EXPECT_EQ(audit.events[0].event, "request");
+  EXPECT_EQ(audit.events[0].outcome, "failed");
+  EXPECT_NE(audit.events[0].reason.find("injected failure"), std::string::npos);
+
+  // The engine must not believe the failed element is in the kernel: the next request
+  // for the same key adds it without removing anything.
+  const auto later = grant_ok(ask({ssh}, "10.0.0.1", 30min));
+  ASSERT_EQ(backend.applies.size(), 2U);
+  EXPECT_TRUE(backend.applies[1].remove.empty());
+  EXPECT_EQ(backend.applies[1].add,
+            (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 30min}}));
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 30min);
+  EXPECT_EQ(engine.active_grants().size(), 1U);
+  EXPECT_EQ(audit.events.back().outcome, "granted");
+  EXPECT_EQ(audit.events.back().grant_id, later.id);
+}
+
+TEST_F(core_engine, backend_failure_keeps_previous_kernel_state_in_mind) {
+  grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
+  backend.fail_next_apply();
+  ASSERT_FALSE(engine.request(admin, ask({ssh}, "10.0.0.7", 2h)).has_value());
+  EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), t0 + 1h);
+  // Retrying must start from the /24 element the kernel still holds.
+  grant_ok(ask({ssh}, "10.0.0.7", 2h));
+  EXPECT_EQ(backend.applies.back().remove, std::vector<ElementKey>{key("10.0.0.0/24", ssh_key)});
+  EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), t0 + 2h);
+  EXPECT_EQ(kernel_end("10.0.0.8", ssh_key), t0 + 1h);
+}
+
+TEST_F(core_engine, backend_failure_on_revoke_keeps_grant) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  backend.fail_next_apply(EPERM);
+  const auto result = engine.revoke(admin, grant.id);
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kernel);
+  EXPECT_EQ(result.error().sys_errno, EPERM);
+  EXPECT_EQ(engine.active_grants().size(), 1U);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 1h);
+  EXPECT_EQ(audit.events.back().event, "revoke");
+  EXPECT_EQ(audit.events.back().outcome, "failed");
+  EXPECT_EQ(audit.events.back().grant_id, grant.id);
+  // Retrying works and removes the element once.
+  ASSERT_TRUE(engine.revoke(admin, grant.id).has_value());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+}
+
+// ---------------------------------------------------------------- overlapping grants
+
+TEST_F(core_engine, later_grant_extends_kernel_element) {
+  const auto early = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  clock.advance(5min);
+  const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  ASSERT_EQ(backend.applies.size(), 2U);
+  EXPECT_EQ(backend.applies[1].remove, std::vector<ElementKey>{key("10.0.0.1", ssh_key)});
+  EXPECT_EQ(backend.applies[1].add, (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 2h}}));
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 5min + 2h);
+  EXPECT_EQ(engine.active_grants().size(), 2U);
+  EXPECT_EQ(engine.next_expiry(), early.end);
+  EXPECT_NE(early.id, late.id);
+}
+
+TEST_F(core_engine, shorter_grant_inside_longer_one_needs_no_kernel_change) {
+  grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  const auto inner = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  EXPECT_EQ(backend.applies.size(), 1U);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 2h);
+  EXPECT_EQ(engine.active_grants().size(), 2U);
+  EXPECT_EQ(audit.events.back().outcome, "granted");
+  EXPECT_EQ(audit.events.back().grant_id, inner.id);
+}
+
+TEST_F(core_engine, revoking_later_grant_restores_earlier_end) {
+  const auto early = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  clock.advance(10min);
+  const auto revoked = engine.revoke(alice, late.id);
+  ASSERT_TRUE(revoked.has_value()) << revoked.error().message;
+  EXPECT_EQ(revoked->id, late.id);
+  EXPECT_EQ(revoked->status, GrantStatus::revoked);
+  EXPECT_EQ(revoked->status_reason, "UserRequested");
+  ASSERT_EQ(backend.applies.size(), 3U);
+  EXPECT_EQ(backend.applies[2].remove, std::vector<ElementKey>{key("10.0.0.1", ssh_key)});
+  EXPECT_EQ(backend.applies[2].add, (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 50min}}));
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), early.end);
+
+  const auto active = engine.active_grants();
+  ASSERT_EQ(active.size(), 1U);
+  EXPECT_EQ(active[0].id, early.id);
+
+  const auto& event = audit.events.back();
+  EXPECT_EQ(event.event, "revoke");
+  EXPECT_EQ(event.outcome, "revoked");
+  EXPECT_EQ(event.grant_id, late.id);
+  EXPECT_EQ(event.uid, alice.uid);  // who revoked
+  EXPECT_EQ(event.user, "alice");
+  EXPECT_EQ(event.reason, "UserRequested");
+  EXPECT_EQ(event.time, t0 + 10min);
+
+  // Revoking the remaining grant removes the element.
+  ASSERT_TRUE(engine.revoke(admin, early.id).has_value());
+  EXPECT_EQ(backend.applies.back().remove, std::vector<ElementKey>{key("10.0.0.1", ssh_key)});
+  EXPECT_TRUE(backend.applies.back().add.empty());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+  EXPECT_TRUE(engine.active_grants().empty());
+  EXPECT_EQ(engine.next_expiry(), std::nullopt);
+}
+
+TEST_F(core_engine, revoking_earlier_grant_keeps_later_in_force) {
+  const auto early = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  const auto applies_before = backend.applies.size();
+  ASSERT_TRUE(engine.revoke(admin, early.id).has_value());
+  EXPECT_EQ(backend.applies.size(), applies_before);  // the kernel element is unchanged
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), late.end);
+  ASSERT_EQ(engine.active_grants().size(), 1U);
+  EXPECT_EQ(engine.active_grants()[0].id, late.id);
+  EXPECT_EQ(engine.next_expiry(), late.end);
+  // The kernel still lets it through after the revoked grant's end.
+  clock.advance(90min);
+  engine.expire_due();
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), late.end);
+}
+
+TEST_F(core_engine, host_grant_inside_network_grant) {
+  const auto network = grant_ok(ask({https}, "10.0.0.0/24", 30min));
+  const auto host = grant_ok(ask({https}, "10.0.0.77", 1h));
+  ASSERT_EQ(backend.applies.size(), 2U);
+  EXPECT_EQ(backend.applies[1].remove, std::vector<ElementKey>{key("10.0.0.0/24", https_key)});
+  std::vector<TimedElement> added = backend.applies[1].add;
+  std::sort(added.begin(), added.end());
+  EXPECT_EQ(added, (std::vector<TimedElement>{
+                       {key(Family::ipv4, ip4(10, 0, 0, 0), ip4(10, 0, 0, 76), https_key), 30min},
+                       {key("10.0.0.77", https_key), 1h},
+                       {key(Family::ipv4, ip4(10, 0, 0, 78), ip4(10, 0, 0, 255), https_key),
+                        30min}}));
+  EXPECT_EQ(kernel_end("10.0.0.76", https_key), network.end);
+  EXPECT_EQ(kernel_end("10.0.0.77", https_key), host.end);
+  EXPECT_EQ(kernel_end("10.0.0.78", https_key), network.end);
+
+  // After the network grant ends, only the host stays; no transaction is needed for it.
+  clock.advance(30min);
+  engine.expire_due();
+  EXPECT_EQ(backend.applies.size(), 2U);
+  EXPECT_EQ(kernel_end("10.0.0.76", https_key), std::nullopt);
+  EXPECT_EQ(kernel_end("10.0.0.77", https_key), host.end);
+
+  // Revoking the host after that removes only its element.
+  ASSERT_TRUE(engine.revoke(admin, host.id).has_value());
+  EXPECT_EQ(backend.applies.back().remove, std::vector<ElementKey>{key("10.0.0.77", https_key)});
+  EXPECT_TRUE(backend.applies.back().add.empty());
+}
+
+TEST_F(core_engine, revoking_network_grant_keeps_host_grant) {
+  const auto network = grant_ok(ask({https}, "10.0.0.0/24", 1h));
+  const auto host = grant_ok(ask({https}, "10.0.0.77", 30min));
+  EXPECT_EQ(backend.applies.size(), 1U);  // the host grant was already covered
+  ASSERT_TRUE(engine.revoke(admin, network.id).has_value());
+  EXPECT_EQ(backend.applies.back().remove, std::vector<ElementKey>{key("10.0.0.0/24", https_key)});
+  EXPECT_EQ(backend.applies.back().add,
+            (std::vector<TimedElement>{{key("10.0.0.77", https_key), 30min}}));
+  EXPECT_EQ(kernel_end("10.0.0.77", https_key), host.end);
+  EXPECT_EQ(kernel_end("10.0.0.78", https_key), std::nullopt);
+}
+
+TEST_F(core_engine, grants_for_other_ports_and_families_do_not_interact) {
+  grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  grant_ok(ask({https}, "10.0.0.1", 30min));
+  grant_ok(ask({ssh}, "::ffff:10.0.0.1", 2h));
+  for (const auto& changes : backend.applies) EXPECT_TRUE(changes.remove.empty());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 1h);
+  EXPECT_EQ(kernel_end("10.0.0.1", https_key), t0 + 30min);
+  EXPECT_EQ(kernel_end("::ffff:10.0.0.1", ssh_key), t0 + 2h);
+}
+
+// ---------------------------------------------------------------- revoke
+
+TEST_F(core_engine, revoke_unknown_id_is_not_found) {
+  grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto applies_before = backend.applies.size();
+  const auto result = engine.revoke(admin, "nope");
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::not_found);
+  EXPECT_NE(result.error().message.find("nope"), std::string::npos);
+  EXPECT_EQ(backend.applies.size(), applies_before);
+  EXPECT_EQ(engine.active_grants().size(), 1U);
+}
+
+TEST_F(core_engine, revoke_twice_is_not_found) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  ASSERT_TRUE(engine.revoke(admin, grant.id).has_value());
+  const auto again = engine.revoke(admin, grant.id);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, ErrorCode::not_found);
+}
+
+TEST_F(core_engine, revoke_by_caller_without_may_manage_is_forbidden) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto applies_before = backend.applies.size();
+  const auto result = engine.revoke(mallory, grant.id);
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::forbidden);
+  EXPECT_EQ(backend.applies.size(), applies_before);
+  EXPECT_EQ(engine.active_grants().size(), 1U);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 1h);
+}
+
+// ---------------------------------------------------------------- expiry
+
+TEST_F(core_engine, expire_due_records_and_forgets_ended_grants_without_kernel_calls) {
+  const auto first = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto second = grant_ok(ask({dns}, "10.0.0.2", 2h));
+  const auto applies_before = backend.applies.size();
+  const auto events_before = audit.events.size();
+
+  clock.advance(1h - 1ms);
+  engine.expire_due();
+  EXPECT_EQ(audit.events.size(), events_before);
+  EXPECT_EQ(engine.active_grants().size(), 2U);
+
+  clock.advance(1ms);
+  EXPECT_EQ(engine.active_grants().size(), 1U);  // ended, even before expire_due runs
+  engine.expire_due();
+  EXPECT_EQ(backend.applies.size(), applies_before);
+  ASSERT_EQ(audit.events.size(), events_before + 1);
+  const auto& event = audit.events.back();
+  EXPECT_EQ(event.event, "expire");
+  EXPECT_EQ(event.outcome, "expired");
+  EXPECT_EQ(event.grant_id, first.id);
+  EXPECT_EQ(event.reason, "Expired");
+  EXPECT_EQ(event.time, t0 + 1h);
+  EXPECT_EQ(event.source, "10.0.0.1");
+  EXPECT_EQ(event.end_time, "2026-11-24T01:00:00Z");
+  ASSERT_EQ(engine.active_grants().size(), 1U);
+  EXPECT_EQ(engine.active_grants()[0].id, second.id);
+  EXPECT_EQ(engine.next_expiry(), second.end);
+  EXPECT_EQ(engine.revoke(admin, first.id).error().code, ErrorCode::not_found);
+
+  // A second run finds nothing new.
+  engine.expire_due();
+  EXPECT_EQ(audit.events.size(), events_before + 1);
+
+  clock.advance(3h);
+  engine.expire_due();
+  EXPECT_EQ(backend.applies.size(), applies_before);
+  EXPECT_EQ(audit.events.size(), events_before + 2);
+  EXPECT_EQ(audit.events.back().grant_id, second.id);
+  EXPECT_TRUE(engine.active_grants().empty());
+  EXPECT_EQ(engine.next_expiry(), std::nullopt);
+}
+
+TEST_F(core_engine, expire_due_handles_several_grants_at_once) {
+  grant_ok(ask({ssh}, "10.0.0.1", 10min));
+  grant_ok(ask({ssh}, "10.0.0.2", 20min));
+  grant_ok(ask({ssh}, "10.0.0.3", 3h));
+  clock.advance(2h);
+  engine.expire_due();
+  std::vector<std::string> expired;
+  for (const auto& event : audit.events) {
+    if (event.event == "expire") expired.push_back(event.grant_id);
+  }
+  std::sort(expired.begin(), expired.end());
+  EXPECT_EQ(expired, (std::vector<std::string>{"g1", "g2"}));
+  EXPECT_EQ(engine.active_grants().size(), 1U);
+}
+
+TEST_F(core_engine, request_after_expiry_does_not_remove_ended_elements) {
+  grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
+  clock.advance(2h);
+  engine.expire_due();
+  grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
+  EXPECT_TRUE(backend.applies.back().remove.empty());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 3h);
+}
+
+TEST_F(core_engine, request_after_unrecorded_expiry_does_not_remove_ended_elements) {
+  // expire_due has not run yet, but the kernel already dropped the element.
+  grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
+  clock.advance(1h);
+  grant_ok(ask({ssh}, "10.0.0.7", 1h));
+  EXPECT_TRUE(backend.applies.back().remove.empty());
+  EXPECT_EQ(backend.applies.back().add,
+            (std::vector<TimedElement>{{key("10.0.0.7", ssh_key), 1h}}));
+  EXPECT_EQ(kernel_end("10.0.0.8", ssh_key), std::nullopt);
+}
+
+TEST_F(core_engine, revoke_of_ended_but_unexpired_grant_needs_no_kernel_change) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  clock.advance(1h + 1s);
+  const auto applies_before = backend.applies.size();
+  ASSERT_TRUE(engine.revoke(admin, grant.id).has_value());
+  EXPECT_EQ(backend.applies.size(), applies_before);
+}
+
+TEST_F(core_engine, next_expiry_is_earliest_end) {
+  EXPECT_EQ(engine.next_expiry(), std::nullopt);
+  grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  EXPECT_EQ(engine.next_expiry(), t0 + 2h);
+  grant_ok(ask({ssh}, "10.0.0.2", 30min));
+  EXPECT_EQ(engine.next_expiry(), t0 + 30min);
+  grant_ok(ask({ssh}, "10.0.0.3", 1h));
+  EXPECT_EQ(engine.next_expiry(), t0 + 30min);
+  ASSERT_TRUE(engine.revoke(admin, "g2").has_value());
+  EXPECT_EQ(engine.next_expiry(), t0 + 1h);
+}
+
+TEST_F(core_engine, active_grants_sorted_by_start) {
+  grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  clock.advance(1min);
+  grant_ok(ask({ssh}, "10.0.0.2", 2h));
+  clock.advance(1min);
+  grant_ok(ask({ssh}, "10.0.0.3", 2h));
+  // Ids that sort differently from start times.
+  const auto active = engine.active_grants();
+  ASSERT_EQ(active.size(), 3U);
+  EXPECT_EQ(active[0].start, t0);
+  EXPECT_EQ(active[1].start, t0 + 1min);
+  EXPECT_EQ(active[2].start, t0 + 2min);
+}
+
+class core_engine_ids : public core_engine {};
+
+TEST_F(core_engine_ids, active_grants_order_does_not_follow_id_order) {
+  std::vector<std::string> next_ids = {"zzz", "mmm", "aaa"};
+  AccessEngine custom(backend, audit, clock,
+                      [&] {
+                        auto id = next_ids.front();
+                        next_ids.erase(next_ids.begin());
+                        return id;
+                      },
+                      default_policy());
+  for (const auto* source : {"10.0.0.1", "10.0.0.2", "10.0.0.3"}) {
+    ASSERT_TRUE(custom.request(admin, ask({ssh}, source, 1h)).has_value());
+    clock.advance(1s);
+  }
+  const auto active = custom.active_grants();
+  ASSERT_EQ(active.size(), 3U);
+  EXPECT_EQ(active[0].id, "zzz");
+  EXPECT_EQ(active[1].id, "mmm");
+  EXPECT_EQ(active[2].id, "aaa");
+}
+
+// ---------------------------------------------------------------- install
+
+Policy install_policy() {
+  Policy policy = default_policy();
+  policy.rules[1].any_source = true;  // 443 from anywhere, to keep the allow-list simple
+  PermanentAllow office;
+  office.sources = {prefix("10.0.0.0/8")};
+  office.ports = {ssh};
+  PermanentAllow vpn;  // overlaps the office entry on 22/tcp
+  vpn.sources = {prefix("10.1.0.0/16"), prefix("172.16.0.0/12")};
+  vpn.ports = {ssh};
+  PermanentAllow bastion_a;  // no ports: every protected port
+  bastion_a.sources = {prefix("192.168.0.0/24")};
+  PermanentAllow bastion_b;  // adjacent to bastion_a with the same ports
+  bastion_b.sources = {prefix("192.168.1.0/24")};
+  PermanentAllow resolvers;
+  resolvers.sources = {prefix("fd00::/8")};
+  resolvers.ports = {dns};
+  policy.permanent_allow = {office, vpn, bastion_a, bastion_b, resolvers};
+  return policy;
+}
+
+class core_engine_install : public core_engine {
+ protected:
+  core_engine_install() : core_engine(install_policy()) {}
+};
+
+TEST_F(core_engine_install, install_passes_protected_ports_and_merged_allow_list) {
+  ASSERT_TRUE(engine.install().has_value());
+  ASSERT_EQ(backend.installs.size(), 1U);
+  const auto& spec = backend.installs[0];
+  EXPECT_EQ(spec.protected_ports,
+            (std::vector<PortKey>{ssh_key, dns_tcp, https_key, dns_udp}));
+  const std::vector<ElementKey> expected = {
+      key("10.0.0.0/8", ssh_key),      key("172.16.0.0/12", ssh_key),
+      key("192.168.0.0/23", ssh_key),  key("192.168.0.0/23", dns_tcp),
+      key("192.168.0.0/23", https_key), key("192.168.0.0/23", dns_udp),
+      key("fd00::/8", dns_tcp),        key("fd00::/8", dns_udp)};
+  EXPECT_EQ(spec.permanent, expected);
+  EXPECT_TRUE(spec.grants.empty());
+  EXPECT_TRUE(backend.applies.empty());
+}
+
+TEST_F(core_engine_install, install_drops_allow_list_ports_the_policy_does_not_protect) {
+  Policy policy = install_policy();
+  PermanentAllow extra;
+  extra.sources = {prefix("198.51.100.0/24")};
+  extra.ports = {PortSpec{22, ProtocolSpec::any}, PortSpec{8080, ProtocolSpec::tcp}};
+  policy.permanent_allow = {extra};
+  AccessEngine custom(backend, audit, clock, [] { return std::string("x"); }, policy);
+  ASSERT_TRUE(custom.install().has_value());
+  EXPECT_EQ(backend.installs.back().permanent,
+            (std::vector<ElementKey>{key("198.51.100.0/24", ssh_key)}));
+}
+
+TEST_F(core_engine_install, install_without_allow_list) {
+  AccessEngine custom(backend, audit, clock, [] { return std::string("x"); }, default_policy());
+  ASSERT_TRUE(custom.install().has_value());
+  EXPECT_TRUE(backend.installs.back().permanent.empty());
+  EXPECT_EQ(backend.installs.back().protected_ports,
+            (std::vector<PortKey>{ssh_key, dns_tcp, https_key, dns_udp}));
+}
+
+TEST_F(core_engine_install, install_carries_live_grants_with_remaining_time) {
+  ASSERT_TRUE(engine.install().has_value());
+  grant_ok(ask({ssh}, "203.0.113.0/24", 1h));
+  grant_ok(ask({ssh}, "203.0.113.9", 2h));
+  clock.advance(15min);
+  ASSERT_TRUE(engine.install().has_value());
+  const auto& spec = backend.installs.back();
+  EXPECT_EQ(spec.grants,
+            (std::vector<TimedElement>{
+                {key(Family::ipv4, ip4(203, 0, 113, 0), ip4(203, 0, 113, 8), ssh_key), 45min},
+                {key("203.0.113.9", ssh_key), 105min},
+                {key(Family::ipv4, ip4(203, 0, 113, 10), ip4(203, 0, 113, 255), ssh_key),
+                 45min}}));
+  EXPECT_EQ(spec.permanent.size(), 8U);
+
+  // Once the network grant has ended, a new install carries only the host.
+  clock.advance(1h);
+  ASSERT_TRUE(engine.install().has_value());
+  EXPECT_EQ(backend.installs.back().grants,
+            (std::vector<TimedElement>{{key("203.0.113.9", ssh_key), 45min}}));
+
+  // And requests after the install start from what the install put in the kernel.
+  grant_ok(ask({ssh}, "203.0.113.9", 2h));
+  EXPECT_EQ(backend.applies.back().remove, std::vector<ElementKey>{key("203.0.113.9", ssh_key)});
+  EXPECT_EQ(kernel_end("203.0.113.9", ssh_key), t0 + 75min + 2h);
+}
+
+TEST_F(core_engine_install, enforcement_spec_matches_install) {
+  grant_ok(ask({dns}, "10.9.0.0/16", 1h));
+  ASSERT_TRUE(engine.install().has_value());
+  const auto spec = engine.enforcement_spec(clock.now());
+  EXPECT_EQ(spec.protected_ports, backend.installs.back().protected_ports);
+  EXPECT_EQ(spec.permanent, backend.installs.back().permanent);
+  EXPECT_EQ(spec.grants, backend.installs.back().grants);
+  EXPECT_EQ(spec.grants.size(), 2U);
+}
+
+// ---------------------------------------------------------------- random walk
+
+// Random requests, revokes, installs and clock steps against the kernel model. After
+// every step the kernel must let each sample address through exactly until the latest
+// end among the live grants covering it, and no transaction may be one a kernel refuses.
+TEST_F(core_engine, property_kernel_matches_live_grants) {
+  std::mt19937 random(424242);
+  const std::vector<std::string> sources = {
+      "10.0.0.0/24", "10.0.0.0/25", "10.0.0.77",   "10.0.0.128/26", "10.0.0.200", "10.0.0.0/30",
+      "0.0.0.0/0",   "203.0.113.7", "fd00::/64",   "fd00::1",       "fd00::/126", "::/0"};
+  const std::vector<std::vector<PortSpec>> port_sets = {
+      {ssh}, {https}, {dns}, {PortSpec{53, ProtocolSpec::udp}}, {ssh, dns}, {ssh, https}};
+  std::vector<Prefix> samples;
+  for (unsigned i = 0; i < 256; i += 3) samples.push_back(prefix("10.0.0." + std::to_string(i)));
+  for (const auto* text : {"10.0.0.76", "10.0.0.77", "10.0.0.78", "10.0.0.127", "10.0.0.128",
+                           "10.0.0.191", "10.0.0.192", "10.0.0.255", "10.0.1.0", "0.0.0.0",
+                           "255.255.255.255", "203.0.113.7", "fd00::", "fd00::1", "fd00::3",
+                           "fd00::4", "fd00::ffff:ffff:ffff:ffff", "fd00:0:0:1::", "::",
+                           "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}) {
+    samples.push_back(prefix(text));
+  }
+  const PortKey keys[] = {ssh_key, https_key, dns_tcp, dns_udp};
+
+  int granted = 0, revoked = 0;
+  for (int step = 0; step < 600; ++step) {
+    const int action = static_cast<int>(random() % 10);
+    if (action < 5) {
+      const auto& source = sources[random() % sources.size()];
+      const auto& ports = port_sets[random() % port_sets.size()];
+      const auto duration = Milliseconds((1 + random() % 120) * 60'000);
+      if (engine.request(admin, ask(ports, source, duration))) ++granted;
+    } else if (action < 7) {
+      const auto active = engine.active_grants();
+      if (!active.empty()) {
+        const auto& victim = active[random() % active.size()];
+        ASSERT_TRUE(engine.revoke(admin, victim.id).has_value()) << "step " << step;
+        ++revoked;
+      }
+    } else if (action < 9) {
+      clock.advance(Milliseconds((random() % 40) * 60'000 + random() % 1000));
+      if (random() % 2 == 0) engine.expire_due();
+    } else {
+      ASSERT_TRUE(engine.install().has_value()) << "step " << step;
+    }
+    ASSERT_TRUE(backend.violations.empty()) << "step " << step << ": " << backend.violations[0];
+
+    const auto active = engine.active_grants();
+    for (const auto& sample : samples) {
+      for (const auto port : keys) {
+        std::optional<TimePoint> expected;
+        for (const auto& grant : active) {
+          if (!grant.source.contains(sample)) continue;
+          for (const auto& spec : grant.ports) {
+            if (spec.number != port.port) continue;
+            for (const auto protocol : expand(spec.protocol)) {
+              if (protocol != port.protocol) continue;
+              expected = std::max(expected.value_or(grant.end), grant.end);
+            }
+          }
+        }
+        ASSERT_EQ(backend.end_for(sample.family(), sample.address(), port), expected)
+            << "step " << step << " " << sample.to_string() << " " << to_string(port.protocol)
+            << "/" << port.port;
+      }
+    }
+  }
+  EXPECT_GT(granted, 100);
+  EXPECT_GT(revoked, 30);
+}
+
+}  // namespace
+}  // namespace jitd::core

@@ -1,0 +1,268 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "jitd/core/prefix.hpp"
+
+namespace jitd::core {
+namespace {
+
+Prefix parse_ok(std::string_view text) {
+  auto parsed = Prefix::parse(text);
+  EXPECT_TRUE(parsed.has_value()) << text << ": " << (parsed ? "" : parsed.error().message);
+  return parsed ? *parsed : Prefix{};
+}
+
+void expect_refused(std::string_view text) {
+  const auto parsed = Prefix::parse(text);
+  ASSERT_FALSE(parsed.has_value()) << "'" << text << "' parsed as " << parsed->to_string();
+  EXPECT_EQ(parsed.error().code, ErrorCode::invalid_argument) << text;
+  EXPECT_FALSE(parsed.error().message.empty()) << text;
+}
+
+constexpr AddressValue v6(std::uint64_t high, std::uint64_t low) {
+  return (AddressValue{high} << 64) | low;
+}
+
+TEST(core_prefix, parses_ipv4_network) {
+  const auto prefix = parse_ok("10.1.2.0/24");
+  EXPECT_EQ(prefix.family(), Family::ipv4);
+  EXPECT_EQ(prefix.length(), 24U);
+  EXPECT_EQ(prefix.address(), AddressValue{0x0A010200});
+  EXPECT_EQ(prefix.to_string(), "10.1.2.0/24");
+}
+
+TEST(core_prefix, parses_bare_ipv4_address_as_host) {
+  const auto prefix = parse_ok("203.0.113.7");
+  EXPECT_EQ(prefix.family(), Family::ipv4);
+  EXPECT_EQ(prefix.length(), 32U);
+  EXPECT_EQ(prefix.address(), AddressValue{0xCB007107});
+  EXPECT_EQ(prefix.to_string(), "203.0.113.7");
+}
+
+TEST(core_prefix, ipv4_slash_32_prints_as_bare_address) {
+  const auto prefix = parse_ok("203.0.113.7/32");
+  EXPECT_EQ(prefix.length(), 32U);
+  EXPECT_EQ(prefix.to_string(), "203.0.113.7");
+  EXPECT_EQ(prefix, parse_ok("203.0.113.7"));
+}
+
+TEST(core_prefix, parses_ipv6_network) {
+  const auto prefix = parse_ok("2001:db8::/32");
+  EXPECT_EQ(prefix.family(), Family::ipv6);
+  EXPECT_EQ(prefix.length(), 32U);
+  EXPECT_EQ(prefix.address(), v6(0x20010db800000000ULL, 0));
+  EXPECT_EQ(prefix.to_string(), "2001:db8::/32");
+}
+
+TEST(core_prefix, parses_bare_ipv6_address_as_host) {
+  const auto prefix = parse_ok("2001:db8::1");
+  EXPECT_EQ(prefix.family(), Family::ipv6);
+  EXPECT_EQ(prefix.length(), 128U);
+  EXPECT_EQ(prefix.address(), v6(0x20010db800000000ULL, 1));
+  EXPECT_EQ(prefix.to_string(), "2001:db8::1");
+}
+
+TEST(core_prefix, ipv6_slash_128_prints_as_bare_address) {
+  EXPECT_EQ(parse_ok("fd00::1/128").to_string(), "fd00::1");
+}
+
+TEST(core_prefix, ipv6_to_string_is_canonical) {
+  // Leading zeros dropped, the longest zero run compressed, lower case.
+  EXPECT_EQ(parse_ok("2001:0DB8:0000:0000:0000:0000:0000:0001").to_string(), "2001:db8::1");
+  EXPECT_EQ(parse_ok("FD00:0:0:0::/64").to_string(), "fd00::/64");
+}
+
+TEST(core_prefix, length_zero_is_the_whole_family) {
+  const auto any4 = parse_ok("0.0.0.0/0");
+  EXPECT_EQ(any4.family(), Family::ipv4);
+  EXPECT_EQ(any4.length(), 0U);
+  EXPECT_EQ(any4.to_string(), "0.0.0.0/0");
+  EXPECT_EQ(any4, Prefix::any(Family::ipv4));
+
+  const auto any6 = parse_ok("::/0");
+  EXPECT_EQ(any6.family(), Family::ipv6);
+  EXPECT_EQ(any6.length(), 0U);
+  EXPECT_EQ(any6.to_string(), "::/0");
+  EXPECT_EQ(any6, Prefix::any(Family::ipv6));
+}
+
+TEST(core_prefix, nonzero_address_with_length_zero_has_host_bits) {
+  expect_refused("10.0.0.0/0");
+  expect_refused("2001:db8::/0");
+}
+
+TEST(core_prefix, refuses_lengths_out_of_range) {
+  expect_refused("10.0.0.0/33");
+  expect_refused("10.0.0.0/-1");
+  expect_refused("10.0.0.0/");
+  expect_refused("10.0.0.0/abc");
+  expect_refused("10.0.0.0/24x");
+  expect_refused("10.0.0.0/ 24");
+  expect_refused("10.0.0.0/+24");
+  expect_refused("10.0.0.0/24/8");
+  expect_refused("10.0.0.0/4294967320");  // wraps to 24 if read into 32 bits
+  expect_refused("2001:db8::/129");
+  expect_refused("2001:db8::/-1");
+  expect_refused("2001:db8::/");
+  expect_refused("2001:db8::/abc");
+}
+
+TEST(core_prefix, error_for_bad_length_names_the_valid_range) {
+  const auto v4 = Prefix::parse("10.0.0.0/33");
+  ASSERT_FALSE(v4.has_value());
+  EXPECT_NE(v4.error().message.find("0..32"), std::string::npos) << v4.error().message;
+  const auto v6 = Prefix::parse("fd00::/200");
+  ASSERT_FALSE(v6.has_value());
+  EXPECT_NE(v6.error().message.find("0..128"), std::string::npos) << v6.error().message;
+}
+
+TEST(core_prefix, refuses_garbage) {
+  expect_refused("");
+  expect_refused("/");
+  expect_refused("/24");
+  expect_refused("hello");
+  expect_refused("10.0.0");
+  expect_refused("10.0.0.256");
+  expect_refused("10.0.0.0.0");
+  expect_refused(" 10.0.0.1");
+  expect_refused("10.0.0.1 ");
+  expect_refused("2001:db8:::1");
+  expect_refused("2001:db8::g");
+  expect_refused("1:2:3:4:5:6:7:8:9");
+  expect_refused("fe80::1%eth0");
+}
+
+TEST(core_prefix, host_bits_refused_with_network_suggestion) {
+  const auto v4 = Prefix::parse("10.0.0.1/24");
+  ASSERT_FALSE(v4.has_value());
+  EXPECT_EQ(v4.error().code, ErrorCode::invalid_argument);
+  EXPECT_NE(v4.error().message.find("host bits"), std::string::npos) << v4.error().message;
+  EXPECT_NE(v4.error().message.find("10.0.0.0/24"), std::string::npos) << v4.error().message;
+
+  const auto v6 = Prefix::parse("2001:db8::1/64");
+  ASSERT_FALSE(v6.has_value());
+  EXPECT_NE(v6.error().message.find("2001:db8::/64"), std::string::npos) << v6.error().message;
+
+  const auto odd = Prefix::parse("192.168.1.130/25");
+  ASSERT_FALSE(odd.has_value());
+  EXPECT_NE(odd.error().message.find("192.168.1.128/25"), std::string::npos)
+      << odd.error().message;
+}
+
+TEST(core_prefix, host_bit_in_last_position_refused) {
+  expect_refused("10.0.0.1/31");
+  expect_refused("fd00::1/127");
+  EXPECT_EQ(parse_ok("10.0.0.2/31").to_string(), "10.0.0.2/31");
+  EXPECT_EQ(parse_ok("fd00::2/127").to_string(), "fd00::2/127");
+}
+
+TEST(core_prefix, contains_nested_prefixes) {
+  const auto net16 = parse_ok("10.1.0.0/16");
+  const auto net24 = parse_ok("10.1.2.0/24");
+  const auto host = parse_ok("10.1.2.3");
+  EXPECT_TRUE(net16.contains(net24));
+  EXPECT_TRUE(net16.contains(host));
+  EXPECT_TRUE(net24.contains(host));
+  EXPECT_FALSE(net24.contains(net16));
+  EXPECT_FALSE(host.contains(net24));
+}
+
+TEST(core_prefix, contains_equal_prefix) {
+  EXPECT_TRUE(parse_ok("10.1.2.0/24").contains(parse_ok("10.1.2.0/24")));
+  EXPECT_TRUE(parse_ok("10.1.2.3").contains(parse_ok("10.1.2.3")));
+  EXPECT_TRUE(parse_ok("fd00::/8").contains(parse_ok("fd00::/8")));
+}
+
+TEST(core_prefix, contains_disjoint_prefixes_is_false) {
+  EXPECT_FALSE(parse_ok("10.1.2.0/24").contains(parse_ok("10.1.3.0/24")));
+  EXPECT_FALSE(parse_ok("10.1.2.0/24").contains(parse_ok("10.1.3.1")));
+  EXPECT_FALSE(parse_ok("10.1.2.0/25").contains(parse_ok("10.1.2.128/25")));
+  EXPECT_FALSE(parse_ok("10.1.2.0/25").contains(parse_ok("10.1.2.128")));
+  EXPECT_TRUE(parse_ok("10.1.2.0/25").contains(parse_ok("10.1.2.127")));
+  EXPECT_FALSE(parse_ok("2001:db8::/32").contains(parse_ok("2001:db9::1")));
+}
+
+TEST(core_prefix, contains_never_crosses_families) {
+  EXPECT_FALSE(parse_ok("0.0.0.0/0").contains(parse_ok("::1")));
+  EXPECT_FALSE(parse_ok("::/0").contains(parse_ok("10.0.0.1")));
+  // ::ffff:10.0.0.1 is an IPv6 address, even though it embeds an IPv4 one.
+  EXPECT_FALSE(parse_ok("10.0.0.0/8").contains(parse_ok("::ffff:10.0.0.1")));
+  EXPECT_FALSE(parse_ok("::/96").contains(parse_ok("0.0.0.1")));
+}
+
+TEST(core_prefix, full_prefixes_contain_everything_of_their_family) {
+  EXPECT_TRUE(parse_ok("0.0.0.0/0").contains(parse_ok("255.255.255.255")));
+  EXPECT_TRUE(parse_ok("0.0.0.0/0").contains(parse_ok("0.0.0.0")));
+  EXPECT_TRUE(parse_ok("0.0.0.0/0").contains(parse_ok("128.0.0.0/1")));
+  EXPECT_TRUE(parse_ok("::/0").contains(parse_ok("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
+  EXPECT_TRUE(parse_ok("::/0").contains(parse_ok("8000::/1")));
+}
+
+TEST(core_prefix, range_of_ipv4_prefixes) {
+  const auto net = parse_ok("192.168.1.0/24").range();
+  EXPECT_EQ(net.family, Family::ipv4);
+  EXPECT_EQ(net.first, AddressValue{0xC0A80100});
+  EXPECT_EQ(net.last, AddressValue{0xC0A801FF});
+
+  const auto host = parse_ok("192.168.1.7").range();
+  EXPECT_EQ(host.first, AddressValue{0xC0A80107});
+  EXPECT_EQ(host.last, AddressValue{0xC0A80107});
+
+  const auto all = parse_ok("0.0.0.0/0").range();
+  EXPECT_EQ(all.family, Family::ipv4);
+  EXPECT_EQ(all.first, AddressValue{0});
+  EXPECT_EQ(all.last, AddressValue{0xFFFFFFFFU});  // not beyond 32 bits
+
+  const auto upper = parse_ok("128.0.0.0/1").range();
+  EXPECT_EQ(upper.first, AddressValue{0x80000000U});
+  EXPECT_EQ(upper.last, AddressValue{0xFFFFFFFFU});
+}
+
+TEST(core_prefix, range_of_ipv6_prefixes) {
+  const auto net = parse_ok("2001:db8::/64").range();
+  EXPECT_EQ(net.family, Family::ipv6);
+  EXPECT_EQ(net.first, v6(0x20010db800000000ULL, 0));
+  EXPECT_EQ(net.last, v6(0x20010db800000000ULL, ~std::uint64_t{0}));
+
+  const auto host = parse_ok("2001:db8::5").range();
+  EXPECT_EQ(host.first, v6(0x20010db800000000ULL, 5));
+  EXPECT_EQ(host.last, host.first);
+
+  const auto all = parse_ok("::/0").range();
+  EXPECT_EQ(all.family, Family::ipv6);
+  EXPECT_EQ(all.first, AddressValue{0});
+  EXPECT_EQ(all.last, ~AddressValue{0});
+
+  const auto upper = parse_ok("8000::/1").range();
+  EXPECT_EQ(upper.first, v6(0x8000000000000000ULL, 0));
+  EXPECT_EQ(upper.last, ~AddressValue{0});
+}
+
+TEST(core_prefix, any_has_full_range) {
+  EXPECT_EQ(Prefix::any(Family::ipv4).range().last, AddressValue{0xFFFFFFFFU});
+  EXPECT_EQ(Prefix::any(Family::ipv6).range().last, ~AddressValue{0});
+  EXPECT_EQ(Prefix::any(Family::ipv6).to_string(), "::/0");
+}
+
+TEST(core_prefix, to_string_round_trips) {
+  for (const auto* text : {"10.0.0.0/8", "10.1.2.3", "0.0.0.0/0", "255.255.255.255",
+                           "192.168.0.0/31", "2001:db8::/32", "::/0", "::1", "fe80::/10",
+                           "2001:db8:1:2:3:4:5:6", "::ffff:10.0.0.1"}) {
+    const auto prefix = parse_ok(text);
+    EXPECT_EQ(prefix.to_string(), text);
+    EXPECT_EQ(parse_ok(prefix.to_string()), prefix) << text;
+  }
+}
+
+TEST(core_prefix, address_helpers) {
+  EXPECT_EQ(address_bits(Family::ipv4), 32U);
+  EXPECT_EQ(address_bits(Family::ipv6), 128U);
+  EXPECT_EQ(address_to_string(Family::ipv4, 0x7F000001), "127.0.0.1");
+  EXPECT_EQ(address_to_string(Family::ipv6, 1), "::1");
+  EXPECT_EQ(address_to_string(Family::ipv6, ~AddressValue{0}),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+}
+
+}  // namespace
+}  // namespace jitd::core
