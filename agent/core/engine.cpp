@@ -196,7 +196,9 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
   if (auto valid = validate(request, duration); !valid) return refuse(valid.error());
 
   Grant grant;
-  grant.id = new_id_();
+  do {
+    grant.id = new_id_();
+  } while (active_.contains(grant.id));  // an id names exactly one grant
   grant.requestor = {caller.uid, caller.name};
   grant.source = request.source;
   grant.ports = request.ports;
@@ -213,13 +215,25 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
 
 Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
   const auto now = clock_.now();
+  const auto refuse = [&](Error error) -> Result<Grant> {
+    AuditEvent event;
+    event.time = now;
+    event.event = "revoke";
+    event.outcome = "refused";
+    event.grant_id = std::string(id);
+    event.uid = caller.uid;
+    event.user = caller.name;
+    event.reason = std::string(to_string(error.code)) + ": " + error.message;
+    audit_.record(event);
+    return tl::unexpected(std::move(error));
+  };
   if (!caller.may_manage) {
-    return fail(ErrorCode::forbidden, "user " + caller.name + " (uid " +
-                                          std::to_string(caller.uid) + ") may not revoke access");
+    return refuse({ErrorCode::forbidden, "user " + caller.name + " (uid " +
+                                             std::to_string(caller.uid) + ") may not revoke access"});
   }
   const auto found = active_.find(id);
   if (found == active_.end()) {
-    return fail(ErrorCode::not_found, "no active grant with id '" + std::string(id) + "'");
+    return refuse({ErrorCode::not_found, "no active grant with id '" + std::string(id) + "'"});
   }
   if (auto applied = converge(desired_ranges(nullptr, &found->first), now); !applied) {
     auto failed = grant_event(now, "revoke", "failed", found->second);

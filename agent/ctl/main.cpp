@@ -69,8 +69,8 @@ Reply call(const std::string& socket, const std::string& method, const std::stri
 }
 
 // Prints the server's error and exits non-zero; returns the body otherwise.
-const json& checked(const Reply& reply) {
-  if (reply.status >= 200 && reply.status < 300) return reply.body;
+json checked(Reply reply) {
+  if (reply.status >= 200 && reply.status < 300) return std::move(reply.body);
   const auto& error = reply.body.value("error", json::object());
   std::cerr << "jitctl: " << error.value("message", "request failed") << " ("
             << error.value("code", "HTTP " + std::to_string(reply.status)) << ")\n";
@@ -189,7 +189,7 @@ int main(int argc, char** argv) {
     }
     if (!duration.empty()) body["duration"] = duration;
     if (!end_time.empty()) body["endTimeUtc"] = end_time;
-    const auto& created = checked(call(socket, "POST", "/v1/grants", body.dump()));
+    const auto created = checked(call(socket, "POST", "/v1/grants", body.dump()));
     if (as_json) {
       std::cout << created.dump(2) << "\n";
     } else {
@@ -199,21 +199,21 @@ int main(int argc, char** argv) {
                 << " (" << remaining_text(created.value("remainingSeconds", 0LL)) << ")\n";
     }
   } else if (list->parsed()) {
-    const auto& listed = checked(call(socket, "GET", "/v1/grants"));
+    const auto listed = checked(call(socket, "GET", "/v1/grants"));
     if (as_json) {
       std::cout << listed.dump(2) << "\n";
     } else {
       print_grants(listed.value("grants", std::vector<json>{}));
     }
   } else if (revoke->parsed()) {
-    const auto& revoked = checked(call(socket, "DELETE", "/v1/grants/" + revoke_id));
+    const auto revoked = checked(call(socket, "DELETE", "/v1/grants/" + revoke_id));
     if (as_json) {
       std::cout << revoked.dump(2) << "\n";
     } else {
       std::cout << "revoked " << revoked.value("id", "") << "\n";
     }
   } else if (policy->parsed()) {
-    const auto& shown = checked(call(socket, "GET", "/v1/policy"));
+    const auto shown = checked(call(socket, "GET", "/v1/policy"));
     if (as_json) {
       std::cout << shown.dump(2) << "\n";
     } else {

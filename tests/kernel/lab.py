@@ -154,9 +154,9 @@ class Lab:
             f.write(text)
 
     def start_jitd(self):
-        log = open(os.path.join(self.dir, "jitd.log"), "a")
-        self.jitd = subprocess.Popen(["ip", "netns", "exec", self.server_ns, JITD, "--config", self.config],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        with open(os.path.join(self.dir, "jitd.log"), "a") as log:
+            self.jitd = subprocess.Popen(["ip", "netns", "exec", self.server_ns, JITD, "--config", self.config],
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.jitd.poll() is not None:
@@ -184,11 +184,12 @@ class Lab:
     def api(self, method, path, body=None):
         connection = UnixHTTPConnection(self.socket)
         payload = body if isinstance(body, (str, bytes)) or body is None else json.dumps(body)
-        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
-        return response.status, json.loads(data)
+        try:
+            connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
 
     def grant(self, source, ports=((22, "tcp"),), duration="PT1M", **extra):
         body = {"ports": [{"number": n, "protocol": p} for n, p in ports],

@@ -539,6 +539,11 @@ TEST_F(core_engine, revoke_by_caller_without_may_manage_is_forbidden) {
   EXPECT_EQ(result.error().code, ErrorCode::forbidden);
   EXPECT_EQ(backend.applies.size(), applies_before);
   EXPECT_EQ(engine.active_grants().size(), 1U);
+  ASSERT_FALSE(audit.events.empty());
+  EXPECT_EQ(audit.events.back().event, "revoke");
+  EXPECT_EQ(audit.events.back().outcome, "refused");
+  EXPECT_EQ(audit.events.back().grant_id, grant.id);
+  EXPECT_EQ(audit.events.back().uid, mallory.uid);
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 1h);
 }
 
@@ -572,15 +577,18 @@ TEST_F(core_engine, expire_due_records_and_forgets_ended_grants_without_kernel_c
   EXPECT_EQ(engine.active_grants()[0].id, second.id);
   EXPECT_EQ(engine.next_expiry(), second.end);
   EXPECT_EQ(engine.revoke(admin, first.id).error().code, ErrorCode::not_found);
+  ASSERT_EQ(audit.events.size(), events_before + 2);  // the refused revoke is audited too
+  EXPECT_EQ(audit.events.back().event, "revoke");
+  EXPECT_EQ(audit.events.back().outcome, "refused");
 
   // A second run finds nothing new.
   engine.expire_due();
-  EXPECT_EQ(audit.events.size(), events_before + 1);
+  EXPECT_EQ(audit.events.size(), events_before + 2);
 
   clock.advance(3h);
   engine.expire_due();
   EXPECT_EQ(backend.applies.size(), applies_before);
-  EXPECT_EQ(audit.events.size(), events_before + 2);
+  EXPECT_EQ(audit.events.size(), events_before + 3);
   EXPECT_EQ(audit.events.back().grant_id, second.id);
   EXPECT_TRUE(engine.active_grants().empty());
   EXPECT_EQ(engine.next_expiry(), std::nullopt);
