@@ -116,12 +116,18 @@ int main(int argc, char** argv) {
   std::string config_path = config::default_config_path;
   bool validate_only = false;
   bool uninstall = false;
-  app.add_option("-c,--config", config_path, "main config file")->capture_default_str();
+  auto* config_option =
+      app.add_option("-c,--config", config_path, "main config file")->capture_default_str();
   app.add_flag("--validate", validate_only,
                "check config and policy, print file:line:col: message per error, touch nothing");
   app.add_flag("--uninstall", uninstall, "remove jitd's nftables table (opens the protected ports)");
   CLI11_PARSE(app, argc, argv);
 
+  // Only the default path may be absent (all defaults); a named file must exist.
+  if (config_option->count() > 0 && !std::filesystem::exists(config_path)) {
+    std::cerr << config_path << ": config file does not exist\n";
+    return 1;
+  }
   const auto main_config = config::load_main_config(config_path);
   if (!main_config.ok()) {
     print_errors(main_config.errors);
@@ -132,9 +138,9 @@ int main(int argc, char** argv) {
   if (validate_only) {
     print_errors(policy.errors);
     if (!policy.ok()) return 1;
-    std::cout << config_path << ", " << settings.policy_directory.string() << ": valid, "
-              << policy.value.rules.size() << " port rule(s), "
-              << policy.value.permanent_allow.size() << " permanent allow entr(y/ies)\n";
+    std::cout << config_path << " and " << settings.policy_directory.string()
+              << " are valid: " << policy.value.rules.size() << " port rules, "
+              << policy.value.permanent_allow.size() << " permanent allow-list entries\n";
     return 0;
   }
   spdlog::set_level(spdlog::level::from_str(settings.log_level));
