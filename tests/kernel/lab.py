@@ -86,6 +86,7 @@ class Lab:
         self.jitd = None
         self.listener = None
         self.holders = []
+        self.agents = {}
         test.addCleanup(self.cleanup)
         self._make_network(tag)
         self.write_policy(policy)
@@ -96,6 +97,7 @@ class Lab:
                     f"policyDirectory: {self.dir}/policies.d\nstateDirectory: {self.dir}/state\n"
                     f"nftTable: jitd\nlogLevel: debug\n")
         self._start_listener(tcp_ports, udp_ports)
+        self._agent(self.client_ns)  # started early: ready before any deadline-bound check
 
     # ---- network ----
     def _make_network(self, tag):
@@ -121,13 +123,22 @@ class Lab:
         self.listener = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.listener.stdout.readline().strip() == "ready"
 
+    def _agent(self, namespace):
+        if namespace not in self.agents:
+            self.agents[namespace] = subprocess.Popen(
+                ["ip", "netns", "exec", namespace, "python3", NETPEER, "agent"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        return self.agents[namespace]
+
     def connect(self, host, port, source=None, kind="tcp", timeout=1.0, from_server=False):
         """True when a full round trip to the echo server worked."""
-        command = ["python3", NETPEER, "connect", kind, host, str(port), "--timeout", str(timeout)]
-        if source:
-            command += ["--source", source]
-        namespace = self.server_ns if from_server else self.client_ns
-        return self.ns(namespace, *command, check=False).returncode == 0
+        agent = self._agent(self.server_ns if from_server else self.client_ns)
+        agent.stdin.write(json.dumps({"kind": kind, "host": host, "port": port, "source": source,
+                                      "timeout": timeout}) + "\n")
+        agent.stdin.flush()
+        answer = agent.stdout.readline().strip()
+        self.test.assertTrue(answer == "ok" or answer.startswith("fail"), f"prober died: {answer!r}")
+        return answer == "ok"
 
     def hold(self, host, port, source):
         """An open TCP connection; send(text) returns the echo or an 'ERROR ...' line."""
@@ -237,7 +248,7 @@ class Lab:
         self.test.fail("no counted drop rule in chain input")
 
     def cleanup(self):
-        for process in [self.jitd, self.listener, *self.holders]:
+        for process in [self.jitd, self.listener, *self.holders, *self.agents.values()]:
             if process and process.poll() is None:
                 process.kill()
                 process.wait()

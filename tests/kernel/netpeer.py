@@ -4,11 +4,16 @@
   netpeer.py serve --tcp PORT... --udp PORT...      echo server (tcp: line echo, udp: datagram echo)
   netpeer.py connect tcp|udp HOST PORT [--source ADDR] [--timeout S]
         exit 0 when a round trip succeeded, 1 when it did not (refused, dropped, timed out)
+  netpeer.py agent
+        reads one JSON command per line ({"kind", "host", "port", "source", "timeout"}) and
+        answers "ok" or "fail <reason>" per line; a resident prober, so that a check made
+        1 s before a deadline is not delayed by starting a process on a loaded machine
   netpeer.py hold HOST PORT [--source ADDR]
         opens one TCP connection, then for each line on stdin sends it and prints the echo
         (or "ERROR <reason>"); proves an established flow keeps working
 """
 import argparse
+import json
 import select
 import socket
 import sys
@@ -67,19 +72,35 @@ def open_socket(kind, host, source):
     return s
 
 
-def connect(args):
-    s = open_socket(args.kind, args.host, args.source)
-    s.settimeout(args.timeout)
+def round_trip(kind, host, port, source, timeout):
+    """None when a full round trip worked, else why not."""
+    s = open_socket(kind, host, source)
+    s.settimeout(timeout)
     try:
-        s.connect((args.host, args.port))
+        s.connect((host, port))
         s.sendall(b"ping\n")
         reply = s.recv(64)
-        return 0 if reply == b"ping\n" else 1
+        return None if reply == b"ping\n" else f"unexpected reply {reply!r}"
     except OSError as error:
-        print(f"no round trip: {error}", file=sys.stderr)
-        return 1
+        return str(error)
     finally:
         s.close()
+
+
+def connect(args):
+    failure = round_trip(args.kind, args.host, args.port, args.source, args.timeout)
+    if failure:
+        print(f"no round trip: {failure}", file=sys.stderr)
+    return 1 if failure else 0
+
+
+def agent():
+    for line in sys.stdin:
+        command = json.loads(line)
+        failure = round_trip(command["kind"], command["host"], command["port"],
+                             command.get("source"), command["timeout"])
+        print("ok" if failure is None else f"fail {failure}", flush=True)
+    return 0
 
 
 def hold(args):
@@ -112,6 +133,7 @@ def main():
     p.add_argument("port", type=int)
     p.add_argument("--source")
     p.add_argument("--timeout", type=float, default=1.0)
+    sub.add_parser("agent")
     p = sub.add_parser("hold")
     p.add_argument("host")
     p.add_argument("port", type=int)
@@ -121,6 +143,8 @@ def main():
     if args.command == "serve":
         serve(args)
         return 0
+    if args.command == "agent":
+        return agent()
     return connect(args) if args.command == "connect" else hold(args)
 
 
