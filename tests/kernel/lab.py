@@ -77,7 +77,8 @@ def parse_utc(text):
 
 
 class Lab:
-    def __init__(self, test, policy=DEFAULT_POLICY, tcp_ports=(22, 3389, 53, 8080), udp_ports=(53,)):
+    def __init__(self, test, policy=DEFAULT_POLICY, tcp_ports=(22, 3389, 53, 8080), udp_ports=(53,),
+                 socket_group=""):
         require_root(test)
         self.test = test
         tag = secrets.token_hex(3)
@@ -93,7 +94,7 @@ class Lab:
         self.socket = os.path.join(self.dir, "jitd.sock")
         self.config = os.path.join(self.dir, "jitd.yaml")
         with open(self.config, "w") as f:
-            f.write(f"socketPath: {self.socket}\nsocketGroup: ''\n"
+            f.write(f"socketPath: {self.socket}\nsocketGroup: '{socket_group}'\n"
                     f"policyDirectory: {self.dir}/policies.d\nstateDirectory: {self.dir}/state\n"
                     f"nftTable: jitd\nlogLevel: debug\n")
         self._start_listener(tcp_ports, udp_ports)
@@ -211,8 +212,13 @@ class Lab:
         self.test.assertEqual(status, 201, reply)
         return reply
 
-    def jitctl(self, *args):
-        return run(JITCTL, "--socket", self.socket, *args, check=False)
+    def jitctl(self, *args, env=None, as_user=None):
+        """as_user: (user, group) to run as, via setpriv, with no supplementary groups."""
+        prefix = []
+        if as_user:
+            prefix = ["setpriv", f"--reuid={as_user[0]}", f"--regid={as_user[1]}", "--clear-groups"]
+        return run(*prefix, JITCTL, "--socket", self.socket, *args, check=False,
+                   env=None if env is None else {**os.environ, **env})
 
     # ---- the kernel's own view ----
     def nft(self, *args, check=True):
@@ -278,6 +284,7 @@ def sleep_until(timestamp):
 class LabTest(unittest.TestCase):
     """Base class: self.lab is a fresh lab per test."""
     policy = DEFAULT_POLICY
+    socket_group = ""
 
     def setUp(self):
-        self.lab = Lab(self, self.policy)
+        self.lab = Lab(self, self.policy, socket_group=self.socket_group)
