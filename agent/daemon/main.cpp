@@ -18,6 +18,7 @@
 #include "jitd/api/server.hpp"
 #include "jitd/config/config.hpp"
 #include "jitd/core/engine.hpp"
+#include "jitd/daemon/session_adoption.hpp"
 #include "jitd/nft/nft_backend.hpp"
 #include "jitd/state/audit_log.hpp"
 
@@ -86,6 +87,23 @@ core::AuditEvent lifecycle_event(const core::Clock& clock, std::string event, st
   audit.user = "jitd";
   audit.reason = std::move(reason);
   return audit;
+}
+
+// A failure here costs old sessions, never protection, so it is logged, not fatal.
+void adopt_sessions(const std::vector<core::PortKey>& protected_ports, std::string_view when) {
+  const auto adopted = daemon::adopt_established_sessions(protected_ports);
+  if (!adopted) {
+    spdlog::warn("adopt established sessions ({}): {}", when, adopted.error().message);
+    return;
+  }
+  if (adopted->adopted > 0 || adopted->failed > 0) {
+    spdlog::info("adopted {} established session(s) to protected ports ({})", adopted->adopted,
+                 when);
+  }
+  if (adopted->failed > 0) {
+    spdlog::warn("{} established session(s) could not be adopted, first: {}", adopted->failed,
+                 adopted->first_error);
+  }
 }
 
 // Sleeps until a signal arrives or the next grant ends, then records expiries.
@@ -178,10 +196,14 @@ int main(int argc, char** argv) {
   }
   SystemClock clock;
   core::AccessEngine engine(**backend, **audit, clock, random_grant_id, std::move(policy.value));
+  // Sessions that predate the table have no conntrack entry yet; adopt them before the
+  // table goes in, and once more after it, for any opened in between.
+  adopt_sessions(engine.policy().protected_ports(), "before install");
   if (auto installed = engine.install(); !installed) {
     spdlog::critical("install enforcement: {}", installed.error().message);
     return 1;
   }
+  adopt_sessions(engine.policy().protected_ports(), "after install");
   spdlog::info("table inet {} installed: {} protected port(s)", settings.nft_table,
                engine.policy().protected_ports().size());
 
