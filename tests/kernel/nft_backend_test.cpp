@@ -2,20 +2,14 @@
 // namespace, so nothing here can touch the host's ruleset; `nft` children inherit it and
 // read the kernel independently of the backend.
 #include <arpa/inet.h>
-#include <sched.h>
-#include <sys/wait.h>
 
 #include <algorithm>
 #include <array>
-#include <cerrno>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -23,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "jitd/nft/nft_backend.hpp"
+#include "kernel_test_support.hpp"
 
 namespace {
 
@@ -37,42 +32,14 @@ using jitd::core::PortKey;
 using jitd::core::Protocol;
 using jitd::core::TimedElement;
 using jitd::nft::NftBackend;
+using namespace jitd::test;  // run, feed, skip_all
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-bool skip_all = false;  // set by main() when no namespace could be created outside CI
 
 template <class T>
 testing::AssertionResult succeeded(const jitd::core::Result<T>& result) {
   if (result) return testing::AssertionSuccess();
   return testing::AssertionFailure() << result.error().message;
-}
-
-struct Output {
-  int status = -1;
-  std::string text;
-};
-
-// Runs a shell command (in our namespace) and returns its exit status and stdout.
-Output run(const std::string& command) {
-  Output output;
-  FILE* pipe = popen((command + " 2>/dev/null").c_str(), "r");
-  if (pipe == nullptr) return output;
-  std::array<char, 4096> chunk{};
-  std::size_t read = 0;
-  while ((read = std::fread(chunk.data(), 1, chunk.size(), pipe)) > 0) {
-    output.text.append(chunk.data(), read);
-  }
-  output.status = WEXITSTATUS(pclose(pipe));
-  return output;
-}
-
-// Runs a shell command with `input` on its stdin and returns its exit status.
-int feed(const std::string& command, const std::string& input) {
-  FILE* pipe = popen((command + " >/dev/null 2>&1").c_str(), "w");
-  if (pipe == nullptr) return -1;
-  std::fwrite(input.data(), 1, input.size(), pipe);
-  return WEXITSTATUS(pclose(pipe));
 }
 
 // The `nft -j` objects of one kind ("set", "chain", "rule"); empty when the command fails.
@@ -159,7 +126,7 @@ EnforcementSpec sample_spec() {
 class NftBackendTest : public testing::Test {
  protected:
   void SetUp() override {
-    if (skip_all) GTEST_SKIP() << "no private network namespace (needs root or CAP_SYS_ADMIN)";
+    if (skip_all()) GTEST_SKIP() << "no private network namespace (needs root or CAP_SYS_ADMIN)";
     auto opened = NftBackend::open("jitd");
     ASSERT_TRUE(succeeded(opened));
     backend_ = std::move(*opened);
@@ -385,19 +352,4 @@ TEST_F(NftBackendTest, UninstallRemovesTheTableAndIsIdempotent) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  testing::InitGoogleTest(&argc, argv);
-  if (unshare(CLONE_NEWNET) != 0) {
-    const int error = errno;
-    const char* ci = std::getenv("CI");
-    if (error != EPERM || (ci != nullptr && std::string_view(ci) == "true")) {
-      std::fprintf(stderr, "FAILED: cannot create a network namespace for the kernel tests (%s)\n",
-                   std::strerror(error));
-      return 1;
-    }
-    std::fprintf(stderr, "SKIPPED: cannot create a network namespace (%s); run as root\n",
-                 std::strerror(error));
-    skip_all = true;
-  }
-  return RUN_ALL_TESTS();
-}
+int main(int argc, char** argv) { return jitd::test::run_in_private_network_namespace(argc, argv); }

@@ -1,0 +1,61 @@
+#include "kernel_test_support.hpp"
+
+#include <sched.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
+
+#include <gtest/gtest.h>
+
+namespace jitd::test {
+namespace {
+
+bool skipping = false;  // set when no namespace could be created outside CI
+
+}  // namespace
+
+Output run(const std::string& command) {
+  Output output;
+  FILE* pipe = popen((command + " 2>/dev/null").c_str(), "r");
+  if (pipe == nullptr) return output;
+  std::array<char, 4096> chunk{};
+  std::size_t read = 0;
+  while ((read = std::fread(chunk.data(), 1, chunk.size(), pipe)) > 0) {
+    output.text.append(chunk.data(), read);
+  }
+  output.status = WEXITSTATUS(pclose(pipe));
+  return output;
+}
+
+int feed(const std::string& command, const std::string& input) {
+  FILE* pipe = popen((command + " >/dev/null 2>&1").c_str(), "w");
+  if (pipe == nullptr) return -1;
+  std::fwrite(input.data(), 1, input.size(), pipe);
+  return WEXITSTATUS(pclose(pipe));
+}
+
+bool skip_all() { return skipping; }
+
+int run_in_private_network_namespace(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  if (unshare(CLONE_NEWNET) != 0) {
+    const int error = errno;
+    const char* ci = std::getenv("CI");
+    if (error != EPERM || (ci != nullptr && std::string_view(ci) == "true")) {
+      std::fprintf(stderr, "FAILED: cannot create a network namespace for the kernel tests (%s)\n",
+                   std::strerror(error));
+      return 1;
+    }
+    std::fprintf(stderr, "SKIPPED: cannot create a network namespace (%s); run as root\n",
+                 std::strerror(error));
+    skipping = true;
+  }
+  return RUN_ALL_TESTS();
+}
+
+}  // namespace jitd::test
