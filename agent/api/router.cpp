@@ -49,7 +49,7 @@ json grant_json(const core::Grant& grant, core::TimePoint now) {
   }
   const auto remaining =
       grant.status == core::GrantStatus::initiated && grant.end > now
-          ? std::chrono::duration_cast<std::chrono::seconds>(grant.end - now).count()
+          ? std::chrono::ceil<std::chrono::seconds>(grant.end - now).count()
           : 0;
   return {{"id", grant.id},
           {"requestor", {{"name", grant.requestor.name}, {"uid", grant.requestor.uid}}},
