@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config git
   libnftnl-dev libmnl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libcli11-dev libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev libexpected-dev
-  libgtest-dev libgmock-dev libnetfilter-conntrack-dev
+  libgtest-dev libgmock-dev libnetfilter-conntrack-dev zlib1g-dev
   nftables iproute2 python3 curl
 )
 

@@ -37,7 +37,7 @@ json port_json(const core::PortSpec& port) {
   return {{"number", port.number}, {"protocol", core::to_string(port.protocol)}};
 }
 
-json grant_json(const core::Grant& grant, core::TimePoint now) {
+json grant_json(const core::Grant& grant, core::Deadline now) {
   const auto status = core::to_string(grant.status);
   const auto reason = grant.status_reason.empty() ? "UserRequested" : grant.status_reason;
   json ports = json::array();
@@ -48,8 +48,8 @@ json grant_json(const core::Grant& grant, core::TimePoint now) {
     ports.push_back(std::move(entry));
   }
   const auto remaining =
-      grant.status == core::GrantStatus::initiated && grant.end > now
-          ? std::chrono::ceil<std::chrono::seconds>(grant.end - now).count()
+      grant.status == core::GrantStatus::initiated
+          ? std::chrono::ceil<std::chrono::seconds>(core::remaining(grant, now)).count()
           : 0;
   return {{"id", grant.id},
           {"requestor", {{"name", grant.requestor.name}, {"uid", grant.requestor.uid}}},
@@ -204,6 +204,8 @@ Response Router::handle(const core::Caller& caller, std::string_view method,
     if (method == "DELETE") return revoke_grant(caller, path.substr(grants_prefix.size()));
   } else if (path == "/v1/policy") {
     if (method == "GET") return show_policy();
+  } else if (path == "/v1/policy/reload") {
+    if (method == "POST") return reload_policy(caller);
   } else {
     return error_response({ErrorCode::not_found, "no route " + std::string(path)});
   }
@@ -215,7 +217,7 @@ Response Router::handle(const core::Caller& caller, std::string_view method,
 
 Response Router::list_grants() const {
   std::lock_guard lock(engine_mutex_);
-  const auto now = clock_.now();
+  const auto now = clock_.boot_now();
   json grants = json::array();
   for (const auto& grant : engine_.active_grants()) grants.push_back(grant_json(grant, now));
   return json_response(200, json{{"grants", std::move(grants)}});
@@ -230,14 +232,34 @@ Response Router::create_grant(const core::Caller& caller, std::string_view body)
   }
   auto grant = engine_.request(caller, *request);
   if (!grant) return error_response(grant.error());
-  return json_response(201, grant_json(*grant, clock_.now()));
+  return json_response(201, grant_json(*grant, clock_.boot_now()));
 }
 
 Response Router::revoke_grant(const core::Caller& caller, std::string_view id) const {
   std::lock_guard lock(engine_mutex_);
   auto grant = engine_.revoke(caller, id);
   if (!grant) return error_response(grant.error());
-  return json_response(200, grant_json(*grant, clock_.now()));
+  return json_response(200, grant_json(*grant, clock_.boot_now()));
+}
+
+Response Router::reload_policy(const core::Caller& caller) const {
+  if (!caller.may_manage) {
+    return error_response({ErrorCode::forbidden, "user " + caller.name + " (uid " +
+                                                     std::to_string(caller.uid) +
+                                                     ") may not reload the policy"});
+  }
+  const auto outcome = reload_(caller);
+  if (!outcome.applied) {
+    const auto first = outcome.errors.empty() ? std::string("reload failed") : outcome.errors.front();
+    return json_response(400, json{{"error",
+                                    {{"code", core::to_string(ErrorCode::policy_invalid)},
+                                     {"message", first + " (the previous policy stays in force)"},
+                                     {"details", outcome.errors}}}});
+  }
+  return json_response(200, json{{"applied", true},
+                                 {"revoked", outcome.change.revoked},
+                                 {"narrowed", outcome.change.narrowed},
+                                 {"clamped", outcome.change.clamped}});
 }
 
 Response Router::show_policy() const {

@@ -306,6 +306,13 @@ core::Result<std::string> parse_log_level(std::string_view text) {
   return std::string(text);
 }
 
+core::Result<bool> parse_ownership(std::string_view text) {
+  if (text == "auto") return true;
+  if (text == "off") return false;
+  return core::fail(ErrorCode::invalid_argument,
+                    in_quotes(text) + " is not a table ownership mode; expected auto or off");
+}
+
 // --- Policy files ------------------------------------------------------------------------
 
 struct Sources {
@@ -536,7 +543,8 @@ Loaded<MainConfig> load_main_config(const fs::path& path) {
   if (root && !root->IsNull()) {
     const auto mapping = Mapping::read(doc, *root, "main config",
                                        {"socketPath", "socketGroup", "policyDirectory",
-                                        "stateDirectory", "nftTable", "logLevel"});
+                                        "stateDirectory", "nftTable", "nftTableOwnership",
+                                        "logLevel"});
     if (mapping) {
       auto& config = loaded.value;
       read_optional(doc, *mapping, "socketPath", parse_absolute_path, config.socket_path);
@@ -545,6 +553,8 @@ Loaded<MainConfig> load_main_config(const fs::path& path) {
                     config.policy_directory);
       read_optional(doc, *mapping, "stateDirectory", parse_absolute_path, config.state_directory);
       read_optional(doc, *mapping, "nftTable", parse_table_name, config.nft_table);
+      read_optional(doc, *mapping, "nftTableOwnership", parse_ownership,
+                    config.claim_table_ownership);
       read_optional(doc, *mapping, "logLevel", parse_log_level, config.log_level);
     }
   }

@@ -1,34 +1,43 @@
 #include "jitd/core/engine.hpp"
 
 #include <algorithm>
-#include <set>
+
+#include "jitd/core/failpoint.hpp"
 
 namespace jitd::core {
 
 namespace {
 
-std::string_view reason_for(GrantStatus status) {
-  switch (status) {
-    case GrantStatus::initiated: return "";
-    case GrantStatus::revoked: return "UserRequested";
-    case GrantStatus::expired: return "Expired";
-  }
-  return "";
+constexpr const char* policy_changed = "PolicyChanged";
+
+std::string describe_error(const Error& error) {
+  return std::string(to_string(error.code)) + ": " + error.message;
 }
 
-AuditEvent grant_event(TimePoint now, std::string event, std::string outcome, const Grant& grant) {
-  AuditEvent audit;
-  audit.time = now;
-  audit.event = std::move(event);
-  audit.outcome = std::move(outcome);
-  audit.grant_id = grant.id;
-  audit.uid = grant.requestor.uid;
-  audit.user = grant.requestor.name;
-  audit.source = grant.source.to_string();
-  audit.ports = grant.ports;
-  audit.justification = grant.justification;
-  audit.end_time = format_utc(grant.end);
-  return audit;
+// The part of `port` whose protocols the policy still protects for `source`.
+std::optional<PortSpec> still_allowed(const Policy& policy, const PortSpec& port,
+                                      const Prefix& source) {
+  std::vector<Protocol> kept;
+  for (const auto protocol : expand(port.protocol)) {
+    const auto* rule = policy.find_rule(port.number, protocol);
+    if (rule != nullptr && rule->allows_source(source)) kept.push_back(protocol);
+  }
+  if (kept.empty()) return std::nullopt;
+  if (kept.size() == expand(port.protocol).size()) return port;
+  return PortSpec{port.number, kept.front() == Protocol::tcp ? ProtocolSpec::tcp : ProtocolSpec::udp};
+}
+
+// The shortest maximum among the rules that cover the grant's ports.
+Milliseconds longest_allowed(const Policy& policy, const Grant& grant) {
+  Milliseconds longest = max_policy_duration;
+  for (const auto& port : grant.ports) {
+    for (const auto protocol : expand(port.protocol)) {
+      if (const auto* rule = policy.find_rule(port.number, protocol)) {
+        longest = std::min(longest, rule->max_duration);
+      }
+    }
+  }
+  return longest;
 }
 
 }  // namespace
@@ -42,15 +51,20 @@ std::string_view to_string(GrantStatus status) {
   return "Unknown";
 }
 
-AccessEngine::AccessEngine(Backend& backend, AuditSink& audit, const Clock& clock,
-                           IdGenerator new_id, Policy policy)
+Milliseconds remaining(const Grant& grant, Deadline now) {
+  return grant.deadline > now ? grant.deadline - now : Milliseconds{0};
+}
+
+AccessEngine::AccessEngine(Backend& backend, Journal& journal, AuditSink& audit,
+                           const Clock& clock, IdGenerator new_id, Policy policy)
     : backend_(backend),
+      journal_(journal),
       audit_(audit),
       clock_(clock),
       new_id_(std::move(new_id)),
       policy_(std::move(policy)) {}
 
-EnforcementSpec AccessEngine::enforcement_spec(TimePoint now) const {
+EnforcementSpec AccessEngine::enforcement_spec(Deadline now) const {
   EnforcementSpec spec;
   spec.protected_ports = policy_.protected_ports();
   // The allow-list goes through the same disjoint derivation: entries may overlap.
@@ -68,7 +82,7 @@ EnforcementSpec AccessEngine::enforcement_spec(TimePoint now) const {
     }
     for (const auto& source : entry.sources) {
       for (const auto& port : ports) {
-        permanent.push_back({ElementKey{source.range(), port}, TimePoint::max()});
+        permanent.push_back({ElementKey{source.range(), port}, Deadline::max()});
       }
     }
   }
@@ -79,10 +93,55 @@ EnforcementSpec AccessEngine::enforcement_spec(TimePoint now) const {
   return spec;
 }
 
+RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::string_view boot_id) {
+  RestoreReport report;
+  std::vector<std::string> restored;
+  const auto now = clock_.boot_now();
+  for (auto& entry : entries) {
+    auto& grant = entry.grant;
+    if (entry.boot_id != boot_id) {
+      // The machine rebooted: the old boot clock means nothing, the UTC end still does.
+      grant.deadline = now + (grant.end - clock_.now());
+    }
+    if (grant.deadline <= now) {
+      ++report.expired;
+      end_grant(std::move(grant), GrantStatus::expired, "Expired");
+      continue;
+    }
+    restored.push_back(grant.id);
+    active_.insert_or_assign(grant.id, std::move(grant));
+  }
+  apply_policy_to_grants();
+  // A grant the policy revoked is not live again.
+  report.restored = static_cast<std::size_t>(std::count_if(
+      restored.begin(), restored.end(), [this](const auto& id) { return active_.contains(id); }));
+  return report;
+}
+
 Result<void> AccessEngine::install() {
-  const auto now = clock_.now();
+  const auto now = clock_.boot_now();
   kernel_ranges_ = desired_ranges(nullptr, nullptr);
-  return backend_.install(enforcement_spec(now));
+  auto installed = backend_.install(enforcement_spec(now));
+  kernel_pending_ = !installed.has_value();
+  return installed;
+}
+
+Result<void> AccessEngine::retry_pending() {
+  if (!kernel_pending_) return {};
+  return install();
+}
+
+Result<void> AccessEngine::repair(std::string_view what) {
+  AuditEvent event;
+  event.time = clock_.now();
+  event.event = "tamper";
+  event.user = "jitd";
+  event.reason = std::string(what);
+  auto installed = install();
+  event.outcome = installed ? "restored" : "failed";
+  if (!installed) event.reason += "; restore failed: " + installed.error().message;
+  audit_.record(event);
+  return installed;
 }
 
 std::vector<TimedRange> AccessEngine::desired_ranges(const Grant* extra,
@@ -92,7 +151,7 @@ std::vector<TimedRange> AccessEngine::desired_ranges(const Grant* extra,
     for (const auto& port : grant.ports) {
       for (const auto protocol : expand(port.protocol)) {
         coverage.push_back(
-            {ElementKey{grant.source.range(), PortKey{protocol, port.number}}, grant.end});
+            {ElementKey{grant.source.range(), PortKey{protocol, port.number}}, grant.deadline});
       }
     }
   };
@@ -103,7 +162,7 @@ std::vector<TimedRange> AccessEngine::desired_ranges(const Grant* extra,
   return derive_disjoint(std::move(coverage));
 }
 
-Result<void> AccessEngine::converge(std::vector<TimedRange> desired, TimePoint now) {
+Result<void> AccessEngine::converge(std::vector<TimedRange> desired, Deadline now) {
   const auto changes = diff_ranges(kernel_ranges_, desired, now);
   if (!changes.empty()) {
     if (auto applied = backend_.apply(changes); !applied) return applied;
@@ -112,8 +171,7 @@ Result<void> AccessEngine::converge(std::vector<TimedRange> desired, TimePoint n
   return {};
 }
 
-Result<std::vector<PortKey>> AccessEngine::validate(const GrantRequest& request,
-                                                    Milliseconds duration) const {
+Result<void> AccessEngine::validate(const GrantRequest& request, Milliseconds duration) const {
   if (request.ports.empty()) {
     return fail(ErrorCode::invalid_request, "ports: at least one port is required");
   }
@@ -147,7 +205,7 @@ Result<std::vector<PortKey>> AccessEngine::validate(const GrantRequest& request,
       }
     }
   }
-  return keys;
+  return {};
 }
 
 void AccessEngine::audit_refusal(const Caller& caller, const GrantRequest* request,
@@ -155,7 +213,8 @@ void AccessEngine::audit_refusal(const Caller& caller, const GrantRequest* reque
   AuditEvent event;
   event.time = clock_.now();
   event.event = "request";
-  event.outcome = error.code == ErrorCode::kernel ? "failed" : "refused";
+  event.outcome = error.code == ErrorCode::kernel || error.code == ErrorCode::io ? "failed"
+                                                                                 : "refused";
   event.uid = caller.uid;
   event.user = caller.name;
   if (request != nullptr) {
@@ -163,7 +222,50 @@ void AccessEngine::audit_refusal(const Caller& caller, const GrantRequest* reque
     event.ports = request->ports;
     event.justification = request->justification;
   }
-  event.reason = std::string(to_string(error.code)) + ": " + error.message;
+  event.reason = describe_error(error);
+  audit_.record(event);
+}
+
+void AccessEngine::audit_grant(const std::string& event, const std::string& outcome,
+                               const Grant& grant, const std::string& reason) {
+  AuditEvent audit;
+  audit.time = clock_.now();
+  audit.event = event;
+  audit.outcome = outcome;
+  audit.grant_id = grant.id;
+  audit.uid = grant.requestor.uid;
+  audit.user = grant.requestor.name;
+  audit.source = grant.source.to_string();
+  audit.ports = grant.ports;
+  audit.justification = grant.justification;
+  audit.end_time = format_utc(grant.end);
+  audit.reason = reason;
+  audit_.record(audit);
+}
+
+// Journals and audits the end of a grant that is no longer (or never was) in active_.
+void AccessEngine::end_grant(Grant grant, GrantStatus status, const std::string& reason,
+                             const Caller* by) {
+  grant.status = status;
+  grant.status_reason = reason;
+  std::string audit_reason = reason;
+  if (auto journaled = journal_.record_end(grant.id, status, reason); !journaled) {
+    // The deadline still bounds it: a replay after a crash sees it ended or expired.
+    audit_reason += "; journal: " + journaled.error().message;
+  }
+  const auto outcome = status == GrantStatus::expired ? "expired" : "revoked";
+  AuditEvent event;
+  event.time = clock_.now();
+  event.event = status == GrantStatus::expired ? "expire" : "revoke";
+  event.outcome = outcome;
+  event.grant_id = grant.id;
+  event.uid = by ? by->uid : grant.requestor.uid;
+  event.user = by ? by->name : grant.requestor.name;
+  event.source = grant.source.to_string();
+  event.ports = grant.ports;
+  event.justification = grant.justification;
+  event.end_time = format_utc(grant.end);
+  event.reason = audit_reason;
   audit_.record(event);
 }
 
@@ -172,7 +274,8 @@ void AccessEngine::audit_malformed_request(const Caller& caller, const Error& er
 }
 
 Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& request) {
-  const auto now = clock_.now();
+  const auto wall_now = clock_.now();
+  const auto now = clock_.boot_now();
   const auto refuse = [&](Error error) -> Result<Grant> {
     audit_refusal(caller, &request, error);
     return tl::unexpected(std::move(error));
@@ -185,11 +288,12 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
   if (request.duration.has_value() == request.end_time.has_value()) {
     return refuse({ErrorCode::invalid_request, "give exactly one of duration and endTimeUtc"});
   }
-  if (request.end_time && *request.end_time <= now) {
+  if (request.end_time && *request.end_time <= wall_now) {
     return refuse({ErrorCode::end_time_in_past,
                    "endTimeUtc: " + format_utc(*request.end_time) + " is not in the future"});
   }
-  const Milliseconds duration = request.duration ? *request.duration : *request.end_time - now;
+  const Milliseconds duration =
+      request.duration ? *request.duration : *request.end_time - wall_now;
   if (duration <= Milliseconds{0}) {
     return refuse({ErrorCode::invalid_argument, "duration: must be longer than zero"});
   }
@@ -202,28 +306,34 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
   grant.requestor = {caller.uid, caller.name};
   grant.source = request.source;
   grant.ports = request.ports;
-  grant.start = now;
-  grant.end = now + duration;
+  grant.start = wall_now;
+  grant.end = wall_now + duration;
+  grant.deadline = now + duration;
   grant.justification = request.justification;
+  // Journal first: a crash after this point re-applies the grant at the next start.
+  if (auto journaled = journal_.record_grant(grant); !journaled) return refuse(journaled.error());
   if (auto applied = converge(desired_ranges(&grant, nullptr), now); !applied) {
+    // Never applied: close the record so no restart applies it (the deadline bounds it anyway).
+    (void)journal_.record_end(grant.id, GrantStatus::revoked, "KernelRefused");
     return refuse(applied.error());
   }
+  failpoint("after_kernel_ack");
   active_.emplace(grant.id, grant);
-  audit_.record(grant_event(now, "request", "granted", grant));
+  audit_grant("request", "granted", grant);
   return grant;
 }
 
 Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
-  const auto now = clock_.now();
+  const auto now = clock_.boot_now();
   const auto refuse = [&](Error error) -> Result<Grant> {
     AuditEvent event;
-    event.time = now;
+    event.time = clock_.now();
     event.event = "revoke";
     event.outcome = "refused";
     event.grant_id = std::string(id);
     event.uid = caller.uid;
     event.user = caller.name;
-    event.reason = std::string(to_string(error.code)) + ": " + error.message;
+    event.reason = describe_error(error);
     audit_.record(event);
     return tl::unexpected(std::move(error));
   };
@@ -232,37 +342,90 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
                                              std::to_string(caller.uid) + ") may not revoke access"});
   }
   const auto found = active_.find(id);
-  if (found == active_.end()) {
+  if (found == active_.end() || found->second.deadline <= now) {
     return refuse({ErrorCode::not_found, "no active grant with id '" + std::string(id) + "'"});
   }
-  if (auto applied = converge(desired_ranges(nullptr, &found->first), now); !applied) {
-    auto failed = grant_event(now, "revoke", "failed", found->second);
-    failed.reason = applied.error().message;
-    audit_.record(failed);
-    return tl::unexpected(applied.error());
-  }
+  // Journal first: once recorded, no restart can bring the grant back.
   Grant grant = std::move(found->second);
   active_.erase(found);
+  end_grant(grant, GrantStatus::revoked, "UserRequested", &caller);
   grant.status = GrantStatus::revoked;
-  grant.status_reason = std::string(reason_for(grant.status));
-  auto event = grant_event(now, "revoke", "revoked", grant);
-  event.uid = caller.uid;  // who revoked, not who asked
-  event.user = caller.name;
-  event.reason = grant.status_reason;
-  audit_.record(event);
+  grant.status_reason = "UserRequested";
+  if (auto applied = converge(desired_ranges(nullptr, nullptr), now); !applied) {
+    kernel_pending_ = true;  // the daemon re-installs until the kernel agrees
+    return tl::unexpected(Error{applied.error().code,
+                                "revoke of " + grant.id +
+                                    " is recorded, but the kernel refused the change (retrying): " +
+                                    applied.error().message,
+                                applied.error().sys_errno});
+  }
+  failpoint("after_kernel_ack");
   return grant;
 }
 
-void AccessEngine::expire_due() {
-  const auto now = clock_.now();
+PolicyChange AccessEngine::apply_policy_to_grants() {
+  PolicyChange change;
   for (auto it = active_.begin(); it != active_.end();) {
-    if (it->second.end > now) {
+    Grant& grant = it->second;
+    std::vector<PortSpec> kept;
+    for (const auto& port : grant.ports) {
+      if (auto allowed = still_allowed(policy_, port, grant.source)) kept.push_back(*allowed);
+    }
+    if (kept.empty()) {
+      ++change.revoked;
+      end_grant(std::move(grant), GrantStatus::revoked, policy_changed);
+      it = active_.erase(it);
+      continue;
+    }
+    const bool narrowed = kept != grant.ports;
+    if (narrowed) grant.ports = std::move(kept);
+    const auto latest_end = grant.start + longest_allowed(policy_, grant);
+    const bool clamped = grant.end > latest_end;
+    if (clamped) {
+      const auto cut = grant.end - latest_end;
+      grant.end -= cut;
+      grant.deadline -= cut;
+    }
+    if (!narrowed && !clamped) {
       ++it;
       continue;
     }
-    auto event = grant_event(now, "expire", "expired", it->second);
-    event.reason = std::string(reason_for(GrantStatus::expired));
-    audit_.record(event);
+    // Each grant counts once, by what became of it: one the clamp ends is revoked.
+    if (grant.deadline <= clock_.boot_now()) {
+      ++change.revoked;
+      end_grant(std::move(grant), GrantStatus::revoked, policy_changed);
+      it = active_.erase(it);
+      continue;
+    }
+    if (narrowed) ++change.narrowed;
+    if (clamped) ++change.clamped;
+    grant.status_reason = policy_changed;
+    if (auto journaled = journal_.record_grant(grant); !journaled) {
+      // Narrower than the journaled version: a replay would restore the wider grant and
+      // the same policy would narrow it again, so enforcement is not loosened.
+      audit_grant("policy", "failed", grant, "journal: " + journaled.error().message);
+    }
+    audit_grant("policy", "narrowed", grant, policy_changed);
+    ++it;
+  }
+  return change;
+}
+
+Result<PolicyChange> AccessEngine::replace_policy(Policy policy) {
+  policy_ = std::move(policy);
+  const auto change = apply_policy_to_grants();
+  if (auto installed = install(); !installed) return tl::unexpected(installed.error());
+  return change;
+}
+
+void AccessEngine::expire_due() {
+  const auto now = clock_.boot_now();
+  for (auto it = active_.begin(); it != active_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    end_grant(std::move(it->second), GrantStatus::expired, "Expired");
     it = active_.erase(it);
   }
   // The kernel dropped the ended elements itself; forget them without a transaction.
@@ -271,19 +434,19 @@ void AccessEngine::expire_due() {
 
 std::vector<Grant> AccessEngine::active_grants() const {
   std::vector<Grant> grants;
-  const auto now = clock_.now();
+  const auto now = clock_.boot_now();
   for (const auto& [id, grant] : active_) {
-    if (grant.end > now) grants.push_back(grant);
+    if (grant.deadline > now) grants.push_back(grant);
   }
   std::sort(grants.begin(), grants.end(),
             [](const Grant& a, const Grant& b) { return a.start < b.start; });
   return grants;
 }
 
-std::optional<TimePoint> AccessEngine::next_expiry() const {
-  std::optional<TimePoint> next;
+std::optional<Deadline> AccessEngine::next_expiry() const {
+  std::optional<Deadline> next;
   for (const auto& [id, grant] : active_) {
-    if (!next || grant.end < *next) next = grant.end;
+    if (!next || grant.deadline < *next) next = grant.deadline;
   }
   return next;
 }

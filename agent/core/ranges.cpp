@@ -22,14 +22,14 @@ struct Group {
 // covering the following segment is read from a multiset of active ends.
 void sweep(const Group& group, const std::vector<const TimedRange*>& ranges,
            std::vector<TimedRange>& out) {
-  std::multimap<AddressValue, std::pair<bool, TimePoint>> events;  // position → (opens, end)
+  std::multimap<AddressValue, std::pair<bool, Deadline>> events;  // position → (opens, end)
   for (const auto* range : ranges) {
     events.emplace(range->key.source.first, std::pair{true, range->end});
     if (range->key.source.last != family_max(group.family)) {
       events.emplace(range->key.source.last + 1, std::pair{false, range->end});
     }
   }
-  std::multiset<TimePoint> active;
+  std::multiset<Deadline> active;
   for (auto it = events.begin(); it != events.end();) {
     const AddressValue position = it->first;
     for (; it != events.end() && it->first == position; ++it) {
@@ -41,7 +41,7 @@ void sweep(const Group& group, const std::vector<const TimedRange*>& ranges,
     }
     if (active.empty()) continue;
     const AddressValue last = it == events.end() ? family_max(group.family) : it->first - 1;
-    const TimePoint end = *active.rbegin();
+    const Deadline end = *active.rbegin();
     if (!out.empty() && out.back().key.port == group.port &&
         out.back().key.source.family == group.family && out.back().end == end &&
         out.back().key.source.last + 1 == position) {
@@ -65,7 +65,7 @@ std::vector<TimedRange> derive_disjoint(std::vector<TimedRange> coverage) {
 }
 
 ElementChanges diff_ranges(const std::vector<TimedRange>& current,
-                           const std::vector<TimedRange>& desired, TimePoint now) {
+                           const std::vector<TimedRange>& desired, Deadline now) {
   const auto live = [now](const std::vector<TimedRange>& ranges) {
     std::set<TimedRange> result;
     for (const auto& range : ranges) {
@@ -85,7 +85,7 @@ ElementChanges diff_ranges(const std::vector<TimedRange>& current,
   return changes;
 }
 
-std::vector<TimedElement> timed_elements(const std::vector<TimedRange>& ranges, TimePoint now) {
+std::vector<TimedElement> timed_elements(const std::vector<TimedRange>& ranges, Deadline now) {
   std::vector<TimedElement> elements;
   for (const auto& range : ranges) {
     if (range.end > now) elements.push_back({range.key, range.end - now});

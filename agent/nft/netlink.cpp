@@ -21,6 +21,8 @@ constexpr std::size_t receive_buffer_size = 64 * 1024;
 // Rough kernel memory charged per queued ACK (skb truesize), to size the receive buffer.
 constexpr std::size_t ack_truesize = 1024;
 
+}  // namespace
+
 core::Error kernel_error(const std::string& operation, int error) {
   return core::Error{core::ErrorCode::kernel, operation + ": " + std::strerror(error), error};
 }
@@ -43,8 +45,6 @@ core::Result<void> ensure_buffer(int fd, int option, int force_option, std::size
   }
   return tl::unexpected(kernel_error(std::string("set netlink ") + what, errno));
 }
-
-}  // namespace
 
 Batch::Batch(std::uint32_t first_seq) : first_seq_(first_seq) {
   buffer_.resize(message_capacity);
@@ -82,7 +82,8 @@ Netlink::Netlink(MnlSocket socket, std::uint32_t seq)
       receive_buffer_(receive_buffer_size) {}
 
 core::Result<Netlink> Netlink::open() {
-  MnlSocket socket(mnl_socket_open(NETLINK_NETFILTER));
+  // Close-on-exec: a child that inherited the socket would keep an owned table owned.
+  MnlSocket socket(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC));
   if (!socket) return tl::unexpected(kernel_error("open netlink socket", errno));
   if (mnl_socket_bind(socket.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
     return tl::unexpected(kernel_error("open netlink socket", errno));

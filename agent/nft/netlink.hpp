@@ -13,6 +13,14 @@
 
 namespace jitd::nft {
 
+// A failed kernel call: "<operation>: <strerror>", carrying the errno.
+[[nodiscard]] core::Error kernel_error(const std::string& operation, int error);
+
+// Raises a socket buffer (SO_SNDBUF / SO_RCVBUF, via the *FORCE variant where permitted) to at
+// least `needed` bytes; `what` names the buffer in the error.
+[[nodiscard]] core::Result<void> ensure_buffer(int fd, int option, int force_option,
+                                               std::size_t needed, const char* what);
+
 // One transaction: BATCH_BEGIN, messages that each ask for an ACK, BATCH_END.
 class Batch {
  public:
@@ -42,6 +50,9 @@ class Netlink {
   static core::Result<Netlink> open();
 
   [[nodiscard]] Batch batch() const { return Batch(seq_); }
+  // The socket's netlink port id: the kernel records it as a table's owner and as the sender
+  // of the events our transactions cause.
+  [[nodiscard]] std::uint32_t portid() const { return portid_; }
   // Sends the batch and reads the reply of every message; the first error names the
   // operation it belongs to.
   [[nodiscard]] core::Result<void> commit(Batch batch);

@@ -1,14 +1,20 @@
 #include "jitd/nft/nft_backend.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <iterator>
+#include <optional>
 #include <set>
+#include <string>
 #include <utility>
 
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 
+#include "monitor.hpp"
 #include "netlink.hpp"
 #include "ruleset.hpp"
 
@@ -37,29 +43,70 @@ std::vector<nftnl_set_elem*> elements_of(const Set& set) {
   return elements;
 }
 
+// Whether the kernel has owner + persist table flags (Linux 6.9+): one transaction adds a
+// scratch table with both and deletes it again, so nothing is left behind either way.
+core::Result<bool> probe_ownership(Netlink& netlink) {
+  static std::atomic<unsigned> counter{0};
+  const std::string name =
+      "jitd-probe-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+  Batch batch = netlink.batch();
+  TableWriter writer(batch, name);
+  writer.add_table(owned_table_flags);
+  writer.delete_table();
+  auto probed = netlink.commit(std::move(batch));
+  if (probed) return true;
+  // Older kernels reject unknown table flags.
+  const int error = probed.error().sys_errno;
+  if (error == EOPNOTSUPP || error == EINVAL) return false;
+  return tl::unexpected(probed.error());
+}
+
 }  // namespace
 
 struct NftBackend::Impl {
   Netlink netlink;
   std::string table;
+  bool owns_table = false;
+
+  // With owner + persist flags only our socket may change the table; the kernel refuses
+  // anyone else with EPERM, which is then explained with the owner's port id.
+  core::Result<void> commit(Batch batch) {
+    auto committed = netlink.commit(std::move(batch));
+    if (committed || committed.error().sys_errno != EPERM) return committed;
+    auto current = get_table();
+    if (!current || !*current) return committed;
+    const nftnl_table* found = current->value().get();
+    const std::uint32_t owner = nftnl_table_get_u32(found, NFTNL_TABLE_OWNER);
+    if (!(nftnl_table_get_u32(found, NFTNL_TABLE_FLAGS) & NFT_TABLE_F_OWNER) ||
+        owner == netlink.portid()) {
+      return committed;
+    }
+    core::Error refused = committed.error();
+    refused.message += ": another process owns table inet " + table + " (netlink port " +
+                       std::to_string(owner) + ")";
+    return tl::unexpected(std::move(refused));
+  }
 
   core::Result<void> apply_once(const core::ElementChanges& changes) {
     Batch batch = netlink.batch();
     TableWriter writer(batch, table);
     writer.delete_grants(changes.remove);
     writer.add_grants(changes.add);
-    return netlink.commit(std::move(batch));
+    return commit(std::move(batch));
   }
 
-  core::Result<bool> table_exists() {
+  // The table as the kernel reports it (flags, owner), or nullopt when it does not exist.
+  core::Result<std::optional<Table>> get_table() {
     auto request = allocate<Table>(nftnl_table_alloc());
     nftnl_table_set_str(request.get(), NFTNL_TABLE_NAME, table.c_str());
+    auto reply = allocate<Table>(nftnl_table_alloc());
     auto found = netlink.query(
         NFT_MSG_GETTABLE, NFPROTO_INET, Netlink::Request::get,
         [&](nlmsghdr* header) { nftnl_table_nlmsg_build_payload(header, request.get()); },
-        [](const nlmsghdr*) { return true; }, "get table inet " + table);
-    if (found) return true;
-    if (found.error().sys_errno == ENOENT) return false;
+        [&](const nlmsghdr* header) { return nftnl_table_nlmsg_parse(header, reply.get()) >= 0; },
+        "get table inet " + table);
+    if (found) return std::optional<Table>(std::move(reply));
+    if (found.error().sys_errno == ENOENT) return std::nullopt;
     return tl::unexpected(found.error());
   }
 
@@ -81,10 +128,18 @@ NftBackend::NftBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 NftBackend::~NftBackend() = default;
 
-core::Result<std::unique_ptr<NftBackend>> NftBackend::open(std::string table_name) {
+core::Result<std::unique_ptr<NftBackend>> NftBackend::open(std::string table_name,
+                                                          bool claim_ownership) {
   auto netlink = Netlink::open();
   if (!netlink) return tl::unexpected(netlink.error());
-  auto impl = std::make_unique<Impl>(Impl{std::move(*netlink), std::move(table_name)});
+  bool owns_table = false;
+  if (claim_ownership) {
+    auto probed = probe_ownership(*netlink);
+    if (!probed) return tl::unexpected(probed.error());
+    owns_table = *probed;
+  }
+  auto impl =
+      std::make_unique<Impl>(Impl{std::move(*netlink), std::move(table_name), owns_table});
   return std::unique_ptr<NftBackend>(new NftBackend(std::move(impl)));
 }
 
@@ -92,16 +147,19 @@ core::Result<void> NftBackend::install(const core::EnforcementSpec& spec) {
   if (auto checked = check_timeouts(spec.grants); !checked) return checked;
   Batch batch = impl_->netlink.batch();
   TableWriter writer(batch, impl_->table);
-  // Adding first makes the delete valid whether or not an old table exists.
+  // Adding first makes the delete valid whether or not an old table exists. That add has no
+  // flags: with owner flags it would fail on an existing unowned table (EOPNOTSUPP). This way
+  // an unowned table, ours, or one orphaned by a dead jitd is replaced by a new one, owned
+  // when owns_table. Another owner's table fails the add with EPERM.
   writer.add_table();
   writer.delete_table();
-  writer.add_table();
+  writer.add_table(impl_->owns_table ? owned_table_flags : 0);
   writer.add_sets();
   writer.add_chain();
   writer.add_protected(spec.protected_ports);
   writer.add_permanent(spec.permanent);
   writer.add_grants(spec.grants);
-  return impl_->netlink.commit(std::move(batch));
+  return impl_->commit(std::move(batch));
 }
 
 core::Result<void> NftBackend::apply(const core::ElementChanges& changes) {
@@ -124,9 +182,9 @@ core::Result<void> NftBackend::apply(const core::ElementChanges& changes) {
 
 core::Result<core::KernelSnapshot> NftBackend::snapshot() {
   core::KernelSnapshot snapshot;
-  auto exists = impl_->table_exists();
-  if (!exists) return tl::unexpected(exists.error());
-  if (!*exists) return snapshot;
+  auto table = impl_->get_table();
+  if (!table) return tl::unexpected(table.error());
+  if (!*table) return snapshot;
   snapshot.installed = true;
 
   for (const SetKind kind : all_sets) {
@@ -158,9 +216,17 @@ core::Result<core::KernelSnapshot> NftBackend::snapshot() {
 core::Result<void> NftBackend::uninstall() {
   Batch batch = impl_->netlink.batch();
   TableWriter(batch, impl_->table).delete_table();
-  auto removed = impl_->netlink.commit(std::move(batch));
+  auto removed = impl_->commit(std::move(batch));
   if (!removed && removed.error().sys_errno == ENOENT) return {};
   return removed;
+}
+
+bool NftBackend::owns_table() const { return impl_->owns_table; }
+
+core::Result<std::unique_ptr<RulesetMonitor>> NftBackend::open_monitor() const {
+  auto impl = RulesetMonitor::Impl::open(impl_->table, impl_->netlink.portid());
+  if (!impl) return tl::unexpected(impl.error());
+  return std::unique_ptr<RulesetMonitor>(new RulesetMonitor(std::move(*impl)));
 }
 
 }  // namespace jitd::nft

@@ -257,9 +257,10 @@ SetKind grants_set(core::Family family) {
 TableWriter::TableWriter(Batch& batch, std::string table)
     : batch_(batch), table_(std::move(table)) {}
 
-void TableWriter::add_table() {
+void TableWriter::add_table(std::uint32_t flags) {
   auto table = allocate<Table>(nftnl_table_alloc());
   nftnl_table_set_str(table.get(), NFTNL_TABLE_NAME, table_.c_str());
+  if (flags != 0) nftnl_table_set_u32(table.get(), NFTNL_TABLE_FLAGS, flags);
   nftnl_table_nlmsg_build_payload(
       batch_.add(NFT_MSG_NEWTABLE, NFPROTO_INET, NLM_F_CREATE, "add table inet " + table_),
       table.get());

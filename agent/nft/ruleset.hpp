@@ -2,15 +2,25 @@
 // The jitd table in libnftnl terms: the messages that build and change it, and the
 // decoding of set elements read back from the kernel.
 #include <array>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <linux/netfilter/nf_tables.h>
 
 #include "handles.hpp"
 #include "jitd/core/backend.hpp"
 #include "netlink.hpp"
 
 namespace jitd::nft {
+
+// NFT_TABLE_F_PERSIST (Linux 6.9) is missing from older uapi headers. OWNER alone is not
+// enough: such a table dies with its owner's socket, and jitd's enforcement with it.
+inline constexpr std::uint32_t table_flag_persist = 0x4;
+// Only the owner may change or delete the table, `flush ruleset` skips it, and it outlives
+// the owner (orphaned, without OWNER) until someone claims or deletes it.
+inline constexpr std::uint32_t owned_table_flags = NFT_TABLE_F_OWNER | table_flag_persist;
 
 enum class SetKind { protected_ports, allow4, allow6, grants4, grants6 };
 
@@ -26,7 +36,8 @@ class TableWriter {
  public:
   TableWriter(Batch& batch, std::string table);
 
-  void add_table();
+  // Without flags the message leaves an existing table's flags as they are.
+  void add_table(std::uint32_t flags = 0);
   void delete_table();
   void add_sets();
   void add_chain();

@@ -1,6 +1,11 @@
 // The API's routes and body parsing, against the real engine with a fake backend.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "fake_backend.hpp"
@@ -29,12 +34,24 @@ class RouterTest : public ::testing::Test {
  protected:
   core::FakeClock clock{core::TimePoint{std::chrono::hours(24 * 20000)}};
   test::FakeBackend backend{clock};
+  test::FakeJournal journal;
   test::RecordingAudit audit;
   int next_id = 0;
-  core::AccessEngine engine{backend, audit, clock, [this] { return "g" + std::to_string(++next_id); },
-                            test_policy()};
+  core::AccessEngine engine{backend, journal, audit, clock,
+                            [this] { return "g" + std::to_string(++next_id); }, test_policy()};
   std::mutex mutex;
-  api::Router router{engine, mutex, clock};
+  // What POST /v1/policy/reload answers; every call is counted.
+  api::ReloadOutcome reload_outcome{true, {}, {}};
+  std::function<api::ReloadOutcome()> reload_with;  // when set, answers instead
+  std::vector<std::string> reloaded_by;
+  bool mutex_free_during_reload = false;
+  api::Router router{engine, mutex, clock, [this](const core::Caller& caller) {
+                       reloaded_by.push_back(caller.name);
+                       // The daemon's reloader takes the engine mutex itself.
+                       mutex_free_during_reload = mutex.try_lock();
+                       if (mutex_free_during_reload) mutex.unlock();
+                       return reload_with ? reload_with() : reload_outcome;
+                     }};
   core::Caller root{0, 0, "root", true};
   core::Caller nobody{65534, 65534, "nobody", false};
 
@@ -100,6 +117,74 @@ TEST_F(RouterTest, RoutesAndMethods) {
   EXPECT_EQ(call(root, "PUT", "/v1/grants").first, 405u);
   EXPECT_EQ(call(root, "POST", "/v1/policy").first, 405u);
   EXPECT_EQ(call(root, "GET", "/v1/grants/").first, 404u);
+}
+
+TEST_F(RouterTest, PolicyReloadByManagerCallsReloaderAndReportsCounts) {
+  reload_outcome = {true, {}, core::PolicyChange{2, 1, 3}};
+  auto [status, reply] = call(root, "POST", "/v1/policy/reload");
+  EXPECT_EQ(status, 200u) << reply;
+  EXPECT_EQ(reply["applied"], true);
+  EXPECT_EQ(reply["revoked"], 2);
+  EXPECT_EQ(reply["narrowed"], 1);
+  EXPECT_EQ(reply["clamped"], 3);
+  EXPECT_EQ(reloaded_by, std::vector<std::string>{"root"});
+  EXPECT_TRUE(mutex_free_during_reload) << "the router held the engine mutex around the reloader";
+}
+
+TEST_F(RouterTest, PolicyReloadByNonManagerIsForbiddenWithoutReloading) {
+  auto [status, reply] = call(nobody, "POST", "/v1/policy/reload");
+  EXPECT_EQ(status, 403u);
+  EXPECT_EQ(reply["error"]["code"], "Forbidden");
+  EXPECT_NE(reply["error"]["message"].get<std::string>().find("nobody"), std::string::npos);
+  EXPECT_TRUE(reloaded_by.empty());
+}
+
+TEST_F(RouterTest, PolicyReloadErrorsAreReportedAsPolicyInvalid) {
+  reload_outcome.applied = false;
+  reload_outcome.errors = {"/etc/jitd/policy.d/ssh.yaml:3:5: unknown key 'prot'",
+                           "/etc/jitd/policy.d/web.yaml:7:1: duplicate port 443/tcp"};
+  auto [status, reply] = call(root, "POST", "/v1/policy/reload");
+  EXPECT_EQ(status, 400u);
+  EXPECT_EQ(reply["error"]["code"], "PolicyInvalid");
+  EXPECT_EQ(reply["error"]["message"].get<std::string>().rfind(reload_outcome.errors[0], 0), 0u)
+      << reply;
+  EXPECT_EQ(reply["error"]["details"], json(reload_outcome.errors));
+  EXPECT_EQ(reloaded_by, std::vector<std::string>{"root"});
+}
+
+TEST_F(RouterTest, PolicyReloadOnlyAcceptsPost) {
+  EXPECT_EQ(call(root, "GET", "/v1/policy/reload").first, 405u);
+  EXPECT_EQ(call(root, "DELETE", "/v1/policy/reload").first, 405u);
+  EXPECT_EQ(call(root, "POST", "/v1/policy/reload/now").first, 404u);
+  EXPECT_TRUE(reloaded_by.empty());
+}
+
+TEST_F(RouterTest, PolicyReloadThatNarrowsShowsInGrantsAndPolicy) {
+  constexpr const char* both_ports =
+      R"({"ports":[{"number":22},{"number":3389}],"allowedSourceAddressPrefix":"10.1.2.3",
+          "duration":"PT5M"})";
+  ASSERT_EQ(call(root, "POST", "/v1/grants", both_ports).first, 201u);
+  // A reloader like the daemon's: it takes the engine mutex and replaces the policy.
+  core::Policy only_ssh = test_policy();
+  only_ssh.rules.pop_back();
+  reload_with = [&] {
+    std::lock_guard lock(mutex);
+    auto change = engine.replace_policy(only_ssh);
+    EXPECT_TRUE(change.has_value());
+    return api::ReloadOutcome{true, {}, change ? *change : core::PolicyChange{}};
+  };
+  auto [status, reply] = call(root, "POST", "/v1/policy/reload");
+  EXPECT_EQ(status, 200u) << reply;
+  EXPECT_EQ(reply["narrowed"], 1);
+  EXPECT_EQ(reply["revoked"], 0);
+  const auto grants = call(nobody, "GET", "/v1/grants").second["grants"];
+  ASSERT_EQ(grants.size(), 1u);
+  ASSERT_EQ(grants[0]["ports"].size(), 1u);
+  EXPECT_EQ(grants[0]["ports"][0]["number"], 22);
+  EXPECT_EQ(grants[0]["ports"][0]["statusReason"], "PolicyChanged");
+  EXPECT_EQ(call(nobody, "GET", "/v1/policy").second["ports"].size(), 1u);
+  ASSERT_FALSE(backend.installs.empty());
+  EXPECT_EQ(backend.installs.back().grants.size(), 1u);
 }
 
 struct BadBody {

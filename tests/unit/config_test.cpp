@@ -541,6 +541,7 @@ void expect_defaults(const MainConfig& config) {
   EXPECT_EQ(config.policy_directory, defaults.policy_directory);
   EXPECT_EQ(config.state_directory, defaults.state_directory);
   EXPECT_EQ(config.nft_table, defaults.nft_table);
+  EXPECT_EQ(config.claim_table_ownership, defaults.claim_table_ownership);
   EXPECT_EQ(config.log_level, defaults.log_level);
 }
 
@@ -584,7 +585,7 @@ TEST(config_main, unknown_key) {
   EXPECT_EQ(main_config_errors(dir, "logLevel: info\nsocket: /run/x.sock\n"),
             Lines{dir.at("jitd.yaml") + ":2:1: unknown key 'socket' in main config; expected one "
                                         "of: socketPath, socketGroup, policyDirectory, "
-                                        "stateDirectory, nftTable, logLevel"});
+                                        "stateDirectory, nftTable, nftTableOwnership, logLevel"});
 }
 
 TEST(config_main, paths_must_be_absolute) {
@@ -643,6 +644,17 @@ TEST(config_main, invalid_values_keep_their_defaults) {
   EXPECT_EQ(loaded.errors.size(), 1u);
   EXPECT_EQ(loaded.value.log_level, "info");
   EXPECT_EQ(loaded.value.nft_table, "t1");
+}
+
+TEST(config_main, table_ownership_modes) {
+  TempDir dir;
+  EXPECT_TRUE(load_main_config(dir.write("a.yaml", "nftTableOwnership: auto\n")).value.claim_table_ownership);
+  EXPECT_FALSE(load_main_config(dir.write("b.yaml", "nftTableOwnership: off\n")).value.claim_table_ownership);
+  const auto bad = load_main_config(dir.write("c.yaml", "nftTableOwnership: maybe\n"));
+  ASSERT_EQ(bad.errors.size(), 1u);
+  EXPECT_NE(bad.errors[0].to_string().find(":1:20: 'maybe' is not a table ownership mode"),
+            std::string::npos)
+      << bad.errors[0].to_string();
 }
 
 // --- Packaged files -----------------------------------------------------------------------

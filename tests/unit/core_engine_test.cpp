@@ -14,10 +14,14 @@ namespace jitd::core {
 namespace {
 
 using namespace std::chrono_literals;
+using test::CallLog;
 using test::FakeBackend;
+using test::FakeJournal;
 using test::RecordingAudit;
 
 const TimePoint t0 = TimePoint{std::chrono::sys_days{std::chrono::year{2026} / 11 / 24}};
+// The boot clock at t0: unrelated to the wall clock, as on a real machine.
+const Deadline b0 = Deadline{std::chrono::hours(5) + std::chrono::minutes(17)};
 
 constexpr PortSpec ssh{22, ProtocolSpec::tcp};
 constexpr PortSpec https{443, ProtocolSpec::tcp};
@@ -83,7 +87,7 @@ const Caller mallory{1001, 1001, "mallory", false};
 class core_engine : public ::testing::Test {
  protected:
   explicit core_engine(Policy policy = default_policy())
-      : engine(backend, audit, clock, [this] { return "g" + std::to_string(++ids); },
+      : engine(backend, journal, audit, clock, [this] { return "g" + std::to_string(++ids); },
                std::move(policy)) {}
 
   void TearDown() override {
@@ -129,13 +133,22 @@ class core_engine : public ::testing::Test {
     return result.error();
   }
 
-  std::optional<TimePoint> kernel_end(std::string_view address, PortKey port) {
+  std::optional<Deadline> kernel_end(std::string_view address, PortKey port) {
     const auto host = prefix(address);
     return backend.end_for(host.family(), host.address(), port);
   }
 
-  FakeClock clock{t0};
+  // Sends every backend, journal and audit call to `log`, in the order they happen.
+  void trace() {
+    backend.log = &log;
+    journal.log = &log;
+    audit.log = &log;
+  }
+
+  CallLog log;
+  FakeClock clock{t0, b0};
   FakeBackend backend{clock};
+  FakeJournal journal;
   RecordingAudit audit;
   int ids = 0;
   AccessEngine engine;
@@ -153,6 +166,7 @@ TEST_F(core_engine, grant_with_duration) {
   EXPECT_EQ(grant.ports, std::vector<PortSpec>{ssh});
   EXPECT_EQ(grant.start, t0 + 7s);
   EXPECT_EQ(grant.end, t0 + 7s + 1h);
+  EXPECT_EQ(grant.deadline, b0 + 7s + 1h);
   EXPECT_EQ(grant.justification, "ticket OPS-1");
   EXPECT_EQ(grant.status, GrantStatus::initiated);
 
@@ -160,7 +174,7 @@ TEST_F(core_engine, grant_with_duration) {
   EXPECT_TRUE(backend.applies[0].remove.empty());
   EXPECT_EQ(backend.applies[0].add,
             (std::vector<TimedElement>{{key("203.0.113.7", ssh_key), 1h}}));
-  EXPECT_EQ(kernel_end("203.0.113.7", ssh_key), t0 + 7s + 1h);
+  EXPECT_EQ(kernel_end("203.0.113.7", ssh_key), b0 + 7s + 1h);
   EXPECT_EQ(kernel_end("203.0.113.8", ssh_key), std::nullopt);
 
   ASSERT_EQ(audit.events.size(), 1U);
@@ -179,7 +193,7 @@ TEST_F(core_engine, grant_with_duration) {
   const auto active = engine.active_grants();
   ASSERT_EQ(active.size(), 1U);
   EXPECT_EQ(active[0].id, "g1");
-  EXPECT_EQ(engine.next_expiry(), t0 + 7s + 1h);
+  EXPECT_EQ(engine.next_expiry(), b0 + 7s + 1h);
 }
 
 TEST_F(core_engine, grant_with_end_time) {
@@ -215,9 +229,9 @@ TEST_F(core_engine, multi_port_grant_is_one_transaction) {
   EXPECT_EQ(grant.ports.size(), 3U);
   ASSERT_EQ(backend.applies.size(), 1U);
   EXPECT_EQ(backend.applies[0].add.size(), 3U);
-  EXPECT_EQ(kernel_end("10.0.0.15", ssh_key), t0 + 45min);
-  EXPECT_EQ(kernel_end("10.0.0.15", dns_udp), t0 + 45min);
-  EXPECT_EQ(kernel_end("10.0.0.15", https_key), t0 + 45min);
+  EXPECT_EQ(kernel_end("10.0.0.15", ssh_key), b0 + 45min);
+  EXPECT_EQ(kernel_end("10.0.0.15", dns_udp), b0 + 45min);
+  EXPECT_EQ(kernel_end("10.0.0.15", https_key), b0 + 45min);
   EXPECT_EQ(kernel_end("10.0.0.15", dns_tcp), std::nullopt);
   EXPECT_EQ(kernel_end("10.0.0.16", ssh_key), std::nullopt);
 }
@@ -320,7 +334,7 @@ TEST_F(core_engine, multi_port_request_is_all_or_nothing) {
 TEST_F(core_engine, refusal_leaves_existing_grants_alone) {
   grant_ok(ask({ssh}, "10.0.0.1", 1h));
   refused(ask({ssh}, "10.0.0.1", 4h), ErrorCode::duration_too_long);
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 1h);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
   EXPECT_EQ(engine.active_grants().size(), 1U);
 }
 
@@ -347,7 +361,7 @@ TEST_F(core_engine, backend_failure_fails_request_and_stores_nothing) {
   EXPECT_TRUE(backend.applies[1].remove.empty());
   EXPECT_EQ(backend.applies[1].add,
             (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 30min}}));
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 30min);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 30min);
   EXPECT_EQ(engine.active_grants().size(), 1U);
   EXPECT_EQ(audit.events.back().outcome, "granted");
   EXPECT_EQ(audit.events.back().grant_id, later.id);
@@ -357,29 +371,54 @@ TEST_F(core_engine, backend_failure_keeps_previous_kernel_state_in_mind) {
   grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
   backend.fail_next_apply();
   ASSERT_FALSE(engine.request(admin, ask({ssh}, "10.0.0.7", 2h)).has_value());
-  EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), t0 + 1h);
+  EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), b0 + 1h);
   // Retrying must start from the /24 element the kernel still holds.
   grant_ok(ask({ssh}, "10.0.0.7", 2h));
   EXPECT_EQ(backend.applies.back().remove, std::vector<ElementKey>{key("10.0.0.0/24", ssh_key)});
-  EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), t0 + 2h);
-  EXPECT_EQ(kernel_end("10.0.0.8", ssh_key), t0 + 1h);
+  EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), b0 + 2h);
+  EXPECT_EQ(kernel_end("10.0.0.8", ssh_key), b0 + 1h);
 }
 
-TEST_F(core_engine, backend_failure_on_revoke_keeps_grant) {
+TEST_F(core_engine, backend_failure_on_revoke_ends_grant_and_leaves_kernel_pending) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto other = grant_ok(ask({https}, "10.0.0.2", 1h));
+  EXPECT_FALSE(engine.kernel_pending());
   backend.fail_next_apply(EPERM);
   const auto result = engine.revoke(admin, grant.id);
   ASSERT_FALSE(result.has_value());
   EXPECT_EQ(result.error().code, ErrorCode::kernel);
   EXPECT_EQ(result.error().sys_errno, EPERM);
-  EXPECT_EQ(engine.active_grants().size(), 1U);
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 1h);
+  EXPECT_NE(result.error().message.find(grant.id), std::string::npos) << result.error().message;
+  EXPECT_NE(result.error().message.find("injected failure"), std::string::npos);
+
+  // The end is journaled, so the grant is over for the engine even though the kernel
+  // still holds its element until the retry.
+  ASSERT_EQ(journal.recorded(FakeJournal::Call::Kind::end).size(), 1U);
+  EXPECT_EQ(journal.recorded(FakeJournal::Call::Kind::end)[0].id, grant.id);
+  ASSERT_EQ(engine.active_grants().size(), 1U);
+  EXPECT_EQ(engine.active_grants()[0].id, other.id);
+  EXPECT_EQ(engine.next_expiry(), other.deadline);
+  EXPECT_TRUE(engine.kernel_pending());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
   EXPECT_EQ(audit.events.back().event, "revoke");
-  EXPECT_EQ(audit.events.back().outcome, "failed");
+  EXPECT_EQ(audit.events.back().outcome, "revoked");
   EXPECT_EQ(audit.events.back().grant_id, grant.id);
-  // Retrying works and removes the element once.
-  ASSERT_TRUE(engine.revoke(admin, grant.id).has_value());
+
+  // A second revoke finds nothing; the daemon's retry puts the kernel right.
+  EXPECT_EQ(engine.revoke(admin, grant.id).error().code, ErrorCode::not_found);
+  clock.advance(10min);
+  const auto installs_before = backend.installs.size();
+  ASSERT_TRUE(engine.retry_pending().has_value());
+  EXPECT_FALSE(engine.kernel_pending());
+  ASSERT_EQ(backend.installs.size(), installs_before + 1);
+  EXPECT_EQ(backend.installs.back().grants,
+            (std::vector<TimedElement>{{key("10.0.0.2", https_key), 50min}}));
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+  EXPECT_EQ(kernel_end("10.0.0.2", https_key), other.deadline);
+
+  // Nothing pending any more: a retry is a no-op.
+  ASSERT_TRUE(engine.retry_pending().has_value());
+  EXPECT_EQ(backend.installs.size(), installs_before + 1);
 }
 
 // ---------------------------------------------------------------- overlapping grants
@@ -391,9 +430,9 @@ TEST_F(core_engine, later_grant_extends_kernel_element) {
   ASSERT_EQ(backend.applies.size(), 2U);
   EXPECT_EQ(backend.applies[1].remove, std::vector<ElementKey>{key("10.0.0.1", ssh_key)});
   EXPECT_EQ(backend.applies[1].add, (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 2h}}));
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 5min + 2h);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 5min + 2h);
   EXPECT_EQ(engine.active_grants().size(), 2U);
-  EXPECT_EQ(engine.next_expiry(), early.end);
+  EXPECT_EQ(engine.next_expiry(), early.deadline);
   EXPECT_NE(early.id, late.id);
 }
 
@@ -401,7 +440,7 @@ TEST_F(core_engine, shorter_grant_inside_longer_one_needs_no_kernel_change) {
   grant_ok(ask({ssh}, "10.0.0.1", 2h));
   const auto inner = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   EXPECT_EQ(backend.applies.size(), 1U);
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 2h);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 2h);
   EXPECT_EQ(engine.active_grants().size(), 2U);
   EXPECT_EQ(audit.events.back().outcome, "granted");
   EXPECT_EQ(audit.events.back().grant_id, inner.id);
@@ -419,7 +458,7 @@ TEST_F(core_engine, revoking_later_grant_restores_earlier_end) {
   ASSERT_EQ(backend.applies.size(), 3U);
   EXPECT_EQ(backend.applies[2].remove, std::vector<ElementKey>{key("10.0.0.1", ssh_key)});
   EXPECT_EQ(backend.applies[2].add, (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 50min}}));
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), early.end);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), early.deadline);
 
   const auto active = engine.active_grants();
   ASSERT_EQ(active.size(), 1U);
@@ -449,14 +488,14 @@ TEST_F(core_engine, revoking_earlier_grant_keeps_later_in_force) {
   const auto applies_before = backend.applies.size();
   ASSERT_TRUE(engine.revoke(admin, early.id).has_value());
   EXPECT_EQ(backend.applies.size(), applies_before);  // the kernel element is unchanged
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), late.end);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), late.deadline);
   ASSERT_EQ(engine.active_grants().size(), 1U);
   EXPECT_EQ(engine.active_grants()[0].id, late.id);
-  EXPECT_EQ(engine.next_expiry(), late.end);
+  EXPECT_EQ(engine.next_expiry(), late.deadline);
   // The kernel still lets it through after the revoked grant's end.
   clock.advance(90min);
   engine.expire_due();
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), late.end);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), late.deadline);
 }
 
 TEST_F(core_engine, host_grant_inside_network_grant) {
@@ -471,16 +510,16 @@ TEST_F(core_engine, host_grant_inside_network_grant) {
                        {key("10.0.0.77", https_key), 1h},
                        {key(Family::ipv4, ip4(10, 0, 0, 78), ip4(10, 0, 0, 255), https_key),
                         30min}}));
-  EXPECT_EQ(kernel_end("10.0.0.76", https_key), network.end);
-  EXPECT_EQ(kernel_end("10.0.0.77", https_key), host.end);
-  EXPECT_EQ(kernel_end("10.0.0.78", https_key), network.end);
+  EXPECT_EQ(kernel_end("10.0.0.76", https_key), network.deadline);
+  EXPECT_EQ(kernel_end("10.0.0.77", https_key), host.deadline);
+  EXPECT_EQ(kernel_end("10.0.0.78", https_key), network.deadline);
 
   // After the network grant ends, only the host stays; no transaction is needed for it.
   clock.advance(30min);
   engine.expire_due();
   EXPECT_EQ(backend.applies.size(), 2U);
   EXPECT_EQ(kernel_end("10.0.0.76", https_key), std::nullopt);
-  EXPECT_EQ(kernel_end("10.0.0.77", https_key), host.end);
+  EXPECT_EQ(kernel_end("10.0.0.77", https_key), host.deadline);
 
   // Revoking the host after that removes only its element.
   ASSERT_TRUE(engine.revoke(admin, host.id).has_value());
@@ -496,7 +535,7 @@ TEST_F(core_engine, revoking_network_grant_keeps_host_grant) {
   EXPECT_EQ(backend.applies.back().remove, std::vector<ElementKey>{key("10.0.0.0/24", https_key)});
   EXPECT_EQ(backend.applies.back().add,
             (std::vector<TimedElement>{{key("10.0.0.77", https_key), 30min}}));
-  EXPECT_EQ(kernel_end("10.0.0.77", https_key), host.end);
+  EXPECT_EQ(kernel_end("10.0.0.77", https_key), host.deadline);
   EXPECT_EQ(kernel_end("10.0.0.78", https_key), std::nullopt);
 }
 
@@ -505,9 +544,9 @@ TEST_F(core_engine, grants_for_other_ports_and_families_do_not_interact) {
   grant_ok(ask({https}, "10.0.0.1", 30min));
   grant_ok(ask({ssh}, "::ffff:10.0.0.1", 2h));
   for (const auto& changes : backend.applies) EXPECT_TRUE(changes.remove.empty());
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 1h);
-  EXPECT_EQ(kernel_end("10.0.0.1", https_key), t0 + 30min);
-  EXPECT_EQ(kernel_end("::ffff:10.0.0.1", ssh_key), t0 + 2h);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
+  EXPECT_EQ(kernel_end("10.0.0.1", https_key), b0 + 30min);
+  EXPECT_EQ(kernel_end("::ffff:10.0.0.1", ssh_key), b0 + 2h);
 }
 
 // ---------------------------------------------------------------- revoke
@@ -544,7 +583,7 @@ TEST_F(core_engine, revoke_by_caller_without_may_manage_is_forbidden) {
   EXPECT_EQ(audit.events.back().outcome, "refused");
   EXPECT_EQ(audit.events.back().grant_id, grant.id);
   EXPECT_EQ(audit.events.back().uid, mallory.uid);
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 1h);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
 }
 
 // ---------------------------------------------------------------- expiry
@@ -575,7 +614,7 @@ TEST_F(core_engine, expire_due_records_and_forgets_ended_grants_without_kernel_c
   EXPECT_EQ(event.end_time, "2026-11-24T01:00:00Z");
   ASSERT_EQ(engine.active_grants().size(), 1U);
   EXPECT_EQ(engine.active_grants()[0].id, second.id);
-  EXPECT_EQ(engine.next_expiry(), second.end);
+  EXPECT_EQ(engine.next_expiry(), second.deadline);
   EXPECT_EQ(engine.revoke(admin, first.id).error().code, ErrorCode::not_found);
   ASSERT_EQ(audit.events.size(), events_before + 2);  // the refused revoke is audited too
   EXPECT_EQ(audit.events.back().event, "revoke");
@@ -615,7 +654,7 @@ TEST_F(core_engine, request_after_expiry_does_not_remove_ended_elements) {
   engine.expire_due();
   grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
   EXPECT_TRUE(backend.applies.back().remove.empty());
-  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), t0 + 3h);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 3h);
 }
 
 TEST_F(core_engine, request_after_unrecorded_expiry_does_not_remove_ended_elements) {
@@ -629,24 +668,34 @@ TEST_F(core_engine, request_after_unrecorded_expiry_does_not_remove_ended_elemen
   EXPECT_EQ(kernel_end("10.0.0.8", ssh_key), std::nullopt);
 }
 
-TEST_F(core_engine, revoke_of_ended_but_unexpired_grant_needs_no_kernel_change) {
+TEST_F(core_engine, revoke_of_ended_but_unexpired_grant_is_not_found_and_needs_no_kernel_change) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   clock.advance(1h + 1s);
   const auto applies_before = backend.applies.size();
-  ASSERT_TRUE(engine.revoke(admin, grant.id).has_value());
+  const auto journal_calls = journal.calls.size();
+  const auto result = engine.revoke(admin, grant.id);
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::not_found);
   EXPECT_EQ(backend.applies.size(), applies_before);
+  EXPECT_EQ(journal.calls.size(), journal_calls);
+  // expire_due still records it as expired, not revoked.
+  engine.expire_due();
+  ASSERT_EQ(audit.named("expire").size(), 1U);
+  EXPECT_EQ(audit.named("expire")[0].grant_id, grant.id);
+  ASSERT_EQ(journal.calls.size(), journal_calls + 1);
+  EXPECT_EQ(journal.calls.back().status, GrantStatus::expired);
 }
 
 TEST_F(core_engine, next_expiry_is_earliest_end) {
   EXPECT_EQ(engine.next_expiry(), std::nullopt);
   grant_ok(ask({ssh}, "10.0.0.1", 2h));
-  EXPECT_EQ(engine.next_expiry(), t0 + 2h);
+  EXPECT_EQ(engine.next_expiry(), b0 + 2h);
   grant_ok(ask({ssh}, "10.0.0.2", 30min));
-  EXPECT_EQ(engine.next_expiry(), t0 + 30min);
+  EXPECT_EQ(engine.next_expiry(), b0 + 30min);
   grant_ok(ask({ssh}, "10.0.0.3", 1h));
-  EXPECT_EQ(engine.next_expiry(), t0 + 30min);
+  EXPECT_EQ(engine.next_expiry(), b0 + 30min);
   ASSERT_TRUE(engine.revoke(admin, "g2").has_value());
-  EXPECT_EQ(engine.next_expiry(), t0 + 1h);
+  EXPECT_EQ(engine.next_expiry(), b0 + 1h);
 }
 
 TEST_F(core_engine, active_grants_sorted_by_start) {
@@ -667,7 +716,7 @@ class core_engine_ids : public core_engine {};
 
 TEST_F(core_engine_ids, active_grants_order_does_not_follow_id_order) {
   std::vector<std::string> next_ids = {"zzz", "mmm", "aaa"};
-  AccessEngine custom(backend, audit, clock,
+  AccessEngine custom(backend, journal, audit, clock,
                       [&] {
                         auto id = next_ids.front();
                         next_ids.erase(next_ids.begin());
@@ -734,14 +783,15 @@ TEST_F(core_engine_install, install_drops_allow_list_ports_the_policy_does_not_p
   extra.sources = {prefix("198.51.100.0/24")};
   extra.ports = {PortSpec{22, ProtocolSpec::any}, PortSpec{8080, ProtocolSpec::tcp}};
   policy.permanent_allow = {extra};
-  AccessEngine custom(backend, audit, clock, [] { return std::string("x"); }, policy);
+  AccessEngine custom(backend, journal, audit, clock, [] { return std::string("x"); }, policy);
   ASSERT_TRUE(custom.install().has_value());
   EXPECT_EQ(backend.installs.back().permanent,
             (std::vector<ElementKey>{key("198.51.100.0/24", ssh_key)}));
 }
 
 TEST_F(core_engine_install, install_without_allow_list) {
-  AccessEngine custom(backend, audit, clock, [] { return std::string("x"); }, default_policy());
+  AccessEngine custom(backend, journal, audit, clock, [] { return std::string("x"); },
+                      default_policy());
   ASSERT_TRUE(custom.install().has_value());
   EXPECT_TRUE(backend.installs.back().permanent.empty());
   EXPECT_EQ(backend.installs.back().protected_ports,
@@ -772,17 +822,759 @@ TEST_F(core_engine_install, install_carries_live_grants_with_remaining_time) {
   // And requests after the install start from what the install put in the kernel.
   grant_ok(ask({ssh}, "203.0.113.9", 2h));
   EXPECT_EQ(backend.applies.back().remove, std::vector<ElementKey>{key("203.0.113.9", ssh_key)});
-  EXPECT_EQ(kernel_end("203.0.113.9", ssh_key), t0 + 75min + 2h);
+  EXPECT_EQ(kernel_end("203.0.113.9", ssh_key), b0 + 75min + 2h);
 }
 
 TEST_F(core_engine_install, enforcement_spec_matches_install) {
   grant_ok(ask({dns}, "10.9.0.0/16", 1h));
   ASSERT_TRUE(engine.install().has_value());
-  const auto spec = engine.enforcement_spec(clock.now());
+  const auto spec = engine.enforcement_spec(clock.boot_now());
   EXPECT_EQ(spec.protected_ports, backend.installs.back().protected_ports);
   EXPECT_EQ(spec.permanent, backend.installs.back().permanent);
   EXPECT_EQ(spec.grants, backend.installs.back().grants);
   EXPECT_EQ(spec.grants.size(), 2U);
+}
+
+// ---------------------------------------------------------------- journal first
+
+using Kind = FakeJournal::Call::Kind;
+
+// The calls in `log` that start with one of `prefixes`, in order.
+std::vector<std::string> calls_to(const CallLog& log, std::vector<std::string_view> prefixes) {
+  std::vector<std::string> found;
+  for (const auto& call : log.calls) {
+    for (const auto prefix : prefixes) {
+      if (call.starts_with(prefix)) {
+        found.push_back(call);
+        break;
+      }
+    }
+  }
+  return found;
+}
+
+std::vector<std::string> ids_of(const std::vector<Grant>& grants) {
+  std::vector<std::string> ids;
+  for (const auto& grant : grants) ids.push_back(grant.id);
+  return ids;
+}
+
+std::vector<std::string> ids_of(const std::vector<JournalEntry>& entries) {
+  std::vector<std::string> ids;
+  for (const auto& entry : entries) ids.push_back(entry.grant.id);
+  return ids;
+}
+
+void expect_same_grant(const Grant& actual, const Grant& expected) {
+  EXPECT_EQ(actual.id, expected.id);
+  EXPECT_EQ(actual.requestor.uid, expected.requestor.uid);
+  EXPECT_EQ(actual.requestor.name, expected.requestor.name);
+  EXPECT_EQ(actual.source, expected.source);
+  EXPECT_EQ(actual.ports, expected.ports);
+  EXPECT_EQ(actual.start, expected.start);
+  EXPECT_EQ(actual.end, expected.end);
+  EXPECT_EQ(actual.deadline, expected.deadline);
+  EXPECT_EQ(actual.justification, expected.justification);
+  EXPECT_EQ(actual.status, expected.status);
+}
+
+TEST_F(core_engine, request_journals_the_grant_before_the_kernel_apply) {
+  trace();
+  clock.advance(3s);
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  EXPECT_EQ(log.calls, (std::vector<std::string>{"journal.grant g1", "backend.apply",
+                                                 "audit.request granted"}));
+  ASSERT_EQ(journal.calls.size(), 1U);
+  EXPECT_EQ(journal.calls[0].kind, Kind::grant);
+  expect_same_grant(journal.calls[0].grant, grant);
+  EXPECT_EQ(journal.calls[0].grant.deadline, b0 + 3s + 1h);
+  const auto replay = journal.replay();
+  ASSERT_EQ(replay.size(), 1U);
+  expect_same_grant(replay[0].grant, grant);
+  EXPECT_EQ(replay[0].boot_id, "boot-a");
+}
+
+TEST_F(core_engine, journal_failure_fails_request_and_applies_nothing) {
+  journal.fail_next(ENOSPC);
+  const auto result = engine.request(admin, ask({ssh}, "10.0.0.1", 1h));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::io);
+  EXPECT_EQ(result.error().sys_errno, ENOSPC);
+  EXPECT_TRUE(backend.applies.empty());
+  EXPECT_TRUE(backend.installs.empty());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+  EXPECT_TRUE(engine.active_grants().empty());
+  EXPECT_EQ(engine.next_expiry(), std::nullopt);
+  EXPECT_FALSE(engine.kernel_pending());
+  // Nothing was recorded, so nothing needs an end record either.
+  ASSERT_EQ(journal.calls.size(), 1U);
+  EXPECT_TRUE(journal.calls[0].failed);
+  EXPECT_TRUE(journal.replay().empty());
+  ASSERT_EQ(audit.events.size(), 1U);
+  EXPECT_EQ(audit.events[0].event, "request");
+  EXPECT_EQ(audit.events[0].outcome, "failed");
+  EXPECT_TRUE(audit.events[0].grant_id.empty());
+  EXPECT_EQ(audit.events[0].source, "10.0.0.1");
+  EXPECT_NE(audit.events[0].reason.find("IoError"), std::string::npos) << audit.events[0].reason;
+  EXPECT_NE(audit.events[0].reason.find("injected failure"), std::string::npos);
+
+  // The journal recovers: the next request goes through, and the kernel never saw the first.
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 30min));
+  ASSERT_EQ(backend.applies.size(), 1U);
+  EXPECT_TRUE(backend.applies[0].remove.empty());
+  EXPECT_EQ(backend.applies[0].add, (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 30min}}));
+  EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{grant.id});
+}
+
+TEST_F(core_engine, kernel_failure_after_journaling_ends_the_record) {
+  trace();
+  backend.fail_next_apply(ENOBUFS);
+  const auto result = engine.request(admin, ask({ssh, https}, "10.0.0.1", 1h));
+  ASSERT_FALSE(result.has_value());
+  EXPECT_EQ(result.error().code, ErrorCode::kernel);
+  EXPECT_EQ(result.error().sys_errno, ENOBUFS);
+  EXPECT_EQ(log.calls, (std::vector<std::string>{"journal.grant g1", "backend.apply",
+                                                 "journal.end g1 Revoked KernelRefused",
+                                                 "audit.request failed"}));
+  const auto ends = journal.recorded(Kind::end);
+  ASSERT_EQ(ends.size(), 1U);
+  EXPECT_EQ(ends[0].id, "g1");
+  EXPECT_EQ(ends[0].status, GrantStatus::revoked);
+  EXPECT_EQ(ends[0].reason, "KernelRefused");
+  EXPECT_TRUE(journal.replay().empty()) << "a restart would apply a grant the caller was refused";
+  EXPECT_TRUE(engine.active_grants().empty());
+  EXPECT_EQ(engine.next_expiry(), std::nullopt);
+  EXPECT_FALSE(engine.kernel_pending());  // the transaction changed nothing
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+  EXPECT_EQ(engine.revoke(admin, "g1").error().code, ErrorCode::not_found);
+}
+
+TEST_F(core_engine, revoke_journals_the_end_before_the_kernel_apply) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  trace();
+  clock.advance(5min);
+  const auto revoked = engine.revoke(alice, grant.id);
+  ASSERT_TRUE(revoked.has_value()) << revoked.error().message;
+  EXPECT_EQ(calls_to(log, {"journal.", "backend."}),
+            (std::vector<std::string>{"journal.end g1 Revoked UserRequested", "backend.apply"}));
+  EXPECT_EQ(calls_to(log, {"audit."}), std::vector<std::string>{"audit.revoke revoked"});
+  EXPECT_TRUE(journal.replay().empty());
+  EXPECT_FALSE(engine.kernel_pending());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+}
+
+TEST_F(core_engine, revoke_goes_ahead_when_the_journal_fails_and_audits_it) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  journal.fail_next();
+  const auto revoked = engine.revoke(admin, grant.id);
+  ASSERT_TRUE(revoked.has_value()) << revoked.error().message;
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+  EXPECT_TRUE(engine.active_grants().empty());
+  const auto& event = audit.events.back();
+  EXPECT_EQ(event.event, "revoke");
+  EXPECT_EQ(event.outcome, "revoked");
+  EXPECT_EQ(event.reason.rfind("UserRequested", 0), 0U) << event.reason;
+  EXPECT_NE(event.reason.find("injected failure"), std::string::npos) << event.reason;
+}
+
+TEST_F(core_engine, expire_due_journals_each_end) {
+  const auto first = grant_ok(ask({ssh}, "10.0.0.1", 10min));
+  const auto second = grant_ok(ask({ssh}, "10.0.0.2", 1h));
+  clock.advance(10min);
+  engine.expire_due();
+  const auto ends = journal.recorded(Kind::end);
+  ASSERT_EQ(ends.size(), 1U);
+  EXPECT_EQ(ends[0].id, first.id);
+  EXPECT_EQ(ends[0].status, GrantStatus::expired);
+  EXPECT_EQ(ends[0].reason, "Expired");
+  EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{second.id});
+}
+
+// ---------------------------------------------------------------- boot clock
+
+TEST_F(core_engine, wall_clock_jump_forward_does_not_end_a_grant_early) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  clock.jump_wall(2h);  // the wall clock now says the grant's UTC end has passed
+  engine.expire_due();
+  EXPECT_EQ(ids_of(engine.active_grants()), std::vector<std::string>{grant.id});
+  EXPECT_EQ(engine.next_expiry(), b0 + 1h);
+  EXPECT_EQ(remaining(grant, clock.boot_now()), 1h);
+  EXPECT_TRUE(audit.named("expire").empty());
+  EXPECT_TRUE(journal.recorded(Kind::end).empty());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
+
+  clock.advance(1h - 1ms);
+  engine.expire_due();
+  ASSERT_EQ(engine.active_grants().size(), 1U);
+  EXPECT_EQ(remaining(engine.active_grants()[0], clock.boot_now()), 1ms);
+
+  clock.advance(1ms);
+  EXPECT_TRUE(engine.active_grants().empty());
+  engine.expire_due();
+  ASSERT_EQ(audit.named("expire").size(), 1U);
+  EXPECT_EQ(audit.named("expire")[0].time, t0 + 3h);  // audit times stay wall-clock UTC
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+  EXPECT_EQ(engine.next_expiry(), std::nullopt);
+}
+
+TEST_F(core_engine, wall_clock_jump_backward_does_not_extend_a_grant) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  clock.advance(30min);
+  clock.jump_wall(-2h);  // the wall clock now says the grant has 2h30m left
+  EXPECT_EQ(remaining(engine.active_grants().at(0), clock.boot_now()), 30min);
+  EXPECT_EQ(engine.next_expiry(), grant.deadline);
+
+  clock.advance(30min);
+  EXPECT_TRUE(engine.active_grants().empty());
+  engine.expire_due();
+  ASSERT_EQ(audit.named("expire").size(), 1U);
+  EXPECT_EQ(audit.named("expire")[0].grant_id, grant.id);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+
+  // A duration counts on the boot clock; an end time is read on the wall clock once.
+  const auto by_duration = grant_ok(ask({ssh}, "10.0.0.2", 1h));
+  EXPECT_EQ(by_duration.end, t0 - 1h + 1h);
+  EXPECT_EQ(by_duration.deadline, b0 + 2h);
+  const auto by_end = grant_ok(ask({ssh}, "10.0.0.3", std::nullopt, t0 - 1h + 20min));
+  EXPECT_EQ(by_end.deadline, b0 + 1h + 20min);
+  EXPECT_EQ(kernel_end("10.0.0.3", ssh_key), b0 + 1h + 20min);
+}
+
+// ---------------------------------------------------------------- restore
+
+// A grant as a replay of the journal gives it back.
+JournalEntry journaled(std::string id, std::vector<PortSpec> ports, std::string_view source,
+                       TimePoint start, TimePoint end, Deadline deadline,
+                       std::string boot_id = "boot-a") {
+  JournalEntry entry;
+  entry.grant.id = std::move(id);
+  entry.grant.requestor = {1000, "alice"};
+  entry.grant.source = prefix(source);
+  entry.grant.ports = std::move(ports);
+  entry.grant.start = start;
+  entry.grant.end = end;
+  entry.grant.deadline = deadline;
+  entry.grant.justification = "ticket OPS-2";
+  entry.boot_id = std::move(boot_id);
+  return entry;
+}
+
+TEST_F(core_engine, restore_on_the_same_boot_keeps_the_journaled_deadline) {
+  // The wall clock was stepped while jitd was down: UTC and boot clock disagree by 3s.
+  const auto entry =
+      journaled("r1", {ssh}, "10.0.0.1", t0 - 10min, t0 + 50min, b0 + 50min + 3s, "boot-a");
+  journal.seed({entry});
+  const auto report = engine.restore(journal.replay(), "boot-a");
+  EXPECT_EQ(report.restored, 1U);
+  EXPECT_EQ(report.expired, 0U);
+  const auto active = engine.active_grants();
+  ASSERT_EQ(active.size(), 1U);
+  expect_same_grant(active[0], entry.grant);
+  EXPECT_EQ(engine.next_expiry(), b0 + 50min + 3s);
+  EXPECT_TRUE(journal.calls.empty());
+  EXPECT_TRUE(audit.events.empty());
+  EXPECT_TRUE(backend.applies.empty());  // install() follows restore()
+
+  ASSERT_TRUE(engine.install().has_value());
+  EXPECT_EQ(backend.installs.back().grants,
+            (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 50min + 3s}}));
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 50min + 3s);
+}
+
+TEST_F(core_engine, restore_after_a_reboot_rebuilds_the_deadline_from_the_utc_end) {
+  // Old-boot deadlines mean nothing now: the first one would look ended, the second live.
+  journal.seed({journaled("r1", {ssh}, "10.0.0.1", t0 - 1h, t0 + 40min, Deadline{1min}, "old"),
+                journaled("r2", {ssh}, "10.0.0.2", t0 - 2h, t0 - 1min, b0 + 10h, "old")});
+  const auto report = engine.restore(journal.replay(), "boot-b");
+  EXPECT_EQ(report.restored, 1U);
+  EXPECT_EQ(report.expired, 1U);
+  const auto active = engine.active_grants();
+  ASSERT_EQ(active.size(), 1U);
+  EXPECT_EQ(active[0].id, "r1");
+  EXPECT_EQ(active[0].end, t0 + 40min);
+  EXPECT_EQ(active[0].deadline, b0 + 40min);
+  EXPECT_EQ(remaining(active[0], clock.boot_now()), 40min);
+  EXPECT_EQ(engine.next_expiry(), b0 + 40min);
+  ASSERT_TRUE(engine.install().has_value());
+  EXPECT_EQ(backend.installs.back().grants,
+            (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 40min}}));
+  EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{"r1"});
+}
+
+TEST_F(core_engine, restore_audits_and_journals_grants_that_ended_while_down) {
+  journal.seed({journaled("r1", {ssh}, "10.0.0.1", t0 - 2h, t0 - 1min, b0 - 1min),
+                journaled("r2", {dns}, "10.0.0.2", t0 - 1h, t0, b0),  // ends exactly now
+                journaled("r3", {https}, "10.0.0.3", t0 - 1h, t0 - 5min, b0 + 1h, "old"),
+                journaled("r4", {ssh}, "10.0.0.4", t0 - 1h, t0 + 1h, b0 + 1h)});
+  const auto report = engine.restore(journal.replay(), "boot-a");
+  EXPECT_EQ(report.restored, 1U);
+  EXPECT_EQ(report.expired, 3U);
+  EXPECT_EQ(ids_of(engine.active_grants()), std::vector<std::string>{"r4"});
+  EXPECT_EQ(engine.next_expiry(), b0 + 1h);
+
+  const auto expired = audit.named("expire");
+  ASSERT_EQ(expired.size(), 3U);
+  EXPECT_EQ(audit.events.size(), 3U);
+  const std::vector<std::string> ended_ids = {"r1", "r2", "r3"};
+  for (std::size_t i = 0; i < expired.size(); ++i) {
+    EXPECT_EQ(expired[i].grant_id, ended_ids[i]);
+    EXPECT_EQ(expired[i].outcome, "expired");
+    EXPECT_EQ(expired[i].reason, "Expired");
+    EXPECT_EQ(expired[i].time, t0);
+    EXPECT_EQ(expired[i].user, "alice");
+    EXPECT_EQ(expired[i].justification, "ticket OPS-2");
+  }
+  EXPECT_EQ(expired[0].end_time, "2026-11-23T23:59:00Z");
+  EXPECT_EQ(expired[2].ports, std::vector<PortSpec>{https});
+
+  const auto ends = journal.recorded(Kind::end);
+  ASSERT_EQ(ends.size(), 3U);
+  for (std::size_t i = 0; i < ends.size(); ++i) {
+    EXPECT_EQ(ends[i].id, ended_ids[i]);
+    EXPECT_EQ(ends[i].status, GrantStatus::expired);
+    EXPECT_EQ(ends[i].reason, "Expired");
+  }
+  EXPECT_TRUE(journal.recorded(Kind::grant).empty());
+  EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{"r4"});
+
+  ASSERT_TRUE(engine.install().has_value());
+  EXPECT_EQ(backend.installs.back().grants,
+            (std::vector<TimedElement>{{key("10.0.0.4", ssh_key), 1h}}));
+}
+
+TEST_F(core_engine, restored_grants_are_installed_with_their_remaining_time) {
+  journal.seed({journaled("g1", {ssh}, "10.0.0.0/24", t0 - 10min, t0 + 30min, b0 + 30min),
+                journaled("g2", {ssh}, "10.0.0.7", t0 - 10min, t0 + 2h, b0 + 2h)});
+  ASSERT_EQ(engine.restore(journal.replay(), "boot-a").restored, 2U);
+  ASSERT_TRUE(engine.install().has_value());
+  ASSERT_EQ(backend.installs.size(), 1U);
+  EXPECT_EQ(backend.installs[0].grants,
+            (std::vector<TimedElement>{
+                {key(Family::ipv4, ip4(10, 0, 0, 0), ip4(10, 0, 0, 6), ssh_key), 30min},
+                {key("10.0.0.7", ssh_key), 2h},
+                {key(Family::ipv4, ip4(10, 0, 0, 8), ip4(10, 0, 0, 255), ssh_key), 30min}}));
+  EXPECT_EQ(kernel_end("10.0.0.9", ssh_key), b0 + 30min);
+  EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), b0 + 2h);
+
+  // Later changes start from what the install put in the kernel, and ids stay unique.
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.9", 1h));
+  EXPECT_EQ(grant.id, "g3");
+  EXPECT_EQ(backend.applies.back().remove,
+            (std::vector<ElementKey>{
+                key(Family::ipv4, ip4(10, 0, 0, 8), ip4(10, 0, 0, 255), ssh_key)}));
+  EXPECT_EQ(kernel_end("10.0.0.9", ssh_key), b0 + 1h);
+  EXPECT_EQ(kernel_end("10.0.0.10", ssh_key), b0 + 30min);
+  ASSERT_TRUE(engine.revoke(admin, "g2").has_value());
+  EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), b0 + 30min);
+}
+
+TEST_F(core_engine, restore_applies_the_current_policy) {
+  constexpr PortSpec web_alt{8080, ProtocolSpec::tcp};  // no longer protected
+  journal.seed({journaled("r1", {web_alt}, "10.0.0.1", t0 - 10min, t0 + 50min, b0 + 50min),
+                journaled("r2", {ssh, web_alt}, "10.0.0.2", t0 - 10min, t0 + 50min, b0 + 50min),
+                // 443 now allows 1h at most: ends 30 minutes from now instead of 90.
+                journaled("r3", {https}, "10.0.0.3", t0 - 30min, t0 + 90min, b0 + 90min),
+                journaled("r4", {ssh}, "10.0.0.4", t0 - 10min, t0 + 50min, b0 + 50min)});
+  const auto report = engine.restore(journal.replay(), "boot-a");
+  EXPECT_EQ(report.restored, 3U) << "a grant the policy revoked was counted as restored";
+  EXPECT_EQ(report.expired, 0U);
+
+  const auto revokes = audit.named("revoke");
+  ASSERT_EQ(revokes.size(), 1U);
+  EXPECT_EQ(revokes[0].grant_id, "r1");
+  EXPECT_EQ(revokes[0].outcome, "revoked");
+  EXPECT_EQ(revokes[0].reason, "PolicyChanged");
+
+  ASSERT_EQ(journal.calls.size(), 3U);
+  EXPECT_EQ(journal.calls[0].kind, Kind::end);
+  EXPECT_EQ(journal.calls[0].id, "r1");
+  EXPECT_EQ(journal.calls[0].status, GrantStatus::revoked);
+  EXPECT_EQ(journal.calls[0].reason, "PolicyChanged");
+  EXPECT_EQ(journal.calls[1].kind, Kind::grant);
+  EXPECT_EQ(journal.calls[1].grant.id, "r2");
+  EXPECT_EQ(journal.calls[1].grant.ports, std::vector<PortSpec>{ssh});
+  EXPECT_EQ(journal.calls[2].kind, Kind::grant);
+  EXPECT_EQ(journal.calls[2].grant.id, "r3");
+  EXPECT_EQ(journal.calls[2].grant.end, t0 + 30min);
+  EXPECT_EQ(journal.calls[2].grant.deadline, b0 + 30min);
+
+  EXPECT_EQ(ids_of(engine.active_grants()), (std::vector<std::string>{"r3", "r2", "r4"}));
+  EXPECT_EQ(ids_of(journal.replay()), (std::vector<std::string>{"r2", "r3", "r4"}));
+  ASSERT_TRUE(engine.install().has_value());
+  EXPECT_EQ(backend.installs.back().grants,
+            (std::vector<TimedElement>{{key("10.0.0.2", ssh_key), 50min},
+                                       {key("10.0.0.4", ssh_key), 50min},
+                                       {key("10.0.0.3", https_key), 30min}}));
+}
+
+// ---------------------------------------------------------------- replace_policy
+
+Policy policy_without_https() {
+  Policy policy;
+  policy.rules = {rule(ssh, {}, 3h), rule(dns, {}, 2h)};
+  return policy;
+}
+
+TEST_F(core_engine, replace_policy_revokes_grants_for_a_removed_port) {
+  const auto web = grant_ok(ask({https}, "10.0.0.5", 1h));
+  const auto shell = grant_ok(ask({ssh}, "10.0.0.6", 1h));
+  clock.advance(10min);
+  trace();
+  const auto journal_before = journal.calls.size();
+  const auto applies_before = backend.applies.size();
+  const auto change = engine.replace_policy(policy_without_https());
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked, 1U);
+  EXPECT_EQ(change->narrowed, 0U);
+  EXPECT_EQ(change->clamped, 0U);
+
+  EXPECT_EQ(calls_to(log, {"journal.", "backend."}),
+            (std::vector<std::string>{"journal.end g1 Revoked PolicyChanged", "backend.install"}));
+  ASSERT_EQ(journal.calls.size(), journal_before + 1);
+  EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{shell.id});
+  const auto revokes = audit.named("revoke");
+  ASSERT_EQ(revokes.size(), 1U);
+  EXPECT_EQ(revokes[0].grant_id, web.id);
+  EXPECT_EQ(revokes[0].outcome, "revoked");
+  EXPECT_EQ(revokes[0].reason, "PolicyChanged");
+  EXPECT_EQ(revokes[0].user, "root");
+  EXPECT_EQ(revokes[0].time, t0 + 10min);
+
+  EXPECT_EQ(backend.applies.size(), applies_before);
+  ASSERT_EQ(backend.installs.size(), 1U);
+  EXPECT_EQ(backend.installs[0].protected_ports,
+            (std::vector<PortKey>{ssh_key, dns_tcp, dns_udp}));
+  EXPECT_EQ(backend.installs[0].grants,
+            (std::vector<TimedElement>{{key("10.0.0.6", ssh_key), 50min}}));
+  EXPECT_EQ(kernel_end("10.0.0.5", https_key), std::nullopt);
+  EXPECT_EQ(kernel_end("10.0.0.6", ssh_key), shell.deadline);
+  EXPECT_EQ(ids_of(engine.active_grants()), std::vector<std::string>{shell.id});
+  EXPECT_EQ(engine.policy().rules.size(), 2U);
+  EXPECT_FALSE(engine.kernel_pending());
+  // The new policy is the one requests are checked against.
+  refused(ask({https}, "10.0.0.5", 10min), ErrorCode::port_not_in_policy);
+}
+
+TEST_F(core_engine, replace_policy_narrows_multi_port_and_any_protocol_grants) {
+  const auto both = grant_ok(ask({ssh, https}, "10.0.0.5", 1h));
+  const auto resolver = grant_ok(ask({dns}, "198.51.100.0/24", 2h));
+  const auto journal_before = journal.calls.size();
+  const auto applies_before = backend.applies.size();
+  Policy policy;
+  policy.rules = {rule(ssh, {}, 3h), rule(PortSpec{53, ProtocolSpec::tcp}, {}, 2h)};
+  const auto change = engine.replace_policy(policy);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked, 0U);
+  EXPECT_EQ(change->narrowed, 2U);
+  EXPECT_EQ(change->clamped, 0U);
+
+  ASSERT_EQ(journal.calls.size(), journal_before + 2);
+  const auto& narrowed_both = journal.calls[journal_before];
+  EXPECT_EQ(narrowed_both.kind, Kind::grant);
+  Grant expected = both;
+  expected.ports = {ssh};
+  expect_same_grant(narrowed_both.grant, expected);
+  EXPECT_EQ(narrowed_both.grant.status_reason, "PolicyChanged");
+  const auto& narrowed_resolver = journal.calls[journal_before + 1];
+  EXPECT_EQ(narrowed_resolver.kind, Kind::grant);
+  expected = resolver;
+  expected.ports = {PortSpec{53, ProtocolSpec::tcp}};
+  expect_same_grant(narrowed_resolver.grant, expected);
+  const auto replay = journal.replay();
+  ASSERT_EQ(replay.size(), 2U);
+  EXPECT_EQ(replay[0].grant.ports, std::vector<PortSpec>{ssh});
+  EXPECT_EQ(replay[1].grant.ports, (std::vector<PortSpec>{PortSpec{53, ProtocolSpec::tcp}}));
+
+  const auto active = engine.active_grants();
+  ASSERT_EQ(active.size(), 2U);
+  EXPECT_EQ(active[0].ports, std::vector<PortSpec>{ssh});
+  EXPECT_EQ(active[1].ports, (std::vector<PortSpec>{PortSpec{53, ProtocolSpec::tcp}}));
+  EXPECT_TRUE(audit.named("revoke").empty());
+  const auto policy_events = audit.named("policy");
+  ASSERT_EQ(policy_events.size(), 2U);
+  EXPECT_EQ(policy_events[0].grant_id, both.id);
+  EXPECT_EQ(policy_events[0].outcome, "narrowed");
+  EXPECT_EQ(policy_events[0].ports, std::vector<PortSpec>{ssh});
+
+  EXPECT_EQ(backend.applies.size(), applies_before);
+  ASSERT_EQ(backend.installs.size(), 1U);
+  EXPECT_EQ(backend.installs[0].grants,
+            (std::vector<TimedElement>{{key("10.0.0.5", ssh_key), 1h},
+                                       {key("198.51.100.0/24", dns_tcp), 2h}}));
+  EXPECT_EQ(kernel_end("10.0.0.5", https_key), std::nullopt);
+  EXPECT_EQ(kernel_end("198.51.100.1", dns_udp), std::nullopt);
+  EXPECT_EQ(kernel_end("198.51.100.1", dns_tcp), resolver.deadline);
+}
+
+TEST_F(core_engine, replace_policy_revokes_or_narrows_when_allowed_sources_shrink) {
+  const auto inside = grant_ok(ask({https}, "10.0.0.5", 1h));
+  const auto v6 = grant_ok(ask({https}, "fd00::5", 1h));
+  const auto network = grant_ok(ask({https}, "10.0.0.0/24", 1h));  // wider than the new /25
+  const auto mixed = grant_ok(ask({ssh, https}, "10.0.0.200", 1h));
+  const auto journal_before = journal.calls.size();
+  Policy policy = default_policy();
+  policy.rules[1].allowed_sources = {prefix("10.0.0.0/25")};
+  const auto change = engine.replace_policy(policy);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked, 2U);
+  EXPECT_EQ(change->narrowed, 1U);
+  EXPECT_EQ(change->clamped, 0U);
+
+  ASSERT_EQ(journal.calls.size(), journal_before + 3);
+  EXPECT_EQ(journal.calls[journal_before].kind, Kind::end);
+  EXPECT_EQ(journal.calls[journal_before].id, v6.id);
+  EXPECT_EQ(journal.calls[journal_before].reason, "PolicyChanged");
+  EXPECT_EQ(journal.calls[journal_before + 1].kind, Kind::end);
+  EXPECT_EQ(journal.calls[journal_before + 1].id, network.id);
+  EXPECT_EQ(journal.calls[journal_before + 2].kind, Kind::grant);
+  EXPECT_EQ(journal.calls[journal_before + 2].grant.id, mixed.id);
+  EXPECT_EQ(journal.calls[journal_before + 2].grant.ports, std::vector<PortSpec>{ssh});
+
+  const auto active = engine.active_grants();
+  EXPECT_EQ(ids_of(active), (std::vector<std::string>{inside.id, mixed.id}));
+  expect_same_grant(active[0], inside);
+  EXPECT_EQ(backend.installs.back().grants,
+            (std::vector<TimedElement>{{key("10.0.0.200", ssh_key), 1h},
+                                       {key("10.0.0.5", https_key), 1h}}));
+  EXPECT_EQ(kernel_end("10.0.0.200", https_key), std::nullopt);
+  EXPECT_EQ(kernel_end("10.0.0.7", https_key), std::nullopt);
+  EXPECT_EQ(kernel_end("fd00::5", https_key), std::nullopt);
+}
+
+TEST_F(core_engine, replace_policy_clamps_grants_to_a_shorter_maximum) {
+  const auto long_one = grant_ok(ask({ssh}, "10.0.0.1", 3h));
+  const auto short_one = grant_ok(ask({ssh}, "10.0.0.2", 45min));
+  clock.advance(30min);
+  clock.jump_wall(7min);  // the clamp must move the deadline, not re-derive it from UTC
+  const auto journal_before = journal.calls.size();
+  Policy policy = default_policy();
+  policy.rules[0].max_duration = 1h;
+  const auto change = engine.replace_policy(policy);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked, 0U);
+  EXPECT_EQ(change->narrowed, 0U);
+  EXPECT_EQ(change->clamped, 1U);
+
+  ASSERT_EQ(journal.calls.size(), journal_before + 1);
+  const auto& clamped = journal.calls.back();
+  EXPECT_EQ(clamped.kind, Kind::grant);
+  Grant expected = long_one;
+  expected.end = t0 + 1h;
+  expected.deadline = b0 + 1h;
+  expect_same_grant(clamped.grant, expected);
+  EXPECT_EQ(long_one.deadline - clamped.grant.deadline, long_one.end - clamped.grant.end);
+
+  const auto active = engine.active_grants();
+  ASSERT_EQ(active.size(), 2U);
+  expect_same_grant(active[0], expected);
+  expect_same_grant(active[1], short_one);
+  EXPECT_EQ(remaining(active[0], clock.boot_now()), 30min);
+  EXPECT_EQ(engine.next_expiry(), short_one.deadline);
+  const auto policy_events = audit.named("policy");
+  ASSERT_EQ(policy_events.size(), 1U);
+  EXPECT_EQ(policy_events[0].grant_id, long_one.id);
+  EXPECT_EQ(policy_events[0].end_time, "2026-11-24T01:00:00Z");
+
+  ASSERT_EQ(backend.installs.size(), 1U);
+  EXPECT_EQ(backend.installs[0].grants,
+            (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 30min},
+                                       {key("10.0.0.2", ssh_key), 15min}}));
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
+  clock.advance(30min);
+  EXPECT_TRUE(engine.active_grants().empty());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+}
+
+TEST_F(core_engine, replace_policy_revokes_a_grant_the_clamp_would_end_in_the_past) {
+  const auto oldest = grant_ok(ask({ssh}, "10.0.0.1", 3h));
+  clock.advance(1h);
+  const auto at_edge = grant_ok(ask({ssh}, "10.0.0.2", 3h));
+  clock.advance(30min);
+  const auto recent = grant_ok(ask({ssh}, "10.0.0.3", 3h));
+  clock.advance(30min);  // now t0 + 2h: with a 1h maximum, at_edge would end exactly now
+  const auto journal_before = journal.calls.size();
+  Policy policy = default_policy();
+  policy.rules[0].max_duration = 1h;
+  const auto change = engine.replace_policy(policy);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked, 2U);
+  EXPECT_EQ(change->narrowed, 0U);
+  EXPECT_EQ(change->clamped, 1U) << "a revoked grant was also counted as clamped";
+
+  ASSERT_EQ(journal.calls.size(), journal_before + 3);
+  EXPECT_EQ(journal.calls[journal_before].kind, Kind::end);
+  EXPECT_EQ(journal.calls[journal_before].id, oldest.id);
+  EXPECT_EQ(journal.calls[journal_before].status, GrantStatus::revoked);
+  EXPECT_EQ(journal.calls[journal_before].reason, "PolicyChanged");
+  EXPECT_EQ(journal.calls[journal_before + 1].kind, Kind::end);
+  EXPECT_EQ(journal.calls[journal_before + 1].id, at_edge.id);
+  EXPECT_EQ(journal.calls[journal_before + 2].kind, Kind::grant);
+  EXPECT_EQ(journal.calls[journal_before + 2].grant.id, recent.id);
+  EXPECT_EQ(journal.calls[journal_before + 2].grant.end, t0 + 2h + 30min);
+
+  const auto revokes = audit.named("revoke");
+  ASSERT_EQ(revokes.size(), 2U);
+  EXPECT_EQ(revokes[0].grant_id, oldest.id);
+  EXPECT_EQ(revokes[0].reason, "PolicyChanged");
+  EXPECT_EQ(revokes[1].grant_id, at_edge.id);
+  EXPECT_TRUE(audit.named("expire").empty());
+  EXPECT_EQ(ids_of(engine.active_grants()), std::vector<std::string>{recent.id});
+  EXPECT_EQ(backend.installs.back().grants,
+            (std::vector<TimedElement>{{key("10.0.0.3", ssh_key), 30min}}));
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+  EXPECT_EQ(kernel_end("10.0.0.2", ssh_key), std::nullopt);
+}
+
+TEST_F(core_engine, replace_policy_leaves_unaffected_grants_untouched) {
+  const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  const auto web = grant_ok(ask({https}, "10.0.0.5", 1h));
+  const auto resolver = grant_ok(ask({dns}, "10.0.0.0/24", 30min));
+  clock.advance(10min);
+  trace();
+  const auto journal_before = journal.calls.size();
+  const auto events_before = audit.events.size();
+  const auto applies_before = backend.applies.size();
+  Policy policy = default_policy();  // only wider: a new port, a longer maximum, more sources
+  policy.rules[0].max_duration = 4h;
+  policy.rules[1].allowed_sources.push_back(prefix("10.1.0.0/16"));
+  policy.rules.push_back(rule(PortSpec{8080, ProtocolSpec::tcp}, {}, 1h));
+  const auto change = engine.replace_policy(policy);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked, 0U);
+  EXPECT_EQ(change->narrowed, 0U);
+  EXPECT_EQ(change->clamped, 0U);
+
+  EXPECT_EQ(log.calls, std::vector<std::string>{"backend.install"});
+  EXPECT_EQ(journal.calls.size(), journal_before);
+  EXPECT_EQ(audit.events.size(), events_before);
+  EXPECT_EQ(backend.applies.size(), applies_before);
+  const auto active = engine.active_grants();
+  ASSERT_EQ(active.size(), 3U);
+  expect_same_grant(active[0], shell);
+  expect_same_grant(active[1], web);
+  expect_same_grant(active[2], resolver);
+  ASSERT_EQ(backend.installs.size(), 1U);
+  const auto& spec = backend.installs[0];
+  EXPECT_NE(std::find(spec.protected_ports.begin(), spec.protected_ports.end(),
+                      PortKey{Protocol::tcp, 8080}),
+            spec.protected_ports.end());
+  EXPECT_EQ(spec.grants.size(), 4U);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), shell.deadline);
+  EXPECT_EQ(kernel_end("10.0.0.5", https_key), web.deadline);
+  EXPECT_EQ(kernel_end("10.0.0.9", dns_udp), resolver.deadline);
+}
+
+TEST_F(core_engine, replace_policy_counts_each_grant_once_with_one_install_and_no_apply) {
+  const auto both = grant_ok(ask({ssh, https}, "10.0.0.5", 1h));   // loses 443, clamped to 30m
+  const auto resolver = grant_ok(ask({dns}, "10.0.0.0/24", 2h));   // 53 is gone: revoked
+  const auto shell = grant_ok(ask({ssh}, "203.0.113.7", 20min));   // untouched
+  const auto journal_before = journal.calls.size();
+  const auto applies_before = backend.applies.size();
+  Policy policy;
+  policy.rules = {rule(ssh, {}, 30min)};
+  const auto change = engine.replace_policy(policy);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked, 1U);
+  EXPECT_EQ(change->narrowed, 1U);
+  EXPECT_EQ(change->clamped, 1U);
+
+  ASSERT_EQ(journal.calls.size(), journal_before + 2);  // one record per changed grant
+  const auto& changed = journal.calls[journal_before];
+  EXPECT_EQ(changed.kind, Kind::grant);
+  EXPECT_EQ(changed.grant.id, both.id);
+  EXPECT_EQ(changed.grant.ports, std::vector<PortSpec>{ssh});
+  EXPECT_EQ(changed.grant.end, t0 + 30min);
+  EXPECT_EQ(changed.grant.deadline, b0 + 30min);
+  EXPECT_EQ(journal.calls[journal_before + 1].kind, Kind::end);
+  EXPECT_EQ(journal.calls[journal_before + 1].id, resolver.id);
+
+  EXPECT_EQ(backend.applies.size(), applies_before);
+  ASSERT_EQ(backend.installs.size(), 1U);
+  EXPECT_EQ(backend.installs[0].protected_ports, std::vector<PortKey>{ssh_key});
+  EXPECT_EQ(backend.installs[0].grants,
+            (std::vector<TimedElement>{{key("10.0.0.5", ssh_key), 30min},
+                                       {key("203.0.113.7", ssh_key), 20min}}));
+  EXPECT_EQ(ids_of(engine.active_grants()), (std::vector<std::string>{both.id, shell.id}));
+}
+
+TEST_F(core_engine, replace_policy_install_failure_leaves_the_kernel_pending) {
+  const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto web = grant_ok(ask({https}, "10.0.0.5", 1h));
+  backend.fail_next_install(EPERM);
+  const auto change = engine.replace_policy(policy_without_https());
+  ASSERT_FALSE(change.has_value());
+  EXPECT_EQ(change.error().code, ErrorCode::kernel);
+  EXPECT_EQ(change.error().sys_errno, EPERM);
+  EXPECT_TRUE(engine.kernel_pending());
+  // The journal and the engine already follow the new policy; the kernel does not yet.
+  EXPECT_EQ(engine.policy().rules.size(), 2U);
+  EXPECT_EQ(ids_of(engine.active_grants()), std::vector<std::string>{shell.id});
+  EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{shell.id});
+  EXPECT_EQ(kernel_end("10.0.0.5", https_key), web.deadline);
+
+  ASSERT_TRUE(engine.retry_pending().has_value());
+  EXPECT_FALSE(engine.kernel_pending());
+  EXPECT_EQ(backend.installs.size(), 2U);
+  EXPECT_EQ(kernel_end("10.0.0.5", https_key), std::nullopt);
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), shell.deadline);
+}
+
+// ---------------------------------------------------------------- repair
+
+TEST_F(core_engine, repair_audits_tamper_and_reinstalls_live_grants) {
+  const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto resolver = grant_ok(ask({dns}, "10.0.0.2", 2h));
+  ASSERT_TRUE(backend.uninstall().has_value());  // someone flushed jitd's table
+  clock.advance(10min);
+  const auto journal_before = journal.calls.size();
+  const auto applies_before = backend.applies.size();
+  const auto repaired = engine.repair("table inet jitd deleted by another tool");
+  ASSERT_TRUE(repaired.has_value()) << repaired.error().message;
+
+  const auto& event = audit.events.back();
+  EXPECT_EQ(event.event, "tamper");
+  EXPECT_EQ(event.outcome, "restored");
+  EXPECT_EQ(event.reason, "table inet jitd deleted by another tool");
+  EXPECT_EQ(event.user, "jitd");
+  EXPECT_EQ(event.time, t0 + 10min);
+  EXPECT_EQ(audit.named("tamper").size(), 1U);
+
+  ASSERT_EQ(backend.installs.size(), 1U);
+  EXPECT_EQ(backend.installs[0].protected_ports,
+            (std::vector<PortKey>{ssh_key, dns_tcp, https_key, dns_udp}));
+  EXPECT_EQ(backend.installs[0].grants,
+            (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 50min},
+                                       {key("10.0.0.2", dns_tcp), 110min},
+                                       {key("10.0.0.2", dns_udp), 110min}}));
+  EXPECT_EQ(backend.applies.size(), applies_before);
+  EXPECT_EQ(journal.calls.size(), journal_before);
+  EXPECT_FALSE(engine.kernel_pending());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), shell.deadline);
+  EXPECT_EQ(kernel_end("10.0.0.2", dns_udp), resolver.deadline);
+  EXPECT_EQ(engine.active_grants().size(), 2U);
+}
+
+TEST_F(core_engine, failed_repair_is_audited_and_left_pending) {
+  const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  ASSERT_TRUE(backend.uninstall().has_value());
+  backend.fail_next_install(EPERM);
+  const auto repaired = engine.repair("rule jitd-drop deleted");
+  ASSERT_FALSE(repaired.has_value());
+  EXPECT_EQ(repaired.error().code, ErrorCode::kernel);
+  const auto& event = audit.events.back();
+  EXPECT_EQ(event.event, "tamper");
+  EXPECT_EQ(event.outcome, "failed");
+  EXPECT_EQ(event.reason.rfind("rule jitd-drop deleted", 0), 0U) << event.reason;
+  EXPECT_NE(event.reason.find("injected install failure"), std::string::npos) << event.reason;
+  EXPECT_TRUE(engine.kernel_pending());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+
+  clock.advance(1min);
+  ASSERT_TRUE(engine.retry_pending().has_value());
+  EXPECT_FALSE(engine.kernel_pending());
+  EXPECT_EQ(backend.installs.back().grants,
+            (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 59min}}));
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), shell.deadline);
 }
 
 // ---------------------------------------------------------------- random walk
@@ -834,14 +1626,14 @@ TEST_F(core_engine, property_kernel_matches_live_grants) {
     const auto active = engine.active_grants();
     for (const auto& sample : samples) {
       for (const auto port : keys) {
-        std::optional<TimePoint> expected;
+        std::optional<Deadline> expected;
         for (const auto& grant : active) {
           if (!grant.source.contains(sample)) continue;
           for (const auto& spec : grant.ports) {
             if (spec.number != port.port) continue;
             for (const auto protocol : expand(spec.protocol)) {
               if (protocol != port.protocol) continue;
-              expected = std::max(expected.value_or(grant.end), grant.end);
+              expected = std::max(expected.value_or(grant.deadline), grant.deadline);
             }
           }
         }

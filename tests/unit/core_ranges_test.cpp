@@ -16,7 +16,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const TimePoint t0 = TimePoint{std::chrono::sys_days{std::chrono::year{2026} / 11 / 24}};
+// Ranges end on the boot clock; any origin will do.
+const Deadline t0 = Deadline{std::chrono::hours(5)};
 constexpr PortKey ssh{Protocol::tcp, 22};
 constexpr PortKey https{Protocol::tcp, 443};
 constexpr PortKey dns_udp{Protocol::udp, 22};  // same number as ssh, other protocol
@@ -43,11 +44,15 @@ TimedRange span(Family family, AddressValue first, AddressValue last, PortKey po
   return {ElementKey{AddressRange{family, first, last}, port}, t0 + end_after};
 }
 
+std::string boot_time(Deadline when) {
+  return "boot+" + std::to_string(when.time_since_epoch().count()) + "ms";
+}
+
 std::string describe(const TimedRange& range) {
   return address_to_string(range.key.source.family, range.key.source.first) + "-" +
          address_to_string(range.key.source.family, range.key.source.last) + " " +
          std::string(to_string(range.key.port.protocol)) + "/" +
-         std::to_string(range.key.port.port) + " until " + format_utc(range.end);
+         std::to_string(range.key.port.port) + " until " + boot_time(range.end);
 }
 
 std::string describe(const std::vector<TimedRange>& ranges) {
@@ -369,9 +374,9 @@ PropertyCase random_case(std::mt19937_64& random) {
   return result;
 }
 
-std::optional<TimePoint> reference_end(const std::vector<TimedRange>& ranges, Family family,
+std::optional<Deadline> reference_end(const std::vector<TimedRange>& ranges, Family family,
                                        PortKey port, AddressValue address) {
-  std::optional<TimePoint> end;
+  std::optional<Deadline> end;
   for (const auto& range : ranges) {
     if (range.key.source.family == family && range.key.port == port &&
         range.key.source.first <= address && address <= range.key.source.last) {
@@ -381,9 +386,9 @@ std::optional<TimePoint> reference_end(const std::vector<TimedRange>& ranges, Fa
   return end;
 }
 
-std::optional<TimePoint> derived_end(const std::vector<TimedRange>& derived, Family family,
+std::optional<Deadline> derived_end(const std::vector<TimedRange>& derived, Family family,
                                      PortKey port, AddressValue address, int& holders) {
-  std::optional<TimePoint> end;
+  std::optional<Deadline> end;
   holders = 0;
   for (const auto& range : derived) {
     if (range.key.source.family == family && range.key.port == port &&
@@ -570,10 +575,10 @@ TEST(core_ranges, property_diff_turns_kernel_into_desired) {
     const auto current = derive_disjoint(before);
     const auto desired = derive_disjoint(after);
     const auto now = t0 + Milliseconds(std::uniform_int_distribution<int>(0, 45)(random) * 60'000);
-    SCOPED_TRACE("iteration " + std::to_string(iteration) + " now " + format_utc(now) +
+    SCOPED_TRACE("iteration " + std::to_string(iteration) + " now " + boot_time(now) +
                  "\ncurrent:" + describe(current) + "\ndesired:" + describe(desired));
 
-    std::map<ElementKey, TimePoint> kernel;
+    std::map<ElementKey, Deadline> kernel;
     for (const auto& element : timed_elements(current, now)) {
       kernel[element.key] = now + element.timeout;
     }
@@ -589,7 +594,7 @@ TEST(core_ranges, property_diff_turns_kernel_into_desired) {
       }
       kernel[element.key] = now + element.timeout;
     }
-    std::map<ElementKey, TimePoint> expected;
+    std::map<ElementKey, Deadline> expected;
     for (const auto& range : desired) {
       if (range.end > now) expected[range.key] = range.end;
     }

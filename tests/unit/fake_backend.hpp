@@ -1,53 +1,77 @@
 #pragma once
 // Test doubles for the engine's seams: a backend that records every call and models
-// what an nftables interval set with timeouts would hold, and an audit sink that
-// keeps every event.
+// what an nftables interval set with timeouts would hold, a journal that records every
+// call and models what a replay would give back, and an audit sink that keeps every event.
+// All three can write to one shared CallLog, so a test can check the order of the calls
+// across them ("journal before kernel").
+#include <algorithm>
 #include <cerrno>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "jitd/core/audit.hpp"
 #include "jitd/core/backend.hpp"
 #include "jitd/core/clock.hpp"
+#include "jitd/core/journal.hpp"
 
 namespace jitd::test {
 
+// One line per call, across fakes: "journal.grant g1", "journal.end g1 Revoked KernelRefused",
+// "backend.apply", "backend.install", "audit.request granted".
+struct CallLog {
+  std::vector<std::string> calls;
+  void add(std::string call) { calls.push_back(std::move(call)); }
+};
+
 class FakeBackend final : public core::Backend {
  public:
-  // The clock lets the model drop elements whose timeout ran out, as the kernel does.
+  // The clock lets the model drop elements whose timeout ran out, as the kernel does. Kernel
+  // timeouts run on the boot clock: setting the wall clock does not touch them.
   explicit FakeBackend(const core::Clock& clock) : clock_(clock) {}
 
-  std::vector<core::EnforcementSpec> installs;
-  std::vector<core::ElementChanges> applies;  // every apply call, failed ones included
-  std::vector<std::string> violations;        // transactions a real kernel would refuse
+  std::vector<core::EnforcementSpec> installs;  // every install call, failed ones included
+  std::vector<core::ElementChanges> applies;    // every apply call, failed ones included
+  std::vector<std::string> violations;          // transactions a real kernel would refuse
   int uninstalls = 0;
+  CallLog* log = nullptr;
 
   // The next apply() fails with a kernel error and changes nothing.
-  void fail_next_apply(int sys_errno = ENOBUFS) { fail_next_ = sys_errno; }
+  void fail_next_apply(int sys_errno = ENOBUFS) { fail_next_apply_ = sys_errno; }
+  // The next install() fails with a kernel error and changes nothing.
+  void fail_next_install(int sys_errno = ENOBUFS) { fail_next_install_ = sys_errno; }
 
   core::Result<void> install(const core::EnforcementSpec& spec) override {
     installs.push_back(spec);
-    elements_.clear();
-    const auto now = clock_.now();
+    if (log != nullptr) log->add("backend.install");
+    if (fail_next_install_) {
+      const int sys_errno = *fail_next_install_;
+      fail_next_install_.reset();
+      return core::fail(core::ErrorCode::kernel, "netlink: injected install failure", sys_errno);
+    }
+    Elements next;  // one transaction: the old table stays unless every element goes in
+    const auto now = clock_.boot_now();
     for (const auto& element : spec.grants) {
-      if (const auto error = check_add(elements_, element.key, element.timeout)) {
+      if (const auto error = check_add(next, element.key, element.timeout)) {
         violations.push_back("install: " + *error);
         return core::fail(core::ErrorCode::kernel, *error, EEXIST);
       }
-      elements_[element.key] = now + element.timeout;
+      next[element.key] = now + element.timeout;
     }
+    elements_ = std::move(next);
     installed_ = true;
     return {};
   }
 
   core::Result<void> apply(const core::ElementChanges& changes) override {
     applies.push_back(changes);
-    if (fail_next_) {
-      const int sys_errno = *fail_next_;
-      fail_next_.reset();
+    if (log != nullptr) log->add("backend.apply");
+    if (fail_next_apply_) {
+      const int sys_errno = *fail_next_apply_;
+      fail_next_apply_.reset();
       return core::fail(core::ErrorCode::kernel, "netlink: injected failure", sys_errno);
     }
     drop_expired();
@@ -63,7 +87,7 @@ class FakeBackend final : public core::Backend {
         violations.push_back(*error);
         return core::fail(core::ErrorCode::kernel, *error, EEXIST);
       }
-      next[element.key] = clock_.now() + element.timeout;
+      next[element.key] = clock_.boot_now() + element.timeout;
     }
     elements_ = std::move(next);
     return {};
@@ -77,7 +101,7 @@ class FakeBackend final : public core::Backend {
       snap.protected_ports = installs.back().protected_ports;
       snap.permanent = installs.back().permanent;
     }
-    for (const auto& [key, end] : elements_) snap.grants.push_back({key, end - clock_.now()});
+    for (const auto& [key, end] : elements_) snap.grants.push_back({key, end - clock_.boot_now()});
     return snap;
   }
 
@@ -88,17 +112,17 @@ class FakeBackend final : public core::Backend {
     return {};
   }
 
-  // Live grant elements with their absolute end.
-  std::map<core::ElementKey, core::TimePoint> live_elements() {
+  // Live grant elements with their absolute end on the boot clock.
+  std::map<core::ElementKey, core::Deadline> live_elements() {
     drop_expired();
     return elements_;
   }
 
   // When the kernel stops letting `address` through on `port`; nullopt: it does not.
-  std::optional<core::TimePoint> end_for(core::Family family, core::AddressValue address,
-                                         core::PortKey port) {
+  std::optional<core::Deadline> end_for(core::Family family, core::AddressValue address,
+                                        core::PortKey port) {
     drop_expired();
-    std::optional<core::TimePoint> found;
+    std::optional<core::Deadline> found;
     for (const auto& [key, end] : elements_) {
       if (key.port == port && key.source.family == family && key.source.first <= address &&
           address <= key.source.last) {
@@ -116,7 +140,7 @@ class FakeBackend final : public core::Backend {
            std::string(core::to_string(key.port.protocol)) + "/" + std::to_string(key.port.port);
   }
 
-  using Elements = std::map<core::ElementKey, core::TimePoint>;
+  using Elements = std::map<core::ElementKey, core::Deadline>;
 
   static std::optional<std::string> check_add(const Elements& held_elements,
                                               const core::ElementKey& key,
@@ -133,20 +157,121 @@ class FakeBackend final : public core::Backend {
   }
 
   void drop_expired() {
-    const auto now = clock_.now();
+    const auto now = clock_.boot_now();
     std::erase_if(elements_, [now](const auto& entry) { return entry.second <= now; });
   }
 
   const core::Clock& clock_;
-  std::optional<int> fail_next_;
+  std::optional<int> fail_next_apply_;
+  std::optional<int> fail_next_install_;
   bool installed_ = false;
   Elements elements_;
+};
+
+// Records every call and keeps what a replay of the journal file would give back: the latest
+// grant record of each id that has no end record, in the order the ids were first recorded.
+class FakeJournal final : public core::Journal {
+ public:
+  struct Call {
+    enum class Kind { grant, end } kind = Kind::grant;
+    core::Grant grant;  // Kind::grant: the grant as recorded
+    std::string id;     // both kinds
+    core::GrantStatus status = core::GrantStatus::initiated;  // Kind::end
+    std::string reason;                                        // Kind::end
+    bool failed = false;
+  };
+
+  explicit FakeJournal(std::string boot_id = "boot-a") : boot_id(std::move(boot_id)) {}
+
+  std::string boot_id;      // stamped on grant records, as the file journal does
+  std::vector<Call> calls;  // every call, failed ones included
+  CallLog* log = nullptr;
+
+  // The next call (either kind) fails with an io error and records nothing.
+  void fail_next(int sys_errno = EIO) { fail_next_ = sys_errno; }
+
+  core::Result<void> record_grant(const core::Grant& grant) override {
+    Call call;
+    call.kind = Call::Kind::grant;
+    call.grant = grant;
+    call.id = grant.id;
+    if (log != nullptr) log->add("journal.grant " + grant.id);
+    if (auto failed = injected(call)) return *failed;
+    const auto found = std::find_if(live_.begin(), live_.end(),
+                                    [&](const auto& entry) { return entry.grant.id == grant.id; });
+    if (found != live_.end()) {
+      *found = core::JournalEntry{grant, boot_id};
+    } else {
+      live_.push_back(core::JournalEntry{grant, boot_id});
+    }
+    return {};
+  }
+
+  core::Result<void> record_end(const std::string& id, core::GrantStatus status,
+                                const std::string& reason) override {
+    Call call;
+    call.kind = Call::Kind::end;
+    call.id = id;
+    call.status = status;
+    call.reason = reason;
+    if (log != nullptr) {
+      log->add("journal.end " + id + " " + std::string(core::to_string(status)) + " " + reason);
+    }
+    if (auto failed = injected(call)) return *failed;
+    std::erase_if(live_, [&](const auto& entry) { return entry.grant.id == id; });
+    return {};
+  }
+
+  // What an earlier run left in the file (not counted as calls).
+  void seed(std::vector<core::JournalEntry> entries) { live_ = std::move(entries); }
+
+  // What opening the journal again would replay.
+  [[nodiscard]] std::vector<core::JournalEntry> replay() const { return live_; }
+
+  // Successful calls of one kind.
+  [[nodiscard]] std::vector<Call> recorded(Call::Kind kind) const {
+    std::vector<Call> found;
+    for (const auto& call : calls) {
+      if (call.kind == kind && !call.failed) found.push_back(call);
+    }
+    return found;
+  }
+
+ private:
+  std::optional<core::Result<void>> injected(Call& call) {
+    if (!fail_next_) {
+      calls.push_back(std::move(call));
+      return std::nullopt;
+    }
+    const int sys_errno = *fail_next_;
+    fail_next_.reset();
+    call.failed = true;
+    calls.push_back(std::move(call));
+    return core::Result<void>(
+        core::fail(core::ErrorCode::io, "journal: injected failure", sys_errno));
+  }
+
+  std::optional<int> fail_next_;
+  std::vector<core::JournalEntry> live_;
 };
 
 class RecordingAudit final : public core::AuditSink {
  public:
   std::vector<core::AuditEvent> events;
-  void record(const core::AuditEvent& event) override { events.push_back(event); }
+  CallLog* log = nullptr;
+  void record(const core::AuditEvent& event) override {
+    events.push_back(event);
+    if (log != nullptr) log->add("audit." + event.event + " " + event.outcome);
+  }
+
+  // Events with this name, in order.
+  [[nodiscard]] std::vector<core::AuditEvent> named(std::string_view name) const {
+    std::vector<core::AuditEvent> found;
+    for (const auto& event : events) {
+      if (event.event == name) found.push_back(event);
+    }
+    return found;
+  }
 };
 
 }  // namespace jitd::test

@@ -1,8 +1,10 @@
 #pragma once
 // HTTP routes → engine calls, without any socket: unit-testable with a fake backend.
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "jitd/core/clock.hpp"
 #include "jitd/core/engine.hpp"
@@ -18,11 +20,22 @@ struct Response {
 // Parses a POST /v1/grants body; errors name the offending field.
 [[nodiscard]] core::Result<core::GrantRequest> parse_grant_request(std::string_view body);
 
+// What a policy reload did: applied (with its effect on grants) or refused with every
+// error as "file:line:col: message", the old policy staying in force.
+struct ReloadOutcome {
+  bool applied = false;
+  std::vector<std::string> errors;
+  core::PolicyChange change;
+};
+// Provided by the daemon; takes the engine mutex itself.
+using PolicyReloader = std::function<ReloadOutcome(const core::Caller& caller)>;
+
 class Router {
  public:
-  // The engine is shared with the daemon's expiry loop; every call holds `engine_mutex`.
-  Router(core::AccessEngine& engine, std::mutex& engine_mutex, const core::Clock& clock)
-      : engine_(engine), engine_mutex_(engine_mutex), clock_(clock) {}
+  // The engine is shared with the daemon's event loop; every call holds `engine_mutex`.
+  Router(core::AccessEngine& engine, std::mutex& engine_mutex, const core::Clock& clock,
+         PolicyReloader reload)
+      : engine_(engine), engine_mutex_(engine_mutex), clock_(clock), reload_(std::move(reload)) {}
 
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
                                 std::string_view path, std::string_view body) const;
@@ -32,10 +45,12 @@ class Router {
   [[nodiscard]] Response create_grant(const core::Caller& caller, std::string_view body) const;
   [[nodiscard]] Response revoke_grant(const core::Caller& caller, std::string_view id) const;
   [[nodiscard]] Response show_policy() const;
+  [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
 
   core::AccessEngine& engine_;
   std::mutex& engine_mutex_;
   const core::Clock& clock_;
+  PolicyReloader reload_;
 };
 
 }  // namespace jitd::api

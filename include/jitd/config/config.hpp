@@ -18,6 +18,9 @@ struct MainConfig {
   std::filesystem::path policy_directory = "/etc/jitd/policies.d";
   std::filesystem::path state_directory = "/var/lib/jitd";
   std::string nft_table = "jitd";     // table "inet <nft_table>"
+  // "auto": owner + persist table flags where the kernel has them (6.9+), so other tools
+  // cannot delete or flush the table; "off": rely on self-healing alone.
+  bool claim_table_ownership = true;
   std::string log_level = "info";
 };
 

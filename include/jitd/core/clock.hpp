@@ -9,23 +9,44 @@
 
 namespace jitd::core {
 
-// Milliseconds since the Unix epoch, UTC.
+// Milliseconds since the Unix epoch, UTC: what people read.
 using TimePoint = std::chrono::sys_time<std::chrono::milliseconds>;
+
+// CLOCK_BOOTTIME in milliseconds: what schedules and enforces. It counts suspend and
+// never jumps, so setting the wall clock neither extends nor cuts a grant.
+struct BootClock {
+  using rep = std::int64_t;
+  using period = std::milli;
+  using duration = std::chrono::milliseconds;
+  using time_point = std::chrono::time_point<BootClock>;
+  static constexpr bool is_steady = true;
+};
+using Deadline = BootClock::time_point;
 
 class Clock {
  public:
   virtual ~Clock() = default;
   [[nodiscard]] virtual TimePoint now() const = 0;
+  [[nodiscard]] virtual Deadline boot_now() const = 0;
 };
 
 class FakeClock final : public Clock {
  public:
-  explicit FakeClock(TimePoint start) : now_(start) {}
+  explicit FakeClock(TimePoint start, Deadline boot_start = Deadline{std::chrono::hours(1)})
+      : now_(start), boot_now_(boot_start) {}
   [[nodiscard]] TimePoint now() const override { return now_; }
-  void advance(std::chrono::milliseconds step) { now_ += step; }
+  [[nodiscard]] Deadline boot_now() const override { return boot_now_; }
+  // Time passes: both clocks move.
+  void advance(std::chrono::milliseconds step) {
+    now_ += step;
+    boot_now_ += step;
+  }
+  // Someone sets the wall clock: only it moves.
+  void jump_wall(std::chrono::milliseconds step) { now_ += step; }
 
  private:
   TimePoint now_;
+  Deadline boot_now_;
 };
 
 // "2026-11-24T03:30:00.125Z" (milliseconds shown only when non-zero).

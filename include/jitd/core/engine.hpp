@@ -1,7 +1,8 @@
 #pragma once
 // The AccessEngine decides: it authorises and validates requests against the policy,
-// computes end times, keeps every grant as its own record, and drives the backend
-// with the disjoint ranges derived from the live grants.
+// computes end times, keeps every grant as its own record, journals every change before
+// the kernel sees it, and drives the backend with the disjoint ranges derived from the
+// live grants. Enforcement and expiry run on the boot clock (Deadline); UTC is for people.
 #include <functional>
 #include <map>
 #include <optional>
@@ -14,6 +15,7 @@
 #include "jitd/core/clock.hpp"
 #include "jitd/core/error.hpp"
 #include "jitd/core/grant.hpp"
+#include "jitd/core/journal.hpp"
 #include "jitd/core/policy.hpp"
 #include "jitd/core/ranges.hpp"
 
@@ -21,40 +23,69 @@ namespace jitd::core {
 
 using IdGenerator = std::function<std::string()>;
 
+struct RestoreReport {
+  std::size_t restored = 0;  // live again, with their remaining time
+  std::size_t expired = 0;   // ended while jitd was not running
+};
+
+struct PolicyChange {
+  std::size_t revoked = 0;   // no port of theirs is still allowed
+  std::size_t narrowed = 0;  // lost some ports
+  std::size_t clamped = 0;   // now end at start + the new maximum
+};
+
 class AccessEngine {
  public:
-  AccessEngine(Backend& backend, AuditSink& audit, const Clock& clock, IdGenerator new_id,
-               Policy policy);
+  AccessEngine(Backend& backend, Journal& journal, AuditSink& audit, const Clock& clock,
+               IdGenerator new_id, Policy policy);
 
-  // Installs the policy (protected ports, permanent allow-list) and the live grants.
+  // Before install(): the journal's live grants. A deadline from another boot is rebuilt
+  // from the UTC end time; grants that ended while jitd was down are audited as expired.
+  // The current policy is applied to them as a reload would.
+  RestoreReport restore(std::vector<JournalEntry> entries, std::string_view boot_id);
+  // Replaces jitd's whole table, atomically, with the policy and every live grant.
   [[nodiscard]] Result<void> install();
   [[nodiscard]] Result<Grant> request(const Caller& caller, const GrantRequest& request);
   [[nodiscard]] Result<Grant> revoke(const Caller& caller, std::string_view id);
+  // A new, valid policy: grants it no longer allows are revoked, narrowed or clamped
+  // (journaled first), and the new ruleset replaces the old in one transaction.
+  [[nodiscard]] Result<PolicyChange> replace_policy(Policy policy);
+  // Another tool changed our table: audit it and put everything back.
+  [[nodiscard]] Result<void> repair(std::string_view what);
+  // Re-installs when an earlier kernel transaction failed after its journal record.
+  [[nodiscard]] Result<void> retry_pending();
   // Audits a request the API could not even parse, so every refusal leaves a trace.
   void audit_malformed_request(const Caller& caller, const Error& error);
   // Records grants whose end has passed as expired; the kernel already enforced it.
   void expire_due();
 
   [[nodiscard]] std::vector<Grant> active_grants() const;
-  [[nodiscard]] std::optional<TimePoint> next_expiry() const;
+  [[nodiscard]] std::optional<Deadline> next_expiry() const;
   [[nodiscard]] const Policy& policy() const { return policy_; }
-  [[nodiscard]] EnforcementSpec enforcement_spec(TimePoint now) const;
+  [[nodiscard]] bool kernel_pending() const { return kernel_pending_; }
+  [[nodiscard]] EnforcementSpec enforcement_spec(Deadline now) const;
 
  private:
-  [[nodiscard]] Result<std::vector<PortKey>> validate(const GrantRequest& request,
-                                                      Milliseconds duration) const;
+  [[nodiscard]] Result<void> validate(const GrantRequest& request, Milliseconds duration) const;
   [[nodiscard]] std::vector<TimedRange> desired_ranges(const Grant* extra,
                                                        const std::string* without) const;
-  [[nodiscard]] Result<void> converge(std::vector<TimedRange> desired, TimePoint now);
+  [[nodiscard]] Result<void> converge(std::vector<TimedRange> desired, Deadline now);
+  PolicyChange apply_policy_to_grants();
+  void end_grant(Grant grant, GrantStatus status, const std::string& reason,
+                 const Caller* by = nullptr);
   void audit_refusal(const Caller& caller, const GrantRequest* request, const Error& error);
+  void audit_grant(const std::string& event, const std::string& outcome, const Grant& grant,
+                   const std::string& reason = {});
 
   Backend& backend_;
+  Journal& journal_;
   AuditSink& audit_;
   const Clock& clock_;
   IdGenerator new_id_;
   Policy policy_;
   std::map<std::string, Grant, std::less<>> active_;
   std::vector<TimedRange> kernel_ranges_;  // what the kernel holds, as last applied
+  bool kernel_pending_ = false;            // journal ahead of the kernel: install again
 };
 
 }  // namespace jitd::core

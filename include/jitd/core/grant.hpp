@@ -41,11 +41,15 @@ struct Grant {
   Requestor requestor;
   Prefix source;
   std::vector<PortSpec> ports;
-  TimePoint start;
-  TimePoint end;
+  TimePoint start;      // UTC, for people
+  TimePoint end;        // UTC, for people
+  Deadline deadline;    // when access ends, on this boot's clock: what enforcement uses
   std::string justification;
   GrantStatus status = GrantStatus::initiated;
-  std::string status_reason;  // "UserRequested", "Expired", ...
+  std::string status_reason;  // "UserRequested", "Expired", "PolicyChanged", ...
 };
+
+// Time left until the kernel ends the grant's access; zero once it has.
+[[nodiscard]] Milliseconds remaining(const Grant& grant, Deadline now);
 
 }  // namespace jitd::core

@@ -11,7 +11,7 @@ namespace jitd::core {
 
 struct TimedRange {
   ElementKey key;
-  TimePoint end;
+  Deadline end;
   auto operator<=>(const TimedRange&) const = default;
 };
 
@@ -23,10 +23,10 @@ struct TimedRange {
 // `current` that ended by `now` are already gone from the kernel and are not removed;
 // ranges of `desired` that end by `now` are not added.
 [[nodiscard]] ElementChanges diff_ranges(const std::vector<TimedRange>& current,
-                                         const std::vector<TimedRange>& desired, TimePoint now);
+                                         const std::vector<TimedRange>& desired, Deadline now);
 
 // The timed elements to install for `ranges` at `now` (ended ones left out).
 [[nodiscard]] std::vector<TimedElement> timed_elements(const std::vector<TimedRange>& ranges,
-                                                       TimePoint now);
+                                                       Deadline now);
 
 }  // namespace jitd::core

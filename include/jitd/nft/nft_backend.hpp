@@ -8,10 +8,41 @@
 
 namespace jitd::nft {
 
+// Watches netfilter's netlink events (NFNLGRP_NFTABLES) for changes to jitd's table made
+// by anyone else (`nft flush ruleset`, `nft delete table`, a flushed set, a reloaded
+// nftables.service), so the daemon can restore it at once instead of polling.
+class RulesetMonitor {
+ public:
+  ~RulesetMonitor();
+  RulesetMonitor(const RulesetMonitor&) = delete;
+  RulesetMonitor& operator=(const RulesetMonitor&) = delete;
+
+  // For the daemon's event loop: readable when events are pending.
+  [[nodiscard]] int fd() const;
+  // Reads every pending event without blocking. Returns a description of the first foreign
+  // change to our table ("table deleted", "set grants4: elements deleted", ...), or an empty
+  // string when nothing foreign happened. Our own transactions are recognised by the
+  // sender's netlink port id and ignored. An overrun (ENOBUFS) counts as a foreign change:
+  // events were lost, so the table must be checked.
+  [[nodiscard]] core::Result<std::string> drain();
+
+  struct Impl;
+
+ private:
+  friend class NftBackend;
+  explicit RulesetMonitor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 class NftBackend final : public core::Backend {
  public:
-  // Opens the netlink socket in the caller's network namespace.
-  [[nodiscard]] static core::Result<std::unique_ptr<NftBackend>> open(std::string table_name);
+  // Opens the netlink socket in the caller's network namespace. With `claim_ownership`,
+  // probes the kernel for owner + persist table flags (Linux 6.9+) and, where present,
+  // creates the table owned by this process and persistent: other tools can then neither
+  // delete nor change it, `flush ruleset` skips it, and it outlives jitd. The probe uses a
+  // scratch table with a unique name that is deleted in the same transaction.
+  [[nodiscard]] static core::Result<std::unique_ptr<NftBackend>> open(std::string table_name,
+                                                                       bool claim_ownership);
   ~NftBackend() override;
   NftBackend(const NftBackend&) = delete;
   NftBackend& operator=(const NftBackend&) = delete;
@@ -20,6 +51,10 @@ class NftBackend final : public core::Backend {
   [[nodiscard]] core::Result<void> apply(const core::ElementChanges& changes) override;
   [[nodiscard]] core::Result<core::KernelSnapshot> snapshot() override;
   [[nodiscard]] core::Result<void> uninstall() override;
+
+  // Whether the table is created with owner + persist (probed at open).
+  [[nodiscard]] bool owns_table() const;
+  [[nodiscard]] core::Result<std::unique_ptr<RulesetMonitor>> open_monitor() const;
 
  private:
   struct Impl;

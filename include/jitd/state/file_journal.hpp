@@ -1,0 +1,62 @@
+#pragma once
+// The grant journal on disk: <state dir>/grants.journal.
+//
+// Format (version 1), one record per line, appended with O_APPEND and fdatasync'd:
+//   jitd-journal 1\n                       header, written when the file is created
+//   <crc32 as 8 hex digits> <json>\n       a record; the CRC covers the JSON text
+// A record is {"type":"grant","grant":{...},"bootId":"..."} (the grant as it now stands; a
+// later grant record with the same id replaces an earlier one) or
+// {"type":"end","id":"...","status":"Revoked|Expired","reason":"..."}.
+// A line whose CRC or JSON does not check out (a torn tail after a crash, a flipped bit) is
+// dropped and reported; every intact record is kept. Compaction rewrites the file with the
+// live grants only (write temp, fsync, rename, fsync directory), at open and as ended
+// records pile up; the history of ended grants stays in the audit log.
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "jitd/core/journal.hpp"
+#include "jitd/core/unique_fd.hpp"
+
+namespace jitd::state {
+
+inline constexpr int journal_format_version = 1;
+
+struct JournalReplay {
+  std::vector<core::JournalEntry> live;  // grants without an end record, in file order
+  std::size_t records = 0;               // intact records read
+  std::vector<std::string> dropped;      // one line per dropped part: where, how long, why
+};
+
+class FileJournal final : public core::Journal {
+ public:
+  // Reads (and replays) the journal, compacts it, and opens it for appending. A damaged
+  // file never fails the open; an unreadable one, or one of a newer format version, does.
+  [[nodiscard]] static core::Result<std::unique_ptr<FileJournal>> open(
+      std::filesystem::path path, std::string boot_id, JournalReplay& replay);
+
+  [[nodiscard]] core::Result<void> record_grant(const core::Grant& grant) override;
+  [[nodiscard]] core::Result<void> record_end(const std::string& id, core::GrantStatus status,
+                                              const std::string& reason) override;
+
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+ private:
+  FileJournal(std::filesystem::path path, std::string boot_id);
+  [[nodiscard]] core::Result<void> append(const std::string& json);
+  [[nodiscard]] core::Result<void> compact();
+
+  std::filesystem::path path_;
+  std::string boot_id_;
+  core::UniqueFd fd_;
+  std::map<std::string, std::string> live_records_;  // id → its latest grant record line
+  std::size_t ended_since_compaction_ = 0;
+};
+
+// Text of one record line, CRC included (exposed for tests that craft damaged journals).
+[[nodiscard]] std::string journal_line(const std::string& json);
+[[nodiscard]] std::string grant_to_json(const core::Grant& grant, const std::string& boot_id);
+
+}  // namespace jitd::state
