@@ -149,6 +149,10 @@ class Daemon {
       spdlog::warn("journal damaged: {}", dropped);
       record("journal", "damaged", dropped);
     }
+    if (!replay.damaged_copy.empty()) {
+      spdlog::warn("journal damaged: the file as it was is kept in {}",
+                   replay.damaged_copy.string());
+    }
     const auto restored = engine_.restore(replay.live, current_boot_id());
     spdlog::info("journal: {} live grant(s) restored, {} ended while jitd was not running",
                  restored.restored, restored.expired);

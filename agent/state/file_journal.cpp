@@ -1,6 +1,7 @@
 #include "jitd/state/file_journal.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -425,6 +426,14 @@ core::Result<std::unique_ptr<FileJournal>> FileJournal::open(std::filesystem::pa
   if (!text) return tl::unexpected(text.error());
 
   std::unique_ptr<FileJournal> journal(new FileJournal(std::move(path), std::move(boot_id)));
+  // Two daemons appending to one journal would interleave records; the second must not start.
+  const auto lock_path = journal->path_.string() + ".lock";
+  journal->lock_.reset(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!journal->lock_) return io_failure("open " + lock_path, errno);
+  if (::flock(journal->lock_.get(), LOCK_EX | LOCK_NB) != 0) {
+    return io_failure("lock " + lock_path + " (is another jitd using this state directory?)",
+                      errno);
+  }
   if (*text) {
     LiveSet live;
     if (auto replayed = replay_text(**text, journal->path_, replay, live); !replayed) {
@@ -432,6 +441,14 @@ core::Result<std::unique_ptr<FileJournal>> FileJournal::open(std::filesystem::pa
     }
     replay.live = live.take_entries();
     journal->live_records_ = live.take_lines();
+    if (!replay.dropped.empty()) {
+      // Compaction drops the damaged bytes; keep the original for whoever investigates.
+      const auto copy = journal->path_.string() + ".damaged";
+      core::UniqueFd saved(::open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      if (saved && write_all(saved.get(), **text, "write " + copy)) {
+        replay.damaged_copy = copy;
+      }
+    }
   }
   // Also what creates a missing journal, and what cuts a torn tail off before the first
   // append could glue a record onto it. It leaves fd_ open for appending.

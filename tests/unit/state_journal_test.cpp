@@ -99,6 +99,7 @@ void expect_same(const core::Grant& actual, const core::Grant& expected) {
 
 std::vector<std::string> ids_of(const std::vector<core::JournalEntry>& live) {
   std::vector<std::string> ids;
+  ids.reserve(live.size());
   for (const auto& entry : live) ids.push_back(entry.grant.id);
   return ids;
 }
@@ -726,6 +727,40 @@ TEST(FileJournal, ShortWriteIsReportedAndTakenBack) {
   auto reopened = open_ok(path, reread);
   EXPECT_TRUE(reread.dropped.empty());
   EXPECT_EQ(ids_of(reread.live), (std::vector<std::string>{"g-1", "g-4"}));
+}
+
+TEST(FileJournal, KeepsACopyOfADamagedJournal) {
+  TempDir dir;
+  const auto sample = build_sample(dir);
+  const auto path = dir.file("grants.journal");
+  const auto damaged = sample.text + "garbage\n";
+  write_text(path, damaged);
+  JournalReplay replay;
+  auto journal = open_ok(path, replay);
+  ASSERT_TRUE(journal);
+  ASSERT_FALSE(replay.dropped.empty());
+  EXPECT_EQ(replay.damaged_copy, dir.file("grants.journal.damaged"));
+  EXPECT_EQ(read_text(replay.damaged_copy), damaged);
+  journal.reset();
+  JournalReplay clean;
+  auto reopened = open_ok(path, clean);
+  EXPECT_TRUE(clean.damaged_copy.empty());
+}
+
+TEST(FileJournal, SecondWriterIsRefusedWhileTheFirstHoldsIt) {
+  TempDir dir;
+  const auto path = dir.file("grants.journal");
+  JournalReplay first_replay;
+  auto first = open_ok(path, first_replay);
+  ASSERT_TRUE(first);
+  JournalReplay second_replay;
+  auto second = FileJournal::open(path, "boot", second_replay);
+  ASSERT_FALSE(second.has_value());
+  EXPECT_NE(second.error().message.find("another jitd"), std::string::npos)
+      << second.error().message;
+  first.reset();
+  auto third = FileJournal::open(path, "boot", second_replay);
+  EXPECT_TRUE(third.has_value());
 }
 
 }  // namespace

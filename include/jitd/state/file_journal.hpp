@@ -28,6 +28,7 @@ struct JournalReplay {
   std::vector<core::JournalEntry> live;  // grants without an end record, in file order
   std::size_t records = 0;               // intact records read
   std::vector<std::string> dropped;      // one line per dropped part: where, how long, why
+  std::filesystem::path damaged_copy;    // the file as it was before dropping, when damaged
 };
 
 class FileJournal final : public core::Journal {
@@ -51,6 +52,7 @@ class FileJournal final : public core::Journal {
   std::filesystem::path path_;
   std::string boot_id_;
   core::UniqueFd fd_;
+  core::UniqueFd lock_;  // flock'd for the journal's lifetime: one writer per state directory
   std::map<std::string, std::string> live_records_;  // id → its latest grant record line
   std::size_t ended_since_compaction_ = 0;
 };
