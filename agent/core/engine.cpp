@@ -227,14 +227,14 @@ void AccessEngine::audit_refusal(const Caller& caller, const GrantRequest* reque
 }
 
 void AccessEngine::audit_grant(const std::string& event, const std::string& outcome,
-                               const Grant& grant, const std::string& reason) {
+                               const Grant& grant, const std::string& reason, const Caller* by) {
   AuditEvent audit;
   audit.time = clock_.now();
   audit.event = event;
   audit.outcome = outcome;
   audit.grant_id = grant.id;
-  audit.uid = grant.requestor.uid;
-  audit.user = grant.requestor.name;
+  audit.uid = by ? by->uid : grant.requestor.uid;  // who acted, when not the requestor
+  audit.user = by ? by->name : grant.requestor.name;
   audit.source = grant.source.to_string();
   audit.ports = grant.ports;
   audit.justification = grant.justification;
@@ -253,20 +253,9 @@ void AccessEngine::end_grant(Grant grant, GrantStatus status, const std::string&
     // The deadline still bounds it: a replay after a crash sees it ended or expired.
     audit_reason += "; journal: " + journaled.error().message;
   }
-  const auto outcome = status == GrantStatus::expired ? "expired" : "revoked";
-  AuditEvent event;
-  event.time = clock_.now();
-  event.event = status == GrantStatus::expired ? "expire" : "revoke";
-  event.outcome = outcome;
-  event.grant_id = grant.id;
-  event.uid = by ? by->uid : grant.requestor.uid;
-  event.user = by ? by->name : grant.requestor.name;
-  event.source = grant.source.to_string();
-  event.ports = grant.ports;
-  event.justification = grant.justification;
-  event.end_time = format_utc(grant.end);
-  event.reason = audit_reason;
-  audit_.record(event);
+  const bool expired = status == GrantStatus::expired;
+  audit_grant(expired ? "expire" : "revoke", expired ? "expired" : "revoked", grant, audit_reason,
+              by);
 }
 
 void AccessEngine::audit_malformed_request(const Caller& caller, const Error& error) {

@@ -75,7 +75,7 @@ class AccessEngine {
                  const Caller* by = nullptr);
   void audit_refusal(const Caller& caller, const GrantRequest* request, const Error& error);
   void audit_grant(const std::string& event, const std::string& outcome, const Grant& grant,
-                   const std::string& reason = {});
+                   const std::string& reason = {}, const Caller* by = nullptr);
 
   Backend& backend_;
   Journal& journal_;
