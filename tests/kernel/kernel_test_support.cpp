@@ -39,6 +39,20 @@ int feed(const std::string& command, const std::string& input) {
   return WEXITSTATUS(pclose(pipe));
 }
 
+std::vector<nlohmann::json> nft_json(const std::string& arguments) {
+  const Output output = run("nft -j " + arguments);
+  if (output.status != 0) return {};
+  return nlohmann::json::parse(output.text).at("nftables").get<std::vector<nlohmann::json>>();
+}
+
+std::vector<nlohmann::json> nft_objects(const std::string& what, const std::string& kind) {
+  std::vector<nlohmann::json> objects;
+  for (const nlohmann::json& item : nft_json("list " + what)) {
+    if (item.contains(kind)) objects.push_back(item.at(kind));
+  }
+  return objects;
+}
+
 bool skip_all() { return skipping; }
 
 int run_in_private_network_namespace(int argc, char** argv) {

@@ -1,8 +1,15 @@
-// Shared plumbing of the C++ kernel tests: shell helpers for `nft`/`conntrack` children and a
-// main() that moves the process into a private network namespace before running the tests.
+// Shared plumbing of the C++ kernel tests: shell helpers for `nft`/`conntrack` children, readers
+// of `nft -j` output, and a main() that moves the process into a private network namespace
+// before running the tests.
 #pragma once
 
 #include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "jitd/core/error.hpp"
 
 namespace jitd::test {
 
@@ -16,6 +23,21 @@ Output run(const std::string& command);
 
 // Runs a shell command with `input` on its stdin and returns its exit status.
 int feed(const std::string& command, const std::string& input);
+
+// The items of the "nftables" array that `nft -j <arguments>` prints; empty when nft fails
+// (its output always holds a "metainfo" item otherwise).
+std::vector<nlohmann::json> nft_json(const std::string& arguments);
+
+// The `nft -j list <what>` objects of one kind ("table", "set", "chain", "rule"); empty when
+// the command fails.
+std::vector<nlohmann::json> nft_objects(const std::string& what, const std::string& kind);
+
+// Passes when `result` holds a value; otherwise fails with its error's message.
+template <class T>
+testing::AssertionResult succeeded(const core::Result<T>& result) {
+  if (result) return testing::AssertionSuccess();
+  return testing::AssertionFailure() << result.error().message;
+}
 
 // True when run_in_private_network_namespace() could create no namespace outside CI; every
 // test should then skip itself.

@@ -32,27 +32,9 @@ using jitd::core::PortKey;
 using jitd::core::Protocol;
 using jitd::core::TimedElement;
 using jitd::nft::NftBackend;
-using namespace jitd::test;  // run, feed, skip_all
+using namespace jitd::test;  // run, feed, nft_objects, succeeded, skip_all
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-template <class T>
-testing::AssertionResult succeeded(const jitd::core::Result<T>& result) {
-  if (result) return testing::AssertionSuccess();
-  return testing::AssertionFailure() << result.error().message;
-}
-
-// The `nft -j` objects of one kind ("set", "chain", "rule"); empty when the command fails.
-std::vector<json> nft_objects(const std::string& what, const std::string& kind) {
-  const Output output = run("nft -j list " + what);
-  std::vector<json> objects;
-  if (output.status != 0) return objects;
-  const json document = json::parse(output.text);
-  for (const json& item : document.at("nftables")) {
-    if (item.contains(kind)) objects.push_back(item.at(kind));
-  }
-  return objects;
-}
 
 json nft_set(const std::string& name) {
   const auto sets = nft_objects("set inet jitd " + name, "set");

@@ -24,15 +24,9 @@ using jitd::core::Family;
 using jitd::core::Protocol;
 using jitd::nft::NftBackend;
 using jitd::nft::RulesetMonitor;
-using namespace jitd::test;  // run, skip_all
+using namespace jitd::test;  // run, nft_json, succeeded, skip_all
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-template <class T>
-testing::AssertionResult succeeded(const jitd::core::Result<T>& result) {
-  if (result) return testing::AssertionSuccess();
-  return testing::AssertionFailure() << result.error().message;
-}
 
 testing::AssertionResult begins_with(const std::string& text, const std::string& prefix) {
   if (text.starts_with(prefix)) return testing::AssertionSuccess();
@@ -82,10 +76,8 @@ class NftMonitorTest : public testing::Test {
 
   // The handle of the rule at `index` in chain input, as `nft -a` shows it.
   std::string rule_handle(std::size_t index) {
-    const Output output = run("nft -a -j list chain inet jitd input");
     std::size_t seen = 0;
-    const json document = json::parse(output.text);
-    for (const json& item : document.at("nftables")) {
+    for (const json& item : nft_json("-a list chain inet jitd input")) {
       if (item.contains("rule") && seen++ == index) return item["rule"]["handle"].dump();
     }
     return "none";

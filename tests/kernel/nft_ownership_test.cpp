@@ -12,6 +12,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -28,15 +29,9 @@ using jitd::core::EnforcementSpec;
 using jitd::core::Family;
 using jitd::core::Protocol;
 using jitd::nft::NftBackend;
-using namespace jitd::test;  // run, skip_all
+using namespace jitd::test;  // run, nft_json, nft_objects, succeeded, skip_all
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-template <class T>
-testing::AssertionResult succeeded(const jitd::core::Result<T>& result) {
-  if (result) return testing::AssertionSuccess();
-  return testing::AssertionFailure() << result.error().message;
-}
 
 // 198.51.100.7 . tcp . 22
 const ElementKey grant_key{AddressRange{Family::ipv4, 0xC6336407, 0xC6336407}, {Protocol::tcp, 22}};
@@ -49,13 +44,8 @@ EnforcementSpec sample_spec() {
 // The table's flags as `nft -j` names them (1.0.6 calls persist "unknown"); empty when the
 // table does not exist.
 json table_flags() {
-  const Output output = run("nft -j list tables inet");
-  if (output.status != 0) return json();
-  const json document = json::parse(output.text);
-  for (const json& item : document.at("nftables")) {
-    if (item.contains("table") && item["table"]["name"] == "jitd") {
-      return item["table"].value("flags", json::array());
-    }
+  for (const json& table : nft_objects("tables inet", "table")) {
+    if (table["name"] == "jitd") return table.value("flags", json::array());
   }
   return json();
 }
@@ -79,10 +69,9 @@ std::ostream& operator<<(std::ostream& out, const Listing& listing) {
 
 Listing listing() {
   Listing result;
-  const Output table = run("nft -j list table inet jitd");
-  if (table.status != 0) return result;
-  const json document = json::parse(table.text);
-  for (const json& item : document.at("nftables")) {
+  const std::vector<json> items = nft_json("list table inet jitd");
+  if (items.empty()) return result;
+  for (const json& item : items) {
     result.sets += item.contains("set");
     result.rules += item.contains("rule");
   }

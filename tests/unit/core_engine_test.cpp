@@ -9,6 +9,7 @@
 
 #include "fake_backend.hpp"
 #include "jitd/core/engine.hpp"
+#include "test_grants.hpp"
 
 namespace jitd::core {
 namespace {
@@ -18,6 +19,9 @@ using test::CallLog;
 using test::FakeBackend;
 using test::FakeJournal;
 using test::RecordingAudit;
+using test::expect_same_grant;
+using test::ids_of;
+using test::prefix;
 
 const TimePoint t0 = TimePoint{std::chrono::sys_days{std::chrono::year{2026} / 11 / 24}};
 // The boot clock at t0: unrelated to the wall clock, as on a real machine.
@@ -30,12 +34,6 @@ constexpr PortKey ssh_key{Protocol::tcp, 22};
 constexpr PortKey https_key{Protocol::tcp, 443};
 constexpr PortKey dns_tcp{Protocol::tcp, 53};
 constexpr PortKey dns_udp{Protocol::udp, 53};
-
-Prefix prefix(std::string_view text) {
-  auto parsed = Prefix::parse(text);
-  EXPECT_TRUE(parsed.has_value()) << text;
-  return parsed ? *parsed : Prefix{};
-}
 
 ElementKey key(std::string_view source, PortKey port) {
   return ElementKey{prefix(source).range(), port};
@@ -857,25 +855,6 @@ std::vector<std::string> ids_of(const std::vector<Grant>& grants) {
   std::vector<std::string> ids;
   for (const auto& grant : grants) ids.push_back(grant.id);
   return ids;
-}
-
-std::vector<std::string> ids_of(const std::vector<JournalEntry>& entries) {
-  std::vector<std::string> ids;
-  for (const auto& entry : entries) ids.push_back(entry.grant.id);
-  return ids;
-}
-
-void expect_same_grant(const Grant& actual, const Grant& expected) {
-  EXPECT_EQ(actual.id, expected.id);
-  EXPECT_EQ(actual.requestor.uid, expected.requestor.uid);
-  EXPECT_EQ(actual.requestor.name, expected.requestor.name);
-  EXPECT_EQ(actual.source, expected.source);
-  EXPECT_EQ(actual.ports, expected.ports);
-  EXPECT_EQ(actual.start, expected.start);
-  EXPECT_EQ(actual.end, expected.end);
-  EXPECT_EQ(actual.deadline, expected.deadline);
-  EXPECT_EQ(actual.justification, expected.justification);
-  EXPECT_EQ(actual.status, expected.status);
 }
 
 TEST_F(core_engine, request_journals_the_grant_before_the_kernel_apply) {

@@ -5,17 +5,13 @@
 
 #include "jitd/core/error.hpp"
 #include "jitd/core/policy.hpp"
+#include "test_grants.hpp"
 
 namespace jitd::core {
 namespace {
 
 using namespace std::chrono_literals;
-
-Prefix prefix(std::string_view text) {
-  auto parsed = Prefix::parse(text);
-  EXPECT_TRUE(parsed.has_value()) << text;
-  return parsed ? *parsed : Prefix{};
-}
+using test::prefix;
 
 PortRule rule(std::uint16_t port, ProtocolSpec protocol, std::vector<Prefix> sources = {},
               Milliseconds max = 3h) {

@@ -20,12 +20,15 @@
 
 #include "jitd/core/failpoint.hpp"
 #include "jitd/state/file_journal.hpp"
+#include "test_grants.hpp"
 
 namespace jitd::state {
 namespace {
 
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
+using test::ids_of;
+using test::prefix;
 
 const std::string header = "jitd-journal 1\n";
 
@@ -59,12 +62,6 @@ void write_text(const fs::path& path, const std::string& text) {
   out << text;
 }
 
-core::Prefix prefix(std::string_view text) {
-  auto parsed = core::Prefix::parse(text);
-  EXPECT_TRUE(parsed.has_value()) << text;
-  return parsed ? *parsed : core::Prefix{};
-}
-
 const core::TimePoint t0 =
     core::TimePoint{std::chrono::sys_days{std::chrono::year{2026} / 11 / 24}};
 
@@ -83,25 +80,10 @@ core::Grant make_grant(std::string id, std::string_view source, std::vector<core
   return grant;
 }
 
+// expect_same_grant, and the status reason too, which the journal keeps.
 void expect_same(const core::Grant& actual, const core::Grant& expected) {
-  EXPECT_EQ(actual.id, expected.id);
-  EXPECT_EQ(actual.requestor.uid, expected.requestor.uid);
-  EXPECT_EQ(actual.requestor.name, expected.requestor.name);
-  EXPECT_EQ(actual.source, expected.source) << actual.source.to_string();
-  EXPECT_EQ(actual.ports, expected.ports);
-  EXPECT_EQ(actual.start, expected.start);
-  EXPECT_EQ(actual.end, expected.end);
-  EXPECT_EQ(actual.deadline, expected.deadline);
-  EXPECT_EQ(actual.justification, expected.justification);
-  EXPECT_EQ(actual.status, expected.status);
+  test::expect_same_grant(actual, expected);
   EXPECT_EQ(actual.status_reason, expected.status_reason);
-}
-
-std::vector<std::string> ids_of(const std::vector<core::JournalEntry>& live) {
-  std::vector<std::string> ids;
-  ids.reserve(live.size());
-  for (const auto& entry : live) ids.push_back(entry.grant.id);
-  return ids;
 }
 
 std::unique_ptr<FileJournal> open_ok(const fs::path& path, JournalReplay& replay,
