@@ -38,6 +38,8 @@ using namespace std::chrono_literals;
 constexpr auto housekeeping_interval = 1s;  // expiry records and kernel retries, at the latest
 constexpr auto reload_settle_time = 200ms;  // editors and fleet tools write in several steps
 constexpr auto repair_coalesce_time = 2ms;  // one foreign transaction sends many events
+// sd-event's default timer accuracy (0) is 250 ms; a repair must not wait that long.
+constexpr uint64_t timer_accuracy_us = 1000;
 
 class SystemClock final : public core::Clock {
  public:
@@ -284,8 +286,9 @@ class Daemon {
       return added;
     }
     sd_event_source* source = nullptr;
-    if (auto added = add(sd_event_add_time_relative(loop, &source, CLOCK_BOOTTIME, 0, 0,
-                                                    &Daemon::on_housekeeping, this),
+    if (auto added = add(sd_event_add_time_relative(loop, &source, CLOCK_BOOTTIME, 0,
+                                                    timer_accuracy_us, &Daemon::on_housekeeping,
+                                                    this),
                          "add housekeeping timer");
         !added) {
       return added;
@@ -312,7 +315,8 @@ class Daemon {
     sd_event_source* source = nullptr;
     const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(delay).count();
     if (sd_event_add_time_relative(loop_.get(), &source, CLOCK_BOOTTIME,
-                                   static_cast<uint64_t>(micros), 0, handler, this) >= 0) {
+                                   static_cast<uint64_t>(micros), timer_accuracy_us, handler,
+                                   this) >= 0) {
       slot.reset(source);
     }
   }
