@@ -37,33 +37,19 @@ request or spawns the process):
      jitdbench set with one `nft -f`, then --big-count rounds (default 100) of A without `true`.
 """
 import argparse
-import http.client
 import ipaddress
 import json
 import os
-import platform
-import secrets
-import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PORT, PROTO = 22, "tcp"
+from benchlib import (DEFAULT_JITD, PORT, PROTO, Client, JitdNamespace, NamespaceHelper, check_environment,
+                      fmt, guarded_run, helper_loop, machine, now_ns, progress, spawn, summary)
+
 GRANT_DURATION, NFT_TIMEOUT = "PT5M", "5m"
 FILL_DURATION, FILL_TIMEOUT = "PT1H", "1h"
 WARMUP = 10
-
-POLICY = """ports:
-  - number: 22
-    protocol: tcp
-    allowedSourceAddressPrefixes: ["*"]
-    maxRequestAccessDuration: PT1H
-"""
 
 # The same set as jitd's grants4 (docs/architecture.md), in a table of its own.
 BENCH_TABLE = """table inet jitdbench {
@@ -83,21 +69,6 @@ def source(block, i):
     return str(ipaddress.IPv4Address(0x0A000000 + block * BLOCK_SIZE + 2 * i + 1))
 
 
-def now_ns():
-    return time.perf_counter_ns()
-
-
-def spawn(argv):
-    """Wall-clock ns of one process, from spawn to exit; raises when it fails."""
-    started = now_ns()
-    result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    elapsed = now_ns() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: exit {result.returncode}: {result.stderr.decode().strip()}")
-    return elapsed
-
-
 def nft_add_argv(address):
     return ["nft", "add", "element", "inet", "jitdbench", "grants4",
             f"{{ {address} . {PROTO} . {PORT} timeout {NFT_TIMEOUT} }}"]
@@ -111,186 +82,38 @@ def nft_delete_argv(address):
 # ---------------------------------------------------------------------------------------------
 # The helper inside the namespace: one command per stdin line, one JSON reply per line.
 # ---------------------------------------------------------------------------------------------
-def helper_main():
-    for line in sys.stdin:
-        words = line.split()
+def handle(words):
+    if words[0] == "add":
+        return {"ns": spawn(nft_add_argv(words[1]))}
+    if words[0] == "delete":
+        return {"ns": spawn(nft_delete_argv(words[1]))}
+    if words[0] == "true":
+        return {"ns": spawn(["true"])}
+    if words[0] == "fill":  # fill <block> <count>: one nft -f for all elements
+        block, count = int(words[1]), int(words[2])
+        with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as f:
+            f.write("add element inet jitdbench grants4 {\n")
+            f.write(",\n".join(f"  {source(block, i)} . {PROTO} . {PORT} timeout {FILL_TIMEOUT}"
+                               for i in range(count)))
+            f.write("\n}\n")
         try:
-            if words[0] == "add":
-                reply = {"ns": spawn(nft_add_argv(words[1]))}
-            elif words[0] == "delete":
-                reply = {"ns": spawn(nft_delete_argv(words[1]))}
-            elif words[0] == "true":
-                reply = {"ns": spawn(["true"])}
-            elif words[0] == "fill":  # fill <block> <count>: one nft -f for all elements
-                block, count = int(words[1]), int(words[2])
-                with tempfile.NamedTemporaryFile("w", suffix=".nft", delete=False) as f:
-                    f.write("add element inet jitdbench grants4 {\n")
-                    f.write(",\n".join(f"  {source(block, i)} . {PROTO} . {PORT} timeout {FILL_TIMEOUT}"
-                                       for i in range(count)))
-                    f.write("\n}\n")
-                try:
-                    reply = {"ns": spawn(["nft", "-f", f.name])}
-                finally:
-                    os.unlink(f.name)
-            else:
-                reply = {"error": f"unknown command {line.strip()!r}"}
-        except Exception as error:  # reported to the outer script, which stops the run
-            reply = {"error": str(error)}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
-    return 0
+            return {"ns": spawn(["nft", "-f", f.name])}
+        finally:
+            os.unlink(f.name)
+    return {"error": f"unknown command {' '.join(words)!r}"}
 
 
-class Helper:
+class Helper(NamespaceHelper):
     def __init__(self, ns, children):
-        # Own session: a terminal Ctrl-C reaches only the outer script, which then stops this.
-        self.process = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__),
-                                         "--helper"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                        start_new_session=True)
-        children.append(self.process)
+        super().__init__(ns, children, __file__)
 
     def __call__(self, *words):
-        self.process.stdin.write(" ".join(map(str, words)) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"namespace helper exited ({self.process.poll()})")
-        reply = json.loads(line)
-        if "error" in reply:
-            raise RuntimeError(f"namespace helper: {reply['error']}")
-        return reply["ns"]
-
-    def close(self):
-        if self.process.poll() is None:
-            self.process.stdin.close()
-            self.process.wait(timeout=10)
+        return self.request(*words)["ns"]
 
 
 # ---------------------------------------------------------------------------------------------
-# jitd over its Unix socket.
+# Report.
 # ---------------------------------------------------------------------------------------------
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.unix_path)
-
-
-class Client:
-    # jitd closes a connection idle for 10 s (MHD_OPTION_CONNECTION_TIMEOUT in agent/api/server.cpp);
-    # the persistent connection is reopened, outside the timed part, after this much idleness.
-    REOPEN_AFTER_IDLE_S = 5
-
-    def __init__(self, path, persistent):
-        self.path = path
-        self.persistent = persistent
-        self.connection = None
-        self.last_used = 0.0
-
-    def call(self, method, route, body=None):
-        """(status, reply, ns); the time covers connect (if new), send, jitd's work, full reply."""
-        payload = None if body is None else json.dumps(body)
-        headers = {"Content-Type": "application/json"} if payload else {}
-        if self.persistent and (self.connection is None
-                                or time.monotonic() - self.last_used > self.REOPEN_AFTER_IDLE_S):
-            self.close()
-            self.connection = UnixHTTPConnection(self.path)
-            self.connection.connect()
-        started = now_ns()
-        connection = self.connection or UnixHTTPConnection(self.path)
-        try:
-            connection.request(method, route, body=payload, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-        except (http.client.HTTPException, OSError):
-            connection.close()
-            raise
-        finally:
-            if not self.persistent:
-                connection.close()
-        elapsed = now_ns() - started
-        self.last_used = time.monotonic()
-        return response.status, json.loads(data) if data else None, elapsed
-
-    def grant(self, address, duration):
-        status, reply, elapsed = self.call("POST", "/v1/grants", {
-            "ports": [{"number": PORT, "protocol": PROTO}],
-            "allowedSourceAddressPrefix": address, "duration": duration,
-            "justification": "bench"})
-        if status != 201:
-            raise RuntimeError(f"POST /v1/grants {address}: {status} {reply}")
-        return reply["id"], elapsed
-
-    def revoke(self, grant_id):
-        status, reply, elapsed = self.call("DELETE", f"/v1/grants/{grant_id}")
-        if status != 200:
-            raise RuntimeError(f"DELETE /v1/grants/{grant_id}: {status} {reply}")
-        return elapsed
-
-    def close(self):
-        if self.connection:
-            self.connection.close()
-            self.connection = None
-
-
-# ---------------------------------------------------------------------------------------------
-# Statistics and report.
-# ---------------------------------------------------------------------------------------------
-def percentile(samples, q):
-    """Nearest-rank percentile."""
-    ordered = sorted(samples)
-    rank = max(1, -(-len(ordered) * q // 100))
-    return ordered[rank - 1]
-
-
-def summary(samples_ns):
-    ms = [s / 1e6 for s in samples_ns]
-    return {"n": len(ms), "median": statistics.median(ms), "p90": percentile(ms, 90), "p99": percentile(ms, 99)}
-
-
-def fmt(value):
-    return f"{value:.2f}" if value >= 1 else f"{value:.3f}"
-
-
-def machine(state_dir):
-    def command(*argv):
-        try:
-            return subprocess.run(list(argv), capture_output=True, text=True).stdout.strip()
-        except OSError:
-            return "?"
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
-    except OSError:
-        pass
-    try:
-        with open("/proc/loadavg") as f:
-            load = " ".join(f.read().split()[:3])
-    except OSError:
-        load = "?"
-    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "nft": command("nft", "--version"),
-            "python": platform.python_version(), "state_fs": filesystem_of(state_dir), "loadavg_at_end": load}
-
-
-def filesystem_of(path):
-    best, kind = "", "?"
-    try:
-        with open("/proc/self/mounts") as f:
-            for line in f:
-                device, mount, fstype = line.split()[:3]
-                if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) >= len(best):
-                    best, kind = mount, f"{fstype} ({device} on {mount})"
-    except OSError:
-        pass
-    return kind
-
-
 def report(results, args, info):
     a = args
     connection = ("a new Unix-socket connection per request" if a.per_request
@@ -357,75 +180,17 @@ def report(results, args, info):
 # ---------------------------------------------------------------------------------------------
 # The run.
 # ---------------------------------------------------------------------------------------------
-def run(argv):
-    return subprocess.run(argv, check=True, capture_output=True, text=True)
-
-
-def progress(text):
-    print(f"# {text}", file=sys.stderr, flush=True)
-
-
-class Bench:
+class Bench(JitdNamespace):
     def __init__(self, args):
+        super().__init__(args.jitd, prefix="jitd-bench", log_level=args.log_level)
         self.args = args
-        self.ns = f"jitd-bench-{secrets.token_hex(4)}"
-        self.dir = None
-        self.ns_created = False
-        self.children = []
-        self.log_path = None
-        self.jitd = None
-
-    def in_ns(self, *argv):
-        return run(["ip", "netns", "exec", self.ns, *argv])
 
     def setup(self):
-        self.dir = tempfile.mkdtemp(prefix="jitd-bench-")
-        run(["ip", "netns", "add", self.ns])
-        self.ns_created = True
-        self.in_ns("ip", "link", "set", "lo", "up")
-        os.makedirs(os.path.join(self.dir, "policies.d"))
-        with open(os.path.join(self.dir, "policies.d", "10-bench.yaml"), "w") as f:
-            f.write(POLICY)
-        self.socket = os.path.join(self.dir, "jitd.sock")
-        self.config = os.path.join(self.dir, "jitd.yaml")
-        with open(self.config, "w") as f:
-            f.write(f"socketPath: {self.socket}\nsocketGroup: ''\n"
-                    f"policyDirectory: {self.dir}/policies.d\nstateDirectory: {self.dir}/state\n"
-                    f"nftTable: jitd\nlogLevel: {self.args.log_level}\n")
+        super().setup()
         table = os.path.join(self.dir, "jitdbench.nft")
         with open(table, "w") as f:
             f.write(BENCH_TABLE)
         self.in_ns("nft", "-f", table)
-
-    def start_jitd(self):
-        self.log_path = os.path.join(self.dir, "jitd.log")
-        with open(self.log_path, "w") as log:
-            # Own session: a terminal Ctrl-C reaches only this script, which then stops jitd.
-            self.jitd = subprocess.Popen(["ip", "netns", "exec", self.ns, self.args.jitd, "--config", self.config],
-                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        self.children.append(self.jitd)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.jitd.poll() is not None:
-                raise RuntimeError(f"jitd exited with {self.jitd.returncode}:\n{self.log_tail()}")
-            try:
-                if Client(self.socket, False).call("GET", "/v1/policy")[0] == 200:
-                    return
-            except (OSError, http.client.HTTPException, ValueError):
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"jitd did not answer on {self.socket}:\n{self.log_tail()}")
-
-    def jitd_running(self):
-        return self.jitd is not None and self.jitd.poll() is None
-
-    def log_tail(self):
-        try:
-            with open(self.log_path) as f:
-                return "".join(f.readlines()[-20:])
-        except (OSError, TypeError):
-            return ""
 
     def count_elements(self, table):
         listing = json.loads(self.in_ns("nft", "-j", "list", "set", "inet", table, "grants4").stdout)
@@ -493,24 +258,6 @@ class Bench:
             client.close()
         return results
 
-    def cleanup(self):
-        for process in reversed(self.children):
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGTERM)
-                    process.wait(timeout=5)
-                except ProcessLookupError:
-                    pass
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-        if self.ns_created:
-            result = subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, text=True)
-            if result.returncode != 0:
-                print(f"WARNING: could not delete namespace {self.ns}: {result.stderr.strip()}", file=sys.stderr)
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="jitd grant latency against one nft process per grant",
@@ -520,7 +267,7 @@ def parse_args(argv):
                         help="rounds of `ip netns exec <ns> nft|true` from the host namespace (default 100)")
     parser.add_argument("--fill", type=int, default=10000, help="live grants/elements for phase C (default 10000)")
     parser.add_argument("--big-count", type=int, default=100, help="rounds with --fill live (default 100)")
-    parser.add_argument("--jitd", default=os.environ.get("JITD_BIN") or os.path.join(REPO, "build", "jitd"),
+    parser.add_argument("--jitd", default=DEFAULT_JITD,
                         help="jitd binary (default: $JITD_BIN or build/jitd)")
     parser.add_argument("--per-request", action="store_true",
                         help="a new Unix-socket connection per jitd request (default: one persistent connection)")
@@ -539,48 +286,23 @@ def parse_args(argv):
 def main(argv):
     args = parse_args(argv)
     if args.helper:
-        return helper_main()
-    if os.geteuid() != 0:
-        print("run as root: it creates a network namespace (sudo python3 tests/bench/grant_latency.py)",
-              file=sys.stderr)
-        return 2
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            print(f"needs {tool} (apt-get install iproute2 nftables)", file=sys.stderr)
-            return 2
+        return helper_loop(handle)
     args.jitd = os.path.abspath(args.jitd)
-    if not os.access(args.jitd, os.X_OK):
-        print(f"no jitd binary at {args.jitd}; build it: cmake --build build --target jitd", file=sys.stderr)
-        return 2
+    failed = check_environment("tests/bench/grant_latency.py", args.jitd)
+    if failed is not None:
+        return failed
 
-    def interrupted(signum, frame):  # SIGTERM/SIGHUP behave like Ctrl-C: the finally below runs
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
-
-    bench = Bench(args)
-    started = time.monotonic()
-    try:
-        progress(f"namespace {bench.ns}")
+    def body(bench):
         bench.setup()
         bench.start_jitd()
         results = bench.measure()
-        info = machine(bench.dir)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        state = "running" if bench.jitd_running() else f"exited with {bench.jitd.returncode}" if bench.jitd else "not started"
-        print(f"# failed; jitd {state}; last lines of its log:\n{bench.log_tail()}", file=sys.stderr)
-        raise
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # cleanup is not interruptible
-            signal.signal(signum, signal.SIG_IGN)
-        bench.cleanup()
-        print(f"# namespace {bench.ns} deleted, temporary directory removed", file=sys.stderr)
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
+        return results, machine(bench.dir)
+
+    started = time.monotonic()
+    status, outcome = guarded_run(Bench(args), body)
+    if status:
+        return status
+    results, info = outcome
     text, stats, ratios = report(results, args, info)
     print(text)
     print(f"\ntotal {time.monotonic() - started:.0f} s")
