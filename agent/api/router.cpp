@@ -253,7 +253,9 @@ Response Router::reload_policy(const core::Caller& caller) const {
     const auto first = outcome.errors.empty() ? std::string("reload failed") : outcome.errors.front();
     return json_response(400, json{{"error",
                                     {{"code", core::to_string(ErrorCode::policy_invalid)},
-                                     {"message", first + " (the previous policy stays in force)"},
+                                     {"message", outcome.previous_in_force
+                                                     ? first + " (the previous policy stays in force)"
+                                                     : first},
                                      {"details", outcome.errors}}}});
   }
   return json_response(200, json{{"applied", true},

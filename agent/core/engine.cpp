@@ -100,8 +100,10 @@ RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::stri
   for (auto& entry : entries) {
     auto& grant = entry.grant;
     if (entry.boot_id != boot_id) {
-      // The machine rebooted: the old boot clock means nothing, the UTC end still does.
-      grant.deadline = now + (grant.end - clock_.now());
+      // The machine rebooted: the old boot clock means nothing, the UTC end still does. A wall
+      // clock not yet synced after boot may be far behind, so never restore more than the
+      // grant's own length.
+      grant.deadline = now + std::min(grant.end - clock_.now(), grant.end - grant.start);
     }
     if (grant.deadline <= now) {
       ++report.expired;
@@ -126,7 +128,21 @@ Result<void> AccessEngine::install() {
   return installed;
 }
 
+Result<void> AccessEngine::journal_end(const std::string& id, GrantStatus status,
+                                       const std::string& reason) {
+  auto journaled = journal_.record_end(id, status, reason);
+  // Until the end is on disk a restart would bring the grant back: keep retrying it.
+  if (!journaled) unjournaled_ends_.push_back({id, status, reason});
+  return journaled;
+}
+
 Result<void> AccessEngine::retry_pending() {
+  for (auto it = unjournaled_ends_.begin(); it != unjournaled_ends_.end();) {
+    if (auto journaled = journal_.record_end(it->id, it->status, it->reason); !journaled) {
+      return journaled;
+    }
+    it = unjournaled_ends_.erase(it);
+  }
   if (!kernel_pending_) return {};
   return install();
 }
@@ -249,9 +265,8 @@ void AccessEngine::end_grant(Grant grant, GrantStatus status, const std::string&
   grant.status = status;
   grant.status_reason = reason;
   std::string audit_reason = reason;
-  if (auto journaled = journal_.record_end(grant.id, status, reason); !journaled) {
-    // The deadline still bounds it: a replay after a crash sees it ended or expired.
-    audit_reason += "; journal: " + journaled.error().message;
+  if (auto journaled = journal_end(grant.id, status, reason); !journaled) {
+    audit_reason += "; journal: " + journaled.error().message + " (retrying)";
   }
   const bool expired = status == GrantStatus::expired;
   audit_grant(expired ? "expire" : "revoke", expired ? "expired" : "revoked", grant, audit_reason,
@@ -301,9 +316,13 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
   grant.justification = request.justification;
   // Journal first: a crash after this point re-applies the grant at the next start.
   if (auto journaled = journal_.record_grant(grant); !journaled) return refuse(journaled.error());
-  if (auto applied = converge(desired_ranges(&grant, nullptr), now); !applied) {
+  // Timeouts count from now, not from before the journal's fsync: the kernel starts them at
+  // commit, so a slow disk must not stretch the grant past its deadline.
+  if (auto applied = converge(desired_ranges(&grant, nullptr), clock_.boot_now()); !applied) {
     // Never applied: close the record so no restart applies it (the deadline bounds it anyway).
-    (void)journal_.record_end(grant.id, GrantStatus::revoked, "KernelRefused");
+    journal_end(grant.id, GrantStatus::revoked, "KernelRefused");
+    // An error read after the batch was sent may hide a commit: re-install what we know.
+    kernel_pending_ = true;
     return refuse(applied.error());
   }
   failpoint("after_kernel_ack");
@@ -340,7 +359,7 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
   end_grant(grant, GrantStatus::revoked, "UserRequested", &caller);
   grant.status = GrantStatus::revoked;
   grant.status_reason = "UserRequested";
-  if (auto applied = converge(desired_ranges(nullptr, nullptr), now); !applied) {
+  if (auto applied = converge(desired_ranges(nullptr, nullptr), clock_.boot_now()); !applied) {
     kernel_pending_ = true;  // the daemon re-installs until the kernel agrees
     return tl::unexpected(Error{applied.error().code,
                                 "revoke of " + grant.id +

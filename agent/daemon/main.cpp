@@ -213,6 +213,9 @@ class Daemon {
   }
 
   api::ReloadOutcome reload(const std::string& trigger) {
+    // Reloads come from the HTTP thread and the event loop; reading and applying under one
+    // lock keeps an older read from being applied after a newer one.
+    std::lock_guard reloading(reload_mutex_);
     api::ReloadOutcome outcome;
     auto loaded = config::load_policy_directory(settings_.policy_directory);
     if (!loaded.ok()) {
@@ -229,7 +232,9 @@ class Daemon {
     std::lock_guard lock(engine_mutex_);
     auto change = engine_.replace_policy(std::move(loaded.value));
     if (!change) {
-      outcome.errors.push_back(change.error().message);
+      outcome.previous_in_force = false;
+      outcome.errors.push_back("the new policy is in force in jitd, but the kernel refused its "
+                               "ruleset (retrying): " + change.error().message);
       spdlog::error("policy reload ({}): {}", trigger, change.error().message);
       record("reload", "failed", trigger + ": " + change.error().message);
       return outcome;
@@ -266,9 +271,7 @@ class Daemon {
       return added;
     }
     inotify_.reset(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
-    if (!inotify_ || inotify_add_watch(inotify_.get(), settings_.policy_directory.c_str(),
-                                       IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-                                           IN_CREATE | IN_ATTRIB) < 0) {
+    if (!inotify_ || watch_policy_directory() < 0) {
       return core::fail(core::ErrorCode::io, "watch policy directory " +
                                                  settings_.policy_directory.string() + ": " +
                                                  std::strerror(errno), errno);
@@ -332,12 +335,31 @@ class Daemon {
   }
 
   static int on_policy_directory(sd_event_source*, int fd, uint32_t, void* self) {
-    alignas(inotify_event) char buffer[4096];
-    while (read(fd, buffer, sizeof buffer) > 0) {
-    }
     auto* daemon = static_cast<Daemon*>(self);
+    alignas(inotify_event) char buffer[4096];
+    bool directory_replaced = false;
+    ssize_t length = 0;
+    while ((length = read(fd, buffer, sizeof buffer)) > 0) {
+      for (ssize_t offset = 0; offset < length;) {
+        const auto* event = reinterpret_cast<const inotify_event*>(buffer + offset);
+        directory_replaced |= (event->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) != 0;
+        offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+      }
+    }
+    // A fleet tool may swap the whole directory: the old watch died with the old inode.
+    if (directory_replaced && daemon->watch_policy_directory() < 0) {
+      spdlog::error("policy directory {} is gone: the current policy stays in force until it "
+                    "is back and jitd gets SIGHUP or POST /v1/policy/reload",
+                    daemon->settings_.policy_directory.string());
+    }
     daemon->defer(daemon->reload_timer_, reload_settle_time, &Daemon::on_reload_timer);
     return 0;
+  }
+
+  int watch_policy_directory() {
+    return inotify_add_watch(inotify_.get(), settings_.policy_directory.c_str(),
+                             IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
+                                 IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF);
   }
 
   static int on_reload_timer(sd_event_source*, uint64_t, void* self) {
@@ -403,6 +425,7 @@ class Daemon {
   std::unique_ptr<state::FileJournal> journal_;
   core::AccessEngine engine_;
   std::mutex engine_mutex_;
+  std::mutex reload_mutex_;
   api::Router router_;
   std::unique_ptr<nft::RulesetMonitor> monitor_;
   std::unique_ptr<api::Server> server_;

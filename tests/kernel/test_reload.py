@@ -153,6 +153,23 @@ class Reload(LabTest):
         self.assertTrue(lab.connect(SERVER4, 8080, CLIENT_B))
         self.assertFalse(lab.connect(SERVER4, 8080, CLIENT_C, timeout=0.5))
 
+    def test_directory_swapped_by_rename_is_still_watched(self):
+        """Fleet tools may build a new policy directory and rename it into place."""
+        lab = self.lab
+        lab.start_jitd()
+        policies = os.path.join(lab.dir, "policies.d")
+        for round_number, (text, port_protected) in enumerate(((WITH_8080, True),
+                                                               (DEFAULT_POLICY, False))):
+            staged = os.path.join(lab.dir, f"policies.new{round_number}")
+            os.mkdir(staged)
+            with open(os.path.join(staged, "10-test.yaml"), "w") as f:
+                f.write(text)
+            os.rename(policies, os.path.join(lab.dir, f"policies.old{round_number}"))
+            os.rename(staged, policies)
+            took = lab.wait_for(lambda: (("tcp", 8080) in protected(lab)) == port_protected,
+                                timeout=3.0, interval=0.02)
+            self.assertIsNotNone(took, f"swap {round_number} not applied: {lab.log()}")
+
     def test_removed_port_and_narrowed_sources_revoke_grants(self):
         lab = self.lab
         lab.start_jitd()

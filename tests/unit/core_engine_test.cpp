@@ -923,7 +923,13 @@ TEST_F(core_engine, kernel_failure_after_journaling_ends_the_record) {
   EXPECT_TRUE(journal.replay().empty()) << "a restart would apply a grant the caller was refused";
   EXPECT_TRUE(engine.active_grants().empty());
   EXPECT_EQ(engine.next_expiry(), std::nullopt);
-  EXPECT_FALSE(engine.kernel_pending());  // the transaction changed nothing
+  // An error may be read after the kernel committed, so the engine re-installs what it knows.
+  EXPECT_TRUE(engine.kernel_pending());
+  const auto installs_before = backend.installs.size();
+  ASSERT_TRUE(engine.retry_pending().has_value());
+  EXPECT_EQ(backend.installs.size(), installs_before + 1);
+  EXPECT_TRUE(backend.installs.back().grants.empty());
+  EXPECT_FALSE(engine.kernel_pending());
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
   EXPECT_EQ(engine.revoke(admin, "g1").error().code, ErrorCode::not_found);
 }
@@ -954,6 +960,23 @@ TEST_F(core_engine, revoke_goes_ahead_when_the_journal_fails_and_audits_it) {
   EXPECT_EQ(event.outcome, "revoked");
   EXPECT_EQ(event.reason.rfind("UserRequested", 0), 0U) << event.reason;
   EXPECT_NE(event.reason.find("injected failure"), std::string::npos) << event.reason;
+  // Until the end record is on disk a restart would bring the grant back: it is retried.
+  EXPECT_TRUE(engine.journal_pending());
+  EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{grant.id});
+  ASSERT_TRUE(engine.retry_pending().has_value());
+  EXPECT_FALSE(engine.journal_pending());
+  EXPECT_TRUE(journal.replay().empty());
+}
+
+TEST_F(core_engine, journal_end_retry_keeps_going_while_the_journal_fails) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  journal.fail_next();
+  ASSERT_TRUE(engine.revoke(admin, grant.id).has_value());
+  journal.fail_next();
+  EXPECT_FALSE(engine.retry_pending().has_value());
+  EXPECT_TRUE(engine.journal_pending());
+  ASSERT_TRUE(engine.retry_pending().has_value());
+  EXPECT_TRUE(journal.replay().empty());
 }
 
 TEST_F(core_engine, expire_due_journals_each_end) {
@@ -1078,6 +1101,19 @@ TEST_F(core_engine, restore_after_a_reboot_rebuilds_the_deadline_from_the_utc_en
   EXPECT_EQ(backend.installs.back().grants,
             (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 40min}}));
   EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{"r1"});
+}
+
+TEST_F(core_engine, restore_after_a_reboot_never_restores_more_than_the_grant_length) {
+  // A wall clock that is far behind after boot (no RTC, not yet synced) must not turn a
+  // 30-minute grant into days of access.
+  journal.seed({journaled("r1", {ssh}, "10.0.0.1", t0 - 10min, t0 + 20min, Deadline{1min}, "old")});
+  clock.jump_wall(-72h);
+  const auto report = engine.restore(journal.replay(), "boot-b");
+  EXPECT_EQ(report.restored, 1U);
+  const auto active = engine.active_grants();
+  ASSERT_EQ(active.size(), 1U);
+  EXPECT_EQ(active[0].deadline, b0 + 30min);
+  EXPECT_EQ(remaining(active[0], clock.boot_now()), 30min);
 }
 
 TEST_F(core_engine, restore_audits_and_journals_grants_that_ended_while_down) {

@@ -26,6 +26,7 @@ struct ReloadOutcome {
   bool applied = false;
   std::vector<std::string> errors;
   core::PolicyChange change;
+  bool previous_in_force = true;  // false: the new policy is in force, not yet in the kernel
 };
 // Provided by the daemon; takes the engine mutex itself.
 using PolicyReloader = std::function<ReloadOutcome(const core::Caller& caller)>;

@@ -52,7 +52,8 @@ class AccessEngine {
   [[nodiscard]] Result<PolicyChange> replace_policy(Policy policy);
   // Another tool changed our table: audit it and put everything back.
   [[nodiscard]] Result<void> repair(std::string_view what);
-  // Re-installs when an earlier kernel transaction failed after its journal record.
+  // Re-writes end records the journal refused, and re-installs when an earlier kernel
+  // transaction failed after its journal record.
   [[nodiscard]] Result<void> retry_pending();
   // Audits a request the API could not even parse, so every refusal leaves a trace.
   void audit_malformed_request(const Caller& caller, const Error& error);
@@ -63,6 +64,7 @@ class AccessEngine {
   [[nodiscard]] std::optional<Deadline> next_expiry() const;
   [[nodiscard]] const Policy& policy() const { return policy_; }
   [[nodiscard]] bool kernel_pending() const { return kernel_pending_; }
+  [[nodiscard]] bool journal_pending() const { return !unjournaled_ends_.empty(); }
   [[nodiscard]] EnforcementSpec enforcement_spec(Deadline now) const;
 
  private:
@@ -73,6 +75,8 @@ class AccessEngine {
   PolicyChange apply_policy_to_grants();
   void end_grant(Grant grant, GrantStatus status, const std::string& reason,
                  const Caller* by = nullptr);
+  // record_end that remembers a failed write for retry_pending().
+  Result<void> journal_end(const std::string& id, GrantStatus status, const std::string& reason);
   void audit_refusal(const Caller& caller, const GrantRequest* request, const Error& error);
   void audit_grant(const std::string& event, const std::string& outcome, const Grant& grant,
                    const std::string& reason = {}, const Caller* by = nullptr);
@@ -86,6 +90,12 @@ class AccessEngine {
   std::map<std::string, Grant, std::less<>> active_;
   std::vector<TimedRange> kernel_ranges_;  // what the kernel holds, as last applied
   bool kernel_pending_ = false;            // journal ahead of the kernel: install again
+  struct PendingEnd {
+    std::string id;
+    GrantStatus status;
+    std::string reason;
+  };
+  std::vector<PendingEnd> unjournaled_ends_;  // ends the journal refused; retried
 };
 
 }  // namespace jitd::core
