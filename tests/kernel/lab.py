@@ -136,7 +136,9 @@ class Lab:
         return self.agents[namespace]
 
     def connect(self, host, port, source=None, kind="tcp", timeout=1.0, from_server=False):
-        """True when a full round trip to the echo server worked."""
+        """True when a full round trip to the echo server worked. The SYN leaves at once, so a
+        check "open just before the end" may use a timeout that runs past the end: an accepted
+        SYN creates a connection that conntrack then keeps."""
         agent = self._agent(self.server_ns if from_server else self.client_ns)
         agent.stdin.write(json.dumps({"kind": kind, "host": host, "port": port, "source": source,
                                       "timeout": timeout}) + "\n")

@@ -14,7 +14,7 @@ class Crash(LabTest):
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
         end = parse_utc(grant["endTimeUtc"])
         sleep_until(end - 1.0)
-        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.9))
         sleep_until(end + 1.0)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
         self.assertEqual(lab.set_elements("grants4"), [])

@@ -13,7 +13,7 @@ class Expiry(LabTest):
         end = parse_utc(grant["endTimeUtc"])
         self.assertAlmostEqual(end - time.time(), 4, delta=1)
         sleep_until(end - 1.0)
-        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.9))
         sleep_until(end + 1.0)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
         self.assertEqual(lab.set_elements("grants4"), [])
@@ -32,7 +32,7 @@ class Expiry(LabTest):
         self.assertEqual(grant["endTimeUtc"], end_text)
         end = parse_utc(end_text)
         sleep_until(end - 1.0)
-        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.9))
         sleep_until(end + 1.0)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
 

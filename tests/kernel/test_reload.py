@@ -223,7 +223,7 @@ class Reload(LabTest):
         (element,) = lab.grant_elements("grants4")
         self.assertLessEqual(element["expires"], 4, element)
         sleep_until(end - 1.0)
-        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5), "closed before the new end")
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.9), "closed before the new end")
         sleep_until(end + 1.0)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5), "open after the new end")
         self.assertEqual(lab.set_elements("grants4"), [])

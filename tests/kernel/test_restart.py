@@ -50,7 +50,7 @@ class Restart(LabTest):
         self.assertIn("1 live grant(s) restored", lab.log())
 
         sleep_until(end - 1.0)
-        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5), "closed before endTimeUtc")
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.9), "closed before endTimeUtc")
         sleep_until(end + 1.0)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5), "open after endTimeUtc")
         self.assertEqual(lab.set_elements("grants4"), [])
