@@ -9,4 +9,4 @@ build=${JITD_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j"$(nproc)"
 # Kernel tests mostly sleep on timeouts, so they run side by side.
-ctest --test-dir "$build" --output-on-failure --timeout 600 -j "${JITD_TEST_JOBS:-8}"
+ctest --test-dir "$build" --output-on-failure --timeout 600 -j "${JITD_TEST_JOBS:-6}"
