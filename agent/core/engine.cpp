@@ -224,21 +224,27 @@ Result<void> AccessEngine::validate(const GrantRequest& request, Milliseconds du
   return {};
 }
 
+AuditEvent AccessEngine::refusal_event(const Caller& caller, std::string event,
+                                       const Error& error) const {
+  AuditEvent audit;
+  audit.time = clock_.now();
+  audit.event = std::move(event);
+  audit.outcome = error.code == ErrorCode::kernel || error.code == ErrorCode::io ? "failed"
+                                                                                 : "refused";
+  audit.uid = caller.uid;
+  audit.user = caller.name;
+  audit.reason = describe_error(error);
+  return audit;
+}
+
 void AccessEngine::audit_refusal(const Caller& caller, const GrantRequest* request,
                                  const Error& error) {
-  AuditEvent event;
-  event.time = clock_.now();
-  event.event = "request";
-  event.outcome = error.code == ErrorCode::kernel || error.code == ErrorCode::io ? "failed"
-                                                                                 : "refused";
-  event.uid = caller.uid;
-  event.user = caller.name;
+  auto event = refusal_event(caller, "request", error);
   if (request != nullptr) {
     event.source = request->source.to_string();
     event.ports = request->ports;
     event.justification = request->justification;
   }
-  event.reason = describe_error(error);
   audit_.record(event);
 }
 
@@ -334,14 +340,8 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
 Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
   const auto now = clock_.boot_now();
   const auto refuse = [&](Error error) -> Result<Grant> {
-    AuditEvent event;
-    event.time = clock_.now();
-    event.event = "revoke";
-    event.outcome = "refused";
+    auto event = refusal_event(caller, "revoke", error);
     event.grant_id = std::string(id);
-    event.uid = caller.uid;
-    event.user = caller.name;
-    event.reason = describe_error(error);
     audit_.record(event);
     return tl::unexpected(std::move(error));
   };

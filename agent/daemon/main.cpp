@@ -146,7 +146,7 @@ class Daemon {
         router_(engine_, engine_mutex_, clock_,
                 [this](const core::Caller& caller) { return reload("API by " + caller.name); }) {}
 
-  int run(const state::JournalReplay& replay) {
+  int run(const state::JournalReplay& replay, const std::string& boot_id) {
     for (const auto& dropped : replay.dropped) {
       spdlog::warn("journal damaged: {}", dropped);
       record("journal", "damaged", dropped);
@@ -155,7 +155,7 @@ class Daemon {
       spdlog::warn("journal damaged: the file as it was is kept in {}",
                    replay.damaged_copy.string());
     }
-    const auto restored = engine_.restore(replay.live, current_boot_id());
+    const auto restored = engine_.restore(replay.live, boot_id);
     spdlog::info("journal: {} live grant(s) restored, {} ended while jitd was not running",
                  restored.restored, restored.expired);
 
@@ -515,8 +515,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   state::JournalReplay replay;
-  auto journal = state::FileJournal::open(settings.state_directory / "grants.journal",
-                                          current_boot_id(), replay);
+  const auto boot_id = current_boot_id();
+  auto journal = state::FileJournal::open(settings.state_directory / "grants.journal", boot_id,
+                                          replay);
   if (!journal) {
     spdlog::critical("{}", journal.error().message);
     return 1;
@@ -530,5 +531,5 @@ int main(int argc, char** argv) {
 
   Daemon agent(settings, std::move(*backend), std::move(*audit), std::move(*journal),
                 std::move(policy.value));
-  return agent.run(replay);
+  return agent.run(replay, boot_id);
 }

@@ -77,6 +77,8 @@ class AccessEngine {
                  const Caller* by = nullptr);
   // record_end that remembers a failed write for retry_pending().
   Result<void> journal_end(const std::string& id, GrantStatus status, const std::string& reason);
+  [[nodiscard]] AuditEvent refusal_event(const Caller& caller, std::string event,
+                                         const Error& error) const;
   void audit_refusal(const Caller& caller, const GrantRequest* request, const Error& error);
   void audit_grant(const std::string& event, const std::string& outcome, const Grant& grant,
                    const std::string& reason = {}, const Caller* by = nullptr);
