@@ -299,6 +299,32 @@ def guarded_run(bench, body):
             signal.signal(signum, signal.SIG_DFL)
 
 
+def bench_main(script, args, helper_handler, make_bench, finish):
+    """The main() both benchmarks share: helper mode (re-invoked inside the namespace), the
+    environment check, the guarded run, and the total time. finish(results, machine_info)
+    prints the report and writes --json."""
+    if args.helper:
+        return helper_loop(helper_handler())
+    args.jitd = os.path.abspath(args.jitd)
+    failed = check_environment(script, args.jitd)
+    if failed is not None:
+        return failed
+
+    def body(bench):
+        bench.setup()
+        bench.start_jitd()
+        results = bench.measure()
+        return results, machine(bench.dir)
+
+    started = time.monotonic()
+    status, outcome = guarded_run(make_bench(args), body)
+    if status:
+        return status
+    finish(*outcome)
+    print(f"\ntotal {time.monotonic() - started:.0f} s")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Statistics and the machine.
 # ---------------------------------------------------------------------------------------------

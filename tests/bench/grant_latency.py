@@ -42,10 +42,9 @@ import json
 import os
 import sys
 import tempfile
-import time
 
-from benchlib import (DEFAULT_JITD, PORT, PROTO, Client, JitdNamespace, NamespaceHelper, check_environment,
-                      fmt, guarded_run, helper_loop, machine, now_ns, progress, spawn, summary)
+from benchlib import (DEFAULT_JITD, PORT, PROTO, Client, JitdNamespace, NamespaceHelper, bench_main, fmt,
+                      now_ns, progress, spawn, summary)
 
 GRANT_DURATION, NFT_TIMEOUT = "PT5M", "5m"
 FILL_DURATION, FILL_TIMEOUT = "PT1H", "1h"
@@ -285,34 +284,18 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
-    if args.helper:
-        return helper_loop(handle)
-    args.jitd = os.path.abspath(args.jitd)
-    failed = check_environment("tests/bench/grant_latency.py", args.jitd)
-    if failed is not None:
-        return failed
 
-    def body(bench):
-        bench.setup()
-        bench.start_jitd()
-        results = bench.measure()
-        return results, machine(bench.dir)
+    def finish(results, info):
+        text, stats, ratios = report(results, args, info)
+        print(text)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": info, "args": vars(args), "summary_ms": stats,
+                           "ratios": {k: {"add": v[0], "delete": v[1]} for k, v in ratios.items()},
+                           "fill_s": {"jitd": results["jitd_fill_s"], "nft": results["nft_fill_s"]},
+                           "samples_ns": {k: v for k, v in results.items() if isinstance(v, list)}}, f)
 
-    started = time.monotonic()
-    status, outcome = guarded_run(Bench(args), body)
-    if status:
-        return status
-    results, info = outcome
-    text, stats, ratios = report(results, args, info)
-    print(text)
-    print(f"\ntotal {time.monotonic() - started:.0f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "args": vars(args), "summary_ms": stats,
-                       "ratios": {k: {"add": v[0], "delete": v[1]} for k, v in ratios.items()},
-                       "fill_s": {"jitd": results["jitd_fill_s"], "nft": results["nft_fill_s"]},
-                       "samples_ns": {k: v for k, v in results.items() if isinstance(v, list)}}, f)
-    return 0
+    return bench_main("tests/bench/grant_latency.py", args, lambda: handle, Bench, finish)
 
 
 if __name__ == "__main__":

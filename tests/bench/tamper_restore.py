@@ -70,8 +70,8 @@ import subprocess
 import sys
 import time
 
-from benchlib import (DEFAULT_JITD, Client, JitdNamespace, NamespaceHelper, check_environment, fmt,
-                      guarded_run, helper_loop, loadavg, machine, now_ns, percentile, progress)
+from benchlib import (DEFAULT_JITD, Client, JitdNamespace, NamespaceHelper, bench_main, fmt, loadavg,
+                      now_ns, percentile, progress)
 
 COMMANDS = {
     "flush-ruleset": ["nft", "flush", "ruleset"],
@@ -448,31 +448,16 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
-    if args.helper:
-        return helper_loop(helper_handler())
-    args.jitd = os.path.abspath(args.jitd)
-    failed = check_environment("tests/bench/tamper_restore.py", args.jitd)
-    if failed is not None:
-        return failed
 
-    def body(bench):
-        bench.setup()
-        bench.start_jitd()
-        results = bench.measure()
-        return results, machine(bench.dir)
+    def finish(results, info):
+        text, stats = report(results, args, info)
+        print(text)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"machine": info, "args": vars(args), "summary_ms": stats,
+                           "phases": results["phases"]}, f)
 
-    started = time.monotonic()
-    status, outcome = guarded_run(Bench(args), body)
-    if status:
-        return status
-    results, info = outcome
-    text, stats = report(results, args, info)
-    print(text)
-    print(f"\ntotal {time.monotonic() - started:.0f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "args": vars(args), "summary_ms": stats, "phases": results["phases"]}, f)
-    return 0
+    return bench_main("tests/bench/tamper_restore.py", args, helper_handler, Bench, finish)
 
 
 if __name__ == "__main__":
