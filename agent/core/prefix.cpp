@@ -80,12 +80,6 @@ Result<Prefix> Prefix::parse(std::string_view text) {
   return prefix;
 }
 
-Prefix Prefix::any(Family family) {
-  Prefix prefix;
-  prefix.family_ = family;
-  return prefix;
-}
-
 bool Prefix::contains(const Prefix& inner) const {
   if (inner.family_ != family_ || inner.length_ < length_) return false;
   const AddressValue mask = ~host_mask(family_, length_);

@@ -27,7 +27,6 @@ class Prefix {
   // "203.0.113.7", "10.0.0.0/24", "2001:db8::1", "fd00::/64". Host bits must be zero
   // ("10.0.0.1/24" is refused: it usually means a typo and would widen access silently).
   [[nodiscard]] static Result<Prefix> parse(std::string_view text);
-  [[nodiscard]] static Prefix any(Family family);
 
   [[nodiscard]] Family family() const { return family_; }
   [[nodiscard]] unsigned length() const { return length_; }
