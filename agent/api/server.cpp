@@ -14,7 +14,8 @@
 #include <spdlog/spdlog.h>
 #include <vector>
 
-#include "jitd/core/unique_fd.hpp"
+#include "jitd/sys/system_error.hpp"
+#include "jitd/sys/unique_fd.hpp"
 
 namespace jitd::api {
 
@@ -30,8 +31,7 @@ struct PendingRequest {
 };
 
 core::Error system_error(const std::string& what) {
-  const int error = errno;
-  return {core::ErrorCode::io, what + ": " + std::strerror(error), error};
+  return sys::system_error(core::ErrorCode::io, what, errno);
 }
 
 std::string user_name(uid_t uid) {
@@ -142,7 +142,7 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
   }
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
 
-  core::UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sys::UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listener) return tl::unexpected(system_error("socket for " + path));
   // A stale socket from a previous run would make bind fail; nobody else owns our path.
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
@@ -167,7 +167,7 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
       &Impl::on_completed, impl.get(), MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(max_body_size * 2), MHD_OPTION_END);
   if (impl->daemon == nullptr) {
-    core::UniqueFd orphan(fd);  // not taken over after all
+    sys::UniqueFd orphan(fd);  // not taken over after all
     return core::fail(core::ErrorCode::io, "start HTTP server on " + path);
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));

@@ -18,6 +18,10 @@
 #include <type_traits>
 #include <utility>
 
+#include "jitd/sys/files.hpp"
+#include "jitd/sys/system_error.hpp"
+#include "jitd/sys/unique_fd.hpp"
+
 namespace jitd::config {
 
 std::string Diagnostic::to_string() const { return where.to_string() + ": " + message; }
@@ -49,35 +53,22 @@ Diagnostic file_error(const fs::path& path, std::string message) {
 
 // --- Files -------------------------------------------------------------------------------
 
-core::Result<std::string> io_error(std::string_view what, int error) {
-  return core::fail(ErrorCode::io,
-                    std::string(what) + ": " + std::generic_category().message(error), error);
+core::Result<std::string> io_error(const std::string& what, int error) {
+  return sys::fail_system(ErrorCode::io, what, error);
 }
 
 core::Result<std::string> read_open_file(int fd) {
   struct stat info {};
   if (::fstat(fd, &info) != 0) return io_error("cannot read", errno);
   if (!S_ISREG(info.st_mode)) return core::fail(ErrorCode::io, "not a regular file");
-  std::string text;
-  std::array<char, 16384> buffer{};
-  for (;;) {
-    const auto count = ::read(fd, buffer.data(), buffer.size());
-    if (count == 0) return text;
-    if (count > 0) {
-      text.append(buffer.data(), static_cast<std::size_t>(count));
-    } else if (errno != EINTR) {
-      return io_error("cannot read", errno);
-    }
-  }
+  return sys::read_all(fd, "cannot read");
 }
 
 // O_NONBLOCK: a FIFO named like a config file must not hang the daemon (fstat refuses it).
 core::Result<std::string> read_file(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return io_error("cannot open", errno);
-  auto text = read_open_file(fd);
-  ::close(fd);
-  return text;
+  const sys::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return io_error("cannot open", errno);
+  return read_open_file(fd.get());
 }
 
 // --- YAML documents ----------------------------------------------------------------------

@@ -23,9 +23,9 @@
 #include "jitd/config/config.hpp"
 #include "jitd/core/engine.hpp"
 #include "jitd/core/failpoint.hpp"
-#include "jitd/core/unique_fd.hpp"
+#include "jitd/sys/unique_fd.hpp"
 #include "jitd/daemon/failpoints.hpp"
-#include "jitd/daemon/session_adoption.hpp"
+#include "jitd/conntrack/session_adoption.hpp"
 #include "jitd/nft/nft_backend.hpp"
 #include "jitd/state/audit_log.hpp"
 #include "jitd/state/file_journal.hpp"
@@ -110,7 +110,7 @@ core::Result<void> make_directory(const std::filesystem::path& path, mode_t mode
 
 // A failure here costs old sessions, never protection, so it is logged, not fatal.
 void adopt_sessions(const std::vector<core::PortKey>& protected_ports, std::string_view when) {
-  const auto adopted = daemon::adopt_established_sessions(protected_ports);
+  const auto adopted = conntrack::adopt_established_sessions(protected_ports);
   if (!adopted) {
     spdlog::warn("adopt established sessions ({}): {}", when, adopted.error().message);
     return;
@@ -433,7 +433,7 @@ class Daemon {
   EventSource housekeeping_;
   EventSource reload_timer_;
   EventSource repair_timer_;
-  core::UniqueFd inotify_;
+  sys::UniqueFd inotify_;
   std::string tamper_detected_;
   std::chrono::steady_clock::time_point tamper_since_;
   std::string stop_reason_ = "event loop ended";

@@ -10,15 +10,11 @@
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
 
+#include "jitd/sys/handle.hpp"
+
 namespace jitd::nft {
 
-template <auto Free>
-struct Deleter {
-  void operator()(auto* handle) const { Free(handle); }
-};
-
-template <class T, auto Free>
-using Handle = std::unique_ptr<T, Deleter<Free>>;
+using sys::Handle;
 
 using MnlSocket = Handle<mnl_socket, mnl_socket_close>;
 using Table = Handle<nftnl_table, nftnl_table_free>;

@@ -11,6 +11,7 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 
+#include "jitd/sys/system_error.hpp"
 #include "netlink.hpp"
 
 namespace jitd::nft {
@@ -82,9 +83,9 @@ bool is_string(const nlattr* attribute) {
 core::Result<std::unique_ptr<RulesetMonitor::Impl>> RulesetMonitor::Impl::open(
     std::string table, std::uint32_t own_portid) {
   MnlSocket socket(mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC));
-  if (!socket) return tl::unexpected(kernel_error("open nftables event socket", errno));
+  if (!socket) return sys::fail_system(core::ErrorCode::kernel, "open nftables event socket", errno);
   if (mnl_socket_bind(socket.get(), 1U << (NFNLGRP_NFTABLES - 1), MNL_SOCKET_AUTOPID) < 0) {
-    return tl::unexpected(kernel_error("subscribe to nftables events", errno));
+    return sys::fail_system(core::ErrorCode::kernel, "subscribe to nftables events", errno);
   }
   const int fd = mnl_socket_get_fd(socket.get());
   if (auto sized =
@@ -113,7 +114,7 @@ core::Result<std::string> RulesetMonitor::Impl::drain() {
         note("events lost (ENOBUFS)");
         continue;
       }
-      return tl::unexpected(kernel_error("read nftables events", errno));
+      return sys::fail_system(core::ErrorCode::kernel, "read nftables events", errno);
     }
     if (static_cast<std::size_t>(received) > buffer.size()) {
       note("events lost (datagram truncated)");

@@ -13,6 +13,8 @@
 #include <libnftnl/common.h>
 #include <linux/netfilter/nfnetlink.h>
 
+#include "jitd/sys/system_error.hpp"
+
 namespace jitd::nft {
 namespace {
 
@@ -22,10 +24,6 @@ constexpr std::size_t receive_buffer_size = 64 * 1024;
 constexpr std::size_t ack_truesize = 1024;
 
 }  // namespace
-
-core::Error kernel_error(const std::string& operation, int error) {
-  return core::Error{core::ErrorCode::kernel, operation + ": " + std::strerror(error), error};
-}
 
 // The *FORCE options bypass wmem_max/rmem_max; they need CAP_NET_ADMIN, which nf_tables
 // needs anyway, so the plain option is only a fallback.
@@ -43,7 +41,7 @@ core::Result<void> ensure_buffer(int fd, int option, int force_option, std::size
       setsockopt(fd, SOL_SOCKET, option, &value, sizeof value) == 0) {
     return {};
   }
-  return tl::unexpected(kernel_error(std::string("set netlink ") + what, errno));
+  return sys::fail_system(core::ErrorCode::kernel, std::string("set netlink ") + what, errno);
 }
 
 Batch::Batch(std::uint32_t first_seq) : first_seq_(first_seq) {
@@ -84,14 +82,14 @@ Netlink::Netlink(MnlSocket socket, std::uint32_t seq)
 core::Result<Netlink> Netlink::open() {
   // Close-on-exec: a child that inherited the socket would keep an owned table owned.
   MnlSocket socket(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC));
-  if (!socket) return tl::unexpected(kernel_error("open netlink socket", errno));
+  if (!socket) return sys::fail_system(core::ErrorCode::kernel, "open netlink socket", errno);
   if (mnl_socket_bind(socket.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-    return tl::unexpected(kernel_error("open netlink socket", errno));
+    return sys::fail_system(core::ErrorCode::kernel, "open netlink socket", errno);
   }
   // Error replies then carry only the failed message's header, not the whole message.
   int on = 1;
   if (mnl_socket_setsockopt(socket.get(), NETLINK_CAP_ACK, &on, sizeof on) < 0) {
-    return tl::unexpected(kernel_error("open netlink socket", errno));
+    return sys::fail_system(core::ErrorCode::kernel, "open netlink socket", errno);
   }
   return Netlink(std::move(socket), static_cast<std::uint32_t>(std::time(nullptr)));
 }
@@ -112,7 +110,7 @@ core::Result<void> Netlink::commit(Batch batch) {
   seq_ = static_cast<std::uint32_t>(batch.first_seq_ + batch.operations_.size());
   if (auto fitted = fit_buffers(batch); !fitted) return fitted;
   if (mnl_socket_sendto(socket_.get(), batch.buffer_.data(), batch.size_) < 0) {
-    return tl::unexpected(kernel_error("send transaction", errno));
+    return sys::fail_system(core::ErrorCode::kernel, "send transaction", errno);
   }
 
   // Every message between BEGIN and END is answered, with an ACK or an error. An error
@@ -127,7 +125,7 @@ core::Result<void> Netlink::commit(Batch batch) {
     if (received < 0) {
       if (errno == EINTR) continue;
       if (failure && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      return tl::unexpected(failure.value_or(kernel_error("receive transaction replies", errno)));
+      return tl::unexpected(failure.value_or(sys::system_error(core::ErrorCode::kernel, "receive transaction replies", errno)));
     }
     auto length = static_cast<int>(received);
     for (auto* header = reinterpret_cast<const nlmsghdr*>(receive_buffer_.data());
@@ -136,7 +134,7 @@ core::Result<void> Netlink::commit(Batch batch) {
       if (header->nlmsg_type != NLMSG_ERROR || index >= batch.operations_.size()) continue;
       const auto* reply = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(header));
       if (reply->error != 0 && !failure) {
-        failure = kernel_error(batch.operations_[index], -reply->error);
+        failure = sys::system_error(core::ErrorCode::kernel, batch.operations_[index], -reply->error);
       }
       if (index > 0 && index + 1 < batch.operations_.size()) --pending;
     }
@@ -155,7 +153,7 @@ core::Result<void> Netlink::query(std::uint16_t type, std::uint16_t family, Requ
   nlmsghdr* header = nftnl_nlmsg_build_hdr(buffer.data(), type, family, flags, seq);
   build(header);
   if (mnl_socket_sendto(socket_.get(), header, header->nlmsg_len) < 0) {
-    return tl::unexpected(kernel_error(operation, errno));
+    return sys::fail_system(core::ErrorCode::kernel, operation, errno);
   }
 
   struct Context {
@@ -173,12 +171,12 @@ core::Result<void> Netlink::query(std::uint16_t type, std::uint16_t family, Requ
   while (status > MNL_CB_STOP) {
     const ssize_t received =
         mnl_socket_recvfrom(socket_.get(), receive_buffer_.data(), receive_buffer_.size());
-    if (received < 0) return tl::unexpected(kernel_error(operation, errno));
+    if (received < 0) return sys::fail_system(core::ErrorCode::kernel, operation, errno);
     status = mnl_cb_run(receive_buffer_.data(), static_cast<std::size_t>(received), seq, portid_,
                         callback, &context);
   }
-  if (context.malformed) return tl::unexpected(kernel_error(operation, EPROTO));
-  if (status == MNL_CB_ERROR) return tl::unexpected(kernel_error(operation, errno));
+  if (context.malformed) return sys::fail_system(core::ErrorCode::kernel, operation, EPROTO);
+  if (status == MNL_CB_ERROR) return sys::fail_system(core::ErrorCode::kernel, operation, errno);
   return {};
 }
 

@@ -13,9 +13,6 @@
 
 namespace jitd::nft {
 
-// A failed kernel call: "<operation>: <strerror>", carrying the errno.
-[[nodiscard]] core::Error kernel_error(const std::string& operation, int error);
-
 // Raises a socket buffer (SO_SNDBUF / SO_RCVBUF, via the *FORCE variant where permitted) to at
 // least `needed` bytes; `what` names the buffer in the error.
 [[nodiscard]] core::Result<void> ensure_buffer(int fd, int option, int force_option,

@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "jitd/sys/system_error.hpp"
+
 namespace jitd::state {
 
 std::string to_json_line(const core::AuditEvent& event) {
@@ -33,15 +35,13 @@ std::string to_json_line(const core::AuditEvent& event) {
   return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-AuditLog::AuditLog(std::filesystem::path path, core::UniqueFd fd)
+AuditLog::AuditLog(std::filesystem::path path, sys::UniqueFd fd)
     : path_(std::move(path)), fd_(std::move(fd)) {}
 
 core::Result<std::unique_ptr<AuditLog>> AuditLog::open(std::filesystem::path path) {
-  core::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+  sys::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
   if (!fd) {
-    const int error = errno;
-    return core::fail(core::ErrorCode::io,
-                      "open audit log " + path.string() + ": " + std::strerror(error), error);
+    return sys::fail_system(core::ErrorCode::io, "open audit log " + path.string(), errno);
   }
   return std::unique_ptr<AuditLog>(new AuditLog(std::move(path), std::move(fd)));
 }

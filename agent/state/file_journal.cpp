@@ -20,6 +20,8 @@
 #include <nlohmann/json.hpp>
 
 #include "jitd/core/failpoint.hpp"
+#include "jitd/sys/files.hpp"
+#include "jitd/sys/system_error.hpp"
 
 namespace jitd::state {
 
@@ -48,12 +50,12 @@ std::string dump(const OrderedJson& value) {
 }
 
 tl::unexpected<core::Error> io_failure(const std::string& what, int error) {
-  return core::fail(core::ErrorCode::io, what + ": " + std::strerror(error), error);
+  return sys::fail_system(core::ErrorCode::io, what, error);
 }
 
 core::Result<void> sync_directory(const std::filesystem::path& file) {
   const auto directory = file.has_parent_path() ? file.parent_path() : ".";
-  core::UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  sys::UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd || ::fsync(fd.get()) != 0) {
     return io_failure("sync directory " + directory.string(), errno);
   }
@@ -62,34 +64,12 @@ core::Result<void> sync_directory(const std::filesystem::path& file) {
 
 // The whole file, or nullopt when there is none.
 core::Result<std::optional<std::string>> read_whole(const std::filesystem::path& path) {
-  core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  sys::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT) return std::nullopt;
     return io_failure("open journal " + path.string(), errno);
   }
-  std::string text;
-  char buffer[1 << 16];
-  for (;;) {
-    const auto got = ::read(fd.get(), buffer, sizeof buffer);
-    if (got == 0) return text;
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      return io_failure("read journal " + path.string(), errno);
-    }
-    text.append(buffer, static_cast<std::size_t>(got));
-  }
-}
-
-core::Result<void> write_all(int fd, std::string_view text, const std::string& what) {
-  while (!text.empty()) {
-    const auto written = ::write(fd, text.data(), text.size());
-    if (written < 0) {
-      if (errno == EINTR) continue;
-      return io_failure(what, errno);
-    }
-    text.remove_prefix(static_cast<std::size_t>(written));
-  }
-  return {};
+  return sys::read_all(fd.get(), "read journal " + path.string());
 }
 
 // Takes the last `bytes` bytes back off the file after a failed append: the caller hears that
@@ -444,8 +424,8 @@ core::Result<std::unique_ptr<FileJournal>> FileJournal::open(std::filesystem::pa
     if (!replay.dropped.empty()) {
       // Compaction drops the damaged bytes; keep the original for whoever investigates.
       const auto copy = journal->path_.string() + ".damaged";
-      core::UniqueFd saved(::open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-      if (saved && write_all(saved.get(), **text, "write " + copy)) {
+      sys::UniqueFd saved(::open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+      if (saved && sys::write_all(saved.get(), **text, "write " + copy)) {
         replay.damaged_copy = copy;
       }
     }
@@ -528,10 +508,10 @@ core::Result<void> FileJournal::compact() {
   for (const auto& [id, line] : live_records_) text += line;
 
   const auto temp = path_.string() + ".tmp";
-  core::UniqueFd fd(
+  sys::UniqueFd fd(
       ::open(temp.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return io_failure("create " + temp, errno);
-  auto written = write_all(fd.get(), text, "write " + temp);
+  auto written = sys::write_all(fd.get(), text, "write " + temp);
   if (written && ::fdatasync(fd.get()) != 0) written = io_failure("sync " + temp, errno);
   if (written && ::rename(temp.c_str(), path_.c_str()) != 0) {
     written = io_failure("rename " + temp + " to " + path_.string(), errno);

@@ -23,16 +23,16 @@
 
 #include <gtest/gtest.h>
 
-#include "jitd/core/unique_fd.hpp"
-#include "jitd/daemon/session_adoption.hpp"
+#include "jitd/sys/unique_fd.hpp"
+#include "jitd/conntrack/session_adoption.hpp"
 #include "kernel_test_support.hpp"
 
 namespace {
 
 using jitd::core::PortKey;
 using jitd::core::Protocol;
-using jitd::core::UniqueFd;
-using jitd::daemon::adopt_established_sessions;
+using jitd::sys::UniqueFd;
+using jitd::conntrack::adopt_established_sessions;
 using namespace jitd::test;  // run, feed, skip_all
 
 constexpr std::uint16_t protected_port = 2222;

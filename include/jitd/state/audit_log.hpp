@@ -8,7 +8,7 @@
 
 #include "jitd/core/audit.hpp"
 #include "jitd/core/error.hpp"
-#include "jitd/core/unique_fd.hpp"
+#include "jitd/sys/unique_fd.hpp"
 
 namespace jitd::state {
 
@@ -21,9 +21,9 @@ class AuditLog final : public core::AuditSink {
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 
  private:
-  AuditLog(std::filesystem::path path, core::UniqueFd fd);
+  AuditLog(std::filesystem::path path, sys::UniqueFd fd);
   std::filesystem::path path_;
-  core::UniqueFd fd_;
+  sys::UniqueFd fd_;
   std::mutex mutex_;
 };
 

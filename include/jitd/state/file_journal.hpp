@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "jitd/core/journal.hpp"
-#include "jitd/core/unique_fd.hpp"
+#include "jitd/sys/unique_fd.hpp"
 
 namespace jitd::state {
 
@@ -51,8 +51,8 @@ class FileJournal final : public core::Journal {
 
   std::filesystem::path path_;
   std::string boot_id_;
-  core::UniqueFd fd_;
-  core::UniqueFd lock_;  // flock'd for the journal's lifetime: one writer per state directory
+  sys::UniqueFd fd_;
+  sys::UniqueFd lock_;  // flock'd for the journal's lifetime: one writer per state directory
   std::map<std::string, std::string> live_records_;  // id → its latest grant record line
   std::size_t ended_since_compaction_ = 0;
 };

@@ -1,5 +1,5 @@
 // Session adoption: sock_diag lists the sockets, ctnetlink creates one entry per session.
-#include "jitd/daemon/session_adoption.hpp"
+#include "jitd/conntrack/session_adoption.hpp"
 
 #include <arpa/inet.h>
 #include <linux/inet_diag.h>
@@ -21,17 +21,15 @@
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack_tcp.h>
 
-namespace jitd::daemon {
+#include "jitd/sys/handle.hpp"
+#include "jitd/sys/system_error.hpp"
+
+namespace jitd::conntrack {
 namespace {
 
-template <auto Free>
-struct Deleter {
-  void operator()(auto* handle) const { Free(handle); }
-};
-
-using MnlSocket = std::unique_ptr<mnl_socket, Deleter<mnl_socket_close>>;
-using NfctHandle = std::unique_ptr<nfct_handle, Deleter<nfct_close>>;
-using Conntrack = std::unique_ptr<nf_conntrack, Deleter<nfct_destroy>>;
+using MnlSocket = sys::Handle<mnl_socket, mnl_socket_close>;
+using NfctHandle = sys::Handle<nfct_handle, nfct_close>;
+using Conntrack = sys::Handle<nf_conntrack, nfct_destroy>;
 
 // Netlink dumps fill at most 32 KiB per datagram.
 constexpr std::size_t receive_buffer_size = 32 * 1024;
@@ -57,10 +55,6 @@ struct DumpContext {
   const std::set<std::uint16_t>& ports;
   std::vector<Session>& sessions;
 };
-
-core::Error kernel_error(const std::string& operation, int error) {
-  return core::Error{core::ErrorCode::kernel, operation + ": " + std::strerror(error), error};
-}
 
 in6_addr from_diag(std::uint8_t family, const __be32 (&address)[4]) {
   in6_addr result{};
@@ -103,15 +97,15 @@ core::Result<void> dump_family(mnl_socket* socket, std::uint8_t family, std::uin
   request->sdiag_protocol = IPPROTO_TCP;
   request->idiag_states = synchronized_states;
   if (mnl_socket_sendto(socket, header, header->nlmsg_len) < 0) {
-    return tl::unexpected(kernel_error(operation, errno));
+    return sys::fail_system(core::ErrorCode::kernel, operation, errno);
   }
   const unsigned int portid = mnl_socket_get_portid(socket);
   for (;;) {
     const ssize_t received = mnl_socket_recvfrom(socket, buffer.data(), buffer.size());
-    if (received < 0) return tl::unexpected(kernel_error(operation, errno));
+    if (received < 0) return sys::fail_system(core::ErrorCode::kernel, operation, errno);
     const int status = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, portid,
                                   on_socket, &context);
-    if (status == MNL_CB_ERROR) return tl::unexpected(kernel_error(operation, errno));
+    if (status == MNL_CB_ERROR) return sys::fail_system(core::ErrorCode::kernel, operation, errno);
     if (status == MNL_CB_STOP) return {};
   }
 }
@@ -120,9 +114,9 @@ core::Result<void> dump_family(mnl_socket* socket, std::uint8_t family, std::uin
 // socket serving an IPv4 peer shows up in the AF_INET6 dump only, v4-mapped.
 core::Result<std::vector<Session>> list_sessions(const std::set<std::uint16_t>& ports) {
   MnlSocket socket(mnl_socket_open(NETLINK_SOCK_DIAG));
-  if (!socket) return tl::unexpected(kernel_error("open netlink socket (sock_diag)", errno));
+  if (!socket) return sys::fail_system(core::ErrorCode::kernel, "open netlink socket (sock_diag)", errno);
   if (mnl_socket_bind(socket.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-    return tl::unexpected(kernel_error("bind netlink socket (sock_diag)", errno));
+    return sys::fail_system(core::ErrorCode::kernel, "bind netlink socket (sock_diag)", errno);
   }
   std::vector<Session> sessions;
   DumpContext context{ports, sessions};
@@ -207,7 +201,7 @@ core::Result<AdoptedSessions> adopt_established_sessions(
   if (sessions->empty()) return result;
 
   NfctHandle handle(nfct_open(CONNTRACK, 0));
-  if (!handle) return tl::unexpected(kernel_error("open conntrack netlink (ctnetlink)", errno));
+  if (!handle) return sys::fail_system(core::ErrorCode::kernel, "open conntrack netlink (ctnetlink)", errno);
   const std::uint32_t timeout = established_timeout();
   for (const auto& session : *sessions) {
     const Conntrack entry = build_entry(session, timeout);
@@ -218,12 +212,15 @@ core::Result<AdoptedSessions> adopt_established_sessions(
     }
     const int error = errno;
     if (result.failed++ == 0) {
-      result.first_error =
-          "create conntrack entry " + endpoint(session.remote, session.remote_port) + " -> " +
-          endpoint(session.local, session.local_port) + ": " + std::strerror(error);
+      result.first_error = sys::system_error(core::ErrorCode::kernel,
+                                             "create conntrack entry " +
+                                                 endpoint(session.remote, session.remote_port) +
+                                                 " -> " + endpoint(session.local, session.local_port),
+                                             error)
+                               .message;
     }
   }
   return result;
 }
 
-}  // namespace jitd::daemon
+}  // namespace jitd::conntrack

@@ -11,7 +11,7 @@
 #include "jitd/core/error.hpp"
 #include "jitd/core/policy.hpp"
 
-namespace jitd::daemon {
+namespace jitd::conntrack {
 
 struct AdoptedSessions {
   std::size_t adopted = 0;  // entries created, or already present
@@ -25,4 +25,4 @@ struct AdoptedSessions {
 [[nodiscard]] core::Result<AdoptedSessions> adopt_established_sessions(
     const std::vector<core::PortKey>& protected_ports);
 
-}  // namespace jitd::daemon
+}  // namespace jitd::conntrack

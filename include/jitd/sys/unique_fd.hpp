@@ -1,11 +1,10 @@
 #pragma once
-// The one owner of a file descriptor. Header-only so the modules that make system
-// calls (state, api, daemon) share it; core itself never opens anything.
+// The one owner of a file descriptor: closed exactly once, by whoever holds it last.
 #include <unistd.h>
 
 #include <utility>
 
-namespace jitd::core {
+namespace jitd::sys {
 
 class UniqueFd {
  public:
@@ -33,4 +32,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace jitd::core
+}  // namespace jitd::sys
