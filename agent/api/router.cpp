@@ -216,7 +216,6 @@ Response Router::handle(const core::Caller& caller, std::string_view method,
 }
 
 Response Router::list_grants() const {
-  std::lock_guard lock(engine_mutex_);
   const auto now = clock_.boot_now();
   json grants = json::array();
   for (const auto& grant : engine_.active_grants()) grants.push_back(grant_json(grant, now));
@@ -225,9 +224,8 @@ Response Router::list_grants() const {
 
 Response Router::create_grant(const core::Caller& caller, std::string_view body) const {
   auto request = parse_grant_request(body);
-  std::lock_guard lock(engine_mutex_);
   if (!request) {
-    engine_.audit_malformed_request(caller, request.error());
+    engine_.audit_refused_call(caller, "request", request.error());
     return error_response(request.error());
   }
   auto grant = engine_.request(caller, *request);
@@ -236,7 +234,6 @@ Response Router::create_grant(const core::Caller& caller, std::string_view body)
 }
 
 Response Router::revoke_grant(const core::Caller& caller, std::string_view id) const {
-  std::lock_guard lock(engine_mutex_);
   auto grant = engine_.revoke(caller, id);
   if (!grant) return error_response(grant.error());
   return json_response(200, grant_json(*grant, clock_.boot_now()));
@@ -244,9 +241,11 @@ Response Router::revoke_grant(const core::Caller& caller, std::string_view id) c
 
 Response Router::reload_policy(const core::Caller& caller) const {
   if (!caller.may_manage) {
-    return error_response({ErrorCode::forbidden, "user " + caller.name + " (uid " +
-                                                     std::to_string(caller.uid) +
-                                                     ") may not reload the policy"});
+    const core::Error refused{ErrorCode::forbidden, "user " + caller.name + " (uid " +
+                                                        std::to_string(caller.uid) +
+                                                        ") may not reload the policy"};
+    engine_.audit_refused_call(caller, "reload", refused);
+    return error_response(refused);
   }
   const auto outcome = reload_(caller);
   if (!outcome.applied) {
@@ -265,7 +264,6 @@ Response Router::reload_policy(const core::Caller& caller) const {
 }
 
 Response Router::show_policy() const {
-  std::lock_guard lock(engine_mutex_);
   const auto& policy = engine_.policy();
   json ports = json::array();
   for (const auto& rule : policy.rules) {

@@ -1,8 +1,6 @@
 #include "jitd/api/server.hpp"
 
-#include <grp.h>
 #include <microhttpd.h>
-#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <vector>
 
+#include "jitd/api/peer.hpp"
 #include "jitd/sys/system_error.hpp"
 #include "jitd/sys/unique_fd.hpp"
 
@@ -32,42 +31,6 @@ struct PendingRequest {
 
 core::Error system_error(const std::string& what) {
   return sys::system_error(core::ErrorCode::io, what, errno);
-}
-
-std::string user_name(uid_t uid) {
-  std::vector<char> buffer(4096);
-  passwd entry{};
-  passwd* found = nullptr;
-  if (getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found) == 0 && found != nullptr) {
-    return found->pw_name;
-  }
-  return "uid" + std::to_string(uid);
-}
-
-// Identity of the process at the other end, as the kernel recorded it at connect().
-core::Caller identify(int fd, const std::optional<gid_t>& manage_group) {
-  core::Caller caller;
-  ucred credentials{};
-  socklen_t length = sizeof credentials;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
-    caller.uid = static_cast<std::uint32_t>(-1);
-    caller.name = "unknown";
-    return caller;  // may_manage stays false: no identity, no rights
-  }
-  caller.uid = credentials.uid;
-  caller.gid = credentials.gid;
-  caller.name = user_name(credentials.uid);
-  bool in_group = manage_group && credentials.gid == *manage_group;
-  if (manage_group && !in_group) {
-    std::vector<gid_t> groups(NGROUPS_MAX);
-    socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) == 0) {
-      groups.resize(size / sizeof(gid_t));
-      in_group = std::find(groups.begin(), groups.end(), *manage_group) != groups.end();
-    }
-  }
-  caller.may_manage = credentials.uid == 0 || in_group;
-  return caller;
 }
 
 }  // namespace
@@ -105,7 +68,8 @@ struct Server::Impl {
       response = {413, R"({"error":{"code":"InvalidRequest","message":"body: larger than 65536 bytes"}})"};
     } else {
       const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-      const auto caller = identify(info != nullptr ? info->connect_fd : -1, impl->options.manage_group);
+      const auto caller =
+          identify_peer(info != nullptr ? info->connect_fd : -1, impl->options.manage_group);
       response = impl->router.handle(caller, method, url, pending->body);
       spdlog::debug("{} {} by {} (uid {}) -> {}", method, url, caller.name, caller.uid,
                     response.status);
@@ -161,8 +125,10 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
 
   auto impl = std::make_unique<Impl>(Impl{options, router});
   const int fd = listener.release();  // libmicrohttpd owns and closes it from here
+  // No thread of its own: the daemon's event loop polls libmicrohttpd's epoll descriptor and
+  // calls run(), so requests reach the engine on the loop's thread, in order with the rest.
   impl->daemon = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
+      MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
       &Impl::on_request, impl.get(), MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
       &Impl::on_completed, impl.get(), MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(max_body_size * 2), MHD_OPTION_END);
@@ -171,6 +137,19 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
     return core::fail(core::ErrorCode::io, "start HTTP server on " + path);
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+int Server::epoll_fd() const {
+  const auto* info = MHD_get_daemon_info(impl_->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+  return info != nullptr ? info->epoll_fd : -1;
+}
+
+void Server::run() { MHD_run(impl_->daemon); }
+
+std::optional<std::chrono::milliseconds> Server::next_run() const {
+  MHD_UNSIGNED_LONG_LONG timeout = 0;
+  if (MHD_get_timeout(impl_->daemon, &timeout) != MHD_YES) return std::nullopt;
+  return std::chrono::milliseconds(timeout);
 }
 
 }  // namespace jitd::api

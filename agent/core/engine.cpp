@@ -279,8 +279,9 @@ void AccessEngine::end_grant(Grant grant, GrantStatus status, const std::string&
               by);
 }
 
-void AccessEngine::audit_malformed_request(const Caller& caller, const Error& error) {
-  audit_refusal(caller, nullptr, error);
+void AccessEngine::audit_refused_call(const Caller& caller, std::string event,
+                                      const Error& error) {
+  audit_.record(refusal_event(caller, std::move(event), error));
 }
 
 Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& request) {

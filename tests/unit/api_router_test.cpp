@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include <functional>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -39,17 +38,12 @@ class RouterTest : public ::testing::Test {
   int next_id = 0;
   core::AccessEngine engine{backend, journal, audit, clock,
                             [this] { return "g" + std::to_string(++next_id); }, test_policy()};
-  std::mutex mutex;
   // What POST /v1/policy/reload answers; every call is counted.
   api::ReloadOutcome reload_outcome{true, {}, {}};
   std::function<api::ReloadOutcome()> reload_with;  // when set, answers instead
   std::vector<std::string> reloaded_by;
-  bool mutex_free_during_reload = false;
-  api::Router router{engine, mutex, clock, [this](const core::Caller& caller) {
+  api::Router router{engine, clock, [this](const core::Caller& caller) {
                        reloaded_by.push_back(caller.name);
-                       // The daemon's reloader takes the engine mutex itself.
-                       mutex_free_during_reload = mutex.try_lock();
-                       if (mutex_free_during_reload) mutex.unlock();
                        return reload_with ? reload_with() : reload_outcome;
                      }};
   core::Caller root{0, 0, "root", true};
@@ -128,7 +122,6 @@ TEST_F(RouterTest, PolicyReloadByManagerCallsReloaderAndReportsCounts) {
   EXPECT_EQ(reply["narrowed"], 1);
   EXPECT_EQ(reply["clamped"], 3);
   EXPECT_EQ(reloaded_by, std::vector<std::string>{"root"});
-  EXPECT_TRUE(mutex_free_during_reload) << "the router held the engine mutex around the reloader";
 }
 
 TEST_F(RouterTest, PolicyReloadByNonManagerIsForbiddenWithoutReloading) {
@@ -137,6 +130,17 @@ TEST_F(RouterTest, PolicyReloadByNonManagerIsForbiddenWithoutReloading) {
   EXPECT_EQ(reply["error"]["code"], "Forbidden");
   EXPECT_NE(reply["error"]["message"].get<std::string>().find("nobody"), std::string::npos);
   EXPECT_TRUE(reloaded_by.empty());
+}
+
+TEST_F(RouterTest, ForbiddenPolicyReloadIsAudited) {
+  ASSERT_EQ(call(nobody, "POST", "/v1/policy/reload").first, 403u);
+  ASSERT_EQ(audit.events.size(), 1u);
+  const auto& event = audit.events.front();
+  EXPECT_EQ(event.event, "reload");
+  EXPECT_EQ(event.outcome, "refused");
+  EXPECT_EQ(event.uid, 65534u);
+  EXPECT_EQ(event.user, "nobody");
+  EXPECT_NE(event.reason.find("may not reload the policy"), std::string::npos) << event.reason;
 }
 
 TEST_F(RouterTest, PolicyReloadErrorsAreReportedAsPolicyInvalid) {
@@ -164,11 +168,10 @@ TEST_F(RouterTest, PolicyReloadThatNarrowsShowsInGrantsAndPolicy) {
       R"({"ports":[{"number":22},{"number":3389}],"allowedSourceAddressPrefix":"10.1.2.3",
           "duration":"PT5M"})";
   ASSERT_EQ(call(root, "POST", "/v1/grants", both_ports).first, 201u);
-  // A reloader like the daemon's: it takes the engine mutex and replaces the policy.
+  // A reloader like the daemon's: it replaces the engine's policy.
   core::Policy only_ssh = test_policy();
   only_ssh.rules.pop_back();
   reload_with = [&] {
-    std::lock_guard lock(mutex);
     auto change = engine.replace_policy(only_ssh);
     EXPECT_TRUE(change.has_value());
     return api::ReloadOutcome{true, {}, change ? *change : core::PolicyChange{}};

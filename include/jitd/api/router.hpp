@@ -1,7 +1,6 @@
 #pragma once
 // HTTP routes → engine calls, without any socket: unit-testable with a fake backend.
 #include <functional>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,15 +27,14 @@ struct ReloadOutcome {
   core::PolicyChange change;
   bool previous_in_force = true;  // false: the new policy is in force, not yet in the kernel
 };
-// Provided by the daemon; takes the engine mutex itself.
+// Provided by the daemon, which reads the policy directory.
 using PolicyReloader = std::function<ReloadOutcome(const core::Caller& caller)>;
 
 class Router {
  public:
-  // The engine is shared with the daemon's event loop; every call holds `engine_mutex`.
-  Router(core::AccessEngine& engine, std::mutex& engine_mutex, const core::Clock& clock,
-         PolicyReloader reload)
-      : engine_(engine), engine_mutex_(engine_mutex), clock_(clock), reload_(std::move(reload)) {}
+  // Runs on the daemon's event loop, the engine's only thread.
+  Router(core::AccessEngine& engine, const core::Clock& clock, PolicyReloader reload)
+      : engine_(engine), clock_(clock), reload_(std::move(reload)) {}
 
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
                                 std::string_view path, std::string_view body) const;
@@ -49,7 +47,6 @@ class Router {
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
 
   core::AccessEngine& engine_;
-  std::mutex& engine_mutex_;
   const core::Clock& clock_;
   PolicyReloader reload_;
 };

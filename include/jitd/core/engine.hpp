@@ -55,8 +55,9 @@ class AccessEngine {
   // Re-writes end records the journal refused, and re-installs when an earlier kernel
   // transaction failed after its journal record.
   [[nodiscard]] Result<void> retry_pending();
-  // Audits a request the API could not even parse, so every refusal leaves a trace.
-  void audit_malformed_request(const Caller& caller, const Error& error);
+  // Audits a call refused before it reached the engine (a body that does not parse, a reload
+  // the caller may not make), so every refusal leaves a trace. `event`: "request", "reload".
+  void audit_refused_call(const Caller& caller, std::string event, const Error& error);
   // Records grants whose end has passed as expired; the kernel already enforced it.
   void expire_due();
 

@@ -1,0 +1,309 @@
+#include "jitd/daemon/daemon.hpp"
+
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <systemd/sd-daemon.h>
+
+#include <cerrno>
+#include <cstring>
+#include <spdlog/spdlog.h>
+
+#include "jitd/conntrack/session_adoption.hpp"
+#include "jitd/sys/system_error.hpp"
+
+namespace jitd::daemon {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr auto reload_settle_time = 200ms;  // editors and fleet tools write in several steps
+constexpr auto repair_coalesce_time = 2ms;  // one foreign transaction sends many events
+
+// A failure here costs old sessions, never protection, so it is logged, not fatal.
+void adopt_sessions(const std::vector<core::PortKey>& protected_ports, std::string_view when) {
+  const auto adopted = conntrack::adopt_established_sessions(protected_ports);
+  if (!adopted) {
+    spdlog::warn("adopt established sessions ({}): {}", when, adopted.error().message);
+    return;
+  }
+  if (adopted->adopted > 0 || adopted->failed > 0) {
+    spdlog::info("adopted {} established session(s) to protected ports ({})", adopted->adopted,
+                 when);
+  }
+  if (adopted->failed > 0) {
+    spdlog::warn("{} established session(s) could not be adopted, first: {}", adopted->failed,
+                 adopted->first_error);
+  }
+}
+
+// Whether jitd's table is in the kernel before this start installs it. Unknown counts as yes:
+// adoption could then revive sessions the table is cutting off.
+bool table_present(core::Backend& backend) {
+  const auto snapshot = backend.snapshot();
+  if (!snapshot) {
+    spdlog::warn("read the kernel's table before install: {}", snapshot.error().message);
+    return true;
+  }
+  return snapshot->installed;
+}
+
+}  // namespace
+
+Daemon::Daemon(config::MainConfig settings, std::unique_ptr<nft::NftBackend> backend,
+               std::unique_ptr<state::AuditLog> audit, std::unique_ptr<state::FileJournal> journal,
+               core::Policy policy)
+    : settings_(std::move(settings)),
+      backend_(std::move(backend)),
+      audit_(std::move(audit)),
+      journal_(std::move(journal)),
+      engine_(*backend_, *journal_, *audit_, clock_, random_grant_id, std::move(policy)),
+      router_(engine_, clock_,
+              [this](const core::Caller& caller) { return reload("API by " + caller.name); }) {}
+
+int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) {
+  if (auto started = start(replay, boot_id); !started) {
+    spdlog::critical("{}", started.error().message);
+    return 1;
+  }
+  record("start", "ok", "listening on " + settings_.socket_path.string());
+  spdlog::info("listening on {}", settings_.socket_path.string());
+  sd_notify(0, "READY=1");
+  const int loop = loop_->run();
+  sd_notify(0, "STOPPING=1");
+  // The table and its live grants stay: protection and access outlive the daemon.
+  record("stop", "ok", stop_reason_);
+  spdlog::info("stopping ({}); table inet {} and live grants stay in force", stop_reason_,
+               settings_.nft_table);
+  return loop < 0 ? 1 : 0;
+}
+
+core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::string& boot_id) {
+  for (const auto& dropped : replay.dropped) {
+    spdlog::warn("journal damaged: {}", dropped);
+    record("journal", "damaged", dropped);
+  }
+  if (!replay.damaged_copy.empty()) {
+    spdlog::warn("journal damaged: the file as it was is kept in {}",
+                 replay.damaged_copy.string());
+  }
+  const auto restored = engine_.restore(replay.live, boot_id);
+  spdlog::info("journal: {} live grant(s) restored, {} ended while jitd was not running",
+               restored.restored, restored.expired);
+
+  auto monitor = backend_->open_monitor();  // before install: no change goes unseen
+  if (!monitor) {
+    return core::fail(monitor.error().code, "watch ruleset events: " + monitor.error().message);
+  }
+  monitor_ = std::move(*monitor);
+
+  // Sessions are adopted only into a table that did not exist: once it exists, an established
+  // socket without a conntrack entry is one the table is dropping (its entry was flushed or
+  // timed out and no grant covers it), and adopting it would revive a session jitd cut off.
+  const bool adopt = !table_present(*backend_);
+  const auto& protected_ports = engine_.policy().protected_ports();
+  if (adopt) adopt_sessions(protected_ports, "before install");
+  if (auto installed = engine_.install(); !installed) {
+    return core::fail(installed.error().code,
+                      "install enforcement: " + installed.error().message);
+  }
+  if (adopt) adopt_sessions(protected_ports, "after install");
+  spdlog::info("table inet {} installed: {} protected port(s), {} ({})", settings_.nft_table,
+               protected_ports.size(),
+               backend_->owns_table() ? "owned by jitd and persistent (owner + persist flags)"
+                                      : "not owned (self-healing only)",
+               settings_.claim_table_ownership ? "kernel probed" : "ownership off");
+
+  if (auto made = make_directory(settings_.socket_path.parent_path(), 0755); !made) return made;
+  auto server = api::Server::start(
+      api::ServerOptions{settings_.socket_path, lookup_group(settings_.socket_group)}, router_);
+  if (!server) return tl::unexpected(server.error());
+  server_ = std::move(*server);
+  return watch_events();
+}
+
+core::Result<void> Daemon::watch_events() {
+  auto loop = EventLoop::create();
+  if (!loop) return tl::unexpected(loop.error());
+  loop_ = std::move(*loop);
+
+  for (const auto& [signal, name] : {std::pair{SIGTERM, "SIGTERM"}, std::pair{SIGINT, "SIGINT"}}) {
+    auto added = loop_->on_signal(signal, name, [this](const signalfd_siginfo& info) {
+      stop_reason_ = strsignal(static_cast<int>(info.ssi_signo));
+      loop_->exit(0);
+    });
+    if (!added) return added;
+  }
+  if (auto added = loop_->on_signal(SIGHUP, "SIGHUP (reload)",
+                                    [this](const signalfd_siginfo&) { reload("SIGHUP"); });
+      !added) {
+    return added;
+  }
+
+  auto timer = [this](const char* description, EventLoop::TimerHandler handler,
+                      std::unique_ptr<Timer>& slot) -> core::Result<void> {
+    auto made = loop_->make_timer(description, std::move(handler));
+    if (!made) return tl::unexpected(made.error());
+    slot = std::move(*made);
+    return {};
+  };
+  for (auto made : {timer("HTTP timeouts", [this] { serve_http(); }, http_timer_),
+                    timer("policy reload", [this] { reload("policy directory changed"); },
+                          reload_timer_),
+                    timer("table repair", [this] { repair(); }, repair_timer_),
+                    timer("housekeeping", [this] { housekeeping(); }, housekeeping_timer_)}) {
+    if (!made) return made;
+  }
+  reload_settle_ = std::make_unique<Coalescer>(*reload_timer_, reload_settle_time);
+  repair_coalesce_ = std::make_unique<Coalescer>(*repair_timer_, repair_coalesce_time);
+
+  sys::UniqueFd inotify(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+  if (!inotify) return sys::fail_system(core::ErrorCode::io, "inotify_init1", errno);
+  inotify_fd_ = inotify.get();
+  if (!watch_policy_directory()) {
+    return sys::fail_system(core::ErrorCode::io,
+                            "watch policy directory " + settings_.policy_directory.string(), errno);
+  }
+  if (auto added = loop_->on_io(std::move(inotify), EPOLLIN, "policy directory",
+                                [this](std::uint32_t) { on_policy_directory_event(); });
+      !added) {
+    return added;
+  }
+  if (auto added = loop_->on_io(monitor_->fd(), EPOLLIN, "ruleset events",
+                                [this](std::uint32_t) { on_ruleset_event(); });
+      !added) {
+    return added;
+  }
+  if (auto added = loop_->on_io(server_->epoll_fd(), EPOLLIN, "HTTP API",
+                                [this](std::uint32_t) { serve_http(); });
+      !added) {
+    return added;
+  }
+  auto watchdog = loop_->enable_watchdog();
+  if (!watchdog) return tl::unexpected(watchdog.error());
+  if (*watchdog) spdlog::info("systemd watchdog: pinged from the event loop");
+  housekeeping_timer_->arm(0us);
+  return {};
+}
+
+void Daemon::record(std::string event, std::string outcome, std::string reason) {
+  core::AuditEvent audit;
+  audit.time = clock_.now();
+  audit.event = std::move(event);
+  audit.outcome = std::move(outcome);
+  audit.user = "jitd";
+  audit.reason = std::move(reason);
+  audit_->record(audit);
+}
+
+api::ReloadOutcome Daemon::reload(const std::string& trigger) {
+  api::ReloadOutcome outcome;
+  // A directory swapped in while the old watch died is watched from here on.
+  if (!policy_watched_ && watch_policy_directory()) {
+    spdlog::info("policy directory {} is watched again", settings_.policy_directory.string());
+  }
+  auto loaded = config::load_policy_directory(settings_.policy_directory);
+  if (!loaded.ok()) {
+    std::string joined;
+    for (const auto& error : loaded.errors) {
+      outcome.errors.push_back(error.to_string());
+      spdlog::error("policy reload ({}): {}", trigger, error.to_string());
+      joined += (joined.empty() ? "" : "; ") + error.to_string();
+    }
+    spdlog::error("policy reload ({}) refused: the previous policy stays in force", trigger);
+    record("reload", "refused", trigger + ": " + joined);
+    return outcome;
+  }
+  auto change = engine_.replace_policy(std::move(loaded.value));
+  if (!change) {
+    outcome.previous_in_force = false;
+    outcome.errors.push_back("the new policy is in force in jitd, but the kernel refused its "
+                             "ruleset (retrying): " + change.error().message);
+    spdlog::error("policy reload ({}): {}", trigger, change.error().message);
+    record("reload", "failed", trigger + ": " + change.error().message);
+    return outcome;
+  }
+  outcome.applied = true;
+  outcome.change = *change;
+  const auto summary = fmt::format("{}: {} protected port(s); grants revoked {}, narrowed {}, "
+                                   "clamped {}",
+                                   trigger, engine_.policy().protected_ports().size(),
+                                   change->revoked, change->narrowed, change->clamped);
+  spdlog::info("policy reloaded ({})", summary);
+  record("reload", "applied", summary);
+  return outcome;
+}
+
+bool Daemon::watch_policy_directory() {
+  policy_watched_ =
+      inotify_add_watch(inotify_fd_, settings_.policy_directory.c_str(),
+                        IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_CREATE |
+                            IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF) >= 0;
+  return policy_watched_;
+}
+
+void Daemon::on_policy_directory_event() {
+  alignas(inotify_event) char buffer[4096];
+  bool directory_replaced = false;
+  ssize_t length = 0;
+  while ((length = read(inotify_fd_, buffer, sizeof buffer)) > 0) {
+    for (ssize_t offset = 0; offset < length;) {
+      const auto* event = reinterpret_cast<const inotify_event*>(buffer + offset);
+      directory_replaced |= (event->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) != 0;
+      offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+    }
+  }
+  // A fleet tool may swap the whole directory: the old watch died with the old inode. Between
+  // its two renames there may be no directory at all; the settled reload looks again.
+  if (directory_replaced && !watch_policy_directory()) {
+    spdlog::warn("policy directory {} is gone for now: the current policy stays in force; "
+                 "jitd looks again at the next reload",
+                 settings_.policy_directory.string());
+  }
+  reload_settle_->add();
+}
+
+void Daemon::on_ruleset_event() {
+  auto foreign = monitor_->drain();
+  const std::string what =
+      foreign ? *foreign : "ruleset events unreadable: " + foreign.error().message;
+  if (what.empty()) return;
+  if (repair_coalesce_->add()) {
+    tamper_detected_ = what;
+    tamper_since_ = std::chrono::steady_clock::now();
+  }
+}
+
+void Daemon::repair() {
+  const auto what = std::exchange(tamper_detected_, {});
+  auto repaired = engine_.repair(what);
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - tamper_since_);
+  if (repaired) {
+    spdlog::warn("table inet {} changed by another tool ({}); restored in {} us",
+                 settings_.nft_table, what, took.count());
+  } else {
+    spdlog::error("table inet {} changed by another tool ({}); restore failed: {}",
+                  settings_.nft_table, what, repaired.error().message);
+  }
+}
+
+void Daemon::housekeeping() {
+  engine_.expire_due();
+  if (auto retried = engine_.retry_pending(); !retried) {
+    spdlog::error("kernel still refuses jitd's table: {}", retried.error().message);
+  }
+  housekeeping_timer_->arm(housekeeping_delay(engine_.next_expiry(), clock_.boot_now()));
+}
+
+void Daemon::serve_http() {
+  server_->run();
+  // Re-armed after every run: work left on a connection does not wake the descriptor again.
+  if (const auto next = server_->next_run()) {
+    http_timer_->arm(*next);
+  } else {
+    http_timer_->disarm();
+  }
+}
+
+}  // namespace jitd::daemon

@@ -1,0 +1,79 @@
+#include "jitd/daemon/host.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <ctime>
+#include <spdlog/spdlog.h>
+#include <vector>
+
+#include "jitd/sys/files.hpp"
+#include "jitd/sys/system_error.hpp"
+#include "jitd/sys/unique_fd.hpp"
+
+namespace jitd::daemon {
+
+core::TimePoint SystemClock::now() const {
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+core::Deadline SystemClock::boot_now() const {
+  timespec boot{};
+  clock_gettime(CLOCK_BOOTTIME, &boot);
+  return core::Deadline{std::chrono::seconds(boot.tv_sec) +
+                        std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::nanoseconds(boot.tv_nsec))};
+}
+
+std::string random_grant_id() {
+  unsigned char bytes[8];
+  // getrandom() of 8 bytes only returns short when interrupted before the pool is ready.
+  while (getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
+  }
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string id;
+  for (const auto byte : bytes) {
+    id += digits[byte >> 4];
+    id += digits[byte & 0xf];
+  }
+  return id;
+}
+
+std::string current_boot_id() {
+  const sys::UniqueFd fd(::open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC));
+  if (!fd) return {};
+  auto text = sys::read_all(fd.get(), "read boot id");
+  if (!text) return {};
+  return text->substr(0, text->find('\n'));
+}
+
+std::optional<gid_t> lookup_group(const std::string& name) {
+  if (name.empty()) return std::nullopt;
+  std::vector<char> buffer(16384);
+  group entry{};
+  group* found = nullptr;
+  if (getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 ||
+      found == nullptr) {
+    spdlog::warn("socket group '{}' does not exist: only root may request and revoke", name);
+    return std::nullopt;
+  }
+  return found->gr_gid;
+}
+
+core::Result<void> make_directory(const std::filesystem::path& path, mode_t mode) {
+  std::error_code error;
+  std::filesystem::create_directories(path, error);
+  if (error) {
+    return sys::fail_system(core::ErrorCode::io, "create directory " + path.string(),
+                            error.value());
+  }
+  if (chmod(path.c_str(), mode) != 0) {
+    return sys::fail_system(core::ErrorCode::io, "chmod directory " + path.string(), errno);
+  }
+  return {};
+}
+
+}  // namespace jitd::daemon

@@ -1,0 +1,74 @@
+#pragma once
+// The running daemon: restores journaled grants, installs enforcement, serves the API, and
+// runs the one event loop that owns the engine, the journal and the backend. Every entry
+// point (HTTP requests, signals, policy directory changes, netfilter events, timers) is a
+// source of that loop, so they are ordered by it and no lock guards jitd's state.
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "jitd/api/router.hpp"
+#include "jitd/api/server.hpp"
+#include "jitd/config/config.hpp"
+#include "jitd/core/engine.hpp"
+#include "jitd/daemon/event_loop.hpp"
+#include "jitd/daemon/host.hpp"
+#include "jitd/daemon/schedule.hpp"
+#include "jitd/nft/nft_backend.hpp"
+#include "jitd/state/audit_log.hpp"
+#include "jitd/state/file_journal.hpp"
+
+namespace jitd::daemon {
+
+class Daemon {
+ public:
+  Daemon(config::MainConfig settings, std::unique_ptr<nft::NftBackend> backend,
+         std::unique_ptr<state::AuditLog> audit, std::unique_ptr<state::FileJournal> journal,
+         core::Policy policy);
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Runs until SIGTERM/SIGINT; returns the process exit code. SIGTERM, SIGINT and SIGHUP
+  // must be blocked before the call.
+  int run(const state::JournalReplay& replay, const std::string& boot_id);
+
+ private:
+  [[nodiscard]] core::Result<void> start(const state::JournalReplay& replay,
+                                         const std::string& boot_id);
+  [[nodiscard]] core::Result<void> watch_events();
+  void record(std::string event, std::string outcome, std::string reason);
+
+  api::ReloadOutcome reload(const std::string& trigger);
+  void on_policy_directory_event();
+  [[nodiscard]] bool watch_policy_directory();
+  void on_ruleset_event();
+  void repair();
+  void housekeeping();
+  void serve_http();
+
+  config::MainConfig settings_;
+  SystemClock clock_;
+  std::unique_ptr<nft::NftBackend> backend_;
+  std::unique_ptr<state::AuditLog> audit_;
+  std::unique_ptr<state::FileJournal> journal_;
+  core::AccessEngine engine_;
+  api::Router router_;
+  // Declared before the loop, destroyed after it: the loop's sources watch their descriptors.
+  std::unique_ptr<nft::RulesetMonitor> monitor_;
+  std::unique_ptr<api::Server> server_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<Timer> http_timer_;
+  std::unique_ptr<Timer> reload_timer_;
+  std::unique_ptr<Timer> repair_timer_;
+  std::unique_ptr<Timer> housekeeping_timer_;
+  std::unique_ptr<Coalescer> reload_settle_;
+  std::unique_ptr<Coalescer> repair_coalesce_;
+
+  int inotify_fd_ = -1;     // owned by its loop source
+  bool policy_watched_ = false;
+  std::string tamper_detected_;
+  std::chrono::steady_clock::time_point tamper_since_;
+  std::string stop_reason_ = "event loop ended";
+};
+
+}  // namespace jitd::daemon

@@ -1,0 +1,34 @@
+#pragma once
+// Facts the daemon reads from the host: the clocks, randomness for grant ids, the boot id,
+// groups, and the directories it runs in.
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "jitd/core/clock.hpp"
+#include "jitd/core/error.hpp"
+
+namespace jitd::daemon {
+
+// CLOCK_REALTIME for people, CLOCK_BOOTTIME for deadlines.
+class SystemClock final : public core::Clock {
+ public:
+  [[nodiscard]] core::TimePoint now() const override;
+  [[nodiscard]] core::Deadline boot_now() const override;
+};
+
+// 64 random bits in hex: ids must not be guessable from one another.
+[[nodiscard]] std::string random_grant_id();
+
+// /proc/sys/kernel/random/boot_id: tells a restart from a reboot. Empty when unreadable.
+[[nodiscard]] std::string current_boot_id();
+
+// The group's id, or nullopt (with a warning) when `name` is empty or no such group exists.
+[[nodiscard]] std::optional<gid_t> lookup_group(const std::string& name);
+
+// Creates `path` and its parents and gives it `mode`.
+[[nodiscard]] core::Result<void> make_directory(const std::filesystem::path& path, mode_t mode);
+
+}  // namespace jitd::daemon
