@@ -102,7 +102,12 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
   // timed out and no grant covers it), and adopting it would revive a session jitd cut off.
   const bool adopt = !table_present(*backend_);
   const auto& protected_ports = engine_.policy().protected_ports();
-  if (adopt) adopt_sessions(protected_ports, "before install");
+  if (adopt) {
+    adopt_sessions(protected_ports, "before install");
+  } else {
+    spdlog::info("table inet {} is already in the kernel: not adopting sessions",
+                 settings_.nft_table);
+  }
   if (auto installed = engine_.install(); !installed) {
     return core::fail(installed.error().code,
                       "install enforcement: " + installed.error().message);
