@@ -7,9 +7,12 @@
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <tl/expected.hpp>
 
 #include "jitd/core/policy.hpp"
 
@@ -18,6 +21,117 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* default_socket = "/run/jitd/jitd.sock";
+
+// Why a command failed, and the exit status that tells scripts which kind of failure it was.
+struct Failure {
+  int exit_status;  // 1: the request was refused (by jitd or on the command line); 2: no usable reply
+  std::string message;
+};
+
+template <class T>
+using Outcome = tl::expected<T, Failure>;
+
+tl::unexpected<Failure> refused(std::string message) {
+  return tl::unexpected(Failure{1, std::move(message)});
+}
+
+tl::unexpected<Failure> unexpected_reply(long status, const std::string& problem) {
+  return tl::unexpected(Failure{
+      2, "unexpected reply from jitd (HTTP " + std::to_string(status) + "): " + problem});
+}
+
+// A value inside a reply and where it sits ("grants[0].requestor"; "" for the whole reply).
+struct Node {
+  const json& value;
+  std::string path;
+};
+
+// Checked access to a reply's fields. jitd always sends every field jitctl reads, so a missing
+// field or one of another type means the reply is not one this jitctl understands. The reader
+// keeps the first such problem and then hands out empty values, so a printer reads on and the
+// caller checks once, in result().
+class ReplyReader {
+ public:
+  explicit ReplyReader(long status) : status_(status) {}
+
+  std::string text(const Node& object, const std::string& key) {
+    const json* found = field(object, key, &json::is_string, "a string");
+    return found ? found->get<std::string>() : std::string();
+  }
+
+  long long integer(const Node& object, const std::string& key) {
+    const json* found = field(object, key, &json::is_number_integer, "an integer");
+    return found ? found->get<long long>() : 0;
+  }
+
+  Node object(const Node& object, const std::string& key) {
+    static const json empty = json::object();
+    const json* found = field(object, key, &json::is_object, "an object");
+    return {found ? *found : empty, member_path(object.path, key)};
+  }
+
+  // The elements of an array field; their type is checked when they are read.
+  std::vector<Node> elements(const Node& object, const std::string& key) {
+    std::vector<Node> nodes;
+    const json* found = field(object, key, &json::is_array, "an array");
+    if (found == nullptr) return nodes;
+    const std::string path = member_path(object.path, key);
+    for (std::size_t i = 0; i < found->size(); ++i) {
+      nodes.push_back({(*found)[i], path + "[" + std::to_string(i) + "]"});
+    }
+    return nodes;
+  }
+
+  std::vector<std::string> texts(const Node& object, const std::string& key) {
+    std::vector<std::string> values;
+    for (const Node& element : elements(object, key)) {
+      if (!element.value.is_string()) {
+        note(element.path + " is not a string");
+        return {};
+      }
+      values.push_back(element.value.get<std::string>());
+    }
+    return values;
+  }
+
+  template <class T>
+  Outcome<T> result(T value) const {
+    if (problem_) return unexpected_reply(status_, *problem_);
+    return value;
+  }
+
+ private:
+  static std::string member_path(const std::string& parent, const std::string& key) {
+    return parent.empty() ? key : parent + "." + key;
+  }
+
+  void note(std::string problem) {
+    if (!problem_) problem_ = std::move(problem);
+  }
+
+  const json* field(const Node& object, const std::string& key,
+                    bool (json::*has_kind)() const noexcept, const char* kind) {
+    if (problem_) return nullptr;
+    if (!object.value.is_object()) {
+      note((object.path.empty() ? "reply" : object.path) + " is not an object");
+      return nullptr;
+    }
+    const auto found = object.value.find(key);
+    const std::string path = member_path(object.path, key);
+    if (found == object.value.end()) {
+      note(path + " missing");
+      return nullptr;
+    }
+    if (!((*found).*has_kind)()) {
+      note(path + " is not " + kind);
+      return nullptr;
+    }
+    return &*found;
+  }
+
+  long status_;
+  std::optional<std::string> problem_;
+};
 
 struct Reply {
   long status = 0;
@@ -34,9 +148,9 @@ size_t collect(char* data, size_t size, size_t count, void* target) {
   return size * count;
 }
 
-// One HTTP exchange over the Unix socket; exits with a message when jitd cannot be reached.
-Reply call(const std::string& socket, const std::string& method, const std::string& path,
-           const std::string& body = {}) {
+// One HTTP exchange over the Unix socket.
+Outcome<Reply> call(const std::string& socket, const std::string& method, const std::string& path,
+                    const std::string& body) {
   std::unique_ptr<CURL, CurlDeleter> handle(curl_easy_init());
   std::unique_ptr<curl_slist, CurlDeleter> headers(
       curl_slist_append(nullptr, "Content-Type: application/json"));
@@ -54,27 +168,29 @@ Reply call(const std::string& socket, const std::string& method, const std::stri
     curl_easy_setopt(handle.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
   }
   if (const auto code = curl_easy_perform(handle.get()); code != CURLE_OK) {
-    std::cerr << "jitctl: cannot reach jitd at " << socket << ": " << curl_easy_strerror(code)
-              << "\n";
-    std::exit(2);
+    return tl::unexpected(
+        Failure{2, "cannot reach jitd at " + socket + ": " + curl_easy_strerror(code)});
   }
   Reply reply;
   curl_easy_getinfo(handle.get(), CURLINFO_RESPONSE_CODE, &reply.status);
   reply.body = json::parse(received, nullptr, false);
-  if (reply.body.is_discarded()) {
-    std::cerr << "jitctl: jitd answered " << reply.status << " with a body that is not JSON\n";
-    std::exit(2);
-  }
+  if (reply.body.is_discarded()) return unexpected_reply(reply.status, "body is not JSON");
   return reply;
 }
 
-// Prints the server's error and exits non-zero; returns the body otherwise.
-json checked(Reply reply) {
-  if (reply.status >= 200 && reply.status < 300) return std::move(reply.body);
-  const auto& error = reply.body.value("error", json::object());
-  std::cerr << "jitctl: " << error.value("message", "request failed") << " ("
-            << error.value("code", "HTTP " + std::to_string(reply.status)) << ")\n";
-  std::exit(1);
+// jitd's answer to a request: the body of a success, or its error as a Failure.
+Outcome<json> request(const std::string& socket, const std::string& method,
+                      const std::string& path, const std::string& body = {}) {
+  auto reply = call(socket, method, path, body);
+  if (!reply) return tl::unexpected(reply.error());
+  if (reply->status >= 200 && reply->status < 300) return std::move(reply->body);
+  ReplyReader read(reply->status);
+  const Node error = read.object({reply->body, ""}, "error");
+  const std::string message = read.text(error, "message");
+  const std::string code = read.text(error, "code");
+  const auto refusal = read.result(message + " (" + code + ")");
+  if (!refusal) return tl::unexpected(refusal.error());
+  return refused(*refusal);
 }
 
 std::string remaining_text(long long seconds) {
@@ -85,27 +201,87 @@ std::string remaining_text(long long seconds) {
   return out.str();
 }
 
-std::string ports_text(const json& ports) {
+std::string ports_text(ReplyReader& read, const Node& object, const std::string& key) {
   std::string text;
-  for (const auto& port : ports) {
+  for (const Node& port : read.elements(object, key)) {
     if (!text.empty()) text += ",";
-    text += std::to_string(port.value("number", 0)) + "/" + port.value("protocol", "?");
+    text += std::to_string(read.integer(port, "number")) + "/" + read.text(port, "protocol");
   }
   return text;
 }
 
-void print_grants(const std::vector<json>& grants) {
-  std::cout << std::left << std::setw(18) << "ID" << std::setw(26) << "SOURCE" << std::setw(16)
-            << "PORTS" << std::setw(13) << "REMAINING" << std::setw(26) << "END (UTC)"
-            << std::setw(12) << "REQUESTOR" << "REASON\n";
-  for (const auto& grant : grants) {
-    std::cout << std::setw(18) << grant.value("id", "") << std::setw(26)
-              << grant.value("allowedSourceAddressPrefix", "") << std::setw(16)
-              << ports_text(grant.value("ports", json::array())) << std::setw(13)
-              << remaining_text(grant.value("remainingSeconds", 0LL)) << std::setw(26)
-              << grant.value("endTimeUtc", "") << std::setw(12)
-              << grant["requestor"].value("name", "") << grant.value("justification", "") << "\n";
+// Each printer reads a success body through a ReplyReader (200 or 201: only in messages).
+
+Outcome<std::string> grants_table(const json& reply) {
+  ReplyReader read(200);
+  std::ostringstream out;
+  out << std::left << std::setw(18) << "ID" << std::setw(26) << "SOURCE" << std::setw(16)
+      << "PORTS" << std::setw(13) << "REMAINING" << std::setw(26) << "END (UTC)" << std::setw(12)
+      << "REQUESTOR" << "REASON\n";
+  for (const Node& grant : read.elements({reply, ""}, "grants")) {
+    out << std::setw(18) << read.text(grant, "id") << std::setw(26)
+        << read.text(grant, "allowedSourceAddressPrefix") << std::setw(16)
+        << ports_text(read, grant, "ports") << std::setw(13)
+        << remaining_text(read.integer(grant, "remainingSeconds")) << std::setw(26)
+        << read.text(grant, "endTimeUtc") << std::setw(12)
+        << read.text(read.object(grant, "requestor"), "name") << read.text(grant, "justification")
+        << "\n";
   }
+  return read.result(out.str());
+}
+
+Outcome<std::string> granted_text(const json& reply) {
+  ReplyReader read(201);
+  const Node grant{reply, ""};
+  std::ostringstream out;
+  out << "granted " << read.text(grant, "id") << ": "
+      << read.text(grant, "allowedSourceAddressPrefix") << " → "
+      << ports_text(read, grant, "ports") << " until " << read.text(grant, "endTimeUtc") << " ("
+      << remaining_text(read.integer(grant, "remainingSeconds")) << ")\n";
+  return read.result(out.str());
+}
+
+Outcome<std::string> revoked_text(const json& reply) {
+  ReplyReader read(200);
+  const std::string id = read.text({reply, ""}, "id");
+  return read.result("revoked " + id + "\n");
+}
+
+std::string joined(const std::vector<std::string>& values) {
+  std::string text;
+  for (const auto& value : values) text += (text.empty() ? "" : ", ") + value;
+  return text;
+}
+
+Outcome<std::string> policy_table(const json& reply) {
+  ReplyReader read(200);
+  const Node policy{reply, ""};
+  std::ostringstream out;
+  out << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL" << std::setw(12)
+      << "MAX" << "ALLOWED SOURCES\n";
+  for (const Node& rule : read.elements(policy, "ports")) {
+    out << std::setw(8) << read.integer(rule, "number") << std::setw(10)
+        << read.text(rule, "protocol") << std::setw(12)
+        << read.text(rule, "maxRequestAccessDuration")
+        << joined(read.texts(rule, "allowedSourceAddressPrefixes")) << "\n";
+  }
+  for (const Node& entry : read.elements(policy, "permanentAllowList")) {
+    const std::string sources = joined(read.texts(entry, "sourceAddressPrefixes"));
+    const std::string ports = ports_text(read, entry, "ports");
+    const std::string description = read.text(entry, "description");
+    out << "always allowed: " << sources << " → " << (ports.empty() ? "all protected ports" : ports)
+        << (description.empty() ? "" : "  (" + description + ")") << "\n";
+  }
+  return read.result(out.str());
+}
+
+// What a command prints: jitd's JSON as it came, or the printer's text.
+Outcome<std::string> shown(Outcome<json> reply, bool as_json,
+                           Outcome<std::string> (*printer)(const json&)) {
+  return reply.and_then([&](const json& body) -> Outcome<std::string> {
+    if (as_json) return body.dump(2) + "\n";
+    return printer(body);
+  });
 }
 
 // "22", "22/tcp", "3389/udp", "53/*" → {"number": …, "protocol": …}
@@ -172,75 +348,37 @@ int main(int argc, char** argv) {
   policy->add_flag("--json", as_json, "print JSON");
 
   CLI11_PARSE(app, argc, argv);
-  curl_global_init(CURL_GLOBAL_DEFAULT);
 
-  if (grant->parsed()) {
-    if (duration.empty() == end_time.empty()) {
-      std::cerr << "jitctl: give --duration or --end-time\n";
-      return 1;
-    }
+  const auto run_grant = [&]() -> Outcome<std::string> {
+    if (duration.empty() == end_time.empty()) return refused("give --duration or --end-time");
     json body = {{"ports", json::array()}, {"allowedSourceAddressPrefix", source},
                  {"justification", reason}};
     try {
       for (const auto& port : ports) body["ports"].push_back(port_argument(port));
     } catch (const CLI::ValidationError& error) {
-      std::cerr << "jitctl: " << error.what() << "\n";
-      return 1;
+      return refused(error.what());
     }
     if (!duration.empty()) body["duration"] = duration;
     if (!end_time.empty()) body["endTimeUtc"] = end_time;
-    const auto created = checked(call(socket, "POST", "/v1/grants", body.dump()));
-    if (as_json) {
-      std::cout << created.dump(2) << "\n";
-    } else {
-      std::cout << "granted " << created.value("id", "") << ": "
-                << created.value("allowedSourceAddressPrefix", "") << " → "
-                << ports_text(created["ports"]) << " until " << created.value("endTimeUtc", "")
-                << " (" << remaining_text(created.value("remainingSeconds", 0LL)) << ")\n";
-    }
+    return shown(request(socket, "POST", "/v1/grants", body.dump()), as_json, granted_text);
+  };
+
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  Outcome<std::string> output;
+  if (grant->parsed()) {
+    output = run_grant();
   } else if (list->parsed()) {
-    const auto listed = checked(call(socket, "GET", "/v1/grants"));
-    if (as_json) {
-      std::cout << listed.dump(2) << "\n";
-    } else {
-      print_grants(listed.value("grants", std::vector<json>{}));
-    }
+    output = shown(request(socket, "GET", "/v1/grants"), as_json, grants_table);
   } else if (revoke->parsed()) {
-    const auto revoked = checked(call(socket, "DELETE", "/v1/grants/" + revoke_id));
-    if (as_json) {
-      std::cout << revoked.dump(2) << "\n";
-    } else {
-      std::cout << "revoked " << revoked.value("id", "") << "\n";
-    }
+    output = shown(request(socket, "DELETE", "/v1/grants/" + revoke_id), as_json, revoked_text);
   } else if (policy->parsed()) {
-    const auto shown = checked(call(socket, "GET", "/v1/policy"));
-    if (as_json) {
-      std::cout << shown.dump(2) << "\n";
-    } else {
-      std::cout << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL"
-                << std::setw(12) << "MAX" << "ALLOWED SOURCES\n";
-      for (const auto& rule : shown.value("ports", json::array())) {
-        std::string sources;
-        for (const auto& prefix : rule["allowedSourceAddressPrefixes"]) {
-          sources += (sources.empty() ? "" : ", ") + prefix.get<std::string>();
-        }
-        std::cout << std::setw(8) << rule.value("number", 0) << std::setw(10)
-                  << rule.value("protocol", "") << std::setw(12)
-                  << rule.value("maxRequestAccessDuration", "") << sources << "\n";
-      }
-      for (const auto& entry : shown.value("permanentAllowList", json::array())) {
-        std::string sources;
-        for (const auto& prefix : entry["sourceAddressPrefixes"]) {
-          sources += (sources.empty() ? "" : ", ") + prefix.get<std::string>();
-        }
-        const auto& entry_ports = entry.value("ports", json::array());
-        std::cout << "always allowed: " << sources << " → "
-                  << (entry_ports.empty() ? "all protected ports" : ports_text(entry_ports))
-                  << (entry.value("description", "").empty() ? "" : "  (" + entry.value("description", "") + ")")
-                  << "\n";
-      }
-    }
+    output = shown(request(socket, "GET", "/v1/policy"), as_json, policy_table);
   }
   curl_global_cleanup();
+  if (!output) {
+    std::cerr << "jitctl: " << output.error().message << "\n";
+    return output.error().exit_status;
+  }
+  std::cout << *output;
   return 0;
 }

@@ -259,14 +259,22 @@ class JitdNamespace:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# What the benchmarks run or read, each with the Debian package that provides it
+# (scripts/install-deps.sh installs them all); nft reads "tcp" through /etc/protocols.
+REQUIREMENTS = (("ip", "iproute2"), ("nft", "nftables"), ("/etc/protocols", "netbase"))
+
+
 def check_environment(script, jitd_binary):
-    """None when root, ip, nft and the jitd binary are there; else an exit status (message printed)."""
+    """None when root, REQUIREMENTS and the jitd binary are there; else an exit status (message printed)."""
     if os.geteuid() != 0:
         print(f"run as root: it creates a network namespace (sudo python3 {script})", file=sys.stderr)
         return 2
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            print(f"needs {tool} (apt-get install iproute2 nftables)", file=sys.stderr)
+    for name, package in REQUIREMENTS:
+        kind, present = (("file", os.path.exists(name)) if os.path.isabs(name)
+                         else ("program", shutil.which(name) is not None))
+        if not present:
+            print(f"missing {kind} '{name}' (Debian package {package}): run scripts/install-deps.sh",
+                  file=sys.stderr)
             return 2
     if not os.access(jitd_binary, os.X_OK):
         print(f"no jitd binary at {jitd_binary}; build it: cmake --build build --target jitd", file=sys.stderr)

@@ -8,14 +8,41 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <optional>
 #include <string_view>
+#include <utility>
 
 #include <gtest/gtest.h>
 
 namespace jitd::test {
 namespace {
 
-bool skipping = false;  // set when no namespace could be created outside CI
+bool skipping = false;  // set outside CI when no namespace could be created or a requirement is missing
+
+// What the C++ kernel tests run or read, each with the Debian package that provides it
+// (scripts/install-deps.sh installs them all). Without /etc/protocols nft prints "6" for "tcp".
+constexpr std::array<std::pair<std::string_view, std::string_view>, 3> requirements = {{
+    {"nft", "nftables"}, {"conntrack", "conntrack"}, {"/etc/protocols", "netbase"}}};
+
+// Why the tests cannot run on this machine as set up, or nothing.
+std::optional<std::string> missing_requirement() {
+  for (const auto& [name, package] : requirements) {
+    const bool is_file = name.starts_with('/');
+    const bool present = is_file ? std::filesystem::exists(name)
+                                 : run("command -v " + std::string(name)).status == 0;
+    if (!present) {
+      return "missing " + std::string(is_file ? "file" : "program") + " '" + std::string(name) +
+             "' (Debian package " + std::string(package) + "): run scripts/install-deps.sh";
+    }
+  }
+  return std::nullopt;
+}
+
+bool running_under_ci() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string_view(ci) == "true";
+}
 
 }  // namespace
 
@@ -59,14 +86,20 @@ int run_in_private_network_namespace(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
   if (unshare(CLONE_NEWNET) != 0) {
     const int error = errno;
-    const char* ci = std::getenv("CI");
-    if (error != EPERM || (ci != nullptr && std::string_view(ci) == "true")) {
+    if (error != EPERM || running_under_ci()) {
       std::fprintf(stderr, "FAILED: cannot create a network namespace for the kernel tests (%s)\n",
                    std::strerror(error));
       return 1;
     }
     std::fprintf(stderr, "SKIPPED: cannot create a network namespace (%s); run as root\n",
                  std::strerror(error));
+    skipping = true;
+  } else if (const auto missing = missing_requirement()) {
+    if (running_under_ci()) {
+      std::fprintf(stderr, "FAILED: %s\n", missing->c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "SKIPPED: %s\n", missing->c_str());
     skipping = true;
   }
   return RUN_ALL_TESTS();

@@ -39,13 +39,14 @@ testing::AssertionResult succeeded(const core::Result<T>& result) {
   return testing::AssertionFailure() << result.error().message;
 }
 
-// True when run_in_private_network_namespace() could create no namespace outside CI; every
-// test should then skip itself.
+// True when run_in_private_network_namespace() found, outside CI, no privilege for a namespace
+// or a missing program or file; every test should then skip itself.
 bool skip_all();
 
 // The whole main() of a kernel test: initialises GoogleTest, moves the process into a new
-// network namespace, so nothing can touch the host's, and runs all tests. Without the
-// privilege for that (EPERM) the tests are skipped, unless CI=true, where that fails as any
+// network namespace, so nothing can touch the host's, checks that the programs and files the
+// tests use are installed, and runs all tests. Without the privilege for the namespace (EPERM)
+// or with something missing the tests are skipped, unless CI=true, where that fails as any
 // other error does.
 int run_in_private_network_namespace(int argc, char** argv);
 

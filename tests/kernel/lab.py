@@ -48,13 +48,27 @@ def run(*args, check=True, **kwargs):
     return subprocess.run(list(args), check=check, capture_output=True, text=True, **kwargs)
 
 
-def require_root(test):
-    """Kernel tests need root and network namespaces; under CI a skip is a failure."""
-    reason = None
-    if os.geteuid() != 0:
-        reason = "kernel tests need root (they create network namespaces)"
-    elif shutil.which("nft") is None or shutil.which("ip") is None:
-        reason = "kernel tests need nft and ip (apt-get install nftables iproute2)"
+# What the kernel tests run or read, each with the Debian package that provides it
+# (scripts/install-deps.sh installs them all). setpriv runs jitctl as another user; without
+# /etc/protocols nft prints "6" where the tests expect "tcp".
+REQUIREMENTS = (("ip", "iproute2"), ("nft", "nftables"), ("python3", "python3"),
+                ("setpriv", "util-linux"), ("/etc/protocols", "netbase"))
+
+
+def missing_requirement():
+    """Why the tests cannot run on this machine as set up, or None."""
+    for name, package in REQUIREMENTS:
+        kind, present = (("file", os.path.exists(name)) if os.path.isabs(name)
+                         else ("program", shutil.which(name) is not None))
+        if not present:
+            return f"missing {kind} '{name}' (Debian package {package}): run scripts/install-deps.sh"
+    return None
+
+
+def require_environment(test):
+    """Kernel tests need root, network namespaces and REQUIREMENTS; under CI a skip is a failure."""
+    reason = ("kernel tests need root (they create network namespaces)" if os.geteuid() != 0
+              else missing_requirement())
     if reason is None:
         return
     if os.environ.get("CI") == "true":
@@ -81,7 +95,7 @@ class Lab:
     def __init__(self, test, policy=DEFAULT_POLICY, tcp_ports=(22, 3389, 53, 8080), udp_ports=(53,),
                  socket_group="", extra_config=""):
         """extra_config: more lines for the main config, e.g. "nftTableOwnership: off\\n"."""
-        require_root(test)
+        require_environment(test)
         self.test = test
         tag = secrets.token_hex(3)
         self.server_ns, self.client_ns = f"jitdt-{tag}-s", f"jitdt-{tag}-c"
