@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -70,16 +69,6 @@ core::Result<std::optional<std::string>> read_whole(const std::filesystem::path&
     return io_failure("open journal " + path.string(), errno);
   }
   return sys::read_all(fd.get(), "read journal " + path.string());
-}
-
-// Takes the last `bytes` bytes back off the file after a failed append: the caller hears that
-// the record failed, so it must not come back at replay. Best effort: if this fails too, the
-// next record is glued onto the fragment, and replay drops the fragment and keeps the record.
-void cut_tail(int fd, std::size_t bytes) {
-  struct stat status {};
-  if (bytes == 0 || ::fstat(fd, &status) != 0) return;
-  if (static_cast<std::size_t>(status.st_size) < bytes) return;
-  if (::ftruncate(fd, status.st_size - static_cast<off_t>(bytes)) == 0) (void)::fdatasync(fd);
 }
 
 // ---- reading records -------------------------------------------------------------------
@@ -470,35 +459,19 @@ core::Result<void> FileJournal::record_end(const std::string& id, core::GrantSta
 core::Result<void> FileJournal::append(const std::string& json) {
   const auto line = journal_line(json);
   const auto what = "append to journal " + path_.string();
-  std::size_t done = 0;
-  // One write() per record, so a crash leaves at most a torn tail. A short write means the
-  // disk (or a size limit) is full: report it rather than retry, and take the fragment back.
-  const auto write_through = [&](std::size_t stop) -> core::Result<void> {
-    const auto written = ::write(fd_.get(), line.data() + done, stop - done);
-    const int error = errno;
-    if (written > 0) done += static_cast<std::size_t>(written);
-    if (written < 0 || done != stop) {
-      cut_tail(fd_.get(), done);
-      if (written < 0) return io_failure(what, error);
-      return core::fail(core::ErrorCode::io,
-                        what + ": short write (" + std::to_string(done) + " of " +
-                            std::to_string(line.size()) + " bytes)",
-                        EIO);
-    }
-    if (::fdatasync(fd_.get()) != 0) {
-      const int sync_error = errno;
-      cut_tail(fd_.get(), done);
-      return io_failure(what, sync_error);
-    }
-    return {};
-  };
-
   // Crash tests need half a record on disk when the process dies; production never splits.
   if (core::failpoints_enabled()) {
-    if (auto half = write_through(line.size() / 2); !half) return half;
+    const auto half = std::string_view(line).substr(0, line.size() / 2);
+    if (auto first = sys::append_synced(fd_.get(), half, what); !first) return first;
     core::failpoint("journal_mid_record");
+    if (auto rest = sys::append_synced(fd_.get(), std::string_view(line).substr(half.size()), what);
+        !rest) {
+      sys::cut_tail(fd_.get(), half.size());
+      return rest;
+    }
+  } else if (auto whole = sys::append_synced(fd_.get(), line, what); !whole) {
+    return whole;
   }
-  if (auto whole = write_through(line.size()); !whole) return whole;
   core::failpoint("after_journal_sync");
   return {};
 }

@@ -1,16 +1,10 @@
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -20,6 +14,7 @@
 
 #include "jitd/core/failpoint.hpp"
 #include "jitd/state/file_journal.hpp"
+#include "state_test_files.hpp"
 #include "test_grants.hpp"
 
 namespace jitd::state {
@@ -29,38 +24,11 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using test::ids_of;
 using test::prefix;
+using test::read_text;
+using test::TempDir;
+using test::write_text;
 
 const std::string header = "jitd-journal 1\n";
-
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/jitd-journal-test-XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    EXPECT_NE(made, nullptr);
-    path_ = made != nullptr ? made : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] fs::path file(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 const core::TimePoint t0 =
     core::TimePoint{std::chrono::sys_days{std::chrono::year{2026} / 11 / 24}};
@@ -681,18 +649,15 @@ TEST(FileJournal, ShortWriteIsReportedAndTakenBack) {
   ASSERT_TRUE(journal->record_grant(make_grant("g-1", "10.0.0.1", {ssh})).has_value());
   const auto before = read_text(path);
 
-  rlimit old_limit{};
-  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
-  const auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
-  rlimit limit = old_limit;
-  limit.rlim_cur = before.size() + 40;
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
-  const auto recorded = journal->record_grant(make_grant("g-2", "10.0.0.2", {ssh}));
-  limit.rlim_cur = before.size();
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limit), 0);
-  const auto full = journal->record_grant(make_grant("g-3", "10.0.0.3", {ssh}));
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &old_limit), 0);
-  ::signal(SIGXFSZ, old_handler);
+  core::Result<void> recorded;
+  core::Result<void> full;
+  {
+    test::FileSizeLimit limit;
+    limit.set(before.size() + 40);
+    recorded = journal->record_grant(make_grant("g-2", "10.0.0.2", {ssh}));
+    limit.set(before.size());
+    full = journal->record_grant(make_grant("g-3", "10.0.0.3", {ssh}));
+  }
 
   ASSERT_FALSE(recorded.has_value());
   EXPECT_EQ(recorded.error().code, core::ErrorCode::io);
