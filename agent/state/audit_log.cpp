@@ -47,7 +47,6 @@ core::Result<std::unique_ptr<AuditLog>> AuditLog::open(std::filesystem::path pat
 
 void AuditLog::record(const core::AuditEvent& event) {
   const auto line = to_json_line(event);
-  std::lock_guard lock(mutex_);
   const auto what = "append to audit log " + path_.string();
   if (auto appended = sys::append_synced(fd_.get(), line, what); !appended) {
     // Enforcement does not depend on the log; say loudly that the record is missing.
