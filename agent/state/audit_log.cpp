@@ -1,13 +1,12 @@
 #include "jitd/state/audit_log.hpp"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "jitd/sys/files.hpp"
 #include "jitd/sys/system_error.hpp"
 
 namespace jitd::state {
@@ -48,13 +47,10 @@ core::Result<std::unique_ptr<AuditLog>> AuditLog::open(std::filesystem::path pat
 
 void AuditLog::record(const core::AuditEvent& event) {
   const auto line = to_json_line(event);
-  std::lock_guard lock(mutex_);
-  // O_APPEND + one write per line keeps lines whole even with several writers.
-  const auto written = ::write(fd_.get(), line.data(), line.size());
-  if (written != static_cast<ssize_t>(line.size()) || ::fdatasync(fd_.get()) != 0) {
+  const auto what = "append to audit log " + path_.string();
+  if (auto appended = sys::append_synced(fd_.get(), line, what); !appended) {
     // Enforcement does not depend on the log; say loudly that the record is missing.
-    spdlog::error("audit log {}: write failed: {}; event: {}", path_.string(), std::strerror(errno),
-                  line);
+    spdlog::error("{}; event: {}", appended.error().message, line);
   }
 }
 

@@ -1,5 +1,6 @@
 #include "jitd/sys/files.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -33,6 +34,33 @@ core::Result<void> write_all(int fd, std::string_view text, const std::string& w
     text.remove_prefix(static_cast<std::size_t>(written));
   }
   return {};
+}
+
+core::Result<void> append_synced(int fd, std::string_view record, const std::string& what) {
+  const auto written = ::write(fd, record.data(), record.size());
+  // Before cut_tail, whose calls overwrite errno.
+  const int error = errno;
+  if (written < 0 || static_cast<std::size_t>(written) != record.size()) {
+    if (written < 0) return fail_system(core::ErrorCode::io, what, error);
+    cut_tail(fd, static_cast<std::size_t>(written));
+    return core::fail(core::ErrorCode::io,
+                      what + ": short write (" + std::to_string(written) + " of " +
+                          std::to_string(record.size()) + " bytes)",
+                      EIO);
+  }
+  if (::fdatasync(fd) != 0) {
+    const int sync_error = errno;
+    cut_tail(fd, record.size());
+    return fail_system(core::ErrorCode::io, what, sync_error);
+  }
+  return {};
+}
+
+void cut_tail(int fd, std::size_t bytes) {
+  struct stat status {};
+  if (bytes == 0 || ::fstat(fd, &status) != 0) return;
+  if (static_cast<std::size_t>(status.st_size) < bytes) return;
+  if (::ftruncate(fd, status.st_size - static_cast<off_t>(bytes)) == 0) (void)::fdatasync(fd);
 }
 
 }  // namespace jitd::sys

@@ -1,9 +1,9 @@
 #pragma once
 // The audit log: one JSON object per line in <state dir>/audit.jsonl, appended and
-// flushed to disk per event so a crash never loses a recorded decision.
+// flushed to disk per event so a crash never loses a recorded decision. Not thread-safe: the
+// daemon's event loop is its one writer.
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "jitd/core/audit.hpp"
@@ -24,7 +24,6 @@ class AuditLog final : public core::AuditSink {
   AuditLog(std::filesystem::path path, sys::UniqueFd fd);
   std::filesystem::path path_;
   sys::UniqueFd fd_;
-  std::mutex mutex_;
 };
 
 }  // namespace jitd::state

@@ -1,28 +1,22 @@
 #pragma once
 // The grant journal on disk: <state dir>/grants.journal.
 //
-// Format (version 1), one record per line, appended with O_APPEND and fdatasync'd:
-//   jitd-journal 1\n                       header, written when the file is created
-//   <crc32 as 8 hex digits> <json>\n       a record; the CRC covers the JSON text
-// A record is {"type":"grant","grant":{...},"bootId":"..."} (the grant as it now stands; a
-// later grant record with the same id replaces an earlier one) or
-// {"type":"end","id":"...","status":"Revoked|Expired","reason":"..."}.
-// A line whose CRC or JSON does not check out (a torn tail after a crash, a flipped bit) is
-// dropped and reported; every intact record is kept. Compaction rewrites the file with the
-// live grants only (write temp, fsync, rename, fsync directory), at open and as ended
-// records pile up; the history of ended grants stays in the audit log.
+// Records are appended with O_APPEND and fdatasync'd, one write() each; the format and its
+// replay are in journal_format.hpp. Compaction rewrites the file with the live grants only
+// (write temp, fsync, rename, fsync directory), at open and as ended records pile up; the
+// history of ended grants stays in the audit log.
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "jitd/core/journal.hpp"
+#include "jitd/state/journal_format.hpp"
 #include "jitd/sys/unique_fd.hpp"
 
 namespace jitd::state {
-
-inline constexpr int journal_format_version = 1;
 
 struct JournalReplay {
   std::vector<core::JournalEntry> live;  // grants without an end record, in file order
@@ -46,7 +40,7 @@ class FileJournal final : public core::Journal {
 
  private:
   FileJournal(std::filesystem::path path, std::string boot_id);
-  [[nodiscard]] core::Result<void> append(const std::string& json);
+  [[nodiscard]] core::Result<void> append(std::string_view line);
   [[nodiscard]] core::Result<void> compact();
 
   std::filesystem::path path_;
@@ -56,9 +50,5 @@ class FileJournal final : public core::Journal {
   std::map<std::string, std::string> live_records_;  // id → its latest grant record line
   std::size_t ended_since_compaction_ = 0;
 };
-
-// Text of one record line, CRC included (exposed for tests that craft damaged journals).
-[[nodiscard]] std::string journal_line(const std::string& json);
-[[nodiscard]] std::string grant_to_json(const core::Grant& grant, const std::string& boot_id);
 
 }  // namespace jitd::state

@@ -1,5 +1,7 @@
 #pragma once
-// Whole-file reads and writes that retry EINTR and report errno by what they were doing.
+// Whole-file reads and writes that retry EINTR, and durable appends of one record, reporting
+// errno by what they were doing.
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -12,5 +14,17 @@ namespace jitd::sys {
 
 // Writes all of `text`, however many write() calls it takes.
 [[nodiscard]] core::Result<void> write_all(int fd, std::string_view text, const std::string& what);
+
+// Appends `record` with one write() (on an O_APPEND descriptor a crash leaves at most a torn
+// tail) and fdatasync()s it. A short write means the disk (or a size limit) is full: it is
+// reported as "<what>: short write (n of m bytes)", not retried. On any failure the part that
+// reached the file is taken back (cut_tail), so the next record starts on a clean line.
+[[nodiscard]] core::Result<void> append_synced(int fd, std::string_view record,
+                                               const std::string& what);
+
+// Takes the last `bytes` bytes back off the file after a failed append: the caller hears that
+// the record failed, so it must not come back. Best effort: if this fails too, the fragment
+// stays and the next record is glued onto it.
+void cut_tail(int fd, std::size_t bytes);
 
 }  // namespace jitd::sys
