@@ -136,15 +136,20 @@ Result<void> AccessEngine::journal_end(const std::string& id, GrantStatus status
   return journaled;
 }
 
-Result<void> AccessEngine::retry_pending() {
+RetryOutcome AccessEngine::retry_pending() {
+  RetryOutcome outcome;
+  // In order, up to the first refusal: a journal that refuses one end refuses the next too.
   for (auto it = unjournaled_ends_.begin(); it != unjournaled_ends_.end();) {
     if (auto journaled = journal_.record_end(it->id, it->status, it->reason); !journaled) {
-      return journaled;
+      outcome.journal = journaled.error();
+      break;
     }
     it = unjournaled_ends_.erase(it);
   }
-  if (!kernel_pending_) return {};
-  return install();
+  if (kernel_pending_) {
+    if (auto installed = install(); !installed) outcome.kernel = installed.error();
+  }
+  return outcome;
 }
 
 Result<void> AccessEngine::repair(std::string_view what) {

@@ -136,6 +136,13 @@ class core_engine : public ::testing::Test {
     return backend.end_for(host.family(), host.address(), port);
   }
 
+  // retry_pending(), expecting it to leave nothing for the next call.
+  void retry_all_pending() {
+    const auto outcome = engine.retry_pending();
+    EXPECT_FALSE(outcome.journal.has_value()) << outcome.journal->message;
+    EXPECT_FALSE(outcome.kernel.has_value()) << outcome.kernel->message;
+  }
+
   // Sends every backend, journal and audit call to `log`, in the order they happen.
   void trace() {
     backend.log = &log;
@@ -406,7 +413,7 @@ TEST_F(core_engine, backend_failure_on_revoke_ends_grant_and_leaves_kernel_pendi
   EXPECT_EQ(engine.revoke(admin, grant.id).error().code, ErrorCode::not_found);
   clock.advance(10min);
   const auto installs_before = backend.installs.size();
-  ASSERT_TRUE(engine.retry_pending().has_value());
+  retry_all_pending();
   EXPECT_FALSE(engine.kernel_pending());
   ASSERT_EQ(backend.installs.size(), installs_before + 1);
   EXPECT_EQ(backend.installs.back().grants,
@@ -415,7 +422,7 @@ TEST_F(core_engine, backend_failure_on_revoke_ends_grant_and_leaves_kernel_pendi
   EXPECT_EQ(kernel_end("10.0.0.2", https_key), other.deadline);
 
   // Nothing pending any more: a retry is a no-op.
-  ASSERT_TRUE(engine.retry_pending().has_value());
+  retry_all_pending();
   EXPECT_EQ(backend.installs.size(), installs_before + 1);
 }
 
@@ -926,7 +933,7 @@ TEST_F(core_engine, kernel_failure_after_journaling_ends_the_record) {
   // An error may be read after the kernel committed, so the engine re-installs what it knows.
   EXPECT_TRUE(engine.kernel_pending());
   const auto installs_before = backend.installs.size();
-  ASSERT_TRUE(engine.retry_pending().has_value());
+  retry_all_pending();
   EXPECT_EQ(backend.installs.size(), installs_before + 1);
   EXPECT_TRUE(backend.installs.back().grants.empty());
   EXPECT_FALSE(engine.kernel_pending());
@@ -963,7 +970,7 @@ TEST_F(core_engine, revoke_goes_ahead_when_the_journal_fails_and_audits_it) {
   // Until the end record is on disk a restart would bring the grant back: it is retried.
   EXPECT_TRUE(engine.journal_pending());
   EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{grant.id});
-  ASSERT_TRUE(engine.retry_pending().has_value());
+  retry_all_pending();
   EXPECT_FALSE(engine.journal_pending());
   EXPECT_TRUE(journal.replay().empty());
 }
@@ -973,10 +980,58 @@ TEST_F(core_engine, journal_end_retry_keeps_going_while_the_journal_fails) {
   journal.fail_next();
   ASSERT_TRUE(engine.revoke(admin, grant.id).has_value());
   journal.fail_next();
-  EXPECT_FALSE(engine.retry_pending().has_value());
+  EXPECT_TRUE(engine.retry_pending().journal.has_value());
   EXPECT_TRUE(engine.journal_pending());
-  ASSERT_TRUE(engine.retry_pending().has_value());
+  retry_all_pending();
   EXPECT_TRUE(journal.replay().empty());
+}
+
+TEST_F(core_engine, retry_reinstalls_a_refused_revoke_while_the_journal_still_fails) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  journal.fail_next(ENOSPC);
+  backend.fail_next_apply(ENOBUFS);
+  ASSERT_FALSE(engine.revoke(admin, grant.id).has_value());
+  ASSERT_TRUE(engine.journal_pending());
+  ASSERT_TRUE(engine.kernel_pending());
+
+  // The disk is still full; the kernel works again. The revoke must not wait for the disk.
+  journal.fail_next(ENOSPC);
+  const auto installs_before = backend.installs.size();
+  const auto outcome = engine.retry_pending();
+  ASSERT_TRUE(outcome.journal.has_value());
+  EXPECT_EQ(outcome.journal->code, ErrorCode::io);
+  EXPECT_EQ(outcome.journal->sys_errno, ENOSPC);
+  EXPECT_FALSE(outcome.kernel.has_value()) << outcome.kernel->message;
+  EXPECT_EQ(backend.installs.size(), installs_before + 1);
+  EXPECT_FALSE(engine.kernel_pending());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+  EXPECT_TRUE(engine.journal_pending());
+}
+
+TEST_F(core_engine, retry_reports_journal_and_kernel_refusals_apart) {
+  const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  journal.fail_next(ENOSPC);
+  backend.fail_next_apply(ENOBUFS);
+  ASSERT_FALSE(engine.revoke(admin, grant.id).has_value());
+
+  journal.fail_next(ENOSPC);
+  backend.fail_next_install(EPERM);
+  const auto outcome = engine.retry_pending();
+  ASSERT_TRUE(outcome.journal.has_value());
+  EXPECT_EQ(outcome.journal->code, ErrorCode::io);
+  EXPECT_EQ(outcome.journal->sys_errno, ENOSPC);
+  ASSERT_TRUE(outcome.kernel.has_value());
+  EXPECT_EQ(outcome.kernel->code, ErrorCode::kernel);
+  EXPECT_EQ(outcome.kernel->sys_errno, EPERM);
+  EXPECT_TRUE(engine.journal_pending());
+  EXPECT_TRUE(engine.kernel_pending());
+
+  // Both are retried on the next call.
+  retry_all_pending();
+  EXPECT_FALSE(engine.journal_pending());
+  EXPECT_FALSE(engine.kernel_pending());
+  EXPECT_TRUE(journal.replay().empty());
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
 }
 
 TEST_F(core_engine, expire_due_journals_each_end) {
@@ -1527,7 +1582,7 @@ TEST_F(core_engine, replace_policy_install_failure_leaves_the_kernel_pending) {
   EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{shell.id});
   EXPECT_EQ(kernel_end("10.0.0.5", https_key), web.deadline);
 
-  ASSERT_TRUE(engine.retry_pending().has_value());
+  retry_all_pending();
   EXPECT_FALSE(engine.kernel_pending());
   EXPECT_EQ(backend.installs.size(), 2U);
   EXPECT_EQ(kernel_end("10.0.0.5", https_key), std::nullopt);
@@ -1585,7 +1640,7 @@ TEST_F(core_engine, failed_repair_is_audited_and_left_pending) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
 
   clock.advance(1min);
-  ASSERT_TRUE(engine.retry_pending().has_value());
+  retry_all_pending();
   EXPECT_FALSE(engine.kernel_pending());
   EXPECT_EQ(backend.installs.back().grants,
             (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 59min}}));

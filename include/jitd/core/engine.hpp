@@ -34,6 +34,12 @@ struct PolicyChange {
   std::size_t clamped = 0;   // now end at start + the new maximum
 };
 
+// What retry_pending() could not fix yet; both are retried again on the next call.
+struct RetryOutcome {
+  std::optional<Error> journal;  // an end record the journal still refuses
+  std::optional<Error> kernel;   // the re-install the kernel still refuses
+};
+
 class AccessEngine {
  public:
   AccessEngine(Backend& backend, Journal& journal, AuditSink& audit, const Clock& clock,
@@ -53,8 +59,9 @@ class AccessEngine {
   // Another tool changed our table: audit it and put everything back.
   [[nodiscard]] Result<void> repair(std::string_view what);
   // Re-writes end records the journal refused, and re-installs when an earlier kernel
-  // transaction failed after its journal record.
-  [[nodiscard]] Result<void> retry_pending();
+  // transaction failed after its journal record. Neither waits for the other: a full disk
+  // must not keep a revoke the kernel refused in force.
+  [[nodiscard]] RetryOutcome retry_pending();
   // Audits a request the API could not even parse, so every refusal leaves a trace.
   void audit_malformed_request(const Caller& caller, const Error& error);
   // Records grants whose end has passed as expired; the kernel already enforced it.
