@@ -359,13 +359,14 @@ TEST_F(core_engine, backend_failure_fails_request_and_stores_nothing) {
   EXPECT_EQ(audit.events[0].outcome, "failed");
   EXPECT_NE(audit.events[0].reason.find("injected failure"), std::string::npos);
 
-  // The engine must not believe the failed element is in the kernel: the next request
-  // for the same key adds it without removing anything.
+  // The failed apply may still have committed: the next request replaces the whole table,
+  // which holds only what the engine knows is live.
   const auto later = grant_ok(ask({ssh}, "10.0.0.1", 30min));
-  ASSERT_EQ(backend.applies.size(), 2U);
-  EXPECT_TRUE(backend.applies[1].remove.empty());
-  EXPECT_EQ(backend.applies[1].add,
+  EXPECT_EQ(backend.applies.size(), 1U);
+  ASSERT_EQ(backend.installs.size(), 1U);
+  EXPECT_EQ(backend.installs[0].grants,
             (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 30min}}));
+  EXPECT_FALSE(engine.kernel_pending());
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 30min);
   EXPECT_EQ(engine.active_grants().size(), 1U);
   EXPECT_EQ(audit.events.back().outcome, "granted");
@@ -377,9 +378,15 @@ TEST_F(core_engine, backend_failure_keeps_previous_kernel_state_in_mind) {
   backend.fail_next_apply();
   ASSERT_FALSE(engine.request(admin, ask({ssh}, "10.0.0.7", 2h)).has_value());
   EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), b0 + 1h);
-  // Retrying must start from the /24 element the kernel still holds.
+  // The retry replaces the whole table, so it need not know what the failed apply left.
   grant_ok(ask({ssh}, "10.0.0.7", 2h));
-  EXPECT_EQ(backend.applies.back().remove, std::vector<ElementKey>{key("10.0.0.0/24", ssh_key)});
+  EXPECT_EQ(backend.applies.size(), 2U);
+  ASSERT_EQ(backend.installs.size(), 1U);
+  EXPECT_EQ(backend.installs[0].grants,
+            (std::vector<TimedElement>{
+                {key(Family::ipv4, ip4(10, 0, 0, 0), ip4(10, 0, 0, 6), ssh_key), 1h},
+                {key("10.0.0.7", ssh_key), 2h},
+                {key(Family::ipv4, ip4(10, 0, 0, 8), ip4(10, 0, 0, 255), ssh_key), 1h}}));
   EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), b0 + 2h);
   EXPECT_EQ(kernel_end("10.0.0.8", ssh_key), b0 + 1h);
 }
@@ -1645,6 +1652,34 @@ TEST_F(core_engine, failed_repair_is_audited_and_left_pending) {
   EXPECT_EQ(backend.installs.back().grants,
             (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 59min}}));
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), shell.deadline);
+}
+
+TEST_F(core_engine, request_after_failed_repair_installs_the_whole_table) {
+  const auto network = grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
+  ASSERT_TRUE(backend.uninstall().has_value());  // someone flushed jitd's table
+  backend.fail_next_install(EPERM);
+  ASSERT_FALSE(engine.repair("table inet jitd deleted by another tool").has_value());
+
+  // The kernel holds nothing, whatever the engine last tried to install.
+  const auto host = grant_ok(ask({ssh}, "10.0.0.7", 30min));
+  EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), network.deadline);
+  EXPECT_EQ(kernel_end("10.0.0.8", ssh_key), network.deadline);
+  EXPECT_FALSE(engine.kernel_pending());
+  EXPECT_EQ(ids_of(engine.active_grants()), (std::vector<std::string>{network.id, host.id}));
+}
+
+TEST_F(core_engine, revoke_after_failed_repair_installs_the_whole_table) {
+  const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto other = grant_ok(ask({ssh}, "10.0.0.2", 1h));
+  ASSERT_TRUE(backend.uninstall().has_value());
+  backend.fail_next_install(EPERM);
+  ASSERT_FALSE(engine.repair("table inet jitd deleted by another tool").has_value());
+
+  const auto revoked = engine.revoke(admin, shell.id);
+  ASSERT_TRUE(revoked.has_value()) << revoked.error().message;
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
+  EXPECT_EQ(kernel_end("10.0.0.2", ssh_key), other.deadline);
+  EXPECT_FALSE(engine.kernel_pending());
 }
 
 // ---------------------------------------------------------------- random walk

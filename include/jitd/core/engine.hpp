@@ -78,6 +78,9 @@ class AccessEngine {
   [[nodiscard]] Result<void> validate(const GrantRequest& request, Milliseconds duration) const;
   [[nodiscard]] std::vector<TimedRange> desired_ranges(const Grant* extra,
                                                        const std::string* without) const;
+  [[nodiscard]] EnforcementSpec spec_with(const std::vector<TimedRange>& grants,
+                                          Deadline now) const;
+  [[nodiscard]] Result<void> install_ranges(std::vector<TimedRange> desired, Deadline now);
   [[nodiscard]] Result<void> converge(std::vector<TimedRange> desired, Deadline now);
   PolicyChange apply_policy_to_grants();
   void end_grant(Grant grant, GrantStatus status, const std::string& reason,
@@ -97,8 +100,8 @@ class AccessEngine {
   IdGenerator new_id_;
   Policy policy_;
   std::map<std::string, Grant, std::less<>> active_;
-  std::vector<TimedRange> kernel_ranges_;  // what the kernel holds, as last applied
-  bool kernel_pending_ = false;            // journal ahead of the kernel: install again
+  std::vector<TimedRange> kernel_ranges_;  // what the kernel last acknowledged
+  bool kernel_pending_ = false;  // the kernel may differ from kernel_ranges_: install again
   struct PendingEnd {
     std::string id;
     GrantStatus status;
