@@ -9,7 +9,7 @@ using namespace engine_fixture;
 
 // ---------------------------------------------------------------- expiry
 
-TEST_F(core_engine, expire_due_records_and_forgets_ended_grants_without_kernel_calls) {
+TEST_F(CoreEngineTest, ExpireDueRecordsAndForgetsEndedGrantsWithoutKernelCalls) {
   const auto first = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   const auto second = grant_ok(ask({dns}, "10.0.0.2", 2h));
   const auto applies_before = backend.applies.size();
@@ -54,7 +54,7 @@ TEST_F(core_engine, expire_due_records_and_forgets_ended_grants_without_kernel_c
   EXPECT_EQ(engine.next_expiry(), std::nullopt);
 }
 
-TEST_F(core_engine, expire_due_handles_several_grants_at_once) {
+TEST_F(CoreEngineTest, ExpireDueHandlesSeveralGrantsAtOnce) {
   grant_ok(ask({ssh}, "10.0.0.1", 10min));
   grant_ok(ask({ssh}, "10.0.0.2", 20min));
   grant_ok(ask({ssh}, "10.0.0.3", 3h));
@@ -69,7 +69,7 @@ TEST_F(core_engine, expire_due_handles_several_grants_at_once) {
   EXPECT_EQ(engine.active_grants().size(), 1U);
 }
 
-TEST_F(core_engine, request_after_expiry_does_not_remove_ended_elements) {
+TEST_F(CoreEngineTest, RequestAfterExpiryDoesNotRemoveEndedElements) {
   grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
   clock.advance(2h);
   engine.expire_due();
@@ -78,7 +78,7 @@ TEST_F(core_engine, request_after_expiry_does_not_remove_ended_elements) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 3h);
 }
 
-TEST_F(core_engine, request_after_unrecorded_expiry_does_not_remove_ended_elements) {
+TEST_F(CoreEngineTest, RequestAfterUnrecordedExpiryDoesNotRemoveEndedElements) {
   // expire_due has not run yet, but the kernel already dropped the element.
   grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
   clock.advance(1h);
@@ -89,7 +89,7 @@ TEST_F(core_engine, request_after_unrecorded_expiry_does_not_remove_ended_elemen
   EXPECT_EQ(kernel_end("10.0.0.8", ssh_key), std::nullopt);
 }
 
-TEST_F(core_engine, revoke_of_ended_but_unexpired_grant_is_not_found_and_needs_no_kernel_change) {
+TEST_F(CoreEngineTest, RevokeOfEndedButUnexpiredGrantIsNotFoundAndNeedsNoKernelChange) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   clock.advance(1h + 1s);
   const auto applies_before = backend.applies.size();
@@ -107,7 +107,7 @@ TEST_F(core_engine, revoke_of_ended_but_unexpired_grant_is_not_found_and_needs_n
   EXPECT_EQ(journal.calls.back().status, GrantStatus::expired);
 }
 
-TEST_F(core_engine, next_expiry_is_earliest_end) {
+TEST_F(CoreEngineTest, NextExpiryIsEarliestEnd) {
   EXPECT_EQ(engine.next_expiry(), std::nullopt);
   grant_ok(ask({ssh}, "10.0.0.1", 2h));
   EXPECT_EQ(engine.next_expiry(), b0 + 2h);
@@ -119,7 +119,7 @@ TEST_F(core_engine, next_expiry_is_earliest_end) {
   EXPECT_EQ(engine.next_expiry(), b0 + 1h);
 }
 
-TEST_F(core_engine, active_grants_sorted_by_start) {
+TEST_F(CoreEngineTest, ActiveGrantsSortedByStart) {
   grant_ok(ask({ssh}, "10.0.0.1", 2h));
   clock.advance(1min);
   grant_ok(ask({ssh}, "10.0.0.2", 2h));
@@ -133,9 +133,9 @@ TEST_F(core_engine, active_grants_sorted_by_start) {
   EXPECT_EQ(active[2].start, t0 + 2min);
 }
 
-class core_engine_ids : public core_engine {};
+class CoreEngineIdsTest : public CoreEngineTest {};
 
-TEST_F(core_engine_ids, active_grants_order_does_not_follow_id_order) {
+TEST_F(CoreEngineIdsTest, ActiveGrantsOrderDoesNotFollowIdOrder) {
   std::vector<std::string> next_ids = {"zzz", "mmm", "aaa"};
   AccessEngine custom(backend, journal, audit, clock,
                       [&] {
@@ -157,7 +157,7 @@ TEST_F(core_engine_ids, active_grants_order_does_not_follow_id_order) {
 
 // ---------------------------------------------------------------- boot clock
 
-TEST_F(core_engine, wall_clock_jump_forward_does_not_end_a_grant_early) {
+TEST_F(CoreEngineTest, WallClockJumpForwardDoesNotEndAGrantEarly) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   clock.jump_wall(2h);  // the wall clock now says the grant's UTC end has passed
   engine.expire_due();
@@ -182,7 +182,7 @@ TEST_F(core_engine, wall_clock_jump_forward_does_not_end_a_grant_early) {
   EXPECT_EQ(engine.next_expiry(), std::nullopt);
 }
 
-TEST_F(core_engine, wall_clock_jump_backward_does_not_extend_a_grant) {
+TEST_F(CoreEngineTest, WallClockJumpBackwardDoesNotExtendAGrant) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   clock.advance(30min);
   clock.jump_wall(-2h);  // the wall clock now says the grant has 2h30m left

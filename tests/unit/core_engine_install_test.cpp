@@ -29,12 +29,12 @@ Policy install_policy() {
   return policy;
 }
 
-class core_engine_install : public core_engine {
+class CoreEngineInstallTest : public CoreEngineTest {
  protected:
-  core_engine_install() : core_engine(install_policy()) {}
+  CoreEngineInstallTest() : CoreEngineTest(install_policy()) {}
 };
 
-TEST_F(core_engine_install, install_passes_protected_ports_and_merged_allow_list) {
+TEST_F(CoreEngineInstallTest, InstallPassesProtectedPortsAndMergedAllowList) {
   ASSERT_TRUE(engine.install().has_value());
   ASSERT_EQ(backend.installs.size(), 1U);
   const auto& spec = backend.installs[0];
@@ -50,7 +50,7 @@ TEST_F(core_engine_install, install_passes_protected_ports_and_merged_allow_list
   EXPECT_TRUE(backend.applies.empty());
 }
 
-TEST_F(core_engine_install, install_drops_allow_list_ports_the_policy_does_not_protect) {
+TEST_F(CoreEngineInstallTest, InstallDropsAllowListPortsThePolicyDoesNotProtect) {
   Policy policy = install_policy();
   PermanentAllow extra;
   extra.sources = {prefix("198.51.100.0/24")};
@@ -62,7 +62,7 @@ TEST_F(core_engine_install, install_drops_allow_list_ports_the_policy_does_not_p
             (std::vector<ElementKey>{key("198.51.100.0/24", ssh_key)}));
 }
 
-TEST_F(core_engine_install, install_without_allow_list) {
+TEST_F(CoreEngineInstallTest, InstallWithoutAllowList) {
   AccessEngine custom(backend, journal, audit, clock, [] { return std::string("x"); },
                       default_policy());
   ASSERT_TRUE(custom.install().has_value());
@@ -71,7 +71,7 @@ TEST_F(core_engine_install, install_without_allow_list) {
             (std::vector<PortKey>{ssh_key, dns_tcp, https_key, dns_udp}));
 }
 
-TEST_F(core_engine_install, install_carries_live_grants_with_remaining_time) {
+TEST_F(CoreEngineInstallTest, InstallCarriesLiveGrantsWithRemainingTime) {
   ASSERT_TRUE(engine.install().has_value());
   grant_ok(ask({ssh}, "203.0.113.0/24", 1h));
   grant_ok(ask({ssh}, "203.0.113.9", 2h));
@@ -98,7 +98,7 @@ TEST_F(core_engine_install, install_carries_live_grants_with_remaining_time) {
   EXPECT_EQ(kernel_end("203.0.113.9", ssh_key), b0 + 75min + 2h);
 }
 
-TEST_F(core_engine_install, enforcement_spec_matches_install) {
+TEST_F(CoreEngineInstallTest, EnforcementSpecMatchesInstall) {
   grant_ok(ask({dns}, "10.9.0.0/16", 1h));
   ASSERT_TRUE(engine.install().has_value());
   const auto spec = engine.enforcement_spec(clock.boot_now());
@@ -110,7 +110,7 @@ TEST_F(core_engine_install, enforcement_spec_matches_install) {
 
 // ---------------------------------------------------------------- repair
 
-TEST_F(core_engine, repair_audits_tamper_and_reinstalls_live_grants) {
+TEST_F(CoreEngineTest, RepairAuditsTamperAndReinstallsLiveGrants) {
   const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   const auto resolver = grant_ok(ask({dns}, "10.0.0.2", 2h));
   ASSERT_TRUE(backend.uninstall().has_value());  // someone flushed jitd's table
@@ -143,7 +143,7 @@ TEST_F(core_engine, repair_audits_tamper_and_reinstalls_live_grants) {
   EXPECT_EQ(engine.active_grants().size(), 2U);
 }
 
-TEST_F(core_engine, failed_repair_is_audited_and_left_pending) {
+TEST_F(CoreEngineTest, FailedRepairIsAuditedAndLeftPending) {
   const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   ASSERT_TRUE(backend.uninstall().has_value());
   backend.fail_next_install(EPERM);
@@ -166,7 +166,7 @@ TEST_F(core_engine, failed_repair_is_audited_and_left_pending) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), shell.deadline);
 }
 
-TEST_F(core_engine, request_after_failed_repair_installs_the_whole_table) {
+TEST_F(CoreEngineTest, RequestAfterFailedRepairInstallsTheWholeTable) {
   const auto network = grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
   ASSERT_TRUE(backend.uninstall().has_value());  // someone flushed jitd's table
   backend.fail_next_install(EPERM);
@@ -180,7 +180,7 @@ TEST_F(core_engine, request_after_failed_repair_installs_the_whole_table) {
   EXPECT_EQ(ids_of(engine.active_grants()), (std::vector<std::string>{network.id, host.id}));
 }
 
-TEST_F(core_engine, revoke_after_failed_repair_installs_the_whole_table) {
+TEST_F(CoreEngineTest, RevokeAfterFailedRepairInstallsTheWholeTable) {
   const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   const auto other = grant_ok(ask({ssh}, "10.0.0.2", 1h));
   ASSERT_TRUE(backend.uninstall().has_value());

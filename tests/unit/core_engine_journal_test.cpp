@@ -9,7 +9,7 @@ using namespace engine_fixture;
 
 // ---------------------------------------------------------------- journal first
 
-TEST_F(core_engine, request_journals_the_grant_before_the_kernel_apply) {
+TEST_F(CoreEngineTest, RequestJournalsTheGrantBeforeTheKernelApply) {
   trace();
   clock.advance(3s);
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
@@ -25,7 +25,7 @@ TEST_F(core_engine, request_journals_the_grant_before_the_kernel_apply) {
   EXPECT_EQ(replay[0].boot_id, "boot-a");
 }
 
-TEST_F(core_engine, journal_failure_fails_request_and_applies_nothing) {
+TEST_F(CoreEngineTest, JournalFailureFailsRequestAndAppliesNothing) {
   journal.fail_next(ENOSPC);
   const auto result = engine.request(admin, ask({ssh}, "10.0.0.1", 1h));
   ASSERT_FALSE(result.has_value());
@@ -57,7 +57,7 @@ TEST_F(core_engine, journal_failure_fails_request_and_applies_nothing) {
   EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{grant.id});
 }
 
-TEST_F(core_engine, kernel_failure_after_journaling_ends_the_record) {
+TEST_F(CoreEngineTest, KernelFailureAfterJournalingEndsTheRecord) {
   trace();
   backend.fail_next_apply(ENOBUFS);
   const auto result = engine.request(admin, ask({ssh, https}, "10.0.0.1", 1h));
@@ -86,7 +86,7 @@ TEST_F(core_engine, kernel_failure_after_journaling_ends_the_record) {
   EXPECT_EQ(engine.revoke(admin, "g1").error().code, ErrorCode::not_found);
 }
 
-TEST_F(core_engine, revoke_journals_the_end_before_the_kernel_apply) {
+TEST_F(CoreEngineTest, RevokeJournalsTheEndBeforeTheKernelApply) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   trace();
   clock.advance(5min);
@@ -100,7 +100,7 @@ TEST_F(core_engine, revoke_journals_the_end_before_the_kernel_apply) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
 }
 
-TEST_F(core_engine, revoke_goes_ahead_when_the_journal_fails_and_audits_it) {
+TEST_F(CoreEngineTest, RevokeGoesAheadWhenTheJournalFailsAndAuditsIt) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   journal.fail_next();
   const auto revoked = engine.revoke(admin, grant.id);
@@ -120,7 +120,7 @@ TEST_F(core_engine, revoke_goes_ahead_when_the_journal_fails_and_audits_it) {
   EXPECT_TRUE(journal.replay().empty());
 }
 
-TEST_F(core_engine, journal_end_retry_keeps_going_while_the_journal_fails) {
+TEST_F(CoreEngineTest, JournalEndRetryKeepsGoingWhileTheJournalFails) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   journal.fail_next();
   ASSERT_TRUE(engine.revoke(admin, grant.id).has_value());
@@ -131,7 +131,7 @@ TEST_F(core_engine, journal_end_retry_keeps_going_while_the_journal_fails) {
   EXPECT_TRUE(journal.replay().empty());
 }
 
-TEST_F(core_engine, retry_reinstalls_a_refused_revoke_while_the_journal_still_fails) {
+TEST_F(CoreEngineTest, RetryReinstallsARefusedRevokeWhileTheJournalStillFails) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   journal.fail_next(ENOSPC);
   backend.fail_next_apply(ENOBUFS);
@@ -153,7 +153,7 @@ TEST_F(core_engine, retry_reinstalls_a_refused_revoke_while_the_journal_still_fa
   EXPECT_TRUE(engine.journal_pending());
 }
 
-TEST_F(core_engine, retry_reports_journal_and_kernel_refusals_apart) {
+TEST_F(CoreEngineTest, RetryReportsJournalAndKernelRefusalsApart) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   journal.fail_next(ENOSPC);
   backend.fail_next_apply(ENOBUFS);
@@ -179,7 +179,7 @@ TEST_F(core_engine, retry_reports_journal_and_kernel_refusals_apart) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
 }
 
-TEST_F(core_engine, expire_due_journals_each_end) {
+TEST_F(CoreEngineTest, ExpireDueJournalsEachEnd) {
   const auto first = grant_ok(ask({ssh}, "10.0.0.1", 10min));
   const auto second = grant_ok(ask({ssh}, "10.0.0.2", 1h));
   clock.advance(10min);

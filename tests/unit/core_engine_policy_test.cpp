@@ -15,7 +15,7 @@ Policy policy_without_https() {
   return policy;
 }
 
-TEST_F(core_engine, replace_policy_revokes_grants_for_a_removed_port) {
+TEST_F(CoreEngineTest, ReplacePolicyRevokesGrantsForARemovedPort) {
   const auto web = grant_ok(ask({https}, "10.0.0.5", 1h));
   const auto shell = grant_ok(ask({ssh}, "10.0.0.6", 1h));
   clock.advance(10min);
@@ -55,7 +55,7 @@ TEST_F(core_engine, replace_policy_revokes_grants_for_a_removed_port) {
   refused(ask({https}, "10.0.0.5", 10min), ErrorCode::port_not_in_policy);
 }
 
-TEST_F(core_engine, replace_policy_narrows_multi_port_and_any_protocol_grants) {
+TEST_F(CoreEngineTest, ReplacePolicyNarrowsMultiPortAndAnyProtocolGrants) {
   const auto both = grant_ok(ask({ssh, https}, "10.0.0.5", 1h));
   const auto resolver = grant_ok(ask({dns}, "198.51.100.0/24", 2h));
   const auto journal_before = journal.calls.size();
@@ -106,7 +106,7 @@ TEST_F(core_engine, replace_policy_narrows_multi_port_and_any_protocol_grants) {
   EXPECT_EQ(kernel_end("198.51.100.1", dns_tcp), resolver.deadline);
 }
 
-TEST_F(core_engine, replace_policy_revokes_or_narrows_when_allowed_sources_shrink) {
+TEST_F(CoreEngineTest, ReplacePolicyRevokesOrNarrowsWhenAllowedSourcesShrink) {
   const auto inside = grant_ok(ask({https}, "10.0.0.5", 1h));
   const auto v6 = grant_ok(ask({https}, "fd00::5", 1h));
   const auto network = grant_ok(ask({https}, "10.0.0.0/24", 1h));  // wider than the new /25
@@ -141,7 +141,7 @@ TEST_F(core_engine, replace_policy_revokes_or_narrows_when_allowed_sources_shrin
   EXPECT_EQ(kernel_end("fd00::5", https_key), std::nullopt);
 }
 
-TEST_F(core_engine, replace_policy_clamps_grants_to_a_shorter_maximum) {
+TEST_F(CoreEngineTest, ReplacePolicyClampsGrantsToAShorterMaximum) {
   const auto long_one = grant_ok(ask({ssh}, "10.0.0.1", 3h));
   const auto short_one = grant_ok(ask({ssh}, "10.0.0.2", 45min));
   clock.advance(30min);
@@ -185,7 +185,7 @@ TEST_F(core_engine, replace_policy_clamps_grants_to_a_shorter_maximum) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
 }
 
-TEST_F(core_engine, replace_policy_revokes_a_grant_the_clamp_would_end_in_the_past) {
+TEST_F(CoreEngineTest, ReplacePolicyRevokesAGrantTheClampWouldEndInThePast) {
   const auto oldest = grant_ok(ask({ssh}, "10.0.0.1", 3h));
   clock.advance(1h);
   const auto at_edge = grant_ok(ask({ssh}, "10.0.0.2", 3h));
@@ -225,7 +225,7 @@ TEST_F(core_engine, replace_policy_revokes_a_grant_the_clamp_would_end_in_the_pa
   EXPECT_EQ(kernel_end("10.0.0.2", ssh_key), std::nullopt);
 }
 
-TEST_F(core_engine, replace_policy_leaves_unaffected_grants_untouched) {
+TEST_F(CoreEngineTest, ReplacePolicyLeavesUnaffectedGrantsUntouched) {
   const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 2h));
   const auto web = grant_ok(ask({https}, "10.0.0.5", 1h));
   const auto resolver = grant_ok(ask({dns}, "10.0.0.0/24", 30min));
@@ -264,7 +264,7 @@ TEST_F(core_engine, replace_policy_leaves_unaffected_grants_untouched) {
   EXPECT_EQ(kernel_end("10.0.0.9", dns_udp), resolver.deadline);
 }
 
-TEST_F(core_engine, replace_policy_counts_each_grant_once_with_one_install_and_no_apply) {
+TEST_F(CoreEngineTest, ReplacePolicyCountsEachGrantOnceWithOneInstallAndNoApply) {
   const auto both = grant_ok(ask({ssh, https}, "10.0.0.5", 1h));   // loses 443, clamped to 30m
   const auto resolver = grant_ok(ask({dns}, "10.0.0.0/24", 2h));   // 53 is gone: revoked
   const auto shell = grant_ok(ask({ssh}, "203.0.113.7", 20min));   // untouched
@@ -297,7 +297,7 @@ TEST_F(core_engine, replace_policy_counts_each_grant_once_with_one_install_and_n
   EXPECT_EQ(ids_of(engine.active_grants()), (std::vector<std::string>{both.id, shell.id}));
 }
 
-TEST_F(core_engine, replace_policy_install_failure_leaves_the_kernel_pending) {
+TEST_F(CoreEngineTest, ReplacePolicyInstallFailureLeavesTheKernelPending) {
   const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   const auto web = grant_ok(ask({https}, "10.0.0.5", 1h));
   backend.fail_next_install(EPERM);

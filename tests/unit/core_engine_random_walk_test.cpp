@@ -15,7 +15,7 @@ using namespace engine_fixture;
 // Random requests, revokes, installs and clock steps against the kernel model. After
 // every step the kernel must let each sample address through exactly until the latest
 // end among the live grants covering it, and no transaction may be one a kernel refuses.
-TEST_F(core_engine, property_kernel_matches_live_grants) {
+TEST_F(CoreEngineTest, PropertyKernelMatchesLiveGrants) {
   std::mt19937 random(424242);
   const std::vector<std::string> sources = {
       "10.0.0.0/24", "10.0.0.0/25", "10.0.0.77",   "10.0.0.128/26", "10.0.0.200", "10.0.0.0/30",

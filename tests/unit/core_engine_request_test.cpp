@@ -9,7 +9,7 @@ using namespace engine_fixture;
 
 // ---------------------------------------------------------------- granting
 
-TEST_F(core_engine, grant_with_duration) {
+TEST_F(CoreEngineTest, GrantWithDuration) {
   clock.advance(7s);
   const auto grant = grant_ok(ask({ssh}, "203.0.113.7", 1h));
   EXPECT_EQ(grant.id, "g1");
@@ -49,7 +49,7 @@ TEST_F(core_engine, grant_with_duration) {
   EXPECT_EQ(engine.next_expiry(), b0 + 7s + 1h);
 }
 
-TEST_F(core_engine, grant_with_end_time) {
+TEST_F(CoreEngineTest, GrantWithEndTime) {
   clock.advance(10min + 250ms);
   const auto grant = grant_ok(ask({ssh}, "2001:db8::5", std::nullopt, t0 + 2h));
   EXPECT_EQ(grant.start, t0 + 10min + 250ms);
@@ -60,14 +60,14 @@ TEST_F(core_engine, grant_with_end_time) {
   EXPECT_EQ(audit.events.back().end_time, "2026-11-24T02:00:00Z");
 }
 
-TEST_F(core_engine, grant_exactly_at_max_duration) {
+TEST_F(CoreEngineTest, GrantExactlyAtMaxDuration) {
   const auto grant = grant_ok(ask({https}, "10.0.0.9", 1h));
   EXPECT_EQ(grant.end, t0 + 1h);
   const auto by_end = grant_ok(ask({https}, "10.0.0.10", std::nullopt, t0 + 1h));
   EXPECT_EQ(by_end.end, t0 + 1h);
 }
 
-TEST_F(core_engine, grant_for_any_protocol_covers_tcp_and_udp) {
+TEST_F(CoreEngineTest, GrantForAnyProtocolCoversTcpAndUdp) {
   grant_ok(ask({dns}, "198.51.100.0/24", 30min));
   ASSERT_EQ(backend.applies.size(), 1U);
   std::vector<TimedElement> added = backend.applies[0].add;
@@ -76,7 +76,7 @@ TEST_F(core_engine, grant_for_any_protocol_covers_tcp_and_udp) {
                                              {key("198.51.100.0/24", dns_udp), 30min}}));
 }
 
-TEST_F(core_engine, multi_port_grant_is_one_transaction) {
+TEST_F(CoreEngineTest, MultiPortGrantIsOneTransaction) {
   const auto grant =
       grant_ok(ask({ssh, PortSpec{53, ProtocolSpec::udp}, https}, "10.0.0.0/28", 45min));
   EXPECT_EQ(grant.ports.size(), 3U);
@@ -89,7 +89,7 @@ TEST_F(core_engine, multi_port_grant_is_one_transaction) {
   EXPECT_EQ(kernel_end("10.0.0.16", ssh_key), std::nullopt);
 }
 
-TEST_F(core_engine, source_strictly_inside_allowed_prefix_accepted) {
+TEST_F(CoreEngineTest, SourceStrictlyInsideAllowedPrefixAccepted) {
   grant_ok(ask({https}, "10.0.0.0/25", 10min));
   grant_ok(ask({https}, "10.0.0.77", 10min));
   grant_ok(ask({https}, "10.0.0.255", 10min));
@@ -101,24 +101,24 @@ TEST_F(core_engine, source_strictly_inside_allowed_prefix_accepted) {
 
 // ---------------------------------------------------------------- refusals
 
-TEST_F(core_engine, refuses_port_not_in_policy) {
+TEST_F(CoreEngineTest, RefusesPortNotInPolicy) {
   const auto error = refused(ask({PortSpec{23, ProtocolSpec::tcp}}, "10.0.0.1", 10min),
                              ErrorCode::port_not_in_policy);
   EXPECT_NE(error.message.find("23/tcp"), std::string::npos) << error.message;
 }
 
-TEST_F(core_engine, refuses_udp_on_tcp_rule) {
+TEST_F(CoreEngineTest, RefusesUdpOnTcpRule) {
   const auto error = refused(ask({PortSpec{22, ProtocolSpec::udp}}, "10.0.0.1", 10min),
                              ErrorCode::port_not_in_policy);
   EXPECT_NE(error.message.find("22/udp"), std::string::npos) << error.message;
 }
 
-TEST_F(core_engine, refuses_any_protocol_on_tcp_only_rule) {
+TEST_F(CoreEngineTest, RefusesAnyProtocolOnTcpOnlyRule) {
   refused(ask({PortSpec{22, ProtocolSpec::any}}, "10.0.0.1", 10min),
           ErrorCode::port_not_in_policy);
 }
 
-TEST_F(core_engine, refuses_source_outside_allowed_prefixes) {
+TEST_F(CoreEngineTest, RefusesSourceOutsideAllowedPrefixes) {
   refused(ask({https}, "10.0.1.5", 10min), ErrorCode::source_not_allowed);
   refused(ask({https}, "10.0.0.0/16", 10min), ErrorCode::source_not_allowed);  // wider
   refused(ask({https}, "10.0.0.0/23", 10min), ErrorCode::source_not_allowed);
@@ -130,7 +130,7 @@ TEST_F(core_engine, refuses_source_outside_allowed_prefixes) {
   EXPECT_NE(error.message.find("192.0.2.1"), std::string::npos) << error.message;
 }
 
-TEST_F(core_engine, refuses_duration_over_max_without_shortening) {
+TEST_F(CoreEngineTest, RefusesDurationOverMaxWithoutShortening) {
   const auto error = refused(ask({https}, "10.0.0.1", 1h + 1s), ErrorCode::duration_too_long);
   EXPECT_NE(error.message.find("PT1H"), std::string::npos) << error.message;
   refused(ask({ssh}, "10.0.0.1", 3h + 1ms), ErrorCode::duration_too_long);
@@ -140,24 +140,24 @@ TEST_F(core_engine, refuses_duration_over_max_without_shortening) {
   EXPECT_TRUE(engine.active_grants().empty());
 }
 
-TEST_F(core_engine, refuses_end_time_not_in_future) {
+TEST_F(CoreEngineTest, RefusesEndTimeNotInFuture) {
   clock.advance(1h);
   refused(ask({ssh}, "10.0.0.1", std::nullopt, t0 + 1h - 1s), ErrorCode::end_time_in_past);
   refused(ask({ssh}, "10.0.0.1", std::nullopt, t0 + 1h), ErrorCode::end_time_in_past);
   refused(ask({ssh}, "10.0.0.1", std::nullopt, t0), ErrorCode::end_time_in_past);
 }
 
-TEST_F(core_engine, refuses_both_or_neither_of_duration_and_end_time) {
+TEST_F(CoreEngineTest, RefusesBothOrNeitherOfDurationAndEndTime) {
   refused(ask({ssh}, "10.0.0.1", 10min, t0 + 10min), ErrorCode::invalid_request);
   refused(ask({ssh}, "10.0.0.1", std::nullopt, std::nullopt), ErrorCode::invalid_request);
 }
 
-TEST_F(core_engine, refuses_non_positive_duration) {
+TEST_F(CoreEngineTest, RefusesNonPositiveDuration) {
   refused(ask({ssh}, "10.0.0.1", 0ms), ErrorCode::invalid_argument);
   refused(ask({ssh}, "10.0.0.1", -5min), ErrorCode::invalid_argument);
 }
 
-TEST_F(core_engine, refuses_duplicate_port) {
+TEST_F(CoreEngineTest, RefusesDuplicatePort) {
   refused(ask({ssh, ssh}, "10.0.0.1", 10min), ErrorCode::invalid_request);
   refused(ask({dns, PortSpec{53, ProtocolSpec::udp}}, "10.0.0.1", 10min),
           ErrorCode::invalid_request);
@@ -165,16 +165,16 @@ TEST_F(core_engine, refuses_duplicate_port) {
           ErrorCode::invalid_request);
 }
 
-TEST_F(core_engine, refuses_empty_port_list) {
+TEST_F(CoreEngineTest, RefusesEmptyPortList) {
   refused(ask({}, "10.0.0.1", 10min), ErrorCode::invalid_request);
 }
 
-TEST_F(core_engine, refuses_caller_without_may_manage) {
+TEST_F(CoreEngineTest, RefusesCallerWithoutMayManage) {
   const auto error = refused(ask({ssh}, "10.0.0.1", 10min), ErrorCode::forbidden, mallory);
   EXPECT_NE(error.message.find("mallory"), std::string::npos) << error.message;
 }
 
-TEST_F(core_engine, multi_port_request_is_all_or_nothing) {
+TEST_F(CoreEngineTest, MultiPortRequestIsAllOrNothing) {
   refused(ask({ssh, PortSpec{23, ProtocolSpec::tcp}}, "10.0.0.1", 10min),
           ErrorCode::port_not_in_policy);
   refused(ask({ssh, https}, "192.0.2.1", 10min), ErrorCode::source_not_allowed);
@@ -184,7 +184,7 @@ TEST_F(core_engine, multi_port_request_is_all_or_nothing) {
   EXPECT_TRUE(backend.live_elements().empty());
 }
 
-TEST_F(core_engine, refusal_leaves_existing_grants_alone) {
+TEST_F(CoreEngineTest, RefusalLeavesExistingGrantsAlone) {
   grant_ok(ask({ssh}, "10.0.0.1", 1h));
   refused(ask({ssh}, "10.0.0.1", 4h), ErrorCode::duration_too_long);
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
@@ -193,7 +193,7 @@ TEST_F(core_engine, refusal_leaves_existing_grants_alone) {
 
 // ---------------------------------------------------------------- backend failures
 
-TEST_F(core_engine, backend_failure_fails_request_and_stores_nothing) {
+TEST_F(CoreEngineTest, BackendFailureFailsRequestAndStoresNothing) {
   backend.fail_next_apply(ENOBUFS);
   const auto result = engine.request(admin, ask({ssh}, "10.0.0.1", 1h));
   ASSERT_FALSE(result.has_value());
@@ -221,7 +221,7 @@ TEST_F(core_engine, backend_failure_fails_request_and_stores_nothing) {
   EXPECT_EQ(audit.events.back().grant_id, later.id);
 }
 
-TEST_F(core_engine, backend_failure_keeps_previous_kernel_state_in_mind) {
+TEST_F(CoreEngineTest, BackendFailureKeepsPreviousKernelStateInMind) {
   grant_ok(ask({ssh}, "10.0.0.0/24", 1h));
   backend.fail_next_apply();
   ASSERT_FALSE(engine.request(admin, ask({ssh}, "10.0.0.7", 2h)).has_value());
@@ -239,7 +239,7 @@ TEST_F(core_engine, backend_failure_keeps_previous_kernel_state_in_mind) {
   EXPECT_EQ(kernel_end("10.0.0.8", ssh_key), b0 + 1h);
 }
 
-TEST_F(core_engine, backend_failure_on_revoke_ends_grant_and_leaves_kernel_pending) {
+TEST_F(CoreEngineTest, BackendFailureOnRevokeEndsGrantAndLeavesKernelPending) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   const auto other = grant_ok(ask({https}, "10.0.0.2", 1h));
   EXPECT_FALSE(engine.kernel_pending());
@@ -283,7 +283,7 @@ TEST_F(core_engine, backend_failure_on_revoke_ends_grant_and_leaves_kernel_pendi
 
 // ---------------------------------------------------------------- overlapping grants
 
-TEST_F(core_engine, later_grant_extends_kernel_element) {
+TEST_F(CoreEngineTest, LaterGrantExtendsKernelElement) {
   const auto early = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   clock.advance(5min);
   const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h));
@@ -296,7 +296,7 @@ TEST_F(core_engine, later_grant_extends_kernel_element) {
   EXPECT_NE(early.id, late.id);
 }
 
-TEST_F(core_engine, shorter_grant_inside_longer_one_needs_no_kernel_change) {
+TEST_F(CoreEngineTest, ShorterGrantInsideLongerOneNeedsNoKernelChange) {
   grant_ok(ask({ssh}, "10.0.0.1", 2h));
   const auto inner = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   EXPECT_EQ(backend.applies.size(), 1U);
@@ -306,7 +306,7 @@ TEST_F(core_engine, shorter_grant_inside_longer_one_needs_no_kernel_change) {
   EXPECT_EQ(audit.events.back().grant_id, inner.id);
 }
 
-TEST_F(core_engine, revoking_later_grant_restores_earlier_end) {
+TEST_F(CoreEngineTest, RevokingLaterGrantRestoresEarlierEnd) {
   const auto early = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h));
   clock.advance(10min);
@@ -342,7 +342,7 @@ TEST_F(core_engine, revoking_later_grant_restores_earlier_end) {
   EXPECT_EQ(engine.next_expiry(), std::nullopt);
 }
 
-TEST_F(core_engine, revoking_earlier_grant_keeps_later_in_force) {
+TEST_F(CoreEngineTest, RevokingEarlierGrantKeepsLaterInForce) {
   const auto early = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h));
   const auto applies_before = backend.applies.size();
@@ -358,7 +358,7 @@ TEST_F(core_engine, revoking_earlier_grant_keeps_later_in_force) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), late.deadline);
 }
 
-TEST_F(core_engine, host_grant_inside_network_grant) {
+TEST_F(CoreEngineTest, HostGrantInsideNetworkGrant) {
   const auto network = grant_ok(ask({https}, "10.0.0.0/24", 30min));
   const auto host = grant_ok(ask({https}, "10.0.0.77", 1h));
   ASSERT_EQ(backend.applies.size(), 2U);
@@ -387,7 +387,7 @@ TEST_F(core_engine, host_grant_inside_network_grant) {
   EXPECT_TRUE(backend.applies.back().add.empty());
 }
 
-TEST_F(core_engine, revoking_network_grant_keeps_host_grant) {
+TEST_F(CoreEngineTest, RevokingNetworkGrantKeepsHostGrant) {
   const auto network = grant_ok(ask({https}, "10.0.0.0/24", 1h));
   const auto host = grant_ok(ask({https}, "10.0.0.77", 30min));
   EXPECT_EQ(backend.applies.size(), 1U);  // the host grant was already covered
@@ -399,7 +399,7 @@ TEST_F(core_engine, revoking_network_grant_keeps_host_grant) {
   EXPECT_EQ(kernel_end("10.0.0.78", https_key), std::nullopt);
 }
 
-TEST_F(core_engine, grants_for_other_ports_and_families_do_not_interact) {
+TEST_F(CoreEngineTest, GrantsForOtherPortsAndFamiliesDoNotInteract) {
   grant_ok(ask({ssh}, "10.0.0.1", 1h));
   grant_ok(ask({https}, "10.0.0.1", 30min));
   grant_ok(ask({ssh}, "::ffff:10.0.0.1", 2h));
@@ -411,7 +411,7 @@ TEST_F(core_engine, grants_for_other_ports_and_families_do_not_interact) {
 
 // ---------------------------------------------------------------- revoke
 
-TEST_F(core_engine, revoke_unknown_id_is_not_found) {
+TEST_F(CoreEngineTest, RevokeUnknownIdIsNotFound) {
   grant_ok(ask({ssh}, "10.0.0.1", 1h));
   const auto applies_before = backend.applies.size();
   const auto result = engine.revoke(admin, "nope");
@@ -422,7 +422,7 @@ TEST_F(core_engine, revoke_unknown_id_is_not_found) {
   EXPECT_EQ(engine.active_grants().size(), 1U);
 }
 
-TEST_F(core_engine, revoke_twice_is_not_found) {
+TEST_F(CoreEngineTest, RevokeTwiceIsNotFound) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   ASSERT_TRUE(engine.revoke(admin, grant.id).has_value());
   const auto again = engine.revoke(admin, grant.id);
@@ -430,7 +430,7 @@ TEST_F(core_engine, revoke_twice_is_not_found) {
   EXPECT_EQ(again.error().code, ErrorCode::not_found);
 }
 
-TEST_F(core_engine, revoke_by_caller_without_may_manage_is_forbidden) {
+TEST_F(CoreEngineTest, RevokeByCallerWithoutMayManageIsForbidden) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   const auto applies_before = backend.applies.size();
   const auto result = engine.revoke(mallory, grant.id);

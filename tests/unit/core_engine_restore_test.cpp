@@ -26,7 +26,7 @@ JournalEntry journaled(std::string id, std::vector<PortSpec> ports, std::string_
   return entry;
 }
 
-TEST_F(core_engine, restore_on_the_same_boot_keeps_the_journaled_deadline) {
+TEST_F(CoreEngineTest, RestoreOnTheSameBootKeepsTheJournaledDeadline) {
   // The wall clock was stepped while jitd was down: UTC and boot clock disagree by 3s.
   const auto entry =
       journaled("r1", {ssh}, "10.0.0.1", t0 - 10min, t0 + 50min, b0 + 50min + 3s, "boot-a");
@@ -48,7 +48,7 @@ TEST_F(core_engine, restore_on_the_same_boot_keeps_the_journaled_deadline) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 50min + 3s);
 }
 
-TEST_F(core_engine, restore_after_a_reboot_rebuilds_the_deadline_from_the_utc_end) {
+TEST_F(CoreEngineTest, RestoreAfterARebootRebuildsTheDeadlineFromTheUtcEnd) {
   // Old-boot deadlines mean nothing now: the first one would look ended, the second live.
   journal.seed({journaled("r1", {ssh}, "10.0.0.1", t0 - 1h, t0 + 40min, Deadline{1min}, "old"),
                 journaled("r2", {ssh}, "10.0.0.2", t0 - 2h, t0 - 1min, b0 + 10h, "old")});
@@ -68,7 +68,7 @@ TEST_F(core_engine, restore_after_a_reboot_rebuilds_the_deadline_from_the_utc_en
   EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{"r1"});
 }
 
-TEST_F(core_engine, restore_after_a_reboot_never_restores_more_than_the_grant_length) {
+TEST_F(CoreEngineTest, RestoreAfterARebootNeverRestoresMoreThanTheGrantLength) {
   // A wall clock that is far behind after boot (no RTC, not yet synced) must not turn a
   // 30-minute grant into days of access.
   journal.seed({journaled("r1", {ssh}, "10.0.0.1", t0 - 10min, t0 + 20min, Deadline{1min}, "old")});
@@ -81,7 +81,7 @@ TEST_F(core_engine, restore_after_a_reboot_never_restores_more_than_the_grant_le
   EXPECT_EQ(remaining(active[0], clock.boot_now()), 30min);
 }
 
-TEST_F(core_engine, restore_audits_and_journals_grants_that_ended_while_down) {
+TEST_F(CoreEngineTest, RestoreAuditsAndJournalsGrantsThatEndedWhileDown) {
   journal.seed({journaled("r1", {ssh}, "10.0.0.1", t0 - 2h, t0 - 1min, b0 - 1min),
                 journaled("r2", {dns}, "10.0.0.2", t0 - 1h, t0, b0),  // ends exactly now
                 journaled("r3", {https}, "10.0.0.3", t0 - 1h, t0 - 5min, b0 + 1h, "old"),
@@ -122,7 +122,7 @@ TEST_F(core_engine, restore_audits_and_journals_grants_that_ended_while_down) {
             (std::vector<TimedElement>{{key("10.0.0.4", ssh_key), 1h}}));
 }
 
-TEST_F(core_engine, restored_grants_are_installed_with_their_remaining_time) {
+TEST_F(CoreEngineTest, RestoredGrantsAreInstalledWithTheirRemainingTime) {
   journal.seed({journaled("g1", {ssh}, "10.0.0.0/24", t0 - 10min, t0 + 30min, b0 + 30min),
                 journaled("g2", {ssh}, "10.0.0.7", t0 - 10min, t0 + 2h, b0 + 2h)});
   ASSERT_EQ(engine.restore(journal.replay(), "boot-a").restored, 2U);
@@ -148,7 +148,7 @@ TEST_F(core_engine, restored_grants_are_installed_with_their_remaining_time) {
   EXPECT_EQ(kernel_end("10.0.0.7", ssh_key), b0 + 30min);
 }
 
-TEST_F(core_engine, restore_applies_the_current_policy) {
+TEST_F(CoreEngineTest, RestoreAppliesTheCurrentPolicy) {
   constexpr PortSpec web_alt{8080, ProtocolSpec::tcp};  // no longer protected
   journal.seed({journaled("r1", {web_alt}, "10.0.0.1", t0 - 10min, t0 + 50min, b0 + 50min),
                 journaled("r2", {ssh, web_alt}, "10.0.0.2", t0 - 10min, t0 + 50min, b0 + 50min),

@@ -85,9 +85,9 @@ inline const Caller admin{0, 0, "root", true};
 inline const Caller alice{1000, 1000, "alice", true};
 inline const Caller mallory{1001, 1001, "mallory", false};
 
-class core_engine : public ::testing::Test {
+class CoreEngineTest : public ::testing::Test {
  protected:
-  explicit core_engine(Policy policy = default_policy())
+  explicit CoreEngineTest(Policy policy = default_policy())
       : engine(backend, journal, audit, clock, [this] { return "g" + std::to_string(++ids); },
                std::move(policy)) {}
 
