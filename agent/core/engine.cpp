@@ -65,6 +65,10 @@ AccessEngine::AccessEngine(Backend& backend, Journal& journal, AuditSink& audit,
       policy_(std::move(policy)) {}
 
 EnforcementSpec AccessEngine::enforcement_spec(Deadline now) const {
+  return spec_with(kernel_ranges_, now);
+}
+
+EnforcementSpec AccessEngine::spec_with(const std::vector<TimedRange>& grants, Deadline now) const {
   EnforcementSpec spec;
   spec.protected_ports = policy_.protected_ports();
   // The allow-list goes through the same disjoint derivation: entries may overlap.
@@ -89,7 +93,7 @@ EnforcementSpec AccessEngine::enforcement_spec(Deadline now) const {
   for (const auto& range : derive_disjoint(std::move(permanent))) {
     spec.permanent.push_back(range.key);
   }
-  spec.grants = timed_elements(kernel_ranges_, now);
+  spec.grants = timed_elements(grants, now);
   return spec;
 }
 
@@ -121,10 +125,14 @@ RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::stri
 }
 
 Result<void> AccessEngine::install() {
-  const auto now = clock_.boot_now();
-  kernel_ranges_ = desired_ranges(nullptr, nullptr);
-  auto installed = backend_.install(enforcement_spec(now));
+  return install_ranges(desired_ranges(nullptr, nullptr), clock_.boot_now());
+}
+
+Result<void> AccessEngine::install_ranges(std::vector<TimedRange> desired, Deadline now) {
+  auto installed = backend_.install(spec_with(desired, now));
   kernel_pending_ = !installed.has_value();
+  // A refused table says nothing about what the kernel holds: diffs wait for the next install.
+  if (installed) kernel_ranges_ = std::move(desired);
   return installed;
 }
 
@@ -136,15 +144,20 @@ Result<void> AccessEngine::journal_end(const std::string& id, GrantStatus status
   return journaled;
 }
 
-Result<void> AccessEngine::retry_pending() {
+RetryOutcome AccessEngine::retry_pending() {
+  RetryOutcome outcome;
+  // In order, up to the first refusal: a journal that refuses one end refuses the next too.
   for (auto it = unjournaled_ends_.begin(); it != unjournaled_ends_.end();) {
     if (auto journaled = journal_.record_end(it->id, it->status, it->reason); !journaled) {
-      return journaled;
+      outcome.journal = journaled.error();
+      break;
     }
     it = unjournaled_ends_.erase(it);
   }
-  if (!kernel_pending_) return {};
-  return install();
+  if (kernel_pending_) {
+    if (auto installed = install(); !installed) outcome.kernel = installed.error();
+  }
+  return outcome;
 }
 
 Result<void> AccessEngine::repair(std::string_view what) {
@@ -179,6 +192,8 @@ std::vector<TimedRange> AccessEngine::desired_ranges(const Grant* extra,
 }
 
 Result<void> AccessEngine::converge(std::vector<TimedRange> desired, Deadline now) {
+  // After a failed change the kernel may hold anything: only a whole table is sure to fit.
+  if (kernel_pending_) return install_ranges(std::move(desired), now);
   const auto changes = diff_ranges(kernel_ranges_, desired, now);
   if (!changes.empty()) {
     if (auto applied = backend_.apply(changes); !applied) return applied;

@@ -295,8 +295,12 @@ void Daemon::repair() {
 
 void Daemon::housekeeping() {
   engine_.expire_due();
-  if (auto retried = engine_.retry_pending(); !retried) {
-    spdlog::error("kernel still refuses jitd's table: {}", retried.error().message);
+  const auto retried = engine_.retry_pending();
+  if (retried.journal) {
+    spdlog::error("journal still refuses an end record: {}", retried.journal->message);
+  }
+  if (retried.kernel) {
+    spdlog::error("kernel still refuses jitd's table: {}", retried.kernel->message);
   }
   housekeeping_timer_->arm(housekeeping_delay(engine_.next_expiry(), clock_.boot_now()));
 }

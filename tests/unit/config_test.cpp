@@ -78,7 +78,7 @@ class TempDir {
 
 // --- Valid policy files -------------------------------------------------------------------
 
-TEST(config_policy, full_example) {
+TEST(ConfigPolicy, FullExample) {
   const auto policy = valid_policy(
       "ports:\n"
       "  - number: 22\n"
@@ -122,7 +122,7 @@ TEST(config_policy, full_example) {
   EXPECT_EQ(bastion.origin.to_string(), "a.yaml:11:5");
 }
 
-TEST(config_policy, files_without_rules_are_valid) {
+TEST(ConfigPolicy, FilesWithoutRulesAreValid) {
   for (const auto* text : {"", "# only a comment\n", "---\n", "ports: []\n",
                            "ports:\npermanentAllowList:\n",
                            "ports: []\npermanentAllowList: []\n"}) {
@@ -133,7 +133,7 @@ TEST(config_policy, files_without_rules_are_valid) {
   }
 }
 
-TEST(config_policy, ipv6_prefixes_and_protocols) {
+TEST(ConfigPolicy, Ipv6PrefixesAndProtocols) {
   const auto policy = valid_policy(rules(
       rule("53", "tcp", R"(["2001:db8::/32", "fd00::1", "192.0.2.0/24"])") +
       rule("53", "udp", R"(["::/0"])") +
@@ -149,7 +149,7 @@ TEST(config_policy, ipv6_prefixes_and_protocols) {
   EXPECT_EQ(policy.rules[2].port, (core::PortSpec{500, ProtocolSpec::any}));
 }
 
-TEST(config_policy, iso_and_shorthand_durations) {
+TEST(ConfigPolicy, IsoAndShorthandDurations) {
   const std::vector<std::pair<std::string, core::Milliseconds>> cases = {
       {"PT3H", 3h}, {"PT1H30M", 90min}, {"PT45.5S", 45500ms}, {"P1D", 24h},
       {"3h", 3h},   {"30m", 30min},     {"45s", 45s},         {"1h30m", 90min},
@@ -161,7 +161,7 @@ TEST(config_policy, iso_and_shorthand_durations) {
   }
 }
 
-TEST(config_policy, allow_list_single_prefix_and_all_ports) {
+TEST(ConfigPolicy, AllowListSinglePrefixAndAllPorts) {
   const auto policy = valid_policy(
       rules(rule()) +
       "permanentAllowList:\n"
@@ -175,7 +175,7 @@ TEST(config_policy, allow_list_single_prefix_and_all_ports) {
 
 // --- YAML structure errors ----------------------------------------------------------------
 
-TEST(config_policy, yaml_syntax_errors) {
+TEST(ConfigPolicy, YamlSyntaxErrors) {
   EXPECT_EQ(policy_errors("ports: [\n"),
             Lines{"a.yaml:2:1: invalid YAML: end of sequence flow not found"});
   EXPECT_EQ(policy_errors("ports:\n  - number: 22\n   protocol: tcp\n"),
@@ -184,12 +184,12 @@ TEST(config_policy, yaml_syntax_errors) {
             Lines{"a.yaml:1:8: invalid YAML: the referenced anchor is not defined"});
 }
 
-TEST(config_policy, one_document_per_file) {
+TEST(ConfigPolicy, OneDocumentPerFile) {
   EXPECT_EQ(policy_errors("ports: []\n---\nports: []\n"),
             Lines{"a.yaml:3:1: only one YAML document per file is allowed"});
 }
 
-TEST(config_policy, wrong_shapes) {
+TEST(ConfigPolicy, WrongShapes) {
   EXPECT_EQ(policy_errors("- 22\n"),
             Lines{"a.yaml:1:1: policy file must be a mapping, got a list"});
   EXPECT_EQ(policy_errors("ports: 22\n"),
@@ -202,7 +202,7 @@ TEST(config_policy, wrong_shapes) {
             Lines{"a.yaml:2:5: permanentAllowList entry must be a mapping, got a list"});
 }
 
-TEST(config_policy, unknown_keys) {
+TEST(ConfigPolicy, UnknownKeys) {
   EXPECT_EQ(policy_errors("port: []\n"),
             Lines{"a.yaml:1:1: unknown key 'port' in policy file; expected one of: ports, "
                   "permanentAllowList"});
@@ -226,14 +226,14 @@ TEST(config_policy, unknown_keys) {
                    "of: number, protocol"}));
 }
 
-TEST(config_policy, repeated_key) {
+TEST(ConfigPolicy, RepeatedKey) {
   EXPECT_EQ(policy_errors(rules(rule() + "    number: 23\n")),
             Lines{"a.yaml:6:5: key 'number' appears twice in port rule"});
 }
 
 // --- Port rule fields ---------------------------------------------------------------------
 
-TEST(config_policy, bad_port_numbers) {
+TEST(ConfigPolicy, BadPortNumbers) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"abc", "a.yaml:2:13: 'abc' is not a port number; expected an integer from 1 to 65535"},
       {"0", "a.yaml:2:13: '0' is not a port number; expected an integer from 1 to 65535"},
@@ -250,7 +250,7 @@ TEST(config_policy, bad_port_numbers) {
   EXPECT_EQ(valid_policy(rules(rule("65535"))).rules.at(0).port.number, 65535);
 }
 
-TEST(config_policy, missing_required_keys) {
+TEST(ConfigPolicy, MissingRequiredKeys) {
   EXPECT_EQ(policy_errors("ports:\n  - protocol: tcp\n"),
             (Lines{"a.yaml:2:5: port rule is missing 'number'",
                    "a.yaml:2:5: port rule is missing 'allowedSourceAddressPrefixes' (or "
@@ -261,7 +261,7 @@ TEST(config_policy, missing_required_keys) {
             Lines{"a.yaml:2:5: port rule is missing 'protocol'"});
 }
 
-TEST(config_policy, empty_value_points_at_the_key) {
+TEST(ConfigPolicy, EmptyValuePointsAtTheKey) {
   EXPECT_EQ(policy_errors("ports:\n"
                           "  - number: 22\n"
                           "    protocol:\n"
@@ -270,14 +270,14 @@ TEST(config_policy, empty_value_points_at_the_key) {
             Lines{"a.yaml:3:5: 'protocol' must be a single value, got nothing"});
 }
 
-TEST(config_policy, bad_protocol) {
+TEST(ConfigPolicy, BadProtocol) {
   EXPECT_EQ(policy_errors(rules(rule("22", "icmp"))),
             Lines{"a.yaml:3:15: 'icmp' is not a protocol; expected tcp, udp or *"});
   EXPECT_EQ(policy_errors(rules(rule("22", "[tcp, udp]"))),
             Lines{"a.yaml:3:15: 'protocol' must be a single value, got a list"});
 }
 
-TEST(config_policy, both_prefix_forms) {
+TEST(ConfigPolicy, BothPrefixForms) {
   EXPECT_EQ(policy_errors("ports:\n"
                           "  - number: 22\n"
                           "    protocol: tcp\n"
@@ -288,14 +288,14 @@ TEST(config_policy, both_prefix_forms) {
                   "'allowedSourceAddressPrefixes', not both"});
 }
 
-TEST(config_policy, empty_prefix_list) {
+TEST(ConfigPolicy, EmptyPrefixList) {
   EXPECT_EQ(policy_errors(rules(rule("22", "tcp", "[]"))),
             Lines{"a.yaml:4:35: 'allowedSourceAddressPrefixes' must not be empty"});
   EXPECT_EQ(policy_errors(rules(rule("22", "tcp", ""))),
             Lines{"a.yaml:4:5: 'allowedSourceAddressPrefixes' must not be empty"});
 }
 
-TEST(config_policy, star_must_stand_alone) {
+TEST(ConfigPolicy, StarMustStandAlone) {
   EXPECT_EQ(policy_errors(rules(rule("22", "tcp", R"(["10.0.0.0/8", "*"])"))),
             Lines{"a.yaml:4:50: '*' must stand alone: it already allows every address"});
   const auto policy = valid_policy(
@@ -307,7 +307,7 @@ TEST(config_policy, star_must_stand_alone) {
   EXPECT_TRUE(policy.rules.at(0).any_source);
 }
 
-TEST(config_policy, bad_prefixes) {
+TEST(ConfigPolicy, BadPrefixes) {
   EXPECT_EQ(policy_errors(rules(rule("22", "tcp", R"(["10.0.0.1/24", "example.com"])"))),
             (Lines{"a.yaml:4:36: '10.0.0.1/24' has host bits set; did you mean 10.0.0.0/24?",
                    "a.yaml:4:51: 'example.com' is not an IPv4 or IPv6 address"}));
@@ -322,7 +322,7 @@ TEST(config_policy, bad_prefixes) {
             Lines{"a.yaml:4:33: '10.0.0.0/33': prefix length must be 0..32"});
 }
 
-TEST(config_policy, bad_durations) {
+TEST(ConfigPolicy, BadDurations) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"soon", "a.yaml:5:31: 'soon' is not a valid duration: expected a number (examples: PT3H, "
                "PT30M, 3h, 30m, 45s)"},
@@ -339,7 +339,7 @@ TEST(config_policy, bad_durations) {
   }
 }
 
-TEST(config_policy, duplicate_ports_in_one_file) {
+TEST(ConfigPolicy, DuplicatePortsInOneFile) {
   EXPECT_EQ(policy_errors(rules(rule("22") + rule("22"))),
             Lines{"a.yaml:6:5: rule for 22/tcp overlaps the rule for 22/tcp at a.yaml:2:5"});
   EXPECT_EQ(policy_errors(rules(rule("22") + rule("22", R"("*")"))),
@@ -351,7 +351,7 @@ TEST(config_policy, duplicate_ports_in_one_file) {
 
 // --- Permanent allow-list -----------------------------------------------------------------
 
-TEST(config_policy, allow_list_refuses_everyone) {
+TEST(ConfigPolicy, AllowListRefusesEveryone) {
   EXPECT_EQ(policy_errors("permanentAllowList:\n  - sourceAddressPrefixes: [\"*\"]\n"),
             Lines{"a.yaml:2:29: '*' is not allowed in permanentAllowList: it would switch "
                   "protection off for every address"});
@@ -363,7 +363,7 @@ TEST(config_policy, allow_list_refuses_everyone) {
                   "protection off for every IPv6 address"});
 }
 
-TEST(config_policy, allow_list_sources_required) {
+TEST(ConfigPolicy, AllowListSourcesRequired) {
   EXPECT_EQ(policy_errors("permanentAllowList:\n  - description: nobody\n"),
             Lines{"a.yaml:2:5: permanentAllowList entry is missing 'sourceAddressPrefixes' (or "
                   "'sourceAddressPrefix')"});
@@ -373,7 +373,7 @@ TEST(config_policy, allow_list_sources_required) {
             Lines{"a.yaml:2:26: '192.0.2.300' is not an IPv4 or IPv6 address"});
 }
 
-TEST(config_policy, allow_list_ports_must_be_protected) {
+TEST(ConfigPolicy, AllowListPortsMustBeProtected) {
   const auto allow = [](const std::string& number, const std::string& protocol) {
     return "permanentAllowList:\n"
            "  - sourceAddressPrefix: 192.0.2.1\n"
@@ -395,7 +395,7 @@ TEST(config_policy, allow_list_ports_must_be_protected) {
             Lines{"a.yaml:9:17: '0' is not a port number; expected an integer from 1 to 65535"});
 }
 
-TEST(config_policy, allow_list_ports_not_empty) {
+TEST(ConfigPolicy, AllowListPortsNotEmpty) {
   EXPECT_EQ(policy_errors("permanentAllowList:\n"
                           "  - sourceAddressPrefix: 192.0.2.1\n"
                           "    ports: []\n"),
@@ -405,7 +405,7 @@ TEST(config_policy, allow_list_ports_not_empty) {
 
 // --- Error collection ---------------------------------------------------------------------
 
-TEST(config_policy, reports_every_error_in_document_order) {
+TEST(ConfigPolicy, ReportsEveryErrorInDocumentOrder) {
   EXPECT_EQ(policy_errors("ports:\n"
                           "  - number: 22\n"
                           "    protocol: tcp\n"
@@ -432,7 +432,7 @@ TEST(config_policy, reports_every_error_in_document_order) {
 
 // --- Policy directories -------------------------------------------------------------------
 
-TEST(config_directory, merges_yaml_files_in_byte_order) {
+TEST(ConfigDirectory, MergesYamlFilesInByteOrder) {
   TempDir dir;
   dir.write("9-c.yaml", rules(rule("9")));
   dir.write("20-b.yaml", rules(rule("20")));
@@ -454,7 +454,7 @@ TEST(config_directory, merges_yaml_files_in_byte_order) {
   EXPECT_EQ(loaded.value.rules[2].origin.file, dir.at("9-c.yaml"));
 }
 
-TEST(config_directory, allow_list_may_name_a_port_from_another_file) {
+TEST(ConfigDirectory, AllowListMayNameAPortFromAnotherFile) {
   TempDir dir;
   dir.write("10-rules.yaml", rules(rule("22")));
   dir.write("20-allow.yaml",
@@ -466,7 +466,7 @@ TEST(config_directory, allow_list_may_name_a_port_from_another_file) {
   EXPECT_EQ(loaded.value.permanent_allow.size(), 1u);
 }
 
-TEST(config_directory, duplicate_across_files_names_both) {
+TEST(ConfigDirectory, DuplicateAcrossFilesNamesBoth) {
   TempDir dir;
   dir.write("10-a.yaml", rules(rule("22")));
   dir.write("20-b.yaml", rules(rule("80") + rule("22", R"("*")")));
@@ -475,7 +475,7 @@ TEST(config_directory, duplicate_across_files_names_both) {
                   dir.at("10-a.yaml") + ":2:5"});
 }
 
-TEST(config_directory, file_errors_then_merged_errors) {
+TEST(ConfigDirectory, FileErrorsThenMergedErrors) {
   TempDir dir;
   dir.write("a.yaml", rules(rule("22", "tcp", R"(["*"])", "48h")));
   dir.write("b.yaml", "ports: [\n");
@@ -491,7 +491,7 @@ TEST(config_directory, file_errors_then_merged_errors) {
                                       "rule protects"}));
 }
 
-TEST(config_directory, rule_with_a_bad_field_still_protects_its_port) {
+TEST(ConfigDirectory, RuleWithABadFieldStillProtectsItsPort) {
   // Only the real error: the allow-list entry must not also report 22/tcp as unprotected.
   EXPECT_EQ(policy_errors(rules(rule("22", "tcp", R"(["*"])", "never")) +
                           "permanentAllowList:\n"
@@ -501,27 +501,27 @@ TEST(config_directory, rule_with_a_bad_field_still_protects_its_port) {
                   "PT3H, PT30M, 3h, 30m, 45s)"});
 }
 
-TEST(config_directory, missing_directory) {
+TEST(ConfigDirectory, MissingDirectory) {
   TempDir dir;
   EXPECT_EQ(texts(load_policy_directory(dir.path() / "policies.d").errors),
             Lines{dir.at("policies.d") + ": policy directory does not exist"});
 }
 
-TEST(config_directory, not_a_directory) {
+TEST(ConfigDirectory, NotADirectory) {
   TempDir dir;
   const auto file = dir.write("policies.d", "");
   EXPECT_EQ(texts(load_policy_directory(file).errors),
             Lines{file.string() + ": policy directory is not a directory"});
 }
 
-TEST(config_directory, empty_directory_is_an_empty_policy) {
+TEST(ConfigDirectory, EmptyDirectoryIsAnEmptyPolicy) {
   TempDir dir;
   const auto loaded = load_policy_directory(dir.path());
   EXPECT_TRUE(loaded.ok());
   EXPECT_TRUE(loaded.value.rules.empty());
 }
 
-TEST(config_directory, unreadable_file) {
+TEST(ConfigDirectory, UnreadableFile) {
   // A dangling symlink cannot be opened even by root (permission bits would not stop root).
   TempDir dir;
   dir.write("a.yaml", rules(rule("22")));
@@ -549,7 +549,7 @@ Lines main_config_errors(const TempDir& dir, const std::string& text) {
   return texts(load_main_config(dir.write("jitd.yaml", text)).errors);
 }
 
-TEST(config_main, missing_or_empty_file_means_defaults) {
+TEST(ConfigMain, MissingOrEmptyFileMeansDefaults) {
   TempDir dir;
   const auto missing = load_main_config(dir.path() / "jitd.yaml");
   EXPECT_TRUE(missing.ok());
@@ -562,7 +562,7 @@ TEST(config_main, missing_or_empty_file_means_defaults) {
   }
 }
 
-TEST(config_main, overrides) {
+TEST(ConfigMain, Overrides) {
   TempDir dir;
   const auto loaded = load_main_config(dir.write("jitd.yaml",
                                                  "socketPath: /run/x/x.sock\n"
@@ -580,7 +580,7 @@ TEST(config_main, overrides) {
   EXPECT_EQ(loaded.value.log_level, "debug");
 }
 
-TEST(config_main, unknown_key) {
+TEST(ConfigMain, UnknownKey) {
   TempDir dir;
   EXPECT_EQ(main_config_errors(dir, "logLevel: info\nsocket: /run/x.sock\n"),
             Lines{dir.at("jitd.yaml") + ":2:1: unknown key 'socket' in main config; expected one "
@@ -588,7 +588,7 @@ TEST(config_main, unknown_key) {
                                         "stateDirectory, nftTable, nftTableOwnership, logLevel"});
 }
 
-TEST(config_main, paths_must_be_absolute) {
+TEST(ConfigMain, PathsMustBeAbsolute) {
   TempDir dir;
   EXPECT_EQ(main_config_errors(dir, "socketPath: run/jitd.sock\n"
                                     "policyDirectory: \"\"\n"
@@ -598,7 +598,7 @@ TEST(config_main, paths_must_be_absolute) {
                    dir.at("jitd.yaml") + ":3:17: './state' is not an absolute path"}));
 }
 
-TEST(config_main, nft_table_name) {
+TEST(ConfigMain, NftTableName) {
   TempDir dir;
   const std::string longest(63, 't');
   EXPECT_EQ(main_config_errors(dir, "nftTable: " + longest + "\n"), Lines{});
@@ -612,7 +612,7 @@ TEST(config_main, nft_table_name) {
   EXPECT_EQ(main_config_errors(dir, "nftTable: \"\"\n"), Lines{error("")});
 }
 
-TEST(config_main, log_level) {
+TEST(ConfigMain, LogLevel) {
   TempDir dir;
   for (const auto* level : {"trace", "debug", "info", "warn", "error"}) {
     EXPECT_EQ(main_config_errors(dir, std::string("logLevel: ") + level + "\n"), Lines{});
@@ -624,7 +624,7 @@ TEST(config_main, log_level) {
             Lines{dir.at("jitd.yaml") + ":1:11: 'logLevel' must be a single value, got a list"});
 }
 
-TEST(config_main, wrong_shape_and_syntax) {
+TEST(ConfigMain, WrongShapeAndSyntax) {
   TempDir dir;
   EXPECT_EQ(main_config_errors(dir, "just text\n"),
             Lines{dir.at("jitd.yaml") + ":1:1: main config must be a mapping, got a single value"});
@@ -632,13 +632,13 @@ TEST(config_main, wrong_shape_and_syntax) {
             Lines{dir.at("jitd.yaml") + ":2:1: invalid YAML: end of sequence flow not found"});
 }
 
-TEST(config_main, unreadable_file) {
+TEST(ConfigMain, UnreadableFile) {
   TempDir dir;
   EXPECT_EQ(texts(load_main_config(dir.path()).errors),
             Lines{dir.path().string() + ": not a regular file"});
 }
 
-TEST(config_main, invalid_values_keep_their_defaults) {
+TEST(ConfigMain, InvalidValuesKeepTheirDefaults) {
   TempDir dir;
   const auto loaded = load_main_config(dir.write("jitd.yaml", "logLevel: loud\nnftTable: t1\n"));
   EXPECT_EQ(loaded.errors.size(), 1u);
@@ -646,7 +646,7 @@ TEST(config_main, invalid_values_keep_their_defaults) {
   EXPECT_EQ(loaded.value.nft_table, "t1");
 }
 
-TEST(config_main, table_ownership_modes) {
+TEST(ConfigMain, TableOwnershipModes) {
   TempDir dir;
   EXPECT_TRUE(load_main_config(dir.write("a.yaml", "nftTableOwnership: auto\n")).value.claim_table_ownership);
   EXPECT_FALSE(load_main_config(dir.write("b.yaml", "nftTableOwnership: off\n")).value.claim_table_ownership);
@@ -661,13 +661,13 @@ TEST(config_main, table_ownership_modes) {
 
 const fs::path packaging = fs::path(__FILE__).parent_path() / "../../packaging";
 
-TEST(config_packaging, main_config_spells_out_the_defaults) {
+TEST(ConfigPackaging, MainConfigSpellsOutTheDefaults) {
   const auto loaded = load_main_config(packaging / "jitd.yaml");
   EXPECT_EQ(texts(loaded.errors), Lines{});
   expect_defaults(loaded.value);
 }
 
-TEST(config_packaging, policy_protects_management_ports) {
+TEST(ConfigPackaging, PolicyProtectsManagementPorts) {
   const auto loaded = load_policy_directory(packaging / "policies.d");
   EXPECT_EQ(texts(loaded.errors), Lines{});
   const std::vector<core::PortKey> expected = {{core::Protocol::tcp, 22},

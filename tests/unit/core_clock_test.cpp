@@ -29,34 +29,34 @@ void expect_refused(std::string_view text) {
   EXPECT_FALSE(parsed.error().message.empty()) << text;
 }
 
-TEST(core_clock, format_utc_without_milliseconds) {
+TEST(CoreClock, FormatUtcWithoutMilliseconds) {
   EXPECT_EQ(format_utc(at(2026, 11, 24, 3, 30, 0)), "2026-11-24T03:30:00Z");
   EXPECT_EQ(format_utc(TimePoint{}), "1970-01-01T00:00:00Z");
   EXPECT_EQ(format_utc(at(1999, 12, 31, 23, 59, 59)), "1999-12-31T23:59:59Z");
   EXPECT_EQ(format_utc(at(2024, 2, 29, 12, 0, 0)), "2024-02-29T12:00:00Z");
 }
 
-TEST(core_clock, format_utc_with_milliseconds) {
+TEST(CoreClock, FormatUtcWithMilliseconds) {
   EXPECT_EQ(format_utc(at(2026, 11, 24, 3, 30, 0, 125)), "2026-11-24T03:30:00.125Z");
   EXPECT_EQ(format_utc(at(2026, 11, 24, 3, 30, 0, 5)), "2026-11-24T03:30:00.005Z");
   EXPECT_EQ(format_utc(at(2026, 11, 24, 3, 30, 0, 500)), "2026-11-24T03:30:00.500Z");
   EXPECT_EQ(format_utc(at(2026, 11, 24, 23, 59, 59, 999)), "2026-11-24T23:59:59.999Z");
 }
 
-TEST(core_clock, parse_utc_basic) {
+TEST(CoreClock, ParseUtcBasic) {
   EXPECT_EQ(parse_ok("2026-11-24T03:30:00Z"), at(2026, 11, 24, 3, 30, 0));
   EXPECT_EQ(parse_ok("1970-01-01T00:00:00Z"), TimePoint{});
   EXPECT_EQ(parse_ok("2024-02-29T23:59:59Z"), at(2024, 2, 29, 23, 59, 59));
 }
 
-TEST(core_clock, parse_utc_accepted_variants) {
+TEST(CoreClock, ParseUtcAcceptedVariants) {
   const auto expected = at(2026, 11, 24, 3, 30, 0);
   EXPECT_EQ(parse_ok("2026-11-24T03:30:00+00:00"), expected);
   EXPECT_EQ(parse_ok("2026-11-24t03:30:00z"), expected);
   EXPECT_EQ(parse_ok("2026-11-24 03:30:00Z"), expected);
 }
 
-TEST(core_clock, parse_utc_fractional_seconds) {
+TEST(CoreClock, ParseUtcFractionalSeconds) {
   EXPECT_EQ(parse_ok("2026-11-24T03:30:00.125Z"), at(2026, 11, 24, 3, 30, 0, 125));
   EXPECT_EQ(parse_ok("2026-11-24T03:30:00.5Z"), at(2026, 11, 24, 3, 30, 0, 500));
   EXPECT_EQ(parse_ok("2026-11-24T03:30:00.05Z"), at(2026, 11, 24, 3, 30, 0, 50));
@@ -65,14 +65,14 @@ TEST(core_clock, parse_utc_fractional_seconds) {
   EXPECT_EQ(parse_ok("2026-11-24T03:30:00.250+00:00"), at(2026, 11, 24, 3, 30, 0, 250));
 }
 
-TEST(core_clock, format_parse_round_trip) {
+TEST(CoreClock, FormatParseRoundTrip) {
   for (const auto when : {at(2026, 11, 24, 3, 30, 0), at(2026, 11, 24, 3, 30, 0, 125),
                           at(2000, 1, 1), at(2038, 1, 19, 3, 14, 8, 1), TimePoint{}}) {
     EXPECT_EQ(parse_ok(format_utc(when)), when) << format_utc(when);
   }
 }
 
-TEST(core_clock, parse_utc_refuses_bad_dates) {
+TEST(CoreClock, ParseUtcRefusesBadDates) {
   expect_refused("2026-13-01T00:00:00Z");
   expect_refused("2026-00-01T00:00:00Z");
   expect_refused("2026-11-00T00:00:00Z");
@@ -83,7 +83,7 @@ TEST(core_clock, parse_utc_refuses_bad_dates) {
   expect_refused("2026/11/24T00:00:00Z");
 }
 
-TEST(core_clock, parse_utc_refuses_bad_times) {
+TEST(CoreClock, ParseUtcRefusesBadTimes) {
   expect_refused("2026-11-24T25:00:00Z");
   expect_refused("2026-11-24T24:00:00Z");
   expect_refused("2026-11-24T23:60:00Z");
@@ -94,7 +94,7 @@ TEST(core_clock, parse_utc_refuses_bad_times) {
   expect_refused("2026-11-24T03-30-00Z");
 }
 
-TEST(core_clock, parse_utc_refuses_signed_fields) {
+TEST(CoreClock, ParseUtcRefusesSignedFields) {
   expect_refused("2026-11-24T-1:00:00Z");
   expect_refused("2026-11-24T03:-5:00Z");
   expect_refused("2026-11-24T03:30:-1Z");
@@ -103,7 +103,7 @@ TEST(core_clock, parse_utc_refuses_signed_fields) {
   expect_refused("+026-11-24T03:30:00Z");
 }
 
-TEST(core_clock, parse_utc_refuses_missing_or_other_zones) {
+TEST(CoreClock, ParseUtcRefusesMissingOrOtherZones) {
   expect_refused("2026-11-24T03:30:00");
   expect_refused("2026-11-24T03:30:00.125");
   expect_refused("2026-11-24T03:30:00+01:00");
@@ -115,7 +115,7 @@ TEST(core_clock, parse_utc_refuses_missing_or_other_zones) {
   expect_refused("2026-11-24T03:30:00 UTC");
 }
 
-TEST(core_clock, parse_utc_refuses_garbage) {
+TEST(CoreClock, ParseUtcRefusesGarbage) {
   expect_refused("");
   expect_refused("now");
   expect_refused("2026-11-24");
@@ -123,7 +123,7 @@ TEST(core_clock, parse_utc_refuses_garbage) {
   expect_refused("1764000000");
 }
 
-TEST(core_clock, fake_clock_advances_only_when_told) {
+TEST(CoreClock, FakeClockAdvancesOnlyWhenTold) {
   FakeClock clock(at(2026, 1, 1));
   EXPECT_EQ(clock.now(), at(2026, 1, 1));
   EXPECT_EQ(clock.now(), at(2026, 1, 1));

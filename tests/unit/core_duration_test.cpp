@@ -23,7 +23,7 @@ void expect_refused(std::string_view text) {
   EXPECT_FALSE(parsed.error().message.empty()) << text;
 }
 
-TEST(core_duration, iso_time_components) {
+TEST(CoreDuration, IsoTimeComponents) {
   EXPECT_EQ(parse_ok("PT3H"), 3h);
   EXPECT_EQ(parse_ok("PT30M"), 30min);
   EXPECT_EQ(parse_ok("PT45S"), 45s);
@@ -34,7 +34,7 @@ TEST(core_duration, iso_time_components) {
   EXPECT_EQ(parse_ok("PT90M"), 90min);
 }
 
-TEST(core_duration, iso_date_components) {
+TEST(CoreDuration, IsoDateComponents) {
   EXPECT_EQ(parse_ok("P1D"), 24h);
   EXPECT_EQ(parse_ok("P2D"), 48h);
   EXPECT_EQ(parse_ok("P1W"), 7 * 24h);
@@ -43,7 +43,7 @@ TEST(core_duration, iso_date_components) {
   EXPECT_EQ(parse_ok("P1DT1H1M1S"), 24h + 1h + 1min + 1s);
 }
 
-TEST(core_duration, iso_fractions) {
+TEST(CoreDuration, IsoFractions) {
   EXPECT_EQ(parse_ok("PT0.5S"), 500ms);
   EXPECT_EQ(parse_ok("PT45.5S"), 45500ms);
   EXPECT_EQ(parse_ok("PT0.001S"), 1ms);
@@ -53,7 +53,7 @@ TEST(core_duration, iso_fractions) {
   EXPECT_EQ(parse_ok("PT0,5S"), 500ms);  // ISO 8601 allows a decimal comma
 }
 
-TEST(core_duration, shorthand) {
+TEST(CoreDuration, Shorthand) {
   EXPECT_EQ(parse_ok("3h"), 3h);
   EXPECT_EQ(parse_ok("30m"), 30min);
   EXPECT_EQ(parse_ok("45s"), 45s);
@@ -65,7 +65,7 @@ TEST(core_duration, shorthand) {
   EXPECT_EQ(parse_ok("0.5s"), 500ms);
 }
 
-TEST(core_duration, case_insensitive) {
+TEST(CoreDuration, CaseInsensitive) {
   EXPECT_EQ(parse_ok("pt3h"), 3h);
   EXPECT_EQ(parse_ok("Pt1h30M"), 90min);
   EXPECT_EQ(parse_ok("p1d"), 24h);
@@ -74,7 +74,7 @@ TEST(core_duration, case_insensitive) {
   EXPECT_EQ(parse_ok("1H30M"), 90min);
 }
 
-TEST(core_duration, refuses_empty_and_bare_designators) {
+TEST(CoreDuration, RefusesEmptyAndBareDesignators) {
   expect_refused("");
   expect_refused("P");
   expect_refused("PT");
@@ -83,7 +83,7 @@ TEST(core_duration, refuses_empty_and_bare_designators) {
   expect_refused("T3H");
 }
 
-TEST(core_duration, refuses_unknown_units_and_missing_numbers) {
+TEST(CoreDuration, RefusesUnknownUnitsAndMissingNumbers) {
   expect_refused("3x");
   expect_refused("h");
   expect_refused("3");
@@ -103,7 +103,7 @@ TEST(core_duration, refuses_unknown_units_and_missing_numbers) {
   expect_refused("abc");
 }
 
-TEST(core_duration, refuses_misordered_or_repeated_units) {
+TEST(CoreDuration, RefusesMisorderedOrRepeatedUnits) {
   expect_refused("PT30M1H");
   expect_refused("PT1H1H");
   expect_refused("30m1h");
@@ -111,7 +111,7 @@ TEST(core_duration, refuses_misordered_or_repeated_units) {
   expect_refused("P1D1W");
 }
 
-TEST(core_duration, refuses_zero_and_negative) {
+TEST(CoreDuration, RefusesZeroAndNegative) {
   expect_refused("-5m");
   expect_refused("-PT5M");
   expect_refused("PT-5M");
@@ -123,18 +123,18 @@ TEST(core_duration, refuses_zero_and_negative) {
   expect_refused("PT0.0001S");  // rounds to zero milliseconds
 }
 
-TEST(core_duration, refuses_absurdly_long) {
+TEST(CoreDuration, RefusesAbsurdlyLong) {
   expect_refused("99999999999999999999h");
   expect_refused("P99999999999999999999D");
 }
 
-TEST(core_duration, error_message_quotes_the_input) {
+TEST(CoreDuration, ErrorMessageQuotesTheInput) {
   const auto parsed = parse_duration("3x");
   ASSERT_FALSE(parsed.has_value());
   EXPECT_NE(parsed.error().message.find("'3x'"), std::string::npos) << parsed.error().message;
 }
 
-TEST(core_duration, format_whole_units) {
+TEST(CoreDuration, FormatWholeUnits) {
   EXPECT_EQ(format_duration(3h), "PT3H");
   EXPECT_EQ(format_duration(30min), "PT30M");
   EXPECT_EQ(format_duration(45s), "PT45S");
@@ -144,7 +144,7 @@ TEST(core_duration, format_whole_units) {
   EXPECT_EQ(format_duration(26h + 5min + 7s), "PT26H5M7S");
 }
 
-TEST(core_duration, format_fractions) {
+TEST(CoreDuration, FormatFractions) {
   EXPECT_EQ(format_duration(500ms), "PT0.5S");
   EXPECT_EQ(format_duration(1ms), "PT0.001S");
   EXPECT_EQ(format_duration(1500ms), "PT1.5S");
@@ -152,12 +152,12 @@ TEST(core_duration, format_fractions) {
   EXPECT_EQ(format_duration(1min + 10ms), "PT1M0.01S");
 }
 
-TEST(core_duration, format_zero_and_negative) {
+TEST(CoreDuration, FormatZeroAndNegative) {
   EXPECT_EQ(format_duration(0ms), "PT0S");
   EXPECT_EQ(format_duration(-5s), "PT0S");
 }
 
-TEST(core_duration, format_parse_round_trip) {
+TEST(CoreDuration, FormatParseRoundTrip) {
   for (const Milliseconds value :
        {Milliseconds{1}, Milliseconds{999}, Milliseconds{1000}, Milliseconds{59'999},
         Milliseconds{60'000}, Milliseconds{3'599'999}, Milliseconds{3'600'000},

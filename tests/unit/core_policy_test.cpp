@@ -23,7 +23,7 @@ PortRule rule(std::uint16_t port, ProtocolSpec protocol, std::vector<Prefix> sou
   return r;
 }
 
-TEST(core_policy, parse_protocol) {
+TEST(CorePolicy, ParseProtocol) {
   EXPECT_EQ(parse_protocol("tcp").value(), ProtocolSpec::tcp);
   EXPECT_EQ(parse_protocol("TCP").value(), ProtocolSpec::tcp);
   EXPECT_EQ(parse_protocol("udp").value(), ProtocolSpec::udp);
@@ -36,7 +36,7 @@ TEST(core_policy, parse_protocol) {
   }
 }
 
-TEST(core_policy, expand_and_covers) {
+TEST(CorePolicy, ExpandAndCovers) {
   EXPECT_EQ(expand(ProtocolSpec::tcp), std::vector<Protocol>{Protocol::tcp});
   EXPECT_EQ(expand(ProtocolSpec::udp), std::vector<Protocol>{Protocol::udp});
   EXPECT_EQ(expand(ProtocolSpec::any), (std::vector<Protocol>{Protocol::tcp, Protocol::udp}));
@@ -49,12 +49,12 @@ TEST(core_policy, expand_and_covers) {
   EXPECT_FALSE(covers(ProtocolSpec::udp, ProtocolSpec::any));
 }
 
-TEST(core_policy, kernel_protocol_numbers) {
+TEST(CorePolicy, KernelProtocolNumbers) {
   EXPECT_EQ(static_cast<int>(Protocol::tcp), 6);
   EXPECT_EQ(static_cast<int>(Protocol::udp), 17);
 }
 
-TEST(core_policy, text_forms) {
+TEST(CorePolicy, TextForms) {
   EXPECT_EQ(to_string(PortSpec{22, ProtocolSpec::tcp}), "22/tcp");
   EXPECT_EQ(to_string(PortSpec{53, ProtocolSpec::any}), "53/*");
   EXPECT_EQ(to_string(PortSpec{51820, ProtocolSpec::udp}), "51820/udp");
@@ -64,7 +64,7 @@ TEST(core_policy, text_forms) {
   EXPECT_EQ((SourceLocation{"/etc/jitd/policy.yaml", 0, 0}.to_string()), "/etc/jitd/policy.yaml");
 }
 
-TEST(core_policy, find_rule_matches_port_and_protocol) {
+TEST(CorePolicy, FindRuleMatchesPortAndProtocol) {
   Policy policy;
   policy.rules = {rule(22, ProtocolSpec::tcp), rule(53, ProtocolSpec::any),
                   rule(51820, ProtocolSpec::udp)};
@@ -79,7 +79,7 @@ TEST(core_policy, find_rule_matches_port_and_protocol) {
   EXPECT_EQ(Policy{}.find_rule(22, Protocol::tcp), nullptr);
 }
 
-TEST(core_policy, find_rule_distinguishes_split_protocol_rules) {
+TEST(CorePolicy, FindRuleDistinguishesSplitProtocolRules) {
   Policy policy;
   policy.rules = {rule(53, ProtocolSpec::udp, {}, 1h), rule(53, ProtocolSpec::tcp, {}, 2h)};
   ASSERT_NE(policy.find_rule(53, Protocol::udp), nullptr);
@@ -88,7 +88,7 @@ TEST(core_policy, find_rule_distinguishes_split_protocol_rules) {
   EXPECT_EQ(policy.find_rule(53, Protocol::tcp)->max_duration, 2h);
 }
 
-TEST(core_policy, protected_ports_sorted_unique_and_expanded) {
+TEST(CorePolicy, ProtectedPortsSortedUniqueAndExpanded) {
   Policy policy;
   policy.rules = {rule(443, ProtocolSpec::tcp), rule(53, ProtocolSpec::any),
                   rule(22, ProtocolSpec::tcp), rule(53, ProtocolSpec::udp),
@@ -101,7 +101,7 @@ TEST(core_policy, protected_ports_sorted_unique_and_expanded) {
   EXPECT_TRUE(Policy{}.protected_ports().empty());
 }
 
-TEST(core_policy, allows_source) {
+TEST(CorePolicy, AllowsSource) {
   const auto any = rule(22, ProtocolSpec::tcp);
   EXPECT_TRUE(any.allows_source(prefix("0.0.0.0/0")));
   EXPECT_TRUE(any.allows_source(prefix("::/0")));
@@ -123,7 +123,7 @@ TEST(core_policy, allows_source) {
   EXPECT_FALSE(nothing.allows_source(prefix("10.0.0.1")));
 }
 
-TEST(core_policy, error_codes_have_stable_text) {
+TEST(CorePolicy, ErrorCodesHaveStableText) {
   EXPECT_EQ(to_string(ErrorCode::invalid_request), "InvalidRequest");
   EXPECT_EQ(to_string(ErrorCode::port_not_in_policy), "PortNotInPolicy");
   EXPECT_EQ(to_string(ErrorCode::source_not_allowed), "SourceNotAllowed");

@@ -24,7 +24,7 @@ constexpr AddressValue v6(std::uint64_t high, std::uint64_t low) {
   return (AddressValue{high} << 64) | low;
 }
 
-TEST(core_prefix, parses_ipv4_network) {
+TEST(CorePrefix, ParsesIpv4Network) {
   const auto prefix = parse_ok("10.1.2.0/24");
   EXPECT_EQ(prefix.family(), Family::ipv4);
   EXPECT_EQ(prefix.length(), 24U);
@@ -32,7 +32,7 @@ TEST(core_prefix, parses_ipv4_network) {
   EXPECT_EQ(prefix.to_string(), "10.1.2.0/24");
 }
 
-TEST(core_prefix, parses_bare_ipv4_address_as_host) {
+TEST(CorePrefix, ParsesBareIpv4AddressAsHost) {
   const auto prefix = parse_ok("203.0.113.7");
   EXPECT_EQ(prefix.family(), Family::ipv4);
   EXPECT_EQ(prefix.length(), 32U);
@@ -40,14 +40,14 @@ TEST(core_prefix, parses_bare_ipv4_address_as_host) {
   EXPECT_EQ(prefix.to_string(), "203.0.113.7");
 }
 
-TEST(core_prefix, ipv4_slash_32_prints_as_bare_address) {
+TEST(CorePrefix, Ipv4Slash32PrintsAsBareAddress) {
   const auto prefix = parse_ok("203.0.113.7/32");
   EXPECT_EQ(prefix.length(), 32U);
   EXPECT_EQ(prefix.to_string(), "203.0.113.7");
   EXPECT_EQ(prefix, parse_ok("203.0.113.7"));
 }
 
-TEST(core_prefix, parses_ipv6_network) {
+TEST(CorePrefix, ParsesIpv6Network) {
   const auto prefix = parse_ok("2001:db8::/32");
   EXPECT_EQ(prefix.family(), Family::ipv6);
   EXPECT_EQ(prefix.length(), 32U);
@@ -55,7 +55,7 @@ TEST(core_prefix, parses_ipv6_network) {
   EXPECT_EQ(prefix.to_string(), "2001:db8::/32");
 }
 
-TEST(core_prefix, parses_bare_ipv6_address_as_host) {
+TEST(CorePrefix, ParsesBareIpv6AddressAsHost) {
   const auto prefix = parse_ok("2001:db8::1");
   EXPECT_EQ(prefix.family(), Family::ipv6);
   EXPECT_EQ(prefix.length(), 128U);
@@ -63,17 +63,17 @@ TEST(core_prefix, parses_bare_ipv6_address_as_host) {
   EXPECT_EQ(prefix.to_string(), "2001:db8::1");
 }
 
-TEST(core_prefix, ipv6_slash_128_prints_as_bare_address) {
+TEST(CorePrefix, Ipv6Slash128PrintsAsBareAddress) {
   EXPECT_EQ(parse_ok("fd00::1/128").to_string(), "fd00::1");
 }
 
-TEST(core_prefix, ipv6_to_string_is_canonical) {
+TEST(CorePrefix, Ipv6ToStringIsCanonical) {
   // Leading zeros dropped, the longest zero run compressed, lower case.
   EXPECT_EQ(parse_ok("2001:0DB8:0000:0000:0000:0000:0000:0001").to_string(), "2001:db8::1");
   EXPECT_EQ(parse_ok("FD00:0:0:0::/64").to_string(), "fd00::/64");
 }
 
-TEST(core_prefix, length_zero_is_the_whole_family) {
+TEST(CorePrefix, LengthZeroIsTheWholeFamily) {
   const auto any4 = parse_ok("0.0.0.0/0");
   EXPECT_EQ(any4.family(), Family::ipv4);
   EXPECT_EQ(any4.length(), 0U);
@@ -87,12 +87,12 @@ TEST(core_prefix, length_zero_is_the_whole_family) {
   EXPECT_EQ(any6.address(), AddressValue{0});
 }
 
-TEST(core_prefix, nonzero_address_with_length_zero_has_host_bits) {
+TEST(CorePrefix, NonzeroAddressWithLengthZeroHasHostBits) {
   expect_refused("10.0.0.0/0");
   expect_refused("2001:db8::/0");
 }
 
-TEST(core_prefix, refuses_lengths_out_of_range) {
+TEST(CorePrefix, RefusesLengthsOutOfRange) {
   expect_refused("10.0.0.0/33");
   expect_refused("10.0.0.0/-1");
   expect_refused("10.0.0.0/");
@@ -108,7 +108,7 @@ TEST(core_prefix, refuses_lengths_out_of_range) {
   expect_refused("2001:db8::/abc");
 }
 
-TEST(core_prefix, error_for_bad_length_names_the_valid_range) {
+TEST(CorePrefix, ErrorForBadLengthNamesTheValidRange) {
   const auto v4 = Prefix::parse("10.0.0.0/33");
   ASSERT_FALSE(v4.has_value());
   EXPECT_NE(v4.error().message.find("0..32"), std::string::npos) << v4.error().message;
@@ -117,7 +117,7 @@ TEST(core_prefix, error_for_bad_length_names_the_valid_range) {
   EXPECT_NE(v6.error().message.find("0..128"), std::string::npos) << v6.error().message;
 }
 
-TEST(core_prefix, refuses_garbage) {
+TEST(CorePrefix, RefusesGarbage) {
   expect_refused("");
   expect_refused("/");
   expect_refused("/24");
@@ -133,7 +133,7 @@ TEST(core_prefix, refuses_garbage) {
   expect_refused("fe80::1%eth0");
 }
 
-TEST(core_prefix, host_bits_refused_with_network_suggestion) {
+TEST(CorePrefix, HostBitsRefusedWithNetworkSuggestion) {
   const auto v4 = Prefix::parse("10.0.0.1/24");
   ASSERT_FALSE(v4.has_value());
   EXPECT_EQ(v4.error().code, ErrorCode::invalid_argument);
@@ -150,14 +150,14 @@ TEST(core_prefix, host_bits_refused_with_network_suggestion) {
       << odd.error().message;
 }
 
-TEST(core_prefix, host_bit_in_last_position_refused) {
+TEST(CorePrefix, HostBitInLastPositionRefused) {
   expect_refused("10.0.0.1/31");
   expect_refused("fd00::1/127");
   EXPECT_EQ(parse_ok("10.0.0.2/31").to_string(), "10.0.0.2/31");
   EXPECT_EQ(parse_ok("fd00::2/127").to_string(), "fd00::2/127");
 }
 
-TEST(core_prefix, contains_nested_prefixes) {
+TEST(CorePrefix, ContainsNestedPrefixes) {
   const auto net16 = parse_ok("10.1.0.0/16");
   const auto net24 = parse_ok("10.1.2.0/24");
   const auto host = parse_ok("10.1.2.3");
@@ -168,13 +168,13 @@ TEST(core_prefix, contains_nested_prefixes) {
   EXPECT_FALSE(host.contains(net24));
 }
 
-TEST(core_prefix, contains_equal_prefix) {
+TEST(CorePrefix, ContainsEqualPrefix) {
   EXPECT_TRUE(parse_ok("10.1.2.0/24").contains(parse_ok("10.1.2.0/24")));
   EXPECT_TRUE(parse_ok("10.1.2.3").contains(parse_ok("10.1.2.3")));
   EXPECT_TRUE(parse_ok("fd00::/8").contains(parse_ok("fd00::/8")));
 }
 
-TEST(core_prefix, contains_disjoint_prefixes_is_false) {
+TEST(CorePrefix, ContainsDisjointPrefixesIsFalse) {
   EXPECT_FALSE(parse_ok("10.1.2.0/24").contains(parse_ok("10.1.3.0/24")));
   EXPECT_FALSE(parse_ok("10.1.2.0/24").contains(parse_ok("10.1.3.1")));
   EXPECT_FALSE(parse_ok("10.1.2.0/25").contains(parse_ok("10.1.2.128/25")));
@@ -183,7 +183,7 @@ TEST(core_prefix, contains_disjoint_prefixes_is_false) {
   EXPECT_FALSE(parse_ok("2001:db8::/32").contains(parse_ok("2001:db9::1")));
 }
 
-TEST(core_prefix, contains_never_crosses_families) {
+TEST(CorePrefix, ContainsNeverCrossesFamilies) {
   EXPECT_FALSE(parse_ok("0.0.0.0/0").contains(parse_ok("::1")));
   EXPECT_FALSE(parse_ok("::/0").contains(parse_ok("10.0.0.1")));
   // ::ffff:10.0.0.1 is an IPv6 address, even though it embeds an IPv4 one.
@@ -191,7 +191,7 @@ TEST(core_prefix, contains_never_crosses_families) {
   EXPECT_FALSE(parse_ok("::/96").contains(parse_ok("0.0.0.1")));
 }
 
-TEST(core_prefix, full_prefixes_contain_everything_of_their_family) {
+TEST(CorePrefix, FullPrefixesContainEverythingOfTheirFamily) {
   EXPECT_TRUE(parse_ok("0.0.0.0/0").contains(parse_ok("255.255.255.255")));
   EXPECT_TRUE(parse_ok("0.0.0.0/0").contains(parse_ok("0.0.0.0")));
   EXPECT_TRUE(parse_ok("0.0.0.0/0").contains(parse_ok("128.0.0.0/1")));
@@ -199,7 +199,7 @@ TEST(core_prefix, full_prefixes_contain_everything_of_their_family) {
   EXPECT_TRUE(parse_ok("::/0").contains(parse_ok("8000::/1")));
 }
 
-TEST(core_prefix, range_of_ipv4_prefixes) {
+TEST(CorePrefix, RangeOfIpv4Prefixes) {
   const auto net = parse_ok("192.168.1.0/24").range();
   EXPECT_EQ(net.family, Family::ipv4);
   EXPECT_EQ(net.first, AddressValue{0xC0A80100});
@@ -219,7 +219,7 @@ TEST(core_prefix, range_of_ipv4_prefixes) {
   EXPECT_EQ(upper.last, AddressValue{0xFFFFFFFFU});
 }
 
-TEST(core_prefix, range_of_ipv6_prefixes) {
+TEST(CorePrefix, RangeOfIpv6Prefixes) {
   const auto net = parse_ok("2001:db8::/64").range();
   EXPECT_EQ(net.family, Family::ipv6);
   EXPECT_EQ(net.first, v6(0x20010db800000000ULL, 0));
@@ -239,13 +239,13 @@ TEST(core_prefix, range_of_ipv6_prefixes) {
   EXPECT_EQ(upper.last, ~AddressValue{0});
 }
 
-TEST(core_prefix, any_has_full_range) {
+TEST(CorePrefix, AnyHasFullRange) {
   EXPECT_EQ(parse_ok("0.0.0.0/0").range().last, AddressValue{0xFFFFFFFFU});
   EXPECT_EQ(parse_ok("::/0").range().last, ~AddressValue{0});
   EXPECT_EQ(parse_ok("::/0").range().first, AddressValue{0});
 }
 
-TEST(core_prefix, to_string_round_trips) {
+TEST(CorePrefix, ToStringRoundTrips) {
   for (const auto* text : {"10.0.0.0/8", "10.1.2.3", "0.0.0.0/0", "255.255.255.255",
                            "192.168.0.0/31", "2001:db8::/32", "::/0", "::1", "fe80::/10",
                            "2001:db8:1:2:3:4:5:6", "::ffff:10.0.0.1"}) {
@@ -255,7 +255,7 @@ TEST(core_prefix, to_string_round_trips) {
   }
 }
 
-TEST(core_prefix, address_helpers) {
+TEST(CorePrefix, AddressHelpers) {
   EXPECT_EQ(address_bits(Family::ipv4), 32U);
   EXPECT_EQ(address_bits(Family::ipv6), 128U);
   EXPECT_EQ(address_to_string(Family::ipv4, 0x7F000001), "127.0.0.1");

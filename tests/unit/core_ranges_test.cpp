@@ -72,16 +72,16 @@ std::string describe(const std::vector<TimedRange>& ranges) {
 
 // ---------------------------------------------------------------- derive_disjoint
 
-TEST(core_ranges, empty_input_gives_empty_output) {
+TEST(CoreRanges, EmptyInputGivesEmptyOutput) {
   EXPECT_TRUE(derive_disjoint({}).empty());
 }
 
-TEST(core_ranges, single_range_is_kept) {
+TEST(CoreRanges, SingleRangeIsKept) {
   EXPECT_RANGES(derive_disjoint({timed("10.0.0.0/24", ssh, 1h)}),
                 {timed("10.0.0.0/24", ssh, 1h)});
 }
 
-TEST(core_ranges, host_inside_network_with_later_end_splits_network) {
+TEST(CoreRanges, HostInsideNetworkWithLaterEndSplitsNetwork) {
   const auto derived =
       derive_disjoint({timed("10.0.0.0/24", ssh, 1h), timed("10.0.0.77", ssh, 2h)});
   EXPECT_RANGES(derived, {span(Family::ipv4, ip4(10, 0, 0, 0), ip4(10, 0, 0, 76), ssh, 1h),
@@ -89,19 +89,19 @@ TEST(core_ranges, host_inside_network_with_later_end_splits_network) {
                           span(Family::ipv4, ip4(10, 0, 0, 78), ip4(10, 0, 0, 255), ssh, 1h)});
 }
 
-TEST(core_ranges, host_inside_network_with_earlier_end_is_absorbed) {
+TEST(CoreRanges, HostInsideNetworkWithEarlierEndIsAbsorbed) {
   const auto derived =
       derive_disjoint({timed("10.0.0.0/24", ssh, 2h), timed("10.0.0.77", ssh, 1h)});
   EXPECT_RANGES(derived, {timed("10.0.0.0/24", ssh, 2h)});
 }
 
-TEST(core_ranges, host_inside_network_with_equal_end_is_absorbed) {
+TEST(CoreRanges, HostInsideNetworkWithEqualEndIsAbsorbed) {
   const auto derived =
       derive_disjoint({timed("10.0.0.77", ssh, 1h), timed("10.0.0.0/24", ssh, 1h)});
   EXPECT_RANGES(derived, {timed("10.0.0.0/24", ssh, 1h)});
 }
 
-TEST(core_ranges, host_at_network_edges_with_later_end) {
+TEST(CoreRanges, HostAtNetworkEdgesWithLaterEnd) {
   EXPECT_RANGES(derive_disjoint({timed("10.0.0.0/24", ssh, 1h), timed("10.0.0.0", ssh, 2h)}),
                 {timed("10.0.0.0", ssh, 2h),
                  span(Family::ipv4, ip4(10, 0, 0, 1), ip4(10, 0, 0, 255), ssh, 1h)});
@@ -110,7 +110,7 @@ TEST(core_ranges, host_at_network_edges_with_later_end) {
                  timed("10.0.0.255", ssh, 2h)});
 }
 
-TEST(core_ranges, three_levels_of_nesting) {
+TEST(CoreRanges, ThreeLevelsOfNesting) {
   const auto derived = derive_disjoint({timed("10.0.0.0/16", ssh, 1h),
                                         timed("10.0.1.0/24", ssh, 3h),
                                         timed("10.0.1.10", ssh, 2h),
@@ -122,66 +122,66 @@ TEST(core_ranges, three_levels_of_nesting) {
                           span(Family::ipv4, ip4(10, 0, 2, 0), ip4(10, 0, 255, 255), ssh, 1h)});
 }
 
-TEST(core_ranges, partial_overlap_later_range_ends_later) {
+TEST(CoreRanges, PartialOverlapLaterRangeEndsLater) {
   const auto derived = derive_disjoint({span(Family::ipv4, 100, 200, ssh, 1h),
                                         span(Family::ipv4, 150, 300, ssh, 2h)});
   EXPECT_RANGES(derived, {span(Family::ipv4, 100, 149, ssh, 1h),
                           span(Family::ipv4, 150, 300, ssh, 2h)});
 }
 
-TEST(core_ranges, partial_overlap_earlier_range_ends_later) {
+TEST(CoreRanges, PartialOverlapEarlierRangeEndsLater) {
   const auto derived = derive_disjoint({span(Family::ipv4, 150, 300, ssh, 1h),
                                         span(Family::ipv4, 100, 200, ssh, 2h)});
   EXPECT_RANGES(derived, {span(Family::ipv4, 100, 200, ssh, 2h),
                           span(Family::ipv4, 201, 300, ssh, 1h)});
 }
 
-TEST(core_ranges, partial_overlap_equal_ends_become_one_range) {
+TEST(CoreRanges, PartialOverlapEqualEndsBecomeOneRange) {
   const auto derived = derive_disjoint({span(Family::ipv4, 100, 200, ssh, 1h),
                                         span(Family::ipv4, 150, 300, ssh, 1h)});
   EXPECT_RANGES(derived, {span(Family::ipv4, 100, 300, ssh, 1h)});
 }
 
-TEST(core_ranges, overlap_sharing_one_address) {
+TEST(CoreRanges, OverlapSharingOneAddress) {
   const auto derived = derive_disjoint({span(Family::ipv4, 100, 200, ssh, 1h),
                                         span(Family::ipv4, 200, 300, ssh, 2h)});
   EXPECT_RANGES(derived, {span(Family::ipv4, 100, 199, ssh, 1h),
                           span(Family::ipv4, 200, 300, ssh, 2h)});
 }
 
-TEST(core_ranges, identical_ranges_take_the_latest_end) {
+TEST(CoreRanges, IdenticalRangesTakeTheLatestEnd) {
   const auto derived = derive_disjoint({timed("10.0.0.0/24", ssh, 1h),
                                         timed("10.0.0.0/24", ssh, 3h),
                                         timed("10.0.0.0/24", ssh, 2h)});
   EXPECT_RANGES(derived, {timed("10.0.0.0/24", ssh, 3h)});
 }
 
-TEST(core_ranges, exact_duplicates_collapse) {
+TEST(CoreRanges, ExactDuplicatesCollapse) {
   const auto derived =
       derive_disjoint({timed("10.0.0.5", ssh, 1h), timed("10.0.0.5", ssh, 1h)});
   EXPECT_RANGES(derived, {timed("10.0.0.5", ssh, 1h)});
 }
 
-TEST(core_ranges, adjacent_ranges_with_equal_ends_merge) {
+TEST(CoreRanges, AdjacentRangesWithEqualEndsMerge) {
   const auto derived =
       derive_disjoint({timed("10.0.0.128/25", ssh, 1h), timed("10.0.0.0/25", ssh, 1h)});
   EXPECT_RANGES(derived, {timed("10.0.0.0/24", ssh, 1h)});
 }
 
-TEST(core_ranges, chain_of_adjacent_hosts_with_equal_ends_merges) {
+TEST(CoreRanges, ChainOfAdjacentHostsWithEqualEndsMerges) {
   std::vector<TimedRange> hosts;
   for (unsigned i = 0; i < 8; ++i) hosts.push_back(span(Family::ipv4, 16 + i, 16 + i, ssh, 1h));
   std::reverse(hosts.begin(), hosts.end());
   EXPECT_RANGES(derive_disjoint(hosts), {span(Family::ipv4, 16, 23, ssh, 1h)});
 }
 
-TEST(core_ranges, adjacent_ranges_with_different_ends_stay_apart) {
+TEST(CoreRanges, AdjacentRangesWithDifferentEndsStayApart) {
   const auto derived =
       derive_disjoint({timed("10.0.0.0/25", ssh, 1h), timed("10.0.0.128/25", ssh, 2h)});
   EXPECT_RANGES(derived, {timed("10.0.0.0/25", ssh, 1h), timed("10.0.0.128/25", ssh, 2h)});
 }
 
-TEST(core_ranges, ranges_with_a_gap_do_not_merge) {
+TEST(CoreRanges, RangesWithAGapDoNotMerge) {
   const auto derived =
       derive_disjoint({timed("10.0.0.0/25", ssh, 1h), timed("10.0.1.0/25", ssh, 1h)});
   EXPECT_RANGES(derived, {timed("10.0.0.0/25", ssh, 1h), timed("10.0.1.0/25", ssh, 1h)});
@@ -191,7 +191,7 @@ TEST(core_ranges, ranges_with_a_gap_do_not_merge) {
                 {span(Family::ipv4, 10, 19, ssh, 1h), span(Family::ipv4, 21, 30, ssh, 1h)});
 }
 
-TEST(core_ranges, inner_ranges_not_ending_later_do_not_split) {
+TEST(CoreRanges, InnerRangesNotEndingLaterDoNotSplit) {
   // Inner ranges ending at the same time or earlier do not cut the outer one.
   EXPECT_RANGES(derive_disjoint({span(Family::ipv4, 100, 300, ssh, 1h),
                                  span(Family::ipv4, 150, 160, ssh, 1h),
@@ -199,7 +199,7 @@ TEST(core_ranges, inner_ranges_not_ending_later_do_not_split) {
                 {span(Family::ipv4, 100, 300, ssh, 1h)});
 }
 
-TEST(core_ranges, families_kept_apart) {
+TEST(CoreRanges, FamiliesKeptApart) {
   // ::/96 and 0.0.0.0/0 cover the same numbers but are different address families.
   const auto derived =
       derive_disjoint({timed("0.0.0.0/0", ssh, 1h), timed("::/96", ssh, 1h),
@@ -210,7 +210,7 @@ TEST(core_ranges, families_kept_apart) {
                           span(Family::ipv6, 6, v4_max, ssh, 1h)});
 }
 
-TEST(core_ranges, ports_and_protocols_kept_apart) {
+TEST(CoreRanges, PortsAndProtocolsKeptApart) {
   const auto derived = derive_disjoint({timed("10.0.0.0/24", ssh, 1h),
                                         timed("10.0.0.7", https, 2h),
                                         timed("10.0.0.0/25", dns_udp, 3h),
@@ -231,7 +231,7 @@ TEST(core_ranges, ports_and_protocols_kept_apart) {
                                   3h)});
 }
 
-TEST(core_ranges, groups_come_out_contiguous) {
+TEST(CoreRanges, GroupsComeOutContiguous) {
   // Interleaved input: each (family, port) group must come out as one sorted block.
   const auto derived = derive_disjoint(
       {timed("10.0.0.9", ssh, 1h), timed("fd00::1", ssh, 1h), timed("10.0.0.1", https, 1h),
@@ -252,7 +252,7 @@ TEST(core_ranges, groups_come_out_contiguous) {
   }
 }
 
-TEST(core_ranges, full_ipv4_range_with_nested_prefix) {
+TEST(CoreRanges, FullIpv4RangeWithNestedPrefix) {
   const auto derived =
       derive_disjoint({timed("0.0.0.0/0", ssh, 1h), timed("10.0.0.0/8", ssh, 2h)});
   EXPECT_RANGES(derived, {span(Family::ipv4, 0, ip4(9, 255, 255, 255), ssh, 1h),
@@ -260,7 +260,7 @@ TEST(core_ranges, full_ipv4_range_with_nested_prefix) {
                           span(Family::ipv4, ip4(11, 0, 0, 0), v4_max, ssh, 1h)});
 }
 
-TEST(core_ranges, full_ipv4_range_with_top_and_bottom_hosts) {
+TEST(CoreRanges, FullIpv4RangeWithTopAndBottomHosts) {
   const auto derived = derive_disjoint({timed("255.255.255.255", ssh, 2h),
                                         timed("0.0.0.0/0", ssh, 1h), timed("0.0.0.0", ssh, 3h)});
   EXPECT_RANGES(derived, {span(Family::ipv4, 0, 0, ssh, 3h),
@@ -268,7 +268,7 @@ TEST(core_ranges, full_ipv4_range_with_top_and_bottom_hosts) {
                           span(Family::ipv4, v4_max, v4_max, ssh, 2h)});
 }
 
-TEST(core_ranges, full_ipv6_range_alone_and_with_top_host) {
+TEST(CoreRanges, FullIpv6RangeAloneAndWithTopHost) {
   EXPECT_RANGES(derive_disjoint({timed("::/0", ssh, 1h)}),
                 {span(Family::ipv6, 0, v6_max, ssh, 1h)});
   EXPECT_RANGES(derive_disjoint({timed("::/0", ssh, 1h), timed("::/0", ssh, 2h)}),
@@ -279,21 +279,21 @@ TEST(core_ranges, full_ipv6_range_alone_and_with_top_host) {
                           span(Family::ipv6, v6_max, v6_max, ssh, 2h)});
 }
 
-TEST(core_ranges, full_ipv6_range_with_top_half_ending_later) {
+TEST(CoreRanges, FullIpv6RangeWithTopHalfEndingLater) {
   const auto derived = derive_disjoint(
       {timed("8000::/1", ssh, 2h), timed("::/0", ssh, 1h), timed("::/1", ssh, 1h)});
   EXPECT_RANGES(derived, {span(Family::ipv6, 0, v6_max >> 1, ssh, 1h),
                           span(Family::ipv6, (v6_max >> 1) + 1, v6_max, ssh, 2h)});
 }
 
-TEST(core_ranges, top_ranges_with_equal_end_merge_at_family_max) {
+TEST(CoreRanges, TopRangesWithEqualEndMergeAtFamilyMax) {
   EXPECT_RANGES(derive_disjoint({timed("128.0.0.0/1", ssh, 1h), timed("0.0.0.0/1", ssh, 1h)}),
                 {span(Family::ipv4, 0, v4_max, ssh, 1h)});
   EXPECT_RANGES(derive_disjoint({timed("8000::/1", ssh, 1h), timed("::/1", ssh, 1h)}),
                 {span(Family::ipv6, 0, v6_max, ssh, 1h)});
 }
 
-TEST(core_ranges, result_does_not_depend_on_input_order) {
+TEST(CoreRanges, ResultDoesNotDependOnInputOrder) {
   std::vector<TimedRange> input = {
       timed("10.0.0.0/16", ssh, 1h),  timed("10.0.1.0/24", ssh, 3h), timed("10.0.1.10", ssh, 2h),
       timed("10.0.1.20", ssh, 4h),    timed("fd00::/64", ssh, 1h),   timed("fd00::1", https, 5h),
@@ -306,7 +306,7 @@ TEST(core_ranges, result_does_not_depend_on_input_order) {
   }
 }
 
-TEST(core_ranges, derivation_is_idempotent) {
+TEST(CoreRanges, DerivationIsIdempotent) {
   const auto once = derive_disjoint({timed("10.0.0.0/16", ssh, 1h), timed("10.0.1.0/24", ssh, 3h),
                                      timed("10.0.1.10", ssh, 2h), timed("::/0", ssh, 1h)});
   EXPECT_EQ(derive_disjoint(once), once);
@@ -400,7 +400,7 @@ std::optional<Deadline> derived_end(const std::vector<TimedRange>& derived, Fami
   return end;
 }
 
-TEST(core_ranges, property_derived_end_is_max_over_raw_ranges) {
+TEST(CoreRanges, PropertyDerivedEndIsMaxOverRawRanges) {
   std::mt19937_64 random(20261124);
   const PortKey ports[] = {ssh, https, dns_udp};
   for (int iteration = 0; iteration < 400; ++iteration) {
@@ -458,14 +458,14 @@ TEST(core_ranges, property_derived_end_is_max_over_raw_ranges) {
 
 // ---------------------------------------------------------------- diff_ranges
 
-TEST(core_ranges, diff_of_equal_states_is_empty) {
+TEST(CoreRanges, DiffOfEqualStatesIsEmpty) {
   const auto state =
       derive_disjoint({timed("10.0.0.0/24", ssh, 1h), timed("10.0.0.7", ssh, 2h)});
   EXPECT_TRUE(diff_ranges(state, state, t0).empty());
   EXPECT_TRUE(diff_ranges({}, {}, t0).empty());
 }
 
-TEST(core_ranges, diff_adds_new_ranges_with_remaining_time) {
+TEST(CoreRanges, DiffAddsNewRangesWithRemainingTime) {
   const auto now = t0 + 10min;
   const auto changes = diff_ranges({}, {timed("10.0.0.7", ssh, 1h)}, now);
   EXPECT_TRUE(changes.remove.empty());
@@ -474,14 +474,14 @@ TEST(core_ranges, diff_adds_new_ranges_with_remaining_time) {
   EXPECT_EQ(changes.add[0].timeout, 50min);
 }
 
-TEST(core_ranges, diff_removes_ranges_no_longer_desired) {
+TEST(CoreRanges, DiffRemovesRangesNoLongerDesired) {
   const auto changes = diff_ranges({timed("10.0.0.7", ssh, 1h), timed("10.0.0.8", ssh, 1h)},
                                    {timed("10.0.0.8", ssh, 1h)}, t0);
   EXPECT_TRUE(changes.add.empty());
   EXPECT_EQ(changes.remove, std::vector<ElementKey>{timed("10.0.0.7", ssh, 1h).key});
 }
 
-TEST(core_ranges, diff_changed_end_removes_and_re_adds_same_key) {
+TEST(CoreRanges, DiffChangedEndRemovesAndReAddsSameKey) {
   const auto now = t0 + 5min;
   const auto changes =
       diff_ranges({timed("10.0.0.0/24", ssh, 1h)}, {timed("10.0.0.0/24", ssh, 2h)}, now);
@@ -496,7 +496,7 @@ TEST(core_ranges, diff_changed_end_removes_and_re_adds_same_key) {
   EXPECT_EQ(shorter.add, (std::vector<TimedElement>{{key, 1h - 5min}}));
 }
 
-TEST(core_ranges, diff_split_range) {
+TEST(CoreRanges, DiffSplitRange) {
   const auto current = derive_disjoint({timed("10.0.0.0/24", ssh, 1h)});
   const auto desired =
       derive_disjoint({timed("10.0.0.0/24", ssh, 1h), timed("10.0.0.77", ssh, 2h)});
@@ -509,7 +509,7 @@ TEST(core_ranges, diff_split_range) {
                 {span(Family::ipv4, ip4(10, 0, 0, 78), ip4(10, 0, 0, 255), ssh, 0h).key, 1h}}));
 }
 
-TEST(core_ranges, diff_does_not_remove_ranges_already_ended) {
+TEST(CoreRanges, DiffDoesNotRemoveRangesAlreadyEnded) {
   // The kernel dropped them itself; removing would fail with ENOENT.
   const auto ended = timed("10.0.0.7", ssh, 1h);
   EXPECT_TRUE(diff_ranges({ended}, {}, t0 + 1h).empty());    // ended exactly now
@@ -517,7 +517,7 @@ TEST(core_ranges, diff_does_not_remove_ranges_already_ended) {
   EXPECT_EQ(diff_ranges({ended}, {}, t0 + 1h - 1ms).remove.size(), 1U);  // still live
 }
 
-TEST(core_ranges, diff_does_not_add_ranges_already_ended) {
+TEST(CoreRanges, DiffDoesNotAddRangesAlreadyEnded) {
   const auto ended = timed("10.0.0.7", ssh, 1h);
   EXPECT_TRUE(diff_ranges({}, {ended}, t0 + 1h).empty());
   EXPECT_TRUE(diff_ranges({}, {ended}, t0 + 3h).empty());
@@ -526,7 +526,7 @@ TEST(core_ranges, diff_does_not_add_ranges_already_ended) {
   EXPECT_EQ(live.add[0].timeout, 1ms);
 }
 
-TEST(core_ranges, diff_re_adds_key_whose_old_element_ended) {
+TEST(CoreRanges, DiffReAddsKeyWhoseOldElementEnded) {
   // Same key, the old element timed out in the kernel: add only, nothing to remove.
   const auto changes = diff_ranges({timed("10.0.0.7", ssh, 1h)}, {timed("10.0.0.7", ssh, 3h)},
                                    t0 + 2h);
@@ -535,7 +535,7 @@ TEST(core_ranges, diff_re_adds_key_whose_old_element_ended) {
             (std::vector<TimedElement>{{timed("10.0.0.7", ssh, 0h).key, 1h}}));
 }
 
-TEST(core_ranges, diff_mixed) {
+TEST(CoreRanges, DiffMixed) {
   const auto now = t0 + 30min;
   const std::vector<TimedRange> current = {
       timed("10.0.0.1", ssh, 1h),      // kept
@@ -561,7 +561,7 @@ TEST(core_ranges, diff_mixed) {
 
 // Applying the diff to a model of the kernel must be accepted (remove only what is held,
 // add only what does not overlap what remains) and must leave exactly the live desired state.
-TEST(core_ranges, property_diff_turns_kernel_into_desired) {
+TEST(CoreRanges, PropertyDiffTurnsKernelIntoDesired) {
   std::mt19937_64 random(99);
   for (int iteration = 0; iteration < 300; ++iteration) {
     auto before = random_case(random).raw;
@@ -604,7 +604,7 @@ TEST(core_ranges, property_diff_turns_kernel_into_desired) {
 
 // ---------------------------------------------------------------- timed_elements
 
-TEST(core_ranges, timed_elements_leave_out_ended_and_count_from_now) {
+TEST(CoreRanges, TimedElementsLeaveOutEndedAndCountFromNow) {
   const auto now = t0 + 1h;
   const auto elements = timed_elements(
       {timed("10.0.0.1", ssh, 30min), timed("10.0.0.2", ssh, 1h), timed("10.0.0.3", ssh, 90min),

@@ -34,6 +34,12 @@ struct PolicyChange {
   std::size_t clamped = 0;   // now end at start + the new maximum
 };
 
+// What retry_pending() could not fix yet; both are retried again on the next call.
+struct RetryOutcome {
+  std::optional<Error> journal;  // an end record the journal still refuses
+  std::optional<Error> kernel;   // the re-install the kernel still refuses
+};
+
 class AccessEngine {
  public:
   AccessEngine(Backend& backend, Journal& journal, AuditSink& audit, const Clock& clock,
@@ -53,8 +59,9 @@ class AccessEngine {
   // Another tool changed our table: audit it and put everything back.
   [[nodiscard]] Result<void> repair(std::string_view what);
   // Re-writes end records the journal refused, and re-installs when an earlier kernel
-  // transaction failed after its journal record.
-  [[nodiscard]] Result<void> retry_pending();
+  // transaction failed after its journal record. Neither waits for the other: a full disk
+  // must not keep a revoke the kernel refused in force.
+  [[nodiscard]] RetryOutcome retry_pending();
   // Audits a call refused before it reached the engine (a body that does not parse, a reload
   // the caller may not make), so every refusal leaves a trace. `event`: "request", "reload".
   void audit_refused_call(const Caller& caller, std::string event, const Error& error);
@@ -72,6 +79,9 @@ class AccessEngine {
   [[nodiscard]] Result<void> validate(const GrantRequest& request, Milliseconds duration) const;
   [[nodiscard]] std::vector<TimedRange> desired_ranges(const Grant* extra,
                                                        const std::string* without) const;
+  [[nodiscard]] EnforcementSpec spec_with(const std::vector<TimedRange>& grants,
+                                          Deadline now) const;
+  [[nodiscard]] Result<void> install_ranges(std::vector<TimedRange> desired, Deadline now);
   [[nodiscard]] Result<void> converge(std::vector<TimedRange> desired, Deadline now);
   PolicyChange apply_policy_to_grants();
   void end_grant(Grant grant, GrantStatus status, const std::string& reason,
@@ -91,8 +101,8 @@ class AccessEngine {
   IdGenerator new_id_;
   Policy policy_;
   std::map<std::string, Grant, std::less<>> active_;
-  std::vector<TimedRange> kernel_ranges_;  // what the kernel holds, as last applied
-  bool kernel_pending_ = false;            // journal ahead of the kernel: install again
+  std::vector<TimedRange> kernel_ranges_;  // what the kernel last acknowledged
+  bool kernel_pending_ = false;  // the kernel may differ from kernel_ranges_: install again
   struct PendingEnd {
     std::string id;
     GrantStatus status;
