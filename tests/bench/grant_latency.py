@@ -35,6 +35,13 @@ request or spawns the process):
   C. --fill (default 10 000) live grants created through jitd's API (their POST latencies are
      kept, bucketed by live-grant count), the same number of live elements loaded into the
      jitdbench set with one `nft -f`, then --big-count rounds (default 100) of A without `true`.
+
+--compare-jitd PATH adds a second jitd build (named by --compare-label, default "before"; the
+--jitd build is named by --label, default "after"). It runs in a second throw-away namespace
+with its own temporary config and state directory, also deleted at the end. In A, C's fill and
+C's rounds the two jitds are interleaved request by request (after, before, nft, true, after,
+before, ...), both with the same sources, and the report adds a side-by-side table with the
+ratio of medians before/after.
 """
 import argparse
 import ipaddress
@@ -56,7 +63,8 @@ BENCH_TABLE = """table inet jitdbench {
 }
 """
 
-# Every phase draws its sources from its own 2^20-address block of 10.0.0.0/8.
+# Every phase draws its sources from its own 2^20-address block of 10.0.0.0/8 (with
+# --compare-jitd both jitds use the same sources: each has a namespace and a set of its own).
 BLOCK_JITD, BLOCK_NFT, BLOCK_NETNS_NFT = 0, 1, 2
 BLOCK_JITD_FILL, BLOCK_NFT_FILL, BLOCK_JITD_BIG, BLOCK_NFT_BIG = 3, 4, 5, 6
 BLOCK_SIZE = 1 << 20
@@ -111,33 +119,61 @@ class Helper(NamespaceHelper):
 
 
 # ---------------------------------------------------------------------------------------------
+# The jitds under test.
+# ---------------------------------------------------------------------------------------------
+class Target:
+    """One jitd build under test: its namespace (a JitdNamespace), its client, and the prefix of
+    its result keys ("jitd" for --jitd, "jitd_compare" for --compare-jitd)."""
+
+    def __init__(self, key, label, ns):
+        self.key, self.label, self.ns = key, label, ns
+        self.client = None
+
+    def name(self, targets):
+        """How rows call it: plain "jitd" when it is the only one."""
+        return "jitd" if len(targets) == 1 else f"jitd {self.label}"
+
+
+# ---------------------------------------------------------------------------------------------
 # Report.
 # ---------------------------------------------------------------------------------------------
-def report(results, args, info):
+def report(results, args, info, targets):
     a = args
     connection = ("a new Unix-socket connection per request" if a.per_request
                   else "one persistent keep-alive Unix-socket connection")
+    fills = ", ".join(f"{results[f'{t.key}_fill_s']:.1f} s" + ("" if len(targets) == 1 else f" ({t.label})")
+                      for t in targets)
     lines = [
         f"machine: nproc {info['nproc']} ({info['cpu']}), kernel {info['kernel']}, {info['nft']}, "
         f"python {info['python']}, load average at end {info['loadavg_at_end']}",
+    ]
+    if len(targets) > 1:
+        lines.append("builds: " + "; ".join(f"{t.label} = {t.ns.jitd_binary}" for t in targets)
+                     + " (interleaved request by request in this order)")
+    lines += [
         f"jitd: {connection}; audit log (fdatasync per request) on {info['state_fs']}",
-        f"fill: {a.fill} grants through jitd's API took {results['jitd_fill_s']:.1f} s; "
+        f"fill: {a.fill} grants through jitd's API took {fills}; "
         f"{a.fill} elements with one `nft -f` took {results['nft_fill_s']:.2f} s",
         "",
         "| what | live elements before | n | median ms | p90 ms | p99 ms |",
         "|---|---|---|---|---|---|",
     ]
-    rows = [
-        ("jitd POST /v1/grants", "0 … N-1", "jitd_add"),
-        ("jitd DELETE /v1/grants/{id}", "N … 1", "jitd_delete"),
+    rows = []
+    for t in targets:
+        rows += [(f"{t.name(targets)} POST /v1/grants", "0 … N-1", f"{t.key}_add"),
+                 (f"{t.name(targets)} DELETE /v1/grants/{{id}}", "N … 1", f"{t.key}_delete")]
+    rows += [
         ("nft add element (1 process, spawned in the ns)", "0 … N-1", "nft_add"),
         ("nft delete element (1 process, spawned in the ns)", "N … 1", "nft_delete"),
         ("`true` (1 process, spawned in the ns)", "—", "true"),
         ("`ip netns exec <ns> nft add element` (raw)", "0 … n-1", "netns_nft_add"),
         ("`ip netns exec <ns> nft delete element` (raw)", "n … 1", "netns_nft_delete"),
         ("`ip netns exec <ns> true`", "—", "netns_true"),
-        ("jitd POST /v1/grants", f"{a.fill} + (0 … n-1)", "big_jitd_add"),
-        ("jitd DELETE /v1/grants/{id}", f"{a.fill} + (n … 1)", "big_jitd_delete"),
+    ]
+    for t in targets:
+        rows += [(f"{t.name(targets)} POST /v1/grants", f"{a.fill} + (0 … n-1)", f"big_{t.key}_add"),
+                 (f"{t.name(targets)} DELETE /v1/grants/{{id}}", f"{a.fill} + (n … 1)", f"big_{t.key}_delete")]
+    rows += [
         ("nft add element (1 process, spawned in the ns)", f"{a.fill} + (0 … n-1)", "big_nft_add"),
         ("nft delete element (1 process, spawned in the ns)", f"{a.fill} + (n … 1)", "big_nft_delete"),
     ]
@@ -148,14 +184,21 @@ def report(results, args, info):
                      f"{fmt(s['p99'])} |")
 
     overhead = stats["netns_true"]["median"]
-    ratio_rows = [
-        ("nft spawned in the ns / jitd", "nft", "jitd", 0),
-        ("`ip netns exec` nft, raw / jitd", "netns_nft", "jitd", 0),
-        ("(`ip netns exec` nft − median `ip netns exec true`) / jitd", "netns_nft", "jitd", overhead),
-        (f"nft spawned in the ns / jitd, {a.fill} live", "big_nft", "big_jitd", 0),
-        (f"jitd: {a.fill} live / empty", "big_jitd", "jitd", 0),
-        (f"nft: {a.fill} live / empty", "big_nft", "nft", 0),
-    ]
+    ratio_rows = []
+    for t in targets:
+        j, suffix = t.key, "" if len(targets) == 1 else f" ({t.label})"
+        ratio_rows += [
+            (f"nft spawned in the ns / jitd{suffix}", "nft", j, 0),
+            (f"`ip netns exec` nft, raw / jitd{suffix}", "netns_nft", j, 0),
+            (f"(`ip netns exec` nft − median `ip netns exec true`) / jitd{suffix}", "netns_nft", j, overhead),
+            (f"nft spawned in the ns / jitd{suffix}, {a.fill} live", "big_nft", f"big_{j}", 0),
+            (f"jitd{suffix}: {a.fill} live / empty", f"big_{j}", j, 0),
+        ]
+    ratio_rows.append((f"nft: {a.fill} live / empty", "big_nft", "nft", 0))
+    base = targets[0]
+    for t in targets[1:]:
+        ratio_rows += [(f"jitd {t.label} / {base.label}, empty set", t.key, base.key, 0),
+                       (f"jitd {t.label} / {base.label}, {a.fill} live", f"big_{t.key}", f"big_{base.key}", 0)]
     lines += ["", "| ratio of medians | add (POST) | delete (DELETE) |", "|---|---|---|"]
     ratios = {}
     for label, numerator, denominator, minus in ratio_rows:
@@ -164,25 +207,64 @@ def report(results, args, info):
         ratios[label] = pair
         lines.append(f"| {label} | {pair[0]:.1f}× | {pair[1]:.1f}× |")
 
-    fill = results["jitd_fill"]
-    if fill:
-        buckets = 5
-        lines += ["", f"| jitd POST while filling: live grants before | n | median ms | p90 ms |", "|---|---|---|---|"]
+    if len(targets) > 1:  # the builds side by side, statistic by statistic
+        head = "| request | live elements before | n |"
+        for stat in ("median", "p90", "p99"):
+            head += "".join(f" {t.label} {stat} ms |" for t in targets)
+        head += "".join(f" {t.label} / {base.label} (median) |" for t in targets[1:])
+        lines += ["", head, "|---" * (head.count("|") - 1) + "|"]
+        for request, size, suffix in (("POST /v1/grants", "0 … N-1", "add"),
+                                      ("DELETE /v1/grants/{id}", "N … 1", "delete"),
+                                      ("POST /v1/grants", f"{a.fill} + (0 … n-1)", "add"),
+                                      ("DELETE /v1/grants/{id}", f"{a.fill} + (n … 1)", "delete")):
+            big = "big_" if "+" in size else ""
+            per = [stats[f"{big}{t.key}_{suffix}"] for t in targets]
+            line = f"| {request} | {size} | {per[0]['n']} |"
+            for stat in ("median", "p90", "p99"):
+                line += "".join(f" {fmt(s[stat])} |" for s in per)
+            line += "".join(f" {s['median'] / per[0]['median']:.2f}× |" for s in per[1:])
+            lines.append(line)
+
+    if results[f"{base.key}_fill"]:
+        buckets, n = 5, len(results[f"{base.key}_fill"])
+        head = "| jitd POST while filling: live grants before | n |"
+        head += "".join(" median ms | p90 ms |" if len(targets) == 1 else f" {t.label} median ms | {t.label} p90 ms |"
+                        for t in targets)
+        lines += ["", head, "|---" * (head.count("|") - 1) + "|"]
         for b in range(buckets):
-            lo, hi = len(fill) * b // buckets, len(fill) * (b + 1) // buckets
+            lo, hi = n * b // buckets, n * (b + 1) // buckets
             if hi > lo:
-                s = summary(fill[lo:hi])
-                lines.append(f"| {lo} … {hi - 1} | {s['n']} | {fmt(s['median'])} | {fmt(s['p90'])} |")
+                line = f"| {lo} … {hi - 1} | {hi - lo} |"
+                for t in targets:
+                    s = summary(results[f"{t.key}_fill"][lo:hi])
+                    line += f" {fmt(s['median'])} | {fmt(s['p90'])} |"
+                lines.append(line)
     return "\n".join(lines), stats, ratios
 
 
 # ---------------------------------------------------------------------------------------------
 # The run.
 # ---------------------------------------------------------------------------------------------
+def count_elements(ns, table):
+    listing = json.loads(ns.in_ns("nft", "-j", "list", "set", "inet", table, "grants4").stdout)
+    for item in listing["nftables"]:
+        if "set" in item:
+            return len(item["set"].get("elem", []))
+    return 0
+
+
 class Bench(JitdNamespace):
+    """The namespace of --jitd, nft and the helper; with --compare-jitd also a second
+    JitdNamespace for the other build, set up, started and cleaned up along with this one."""
+
     def __init__(self, args):
         super().__init__(args.jitd, prefix="jitd-bench", log_level=args.log_level)
         self.args = args
+        self.other = (JitdNamespace(args.compare_jitd, prefix="jitd-bench", log_level=args.log_level)
+                      if args.compare_jitd else None)
+        self.targets = [Target("jitd", args.label, self)]
+        if self.other:
+            self.targets.append(Target("jitd_compare", args.compare_label, self.other))
 
     def setup(self):
         super().setup()
@@ -190,42 +272,80 @@ class Bench(JitdNamespace):
         with open(table, "w") as f:
             f.write(BENCH_TABLE)
         self.in_ns("nft", "-f", table)
+        if self.other:
+            progress(f"namespace {self.other.ns} for {self.args.compare_label} ({self.other.jitd_binary}); "
+                     f"namespace {self.ns} for {self.args.label} ({self.jitd_binary}), nft and true")
+            self.other.setup()
 
-    def count_elements(self, table):
-        listing = json.loads(self.in_ns("nft", "-j", "list", "set", "inet", table, "grants4").stdout)
-        for item in listing["nftables"]:
-            if "set" in item:
-                return len(item["set"].get("elem", []))
-        return 0
+    def start_jitd(self):
+        super().start_jitd()
+        if self.other:
+            self.other.start_jitd()
 
-    def interleaved(self, client, helper, jitd_block, nft_block, count, with_true):
-        """count rounds of (jitd POST, nft add[, true]), then count of (jitd DELETE, nft delete)."""
-        out = {"jitd_add": [], "jitd_delete": [], "nft_add": [], "nft_delete": [], "true": []}
-        ids = []
+    def jitd_state(self):
+        if not self.other:
+            return super().jitd_state()
+        return f"{self.args.label} {super().jitd_state()}, {self.args.compare_label} {self.other.jitd_state()}"
+
+    def log_tail(self, lines=20):
+        if not self.other:
+            return super().log_tail(lines)
+        return (f"[{self.args.label}]\n{super().log_tail(lines)}"
+                f"[{self.args.compare_label}]\n{self.other.log_tail(lines)}")
+
+    def cleanup(self):
+        try:
+            if self.other:
+                self.other.cleanup()
+                print(f"# namespace {self.other.ns} deleted, temporary directory removed", file=sys.stderr)
+        finally:
+            super().cleanup()
+
+    def interleaved(self, helper, jitd_block, nft_block, count, with_true):
+        """count rounds of (each jitd's POST, nft add[, true]), then count of (each jitd's DELETE, nft delete)."""
+        out = {"nft_add": [], "nft_delete": [], "true": []}
+        ids = {}
+        for t in self.targets:
+            out[f"{t.key}_add"], out[f"{t.key}_delete"], ids[t.key] = [], [], []
         for i in range(count):
-            grant_id, elapsed = client.grant(source(jitd_block, i), GRANT_DURATION)
-            ids.append(grant_id)
-            out["jitd_add"].append(elapsed)
+            for t in self.targets:
+                grant_id, elapsed = t.client.grant(source(jitd_block, i), GRANT_DURATION)
+                ids[t.key].append(grant_id)
+                out[f"{t.key}_add"].append(elapsed)
             out["nft_add"].append(helper("add", source(nft_block, i)))
             if with_true:
                 out["true"].append(helper("true"))
-        for i, grant_id in enumerate(ids):
-            out["jitd_delete"].append(client.revoke(grant_id))
+        for i in range(count):
+            for t in self.targets:
+                out[f"{t.key}_delete"].append(t.client.revoke(ids[t.key][i]))
             out["nft_delete"].append(helper("delete", source(nft_block, i)))
         return out
+
+    def fill(self, count):
+        """count grants through each jitd's API, interleaved; per jitd its POST latencies and the
+        total time spent in its calls (s)."""
+        samples = {t.key: [] for t in self.targets}
+        spent = {t.key: 0 for t in self.targets}
+        for i in range(count):
+            for t in self.targets:
+                started = now_ns()
+                samples[t.key].append(t.client.grant(source(BLOCK_JITD_FILL, i), FILL_DURATION)[1])
+                spent[t.key] += now_ns() - started
+        return samples, {key: ns / 1e9 for key, ns in spent.items()}
 
     def measure(self):
         a = self.args
         results = {}
-        client = Client(self.socket, persistent=not a.per_request)
+        for t in self.targets:
+            t.client = Client(t.ns.socket, persistent=not a.per_request)
         helper = Helper(self.ns, self.children)
+        names = " / ".join(t.name(self.targets) for t in self.targets)
         try:
             progress(f"warm-up ({WARMUP} rounds, not recorded)")
-            self.interleaved(client, helper, BLOCK_JITD, BLOCK_NFT, WARMUP, True)
+            self.interleaved(helper, BLOCK_JITD, BLOCK_NFT, WARMUP, True)
 
-            progress(f"A: {a.count} rounds of jitd / nft in the ns / true, interleaved, empty sets")
-            for key, samples in self.interleaved(client, helper, BLOCK_JITD, BLOCK_NFT, a.count, True).items():
-                results[key] = samples
+            progress(f"A: {a.count} rounds of {names} / nft in the ns / true, interleaved, empty sets")
+            results.update(self.interleaved(helper, BLOCK_JITD, BLOCK_NFT, a.count, True))
 
             progress(f"B: {a.netns_count} rounds of ip netns exec (true, nft add) then nft delete")
             prefix = ["ip", "netns", "exec", self.ns]
@@ -236,25 +356,28 @@ class Bench(JitdNamespace):
             for i in range(a.netns_count):
                 results["netns_nft_delete"].append(spawn(prefix + nft_delete_argv(source(BLOCK_NETNS_NFT, i))))
 
-            progress(f"C: filling {a.fill} live grants through jitd's API")
-            started = now_ns()
-            results["jitd_fill"] = [client.grant(source(BLOCK_JITD_FILL, i), FILL_DURATION)[1]
-                                    for i in range(a.fill)]
-            results["jitd_fill_s"] = (now_ns() - started) / 1e9
+            progress(f"C: filling {a.fill} live grants through the API of {names}")
+            samples, spent = self.fill(a.fill)
+            for t in self.targets:
+                results[f"{t.key}_fill"], results[f"{t.key}_fill_s"] = samples[t.key], spent[t.key]
             results["nft_fill_s"] = helper("fill", BLOCK_NFT_FILL, a.fill) / 1e9
-            for table in ("jitd", "jitdbench"):
-                live = self.count_elements(table)
+            for ns, table in [(t.ns, "jitd") for t in self.targets] + [(self, "jitdbench")]:
+                live = count_elements(ns, table)
                 if live != a.fill:
-                    raise RuntimeError(f"expected {a.fill} elements in inet {table} grants4, found {live}")
+                    raise RuntimeError(f"expected {a.fill} elements in inet {table} grants4 of {ns.ns}, found {live}")
 
-            progress(f"C: {a.big_count} rounds of jitd / nft in the ns, interleaved, {a.fill} live "
-                     f"(jitd fill took {results['jitd_fill_s']:.1f} s)")
-            big = self.interleaved(client, helper, BLOCK_JITD_BIG, BLOCK_NFT_BIG, a.big_count, False)
-            for key in ("jitd_add", "jitd_delete", "nft_add", "nft_delete"):
-                results[f"big_{key}"] = big[key]
+            took = ", ".join(f"{spent[t.key]:.1f} s" for t in self.targets)
+            progress(f"C: {a.big_count} rounds of {names} / nft in the ns, interleaved, {a.fill} live "
+                     f"(jitd fill took {took})")
+            big = self.interleaved(helper, BLOCK_JITD_BIG, BLOCK_NFT_BIG, a.big_count, False)
+            for key, value in big.items():
+                if key != "true":
+                    results[f"big_{key}"] = value
             helper.close()
         finally:
-            client.close()
+            for t in self.targets:
+                if t.client:
+                    t.client.close()
         return results
 
 
@@ -268,6 +391,12 @@ def parse_args(argv):
     parser.add_argument("--big-count", type=int, default=100, help="rounds with --fill live (default 100)")
     parser.add_argument("--jitd", default=DEFAULT_JITD,
                         help="jitd binary (default: $JITD_BIN or build/jitd)")
+    parser.add_argument("--compare-jitd", metavar="PATH",
+                        help="a second jitd binary, run in its own namespace and interleaved with --jitd "
+                             "request by request")
+    parser.add_argument("--label", default="after", help="name of the --jitd build with --compare-jitd (default after)")
+    parser.add_argument("--compare-label", default="before",
+                        help="name of the --compare-jitd build (default before)")
     parser.add_argument("--per-request", action="store_true",
                         help="a new Unix-socket connection per jitd request (default: one persistent connection)")
     parser.add_argument("--log-level", default="info", help="jitd logLevel (default info)")
@@ -279,23 +408,39 @@ def parse_args(argv):
             parser.error(f"--{name.replace('_', '-')} must be 1 … {MAX_PER_BLOCK}")
     if not 1 <= args.fill <= MAX_PER_BLOCK:
         parser.error(f"--fill must be 1 … {MAX_PER_BLOCK}")
+    if args.compare_jitd:
+        args.compare_jitd = os.path.abspath(args.compare_jitd)
+        if not os.access(args.compare_jitd, os.X_OK):
+            parser.error(f"--compare-jitd: no executable at {args.compare_jitd}")
+        if args.label == args.compare_label:
+            parser.error("--label and --compare-label must differ")
     return args
 
 
 def main(argv):
     args = parse_args(argv)
+    made = []
+
+    def make_bench(a):
+        made.append(Bench(a))
+        return made[0]
 
     def finish(results, info):
-        text, stats, ratios = report(results, args, info)
+        targets = made[0].targets
+        text, stats, ratios = report(results, args, info, targets)
         print(text)
         if args.json:
+            fill_s = {t.key: results[f"{t.key}_fill_s"] for t in targets}
+            fill_s["nft"] = results["nft_fill_s"]
             with open(args.json, "w") as f:
-                json.dump({"machine": info, "args": vars(args), "summary_ms": stats,
+                json.dump({"machine": info, "args": vars(args),
+                           "builds": {t.key: {"label": t.label, "binary": t.ns.jitd_binary} for t in targets},
+                           "summary_ms": stats,
                            "ratios": {k: {"add": v[0], "delete": v[1]} for k, v in ratios.items()},
-                           "fill_s": {"jitd": results["jitd_fill_s"], "nft": results["nft_fill_s"]},
+                           "fill_s": fill_s,
                            "samples_ns": {k: v for k, v in results.items() if isinstance(v, list)}}, f)
 
-    return bench_main("tests/bench/grant_latency.py", args, lambda: handle, Bench, finish)
+    return bench_main("tests/bench/grant_latency.py", args, lambda: handle, make_bench, finish)
 
 
 if __name__ == "__main__":
