@@ -70,10 +70,8 @@ core::Result<std::unique_ptr<FileJournal>> FileJournal::open(std::filesystem::pa
       return core::fail(replayed.error().code,
                         "journal " + journal->path_.string() + ": " + replayed.error().message);
     }
-    replay.live = std::move(replayed->live);
-    replay.records = replayed->records;
-    replay.dropped = std::move(replayed->dropped);
-    journal->live_records_ = std::move(replayed->live_lines);
+    static_cast<TextReplay&>(replay) = std::move(*replayed);
+    journal->live_records_ = std::exchange(replay.live_lines, {});
     if (!replay.dropped.empty()) {
       // Compaction drops the damaged bytes; keep the original for whoever investigates.
       const auto copy = journal->path_.string() + ".damaged";

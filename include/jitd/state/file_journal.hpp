@@ -18,11 +18,10 @@
 
 namespace jitd::state {
 
-struct JournalReplay {
-  std::vector<core::JournalEntry> live;  // grants without an end record, in file order
-  std::size_t records = 0;               // intact records read
-  std::vector<std::string> dropped;      // one line per dropped part: where, how long, why
-  std::filesystem::path damaged_copy;    // the file as it was before dropping, when damaged
+// The file's replay (its live_lines move into the journal for compaction), and where the
+// damaged original is kept.
+struct JournalReplay : TextReplay {
+  std::filesystem::path damaged_copy;  // the file as it was before dropping, when damaged
 };
 
 class FileJournal final : public core::Journal {
