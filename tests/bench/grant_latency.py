@@ -301,6 +301,10 @@ class Bench(JitdNamespace):
         finally:
             super().cleanup()
 
+    def in_turn(self, i):
+        """The jitd builds in round i's order: it alternates, so neither build always goes first."""
+        return self.targets if i % 2 == 0 else self.targets[::-1]
+
     def interleaved(self, helper, jitd_block, nft_block, count, with_true):
         """count rounds of (each jitd's POST, nft add[, true]), then count of (each jitd's DELETE, nft delete)."""
         out = {"nft_add": [], "nft_delete": [], "true": []}
@@ -308,7 +312,7 @@ class Bench(JitdNamespace):
         for t in self.targets:
             out[f"{t.key}_add"], out[f"{t.key}_delete"], ids[t.key] = [], [], []
         for i in range(count):
-            for t in self.targets:
+            for t in self.in_turn(i):
                 grant_id, elapsed = t.client.grant(source(jitd_block, i), GRANT_DURATION)
                 ids[t.key].append(grant_id)
                 out[f"{t.key}_add"].append(elapsed)
@@ -316,7 +320,7 @@ class Bench(JitdNamespace):
             if with_true:
                 out["true"].append(helper("true"))
         for i in range(count):
-            for t in self.targets:
+            for t in self.in_turn(i):
                 out[f"{t.key}_delete"].append(t.client.revoke(ids[t.key][i]))
             out["nft_delete"].append(helper("delete", source(nft_block, i)))
         return out
@@ -327,7 +331,7 @@ class Bench(JitdNamespace):
         samples = {t.key: [] for t in self.targets}
         spent = {t.key: 0 for t in self.targets}
         for i in range(count):
-            for t in self.targets:
+            for t in self.in_turn(i):
                 started = now_ns()
                 samples[t.key].append(t.client.grant(source(BLOCK_JITD_FILL, i), FILL_DURATION)[1])
                 spent[t.key] += now_ns() - started
