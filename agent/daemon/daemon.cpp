@@ -4,9 +4,9 @@
 #include <sys/inotify.h>
 #include <systemd/sd-daemon.h>
 
+#include <spdlog/spdlog.h>
 #include <cerrno>
 #include <cstring>
-#include <spdlog/spdlog.h>
 
 #include "jitd/conntrack/session_adoption.hpp"
 #include "jitd/sys/system_error.hpp"
@@ -84,8 +84,7 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
     record("journal", "damaged", dropped);
   }
   if (!replay.damaged_copy.empty()) {
-    spdlog::warn("journal damaged: the file as it was is kept in {}",
-                 replay.damaged_copy.string());
+    spdlog::warn("journal damaged: the file as it was is kept in {}", replay.damaged_copy.string());
   }
   const auto restored = engine_.restore(replay.live, boot_id);
   spdlog::info("journal: {} live grant(s) restored, {} ended while jitd was not running",
@@ -109,8 +108,7 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
                  settings_.nft_table);
   }
   if (auto installed = engine_.install(); !installed) {
-    return core::fail(installed.error().code,
-                      "install enforcement: " + installed.error().message);
+    return core::fail(installed.error().code, "install enforcement: " + installed.error().message);
   }
   if (adopt) adopt_sessions(protected_ports, "after install");
   spdlog::info("table inet {} installed: {} protected port(s), {} ({})", settings_.nft_table,
@@ -145,18 +143,18 @@ core::Result<void> Daemon::watch_events() {
     return added;
   }
 
-  auto timer = [this](const char* description, EventLoop::TimerHandler handler,
-                      std::unique_ptr<Timer>& slot) -> core::Result<void> {
+  auto timer = [this](std::unique_ptr<Timer>& slot, const char* description,
+                      EventLoop::TimerHandler handler) -> core::Result<void> {
     auto made = loop_->make_timer(description, std::move(handler));
     if (!made) return tl::unexpected(made.error());
     slot = std::move(*made);
     return {};
   };
-  for (auto made : {timer("HTTP timeouts", [this] { serve_http(); }, http_timer_),
-                    timer("policy reload", [this] { reload("policy directory changed"); },
-                          reload_timer_),
-                    timer("table repair", [this] { repair(); }, repair_timer_),
-                    timer("housekeeping", [this] { housekeeping(); }, housekeeping_timer_)}) {
+  for (auto made :
+       {timer(http_timer_, "HTTP timeouts", [this] { serve_http(); }),
+        timer(reload_timer_, "policy reload", [this] { reload("policy directory changed"); }),
+        timer(repair_timer_, "table repair", [this] { repair(); }),
+        timer(housekeeping_timer_, "housekeeping", [this] { housekeeping(); })}) {
     if (!made) return made;
   }
   reload_settle_ = std::make_unique<Coalescer>(*reload_timer_, reload_settle_time);
@@ -222,18 +220,21 @@ api::ReloadOutcome Daemon::reload(const std::string& trigger) {
   auto change = engine_.replace_policy(std::move(loaded.value));
   if (!change) {
     outcome.previous_in_force = false;
-    outcome.errors.push_back("the new policy is in force in jitd, but the kernel refused its "
-                             "ruleset (retrying): " + change.error().message);
+    outcome.errors.push_back(
+        "the new policy is in force in jitd, but the kernel refused its "
+        "ruleset (retrying): " +
+        change.error().message);
     spdlog::error("policy reload ({}): {}", trigger, change.error().message);
     record("reload", "failed", trigger + ": " + change.error().message);
     return outcome;
   }
   outcome.applied = true;
   outcome.change = *change;
-  const auto summary = fmt::format("{}: {} protected port(s); grants revoked {}, narrowed {}, "
-                                   "clamped {}",
-                                   trigger, engine_.policy().protected_ports().size(),
-                                   change->revoked, change->narrowed, change->clamped);
+  const auto summary = fmt::format(
+      "{}: {} protected port(s); grants revoked {}, narrowed {}, "
+      "clamped {}",
+      trigger, engine_.policy().protected_ports().size(), change->revoked, change->narrowed,
+      change->clamped);
   spdlog::info("policy reloaded ({})", summary);
   record("reload", "applied", summary);
   return outcome;
@@ -261,9 +262,10 @@ void Daemon::on_policy_directory_event() {
   // A fleet tool may swap the whole directory: the old watch died with the old inode. Between
   // its two renames there may be no directory at all; the settled reload looks again.
   if (directory_replaced && !watch_policy_directory()) {
-    spdlog::warn("policy directory {} is gone for now: the current policy stays in force; "
-                 "jitd looks again at the next reload",
-                 settings_.policy_directory.string());
+    spdlog::warn(
+        "policy directory {} is gone for now: the current policy stays in force; "
+        "jitd looks again at the next reload",
+        settings_.policy_directory.string());
   }
   reload_settle_->add();
 }

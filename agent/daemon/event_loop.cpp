@@ -89,7 +89,8 @@ EventLoop::~EventLoop() {
 
 core::Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   sd_event* loop = nullptr;
-  if (const int error = sd_event_new(&loop); error < 0) return tl::unexpected(event_error("create", error));
+  if (const int error = sd_event_new(&loop); error < 0)
+    return tl::unexpected(event_error("create", error));
   return std::unique_ptr<EventLoop>(new EventLoop(loop));
 }
 
@@ -122,8 +123,8 @@ core::Result<void> EventLoop::on_io(int fd, std::uint32_t events, std::string de
   return add_io(fd, false, events, description, std::move(handler));
 }
 
-core::Result<void> EventLoop::on_io(sys::UniqueFd fd, std::uint32_t events,
-                                    std::string description, IoHandler handler) {
+core::Result<void> EventLoop::on_io(sys::UniqueFd fd, std::uint32_t events, std::string description,
+                                    IoHandler handler) {
   auto added = add_io(fd.get(), true, events, description, std::move(handler));
   if (added) (void)fd.release();  // the source closes it when it is freed
   return added;

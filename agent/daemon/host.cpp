@@ -5,9 +5,9 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 
+#include <spdlog/spdlog.h>
 #include <cerrno>
 #include <ctime>
-#include <spdlog/spdlog.h>
 #include <vector>
 
 #include "jitd/sys/files.hpp"

@@ -2,10 +2,10 @@
 // daemon (agent/daemon/daemon.cpp), which runs the event loop.
 #include <signal.h>
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
-#include <spdlog/spdlog.h>
 #include <vector>
 
 #include "jitd/config/config.hpp"
@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
       app.add_option("-c,--config", config_path, "main config file")->capture_default_str();
   app.add_flag("--validate", validate_only,
                "check config and policy, print file:line:col: message per error, touch nothing");
-  app.add_flag("--uninstall", uninstall, "remove jitd's nftables table (opens the protected ports)");
+  app.add_flag("--uninstall", uninstall,
+               "remove jitd's nftables table (opens the protected ports)");
   CLI11_PARSE(app, argc, argv);
 
   // Only the default path may be absent (all defaults); a named file must exist.
@@ -101,8 +102,8 @@ int main(int argc, char** argv) {
   }
   state::JournalReplay replay;
   const auto boot_id = daemon::current_boot_id();
-  auto journal = state::FileJournal::open(settings.state_directory / "grants.journal", boot_id,
-                                          replay);
+  auto journal =
+      state::FileJournal::open(settings.state_directory / "grants.journal", boot_id, replay);
   if (!journal) {
     spdlog::critical("{}", journal.error().message);
     return 1;

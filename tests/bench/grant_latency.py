@@ -149,7 +149,7 @@ def report(results, args, info, targets):
     ]
     if len(targets) > 1:
         lines.append("builds: " + "; ".join(f"{t.label} = {t.ns.jitd_binary}" for t in targets)
-                     + " (interleaved request by request in this order)")
+                     + " (interleaved request by request, taking turns at going first)")
     lines += [
         f"jitd: {connection}; audit log (fdatasync per request) on {info['state_fs']}",
         f"fill: {a.fill} grants through jitd's API took {fills}; "

@@ -26,7 +26,8 @@ struct SocketPair {
 
 std::vector<gid_t> own_groups() {
   std::vector<gid_t> groups(static_cast<std::size_t>(getgroups(0, nullptr)));
-  groups.resize(static_cast<std::size_t>(getgroups(static_cast<int>(groups.size()), groups.data())));
+  groups.resize(
+      static_cast<std::size_t>(getgroups(static_cast<int>(groups.size()), groups.data())));
   std::sort(groups.begin(), groups.end());
   return groups;
 }

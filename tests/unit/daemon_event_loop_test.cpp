@@ -57,14 +57,13 @@ TEST(EventLoopTest, ReadableDescriptorCallsItsHandler) {
   Pipe pipe;
   auto loop = make_loop();
   std::string got;
-  ASSERT_TRUE(loop->on_io(sys::UniqueFd(pipe.read_end), EPOLLIN, "pipe",
-                          [&](std::uint32_t events) {
-                            char buffer[16];
-                            const auto n = read(pipe.read_end, buffer, sizeof buffer);
-                            got.assign(buffer, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
-                            EXPECT_TRUE(events & EPOLLIN);
-                            loop->exit(7);
-                          }));
+  ASSERT_TRUE(loop->on_io(sys::UniqueFd(pipe.read_end), EPOLLIN, "pipe", [&](std::uint32_t events) {
+    char buffer[16];
+    const auto n = read(pipe.read_end, buffer, sizeof buffer);
+    got.assign(buffer, static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+    EXPECT_TRUE(events & EPOLLIN);
+    loop->exit(7);
+  }));
   ASSERT_EQ(write(pipe.write_end, "ping", 4), 4);
   EXPECT_EQ(loop->run(), 7);
   EXPECT_EQ(got, "ping");

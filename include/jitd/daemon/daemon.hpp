@@ -64,7 +64,7 @@ class Daemon {
   std::unique_ptr<Coalescer> reload_settle_;
   std::unique_ptr<Coalescer> repair_coalesce_;
 
-  int inotify_fd_ = -1;     // owned by its loop source
+  int inotify_fd_ = -1;  // owned by its loop source
   bool policy_watched_ = false;
   std::string tamper_detected_;
   std::chrono::steady_clock::time_point tamper_since_;

@@ -28,7 +28,7 @@ class Coalescer {
 };
 
 // How long until the next housekeeping pass: the next expiry, clamped to [1 ms, interval].
-[[nodiscard]] std::chrono::milliseconds housekeeping_delay(std::optional<core::Deadline> next_expiry,
-                                                           core::Deadline now);
+[[nodiscard]] std::chrono::milliseconds housekeeping_delay(
+    std::optional<core::Deadline> next_expiry, core::Deadline now);
 
 }  // namespace jitd::daemon
