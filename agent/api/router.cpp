@@ -7,8 +7,8 @@ namespace jitd::api {
 
 namespace {
 
-using nlohmann::json;
 using core::ErrorCode;
+using nlohmann::json;
 
 constexpr std::size_t max_justification_length = 1024;
 
@@ -23,14 +23,15 @@ unsigned http_status(ErrorCode code) {
   }
 }
 
-Response error_response(const core::Error& error) {
-  return {http_status(error.code),
-          json{{"error", {{"code", core::to_string(error.code)}, {"message", error.message}}}}
-              .dump()};
-}
-
+// Bytes that are not UTF-8 (a percent-encoded 0xff in a path) become U+FFFD, never an error.
 Response json_response(unsigned status, const json& body) {
   return {status, body.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
+
+Response error_response(const core::Error& error) {
+  return json_response(
+      http_status(error.code),
+      json{{"error", {{"code", core::to_string(error.code)}, {"message", error.message}}}});
 }
 
 json port_json(const core::PortSpec& port) {
@@ -74,8 +75,8 @@ core::Result<const json*> field(const json& object, const char* name, json::valu
                                 const std::string& where) {
   const auto it = object.find(name);
   if (it == object.end()) return nullptr;
-  const bool matches = type == json::value_t::number_unsigned ? it->is_number_integer()
-                                                              : it->type() == type;
+  const bool matches =
+      type == json::value_t::number_unsigned ? it->is_number_integer() : it->type() == type;
   if (!matches) {
     const char* expected = type == json::value_t::string            ? "a string"
                            : type == json::value_t::array           ? "an array"
@@ -131,13 +132,14 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
   if (!document.is_object()) {
     return core::fail(ErrorCode::invalid_request, "body: must be a JSON object");
   }
-  static const std::array known = {"ports", "allowedSourceAddressPrefix", "duration",
-                                   "endTimeUtc", "justification"};
+  static const std::array known = {"ports", "allowedSourceAddressPrefix", "duration", "endTimeUtc",
+                                   "justification"};
   for (const auto& [key, value] : document.items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return core::fail(ErrorCode::invalid_request,
-                        key + ": unknown field; expected ports, allowedSourceAddressPrefix, "
-                              "duration or endTimeUtc, justification");
+                        key +
+                            ": unknown field; expected ports, allowedSourceAddressPrefix, "
+                            "duration or endTimeUtc, justification");
     }
   }
   core::GrantRequest request;
@@ -169,15 +171,18 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
   const auto end_time = field(document, "endTimeUtc", json::value_t::string, "");
   if (!end_time) return tl::unexpected(end_time.error());
   if ((*duration == nullptr) == (*end_time == nullptr)) {
-    return core::fail(ErrorCode::invalid_request, "duration: give exactly one of duration and endTimeUtc");
+    return core::fail(ErrorCode::invalid_request,
+                      "duration: give exactly one of duration and endTimeUtc");
   }
   if (*duration != nullptr) {
     auto parsed = core::parse_duration((*duration)->get<std::string>());
-    if (!parsed) return core::fail(ErrorCode::invalid_request, "duration: " + parsed.error().message);
+    if (!parsed)
+      return core::fail(ErrorCode::invalid_request, "duration: " + parsed.error().message);
     request.duration = *parsed;
   } else {
     auto parsed = core::parse_utc((*end_time)->get<std::string>());
-    if (!parsed) return core::fail(ErrorCode::invalid_request, "endTimeUtc: " + parsed.error().message);
+    if (!parsed)
+      return core::fail(ErrorCode::invalid_request, "endTimeUtc: " + parsed.error().message);
     request.end_time = *parsed;
   }
 
@@ -186,16 +191,16 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
   if (*justification != nullptr) {
     request.justification = (*justification)->get<std::string>();
     if (request.justification.size() > max_justification_length) {
-      return core::fail(ErrorCode::invalid_request,
-                        "justification: longer than " + std::to_string(max_justification_length) +
-                            " bytes");
+      return core::fail(
+          ErrorCode::invalid_request,
+          "justification: longer than " + std::to_string(max_justification_length) + " bytes");
     }
   }
   return request;
 }
 
-Response Router::handle(const core::Caller& caller, std::string_view method,
-                        std::string_view path, std::string_view body) const {
+Response Router::handle(const core::Caller& caller, std::string_view method, std::string_view path,
+                        std::string_view body) const {
   constexpr std::string_view grants_prefix = "/v1/grants/";
   if (path == "/v1/grants") {
     if (method == "GET") return list_grants();
@@ -209,10 +214,10 @@ Response Router::handle(const core::Caller& caller, std::string_view method,
   } else {
     return error_response({ErrorCode::not_found, "no route " + std::string(path)});
   }
-  return json_response(405, json{{"error",
-                                  {{"code", "MethodNotAllowed"},
-                                   {"message", std::string(method) + " is not allowed on " +
-                                                   std::string(path)}}}});
+  return json_response(
+      405, json{{"error",
+                 {{"code", "MethodNotAllowed"},
+                  {"message", std::string(method) + " is not allowed on " + std::string(path)}}}});
 }
 
 Response Router::list_grants() const {
@@ -249,13 +254,15 @@ Response Router::reload_policy(const core::Caller& caller) const {
   }
   const auto outcome = reload_(caller);
   if (!outcome.applied) {
-    const auto first = outcome.errors.empty() ? std::string("reload failed") : outcome.errors.front();
-    return json_response(400, json{{"error",
-                                    {{"code", core::to_string(ErrorCode::policy_invalid)},
-                                     {"message", outcome.previous_in_force
-                                                     ? first + " (the previous policy stays in force)"
-                                                     : first},
-                                     {"details", outcome.errors}}}});
+    const auto first =
+        outcome.errors.empty() ? std::string("reload failed") : outcome.errors.front();
+    return json_response(400,
+                         json{{"error",
+                               {{"code", core::to_string(ErrorCode::policy_invalid)},
+                                {"message", outcome.previous_in_force
+                                                ? first + " (the previous policy stays in force)"
+                                                : first},
+                                {"details", outcome.errors}}}});
   }
   return json_response(200, json{{"applied", true},
                                  {"revoked", outcome.change.revoked},
@@ -280,7 +287,8 @@ Response Router::show_policy() const {
                      {"ports", std::move(entry_ports)},
                      {"description", entry.description}});
   }
-  return json_response(200, json{{"ports", std::move(ports)}, {"permanentAllowList", std::move(allow)}});
+  return json_response(200,
+                       json{{"ports", std::move(ports)}, {"permanentAllowList", std::move(allow)}});
 }
 
 }  // namespace jitd::api

@@ -6,10 +6,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <spdlog/spdlog.h>
 #include <vector>
 
 #include "jitd/api/peer.hpp"
@@ -45,10 +45,28 @@ struct Server::Impl {
   }
 
   static MHD_Result on_request(void* self, MHD_Connection* connection, const char* url,
-                               const char* method, const char* /*version*/,
-                               const char* upload_data, size_t* upload_data_size,
-                               void** request_state) {
-    auto* impl = static_cast<Impl*>(self);
+                               const char* method, const char* /*version*/, const char* upload_data,
+                               size_t* upload_data_size, void** request_state) {
+    // Nothing may unwind through libmicrohttpd's C frames: it would leave the connection at
+    // the head of libmicrohttpd's ready list, to fail again on every run, and serve no one.
+    try {
+      return static_cast<Impl*>(self)->handle(connection, url, method, upload_data,
+                                              upload_data_size, request_state);
+    } catch (const std::exception& error) {
+      spdlog::error("HTTP request failed: {}", error.what());
+    } catch (...) {
+      spdlog::error("HTTP request failed: unknown exception");
+    }
+    try {
+      return respond(connection,
+                     {500, R"({"error":{"code":"Internal","message":"internal error"}})"});
+    } catch (...) {
+      return MHD_NO;  // libmicrohttpd closes the connection
+    }
+  }
+
+  MHD_Result handle(MHD_Connection* connection, const char* url, const char* method,
+                    const char* upload_data, size_t* upload_data_size, void** request_state) {
     auto* pending = static_cast<PendingRequest*>(*request_state);
     if (pending == nullptr) {
       *request_state = new PendingRequest();  // freed in on_completed
@@ -63,17 +81,22 @@ struct Server::Impl {
       *upload_data_size = 0;
       return MHD_YES;
     }
-    Response response;
     if (pending->too_large) {
-      response = {413, R"({"error":{"code":"InvalidRequest","message":"body: larger than 65536 bytes"}})"};
-    } else {
-      const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-      const auto caller =
-          identify_peer(info != nullptr ? info->connect_fd : -1, impl->options.manage_group);
-      response = impl->router.handle(caller, method, url, pending->body);
-      spdlog::debug("{} {} by {} (uid {}) -> {}", method, url, caller.name, caller.uid,
-                    response.status);
+      return respond(
+          connection,
+          {413,
+           R"({"error":{"code":"InvalidRequest","message":"body: larger than 65536 bytes"}})"});
     }
+    const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const auto caller =
+        identify_peer(info != nullptr ? info->connect_fd : -1, options.manage_group);
+    auto response = router.handle(caller, method, url, pending->body);
+    spdlog::debug("{} {} by {} (uid {}) -> {}", method, url, caller.name, caller.uid,
+                  response.status);
+    return respond(connection, std::move(response));
+  }
+
+  static MHD_Result respond(MHD_Connection* connection, Response response) {
     response.body += "\n";
     auto* reply = MHD_create_response_from_buffer(response.body.size(), response.body.data(),
                                                   MHD_RESPMEM_MUST_COPY);
@@ -128,10 +151,10 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
   // No thread of its own: the daemon's event loop polls libmicrohttpd's epoll descriptor and
   // calls run(), so requests reach the engine on the loop's thread, in order with the rest.
   impl->daemon = MHD_start_daemon(
-      MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
-      &Impl::on_request, impl.get(), MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
-      &Impl::on_completed, impl.get(), MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(max_body_size * 2), MHD_OPTION_END);
+      MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &Impl::on_request, impl.get(),
+      MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, impl.get(),
+      MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      static_cast<size_t>(max_body_size * 2), MHD_OPTION_END);
   if (impl->daemon == nullptr) {
     sys::UniqueFd orphan(fd);  // not taken over after all
     return core::fail(core::ErrorCode::io, "start HTTP server on " + path);

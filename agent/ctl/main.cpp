@@ -360,7 +360,9 @@ int main(int argc, char** argv) {
     }
     if (!duration.empty()) body["duration"] = duration;
     if (!end_time.empty()) body["endTimeUtc"] = end_time;
-    return shown(request(socket, "POST", "/v1/grants", body.dump()), as_json, granted_text);
+    // A justification typed on a Latin-1 terminal is not UTF-8: send U+FFFD, never abort.
+    const auto text = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    return shown(request(socket, "POST", "/v1/grants", text), as_json, granted_text);
   };
 
   curl_global_init(CURL_GLOBAL_DEFAULT);

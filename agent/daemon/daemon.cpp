@@ -296,6 +296,8 @@ void Daemon::repair() {
 }
 
 void Daemon::housekeeping() {
+  // Armed first: should anything below throw, the next pass still comes.
+  housekeeping_timer_->arm(housekeeping_interval);
   engine_.expire_due();
   const auto retried = engine_.retry_pending();
   if (retried.journal) {
@@ -308,6 +310,8 @@ void Daemon::housekeeping() {
 }
 
 void Daemon::serve_http() {
+  // Armed first: should run() throw, stalled connections are still timed out.
+  http_timer_->arm(housekeeping_interval);
   server_->run();
   // Re-armed after every run: work left on a connection does not wake the descriptor again.
   if (const auto next = server_->next_run()) {

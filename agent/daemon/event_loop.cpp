@@ -38,6 +38,8 @@ struct detail::SourceCallback {
       std::get<Handler>(callback->handler)(args...);
     } catch (const std::exception& error) {
       spdlog::error("event handler failed: {}", error.what());
+    } catch (...) {
+      spdlog::error("event handler failed: unknown exception");
     }
     return 0;
   }
@@ -137,10 +139,16 @@ core::Result<void> EventLoop::add_io(int fd, bool own_fd, std::uint32_t events,
   if (const int error =
           sd_event_add_io(loop_, &source, fd, events, &Callback::on_io, callback.get());
       error < 0) {
+    if (own_fd) {
+      const sys::UniqueFd unwatched(fd);  // nothing watches it: closed here
+    }
     return tl::unexpected(event_error("watch " + description, error));
   }
   if (const int error = sd_event_source_set_io_fd_own(source, own_fd ? 1 : 0); error < 0) {
     sd_event_source_unref(source);
+    if (own_fd) {
+      const sys::UniqueFd unwatched(fd);
+    }
     return tl::unexpected(event_error("own descriptor of " + description, error));
   }
   return adopt(source, description, std::move(callback));

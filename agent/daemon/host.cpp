@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <vector>
 
@@ -55,8 +56,18 @@ std::optional<gid_t> lookup_group(const std::string& name) {
   std::vector<char> buffer(16384);
   group entry{};
   group* found = nullptr;
-  if (getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found) != 0 ||
-      found == nullptr) {
+  int error = 0;
+  // A group with many members needs a larger buffer than any fixed guess.
+  while ((error = getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) ==
+         ERANGE) {
+    buffer.resize(buffer.size() * 2);
+  }
+  if (error != 0) {
+    spdlog::warn("socket group '{}': {}: only root may request and revoke", name,
+                 std::strerror(error));
+    return std::nullopt;
+  }
+  if (found == nullptr) {
     spdlog::warn("socket group '{}' does not exist: only root may request and revoke", name);
     return std::nullopt;
   }

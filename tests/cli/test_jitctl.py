@@ -41,7 +41,7 @@ class StandInJitd(socketserver.UnixStreamServer):
 class Handler(http.server.BaseHTTPRequestHandler):
     def answer(self):
         length = int(self.headers.get("Content-Length", 0))
-        self.rfile.read(length)
+        self.server.received = self.rfile.read(length)
         payload = self.server.body.encode()
         self.send_response(self.server.status)
         self.send_header("Content-Type", "application/json")
@@ -100,6 +100,15 @@ class Jitctl(unittest.TestCase):
                 result = self.run_jitctl(command, status, body)
                 self.assertEqual(result.returncode, 0, result.stderr)
                 self.assertIn(shown, result.stdout)
+
+    def test_reason_that_is_not_utf8_is_sent_not_a_crash(self):
+        """A Latin-1 terminal's 'café' is not UTF-8: jitctl sends it with U+FFFD, never aborts."""
+        self.server.status, self.server.body = 201, json.dumps(GRANT)
+        result = subprocess.run([JITCTL, "--socket", self.socket, "grant", "-p", "22", "--source",
+                                 "192.0.2.7", "-d", "30m", "-r", b"caf\xe9"],
+                                capture_output=True, timeout=30)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(json.loads(self.server.received)["justification"], "caf\ufffd")
 
     def test_well_formed_error_is_reported(self):
         result = self.run_jitctl("revoke", 404, {"error": {"code": "NotFound", "message": "no grant g-1"}})

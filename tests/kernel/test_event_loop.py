@@ -69,6 +69,23 @@ class EventLoop(LabTest):
         self.assertLess(took, 2.0)
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
 
+    def test_stalled_connection_is_closed_by_the_loops_timer(self):
+        """libmicrohttpd's inactivity timeout (10 s) fires from the loop's timer: no I/O wakes
+        the loop for a silent connection."""
+        lab = self.lab
+        lab.start_jitd()
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(client.close)
+        client.connect(lab.socket)
+        client.sendall(b"GET /v1/gra")
+        started = time.monotonic()
+        client.settimeout(20)
+        self.assertEqual(client.recv(1024), b"", "jitd answered a request it never got whole")
+        took = time.monotonic() - started
+        print(f"stalled connection closed after {took:.2f} s")
+        self.assertGreater(took, 9.0)
+        self.assertLess(took, 12.0)
+
 
 if __name__ == "__main__":
     unittest.main()

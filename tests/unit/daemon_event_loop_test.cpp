@@ -105,12 +105,17 @@ TEST(EventLoopTest, DisarmedTimerDoesNotFire) {
 
 TEST(EventLoopTest, HandlerExceptionIsContainedAndTheLoopGoesOn) {
   auto loop = make_loop();
-  auto failing = loop->make_timer("failing", [] { throw std::runtime_error("handler bug"); });
+  int thrown = 0;
+  auto failing = loop->make_timer("failing", [&] {
+    ++thrown;
+    throw std::runtime_error("handler bug");
+  });
   auto stop = loop->make_timer("stop", [&] { loop->exit(3); });
   ASSERT_TRUE(failing && stop);
   (*failing)->arm(0us);
   (*stop)->arm(2ms);
   EXPECT_EQ(loop->run(), 3);
+  EXPECT_EQ(thrown, 1);
 }
 
 TEST(EventLoopTest, WatchdogIsOffWithoutSystemd) {
