@@ -47,19 +47,21 @@ core::Caller identify_peer(int fd, const std::optional<gid_t>& manage_group) {
   ucred credentials{};
   socklen_t length = sizeof credentials;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
-    caller.uid = static_cast<std::uint32_t>(-1);
+    caller.uid = core::unknown_uid;
     caller.name = "unknown";
-    return caller;  // may_manage stays false: no identity, no rights
+    return caller;  // no identity: outside every role
   }
   caller.uid = credentials.uid;
   caller.gid = credentials.gid;
   caller.name = user_name(credentials.uid);
-  bool in_group = manage_group && credentials.gid == *manage_group;
-  if (manage_group && !in_group) {
-    const auto groups = peer_groups(fd);
-    in_group = groups && std::find(groups->begin(), groups->end(), *manage_group) != groups->end();
+  if (auto groups = peer_groups(fd)) {
+    caller.groups.assign(groups->begin(), groups->end());
   }
-  caller.may_manage = credentials.uid == 0 || in_group;
+  caller.in_socket_group =
+      credentials.uid == 0 ||
+      (manage_group && (credentials.gid == *manage_group ||
+                        std::find(caller.groups.begin(), caller.groups.end(), *manage_group) !=
+                            caller.groups.end()));
   return caller;
 }
 

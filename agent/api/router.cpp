@@ -203,12 +203,12 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
                         std::string_view body) const {
   constexpr std::string_view grants_prefix = "/v1/grants/";
   if (path == "/v1/grants") {
-    if (method == "GET") return list_grants();
+    if (method == "GET") return list_grants(caller);
     if (method == "POST") return create_grant(caller, body);
   } else if (path.starts_with(grants_prefix) && path.size() > grants_prefix.size()) {
     if (method == "DELETE") return revoke_grant(caller, path.substr(grants_prefix.size()));
   } else if (path == "/v1/policy") {
-    if (method == "GET") return show_policy();
+    if (method == "GET") return show_policy(caller);
   } else if (path == "/v1/policy/reload") {
     if (method == "POST") return reload_policy(caller);
   } else {
@@ -220,7 +220,19 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
                   {"message", std::string(method) + " is not allowed on " + std::string(path)}}}});
 }
 
-Response Router::list_grants() const {
+std::optional<Response> Router::refuse_without(const core::Caller& caller, core::Right right,
+                                               const char* event, std::string_view action) const {
+  const auto& roles = engine_.policy().roles;
+  if (roles.grants(caller, right)) return std::nullopt;
+  const core::Error refused{ErrorCode::forbidden, roles.refusal(caller, right, action)};
+  engine_.audit_refused_call(caller, event, refused);
+  return error_response(refused);
+}
+
+Response Router::list_grants(const core::Caller& caller) const {
+  if (auto refused = refuse_without(caller, core::Right::read, "read", "list grants")) {
+    return *refused;
+  }
   const auto now = clock_.boot_now();
   json grants = json::array();
   for (const auto& grant : engine_.active_grants()) grants.push_back(grant_json(grant, now));
@@ -245,12 +257,9 @@ Response Router::revoke_grant(const core::Caller& caller, std::string_view id) c
 }
 
 Response Router::reload_policy(const core::Caller& caller) const {
-  if (!caller.may_manage) {
-    const core::Error refused{ErrorCode::forbidden, "user " + caller.name + " (uid " +
-                                                        std::to_string(caller.uid) +
-                                                        ") may not reload the policy"};
-    engine_.audit_refused_call(caller, "reload", refused);
-    return error_response(refused);
+  if (auto refused =
+          refuse_without(caller, core::Right::administer, "reload", "reload the policy")) {
+    return *refused;
   }
   const auto outcome = reload_(caller);
   if (!outcome.applied) {
@@ -270,7 +279,10 @@ Response Router::reload_policy(const core::Caller& caller) const {
                                  {"clamped", outcome.change.clamped}});
 }
 
-Response Router::show_policy() const {
+Response Router::show_policy(const core::Caller& caller) const {
+  if (auto refused = refuse_without(caller, core::Right::read, "read", "read the policy")) {
+    return *refused;
+  }
   const auto& policy = engine_.policy();
   json ports = json::array();
   for (const auto& rule : policy.rules) {

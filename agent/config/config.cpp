@@ -1,6 +1,8 @@
 #include "jitd/config/config.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -304,6 +306,50 @@ core::Result<bool> parse_ownership(std::string_view text) {
                     in_quotes(text) + " is not a table ownership mode; expected auto or off");
 }
 
+// Role members are resolved once, when the policy loads, so that checking a caller's rights
+// needs no name-service lookup (which may block on LDAP) per request.
+core::Result<std::uint32_t> parse_user(std::string_view text) {
+  const std::string name(text);
+  std::vector<char> buffer(16384);
+  passwd entry{};
+  passwd* found = nullptr;
+  int error = 0;
+  while ((error = getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) ==
+         ERANGE) {
+    buffer.resize(buffer.size() * 2);
+  }
+  if (error != 0) return sys::fail_system(ErrorCode::invalid_argument, "user " + in_quotes(text), error);
+  if (found == nullptr) return core::fail(ErrorCode::invalid_argument, "no user " + in_quotes(text));
+  return found->pw_uid;
+}
+
+core::Result<std::uint32_t> parse_group(std::string_view text) {
+  const std::string name(text);
+  std::vector<char> buffer(16384);
+  group entry{};
+  group* found = nullptr;
+  int error = 0;
+  while ((error = getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) ==
+         ERANGE) {
+    buffer.resize(buffer.size() * 2);
+  }
+  if (error != 0) return sys::fail_system(ErrorCode::invalid_argument, "group " + in_quotes(text), error);
+  if (found == nullptr) return core::fail(ErrorCode::invalid_argument, "no group " + in_quotes(text));
+  return found->gr_gid;
+}
+
+void merge(std::optional<core::Principals>& into, std::optional<core::Principals>&& from) {
+  if (!from) return;
+  if (!into) {
+    into = std::move(from);
+    return;
+  }
+  append(into->users, std::move(from->users));
+  append(into->groups, std::move(from->groups));
+  append(into->uids, std::move(from->uids));
+  append(into->gids, std::move(from->gids));
+}
+
 // --- Policy files ------------------------------------------------------------------------
 
 struct Sources {
@@ -319,7 +365,7 @@ class PolicyParser {
     const auto root = doc_.load(text);
     if (root && !root->IsNull()) {
       if (const auto file = Mapping::read(doc_, *root, "policy file",
-                                          {"ports", "permanentAllowList"})) {
+                                          {"ports", "permanentAllowList", "roles"})) {
         if (const auto* ports = file->find("ports")) {
           for (const auto& node : read_list(doc_, *ports).value_or(std::vector<YAML::Node>{})) {
             read_rule(node);
@@ -330,6 +376,7 @@ class PolicyParser {
             read_allow(node);
           }
         }
+        if (const auto* roles = file->find("roles")) read_roles(*roles);
       }
     }
     return {std::move(policy_), doc_.take_errors()};
@@ -340,7 +387,7 @@ class PolicyParser {
     const auto mapping = Mapping::read(
         doc_, node, "port rule",
         {"number", "protocol", "allowedSourceAddressPrefixes", "allowedSourceAddressPrefix",
-         "maxRequestAccessDuration"});
+         "maxRequestAccessDuration", "requesters"});
     if (!mapping) return;
     core::PortRule rule;
     rule.origin = doc_.where(node);
@@ -353,6 +400,9 @@ class PolicyParser {
     if (const auto duration =
             read_required(doc_, *mapping, "maxRequestAccessDuration", parse_max_duration)) {
       rule.max_duration = *duration;
+    }
+    if (const auto* requesters = mapping->find("requesters")) {
+      rule.requesters = read_principals(*requesters);
     }
     // A rule with a valid port is kept even when another field failed, so the merged checks
     // don't add "port not protected" noise on top of the real error.
@@ -390,6 +440,49 @@ class PolicyParser {
     }
     read_optional(doc_, *mapping, "description", parse_string, allow.description);
     policy_.permanent_allow.push_back(std::move(allow));
+  }
+
+  void read_roles(const Entry& entry) {
+    const auto mapping =
+        Mapping::read(doc_, entry.value, "roles", {"readers", "requesters", "administrators"});
+    if (!mapping) return;
+    auto& roles = policy_.roles;
+    for (auto [name, role] : {std::pair{"readers", &roles.readers},
+                              std::pair{"requesters", &roles.requesters},
+                              std::pair{"administrators", &roles.administrators}}) {
+      if (const auto* members = mapping->find(name)) *role = read_principals(*members);
+    }
+  }
+
+  // {users: [...], groups: [...]}: at least one name; every name must exist.
+  std::optional<core::Principals> read_principals(const Entry& entry) {
+    const auto what = in_quotes(entry.name);
+    const auto mapping = Mapping::read(doc_, entry.value, what, {"users", "groups"});
+    if (!mapping) return std::nullopt;
+    core::Principals principals;
+    bool valid = true;
+    const auto read_names = [&](const char* key, auto parse, std::vector<std::string>& names,
+                                std::vector<std::uint32_t>& ids) {
+      const auto* list = mapping->find(key);
+      if (list == nullptr) return;
+      for (const auto& item : read_list(doc_, *list).value_or(std::vector<YAML::Node>{})) {
+        if (const auto id = read_scalar(doc_, item, item, "a name in " + in_quotes(key), parse)) {
+          names.push_back(item.Scalar());
+          ids.push_back(*id);
+        } else {
+          valid = false;
+        }
+      }
+    };
+    read_names("users", parse_user, principals.users, principals.uids);
+    read_names("groups", parse_group, principals.groups, principals.gids);
+    if (!valid) return std::nullopt;
+    if (principals.users.empty() && principals.groups.empty()) {
+      // An empty role would quietly shut everyone but root out.
+      doc_.error(entry.at(), what + " names no user and no group");
+      return std::nullopt;
+    }
+    return principals;
   }
 
   std::optional<core::PortSpec> read_port(const Mapping& mapping) {
@@ -568,6 +661,11 @@ Loaded<core::Policy> load_policy_directory(const fs::path& directory) {
     auto part = parse_policy_text(*text, file.string());
     append(loaded.value.rules, std::move(part.value.rules));
     append(loaded.value.permanent_allow, std::move(part.value.permanent_allow));
+    // A role named in several files holds everyone they name.
+    auto& roles = loaded.value.roles;
+    merge(roles.readers, std::move(part.value.roles.readers));
+    merge(roles.requesters, std::move(part.value.roles.requesters));
+    merge(roles.administrators, std::move(part.value.roles.administrators));
     append(loaded.errors, std::move(part.errors));
   }
   check_merged_policy(loaded.value, loaded.errors);

@@ -239,6 +239,22 @@ Result<void> AccessEngine::validate(const GrantRequest& request, Milliseconds du
   return {};
 }
 
+Result<void> AccessEngine::authorise_ports(const Caller& caller,
+                                           const GrantRequest& request) const {
+  if (policy_.roles.grants(caller, Right::administer)) return {};
+  for (std::size_t i = 0; i < request.ports.size(); ++i) {
+    for (const auto protocol : expand(request.ports[i].protocol)) {
+      const auto* rule = policy_.find_rule(request.ports[i].number, protocol);
+      if (rule == nullptr || !rule->requesters || rule->requesters->includes(caller)) continue;
+      return fail(ErrorCode::forbidden,
+                  "ports[" + std::to_string(i) + "]: user " + caller.name + " (uid " +
+                      std::to_string(caller.uid) + ") may not request " + to_string(rule->port) +
+                      ": the policy lets only " + rule->requesters->describe() + " request it");
+    }
+  }
+  return {};
+}
+
 AuditEvent AccessEngine::refusal_event(const Caller& caller, std::string event,
                                        const Error& error) const {
   AuditEvent audit;
@@ -306,10 +322,9 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
     audit_refusal(caller, &request, error);
     return tl::unexpected(std::move(error));
   };
-  if (!caller.may_manage) {
+  if (!policy_.roles.grants(caller, Right::request)) {
     return refuse({ErrorCode::forbidden,
-                   "user " + caller.name + " (uid " + std::to_string(caller.uid) +
-                       ") may not request access"});
+                   policy_.roles.refusal(caller, Right::request, "request access")});
   }
   if (request.duration.has_value() == request.end_time.has_value()) {
     return refuse({ErrorCode::invalid_request, "give exactly one of duration and endTimeUtc"});
@@ -324,6 +339,7 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
     return refuse({ErrorCode::invalid_argument, "duration: must be longer than zero"});
   }
   if (auto valid = validate(request, duration); !valid) return refuse(valid.error());
+  if (auto allowed = authorise_ports(caller, request); !allowed) return refuse(allowed.error());
 
   Grant grant;
   do {
@@ -361,13 +377,21 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
     audit_.record(event);
     return tl::unexpected(std::move(error));
   };
-  if (!caller.may_manage) {
-    return refuse({ErrorCode::forbidden, "user " + caller.name + " (uid " +
-                                             std::to_string(caller.uid) + ") may not revoke access"});
+  if (!policy_.roles.grants(caller, Right::request)) {
+    return refuse({ErrorCode::forbidden,
+                   policy_.roles.refusal(caller, Right::request, "revoke access")});
   }
   const auto found = active_.find(id);
   if (found == active_.end() || found->second.deadline <= now) {
     return refuse({ErrorCode::not_found, "no active grant with id '" + std::string(id) + "'"});
+  }
+  // A requester may end their own grants; ending someone else's is an administrator's call.
+  if (found->second.requestor.uid != caller.uid &&
+      !policy_.roles.grants(caller, Right::administer)) {
+    return refuse({ErrorCode::forbidden,
+                   policy_.roles.refusal(caller, Right::administer,
+                                         "revoke grant " + found->second.id + " of " +
+                                             found->second.requestor.name)});
   }
   // Journal first: once recorded, no restart can bring the grant back.
   Grant grant = std::move(found->second);

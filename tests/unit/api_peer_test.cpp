@@ -58,12 +58,13 @@ TEST(PeerTest, RootMayManage) {
   const auto caller = identify_peer(pair.ours.get(), std::nullopt);
   EXPECT_EQ(caller.uid, 0u);
   EXPECT_EQ(caller.name, "root");
-  EXPECT_TRUE(caller.may_manage);
+  EXPECT_TRUE(caller.in_socket_group);
 }
 
 TEST(PeerTest, WithoutCredentialsNobodyMayManage) {
   const auto caller = identify_peer(-1, gid_t{0});
-  EXPECT_FALSE(caller.may_manage);
+  EXPECT_FALSE(caller.in_socket_group);
+  EXPECT_EQ(caller.uid, core::unknown_uid);
   EXPECT_EQ(caller.name, "unknown");
 }
 

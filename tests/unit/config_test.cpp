@@ -205,11 +205,11 @@ TEST(ConfigPolicy, WrongShapes) {
 TEST(ConfigPolicy, UnknownKeys) {
   EXPECT_EQ(policy_errors("port: []\n"),
             Lines{"a.yaml:1:1: unknown key 'port' in policy file; expected one of: ports, "
-                  "permanentAllowList"});
+                  "permanentAllowList, roles"});
   EXPECT_EQ(policy_errors(rules(rule() + "    foo: 1\n")),
             Lines{"a.yaml:6:5: unknown key 'foo' in port rule; expected one of: number, "
                   "protocol, allowedSourceAddressPrefixes, allowedSourceAddressPrefix, "
-                  "maxRequestAccessDuration"});
+                  "maxRequestAccessDuration, requesters"});
   EXPECT_EQ(policy_errors("permanentAllowList:\n"
                           "  - sourceAddressPrefix: 192.0.2.1\n"
                           "    comment: x\n"),

@@ -90,7 +90,7 @@ TEST_F(CoreEngineTest, RevokeJournalsTheEndBeforeTheKernelApply) {
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   trace();
   clock.advance(5min);
-  const auto revoked = engine.revoke(alice, grant.id);
+  const auto revoked = engine.revoke(admin, grant.id);
   ASSERT_TRUE(revoked.has_value()) << revoked.error().message;
   EXPECT_EQ(calls_to(log, {"journal.", "backend."}),
             (std::vector<std::string>{"journal.end g1 Revoked UserRequested", "backend.apply"}));

@@ -308,7 +308,7 @@ TEST_F(CoreEngineTest, ShorterGrantInsideLongerOneNeedsNoKernelChange) {
 
 TEST_F(CoreEngineTest, RevokingLaterGrantRestoresEarlierEnd) {
   const auto early = grant_ok(ask({ssh}, "10.0.0.1", 1h));
-  const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h), alice);  // her own: she may revoke it
   clock.advance(10min);
   const auto revoked = engine.revoke(alice, late.id);
   ASSERT_TRUE(revoked.has_value()) << revoked.error().message;

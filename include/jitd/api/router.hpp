@@ -1,6 +1,7 @@
 #pragma once
 // HTTP routes → engine calls, without any socket: unit-testable with a fake backend.
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,10 +41,14 @@ class Router {
                                 std::string_view path, std::string_view body) const;
 
  private:
-  [[nodiscard]] Response list_grants() const;
+  // A 403 naming the missing right, audited as `event`, when the caller lacks it.
+  [[nodiscard]] std::optional<Response> refuse_without(const core::Caller& caller,
+                                                       core::Right right, const char* event,
+                                                       std::string_view action) const;
+  [[nodiscard]] Response list_grants(const core::Caller& caller) const;
   [[nodiscard]] Response create_grant(const core::Caller& caller, std::string_view body) const;
   [[nodiscard]] Response revoke_grant(const core::Caller& caller, std::string_view id) const;
-  [[nodiscard]] Response show_policy() const;
+  [[nodiscard]] Response show_policy(const core::Caller& caller) const;
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
 
   core::AccessEngine& engine_;

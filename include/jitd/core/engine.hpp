@@ -77,6 +77,9 @@ class AccessEngine {
 
  private:
   [[nodiscard]] Result<void> validate(const GrantRequest& request, Milliseconds duration) const;
+  // A port rule may narrow who may request it (requesters:); administrators are not narrowed.
+  [[nodiscard]] Result<void> authorise_ports(const Caller& caller,
+                                             const GrantRequest& request) const;
   [[nodiscard]] std::vector<TimedRange> desired_ranges(const Grant* extra,
                                                        const std::string* without) const;
   [[nodiscard]] EnforcementSpec spec_with(const std::vector<TimedRange>& grants,

@@ -11,14 +11,6 @@
 
 namespace jitd::core {
 
-// Who is asking, as the API established it from SO_PEERCRED.
-struct Caller {
-  std::uint32_t uid = 0;
-  std::uint32_t gid = 0;
-  std::string name;
-  bool may_manage = false;  // may request and revoke (root or the configured group)
-};
-
 struct Requestor {
   std::uint32_t uid = 0;
   std::string name;

@@ -11,6 +11,7 @@
 #include "jitd/core/duration.hpp"
 #include "jitd/core/error.hpp"
 #include "jitd/core/prefix.hpp"
+#include "jitd/core/roles.hpp"
 
 namespace jitd::core {
 
@@ -55,6 +56,7 @@ struct PortRule {
   bool any_source = false;                // "*": every address, v4 and v6
   std::vector<Prefix> allowed_sources;    // when !any_source
   Milliseconds max_duration{0};
+  std::optional<Principals> requesters;  // narrows who may request this port
   SourceLocation origin;
 
   [[nodiscard]] bool allows_source(const Prefix& source) const;
@@ -70,6 +72,7 @@ struct PermanentAllow {
 struct Policy {
   std::vector<PortRule> rules;
   std::vector<PermanentAllow> permanent_allow;
+  Roles roles;
 
   // The rule that protects this (port, protocol) pair, if any.
   [[nodiscard]] const PortRule* find_rule(std::uint16_t port, Protocol protocol) const;
