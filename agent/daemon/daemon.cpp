@@ -177,10 +177,14 @@ core::Result<void> Daemon::watch_events() {
       !added) {
     return added;
   }
-  if (auto added = loop_->on_io(server_->epoll_fd(), EPOLLIN, "HTTP API",
-                                [this](std::uint32_t) { serve_http(); });
-      !added) {
-    return added;
+  // Two sources, one handler: run() accepts and serves, whichever of the two woke the loop.
+  for (const auto& [fd, description] : {std::pair{server_->epoll_fd(), "HTTP API"},
+                                        std::pair{server_->listener_fd(), "HTTP API listener"}}) {
+    if (auto added =
+            loop_->on_io(fd, EPOLLIN, description, [this](std::uint32_t) { serve_http(); });
+        !added) {
+      return added;
+    }
   }
   auto watchdog = loop_->enable_watchdog();
   if (!watchdog) return tl::unexpected(watchdog.error());
