@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <unordered_map>
 #include <vector>
 
 #include "jitd/api/peer.hpp"
@@ -21,7 +22,13 @@ namespace jitd::api {
 namespace {
 
 constexpr std::size_t max_body_size = 64 * 1024;
+// libmicrohttpd's per-connection pool: the request line and headers, and the reply's headers.
+// A bigger request head is answered 431; the body streams through it into PendingRequest.
+constexpr std::size_t connection_memory_limit = 16 * 1024;
 constexpr unsigned connection_timeout_seconds = 10;
+// Connections accepted per run: the listener stays readable (the loop watches it level-
+// triggered), so the loop comes back for the rest after its other sources had their turn.
+constexpr int accept_batch = 64;
 
 // Per-request state that libmicrohttpd keeps between calls of the handler.
 struct PendingRequest {
@@ -36,12 +43,110 @@ core::Error system_error(const std::string& what) {
 }  // namespace
 
 struct Server::Impl {
+  using Clock = std::chrono::steady_clock;
+
+  // A connection from accept until libmicrohttpd reports it closed.
+  struct Admitted {
+    uid_t uid;
+    Clock::time_point deadline;
+    bool shut_down = false;  // past its deadline; libmicrohttpd closes it at its next run
+  };
+
   ServerOptions options;
   const Router& router;
+  sys::UniqueFd listener;
   MHD_Daemon* daemon = nullptr;
+  std::unordered_map<int, Admitted> admitted;  // by descriptor: unique while open
+  std::unordered_map<uid_t, std::size_t> admitted_per_uid;
 
   ~Impl() {
-    if (daemon != nullptr) MHD_stop_daemon(daemon);  // also closes the listening socket
+    if (daemon != nullptr) MHD_stop_daemon(daemon);  // closes the connections, not the listener
+  }
+
+  // Takes what the listen queue holds. Every connection is accepted, also one over a cap (it
+  // is closed at once), so the queue never fills and the kernel never refuses a caller.
+  void accept_pending() {
+    for (int accepted = 0; accepted < accept_batch; ++accepted) {
+      sockaddr_un address{};
+      socklen_t length = sizeof address;
+      sys::UniqueFd client(accept4(listener.get(), reinterpret_cast<sockaddr*>(&address), &length,
+                                   SOCK_NONBLOCK | SOCK_CLOEXEC));
+      if (!client) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED && errno != EINTR) {
+          spdlog::error("accept on the API socket: {}", std::strerror(errno));
+        }
+        return;
+      }
+      admit(std::move(client), address, length);
+    }
+  }
+
+  void admit(sys::UniqueFd client, const sockaddr_un& address, socklen_t length) {
+    ucred peer{};
+    socklen_t size = sizeof peer;
+    if (getsockopt(client.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0) {
+      spdlog::warn("API connection without peer credentials closed: {}", std::strerror(errno));
+      return;
+    }
+    const auto held = admitted_per_uid.find(peer.uid);
+    const std::size_t by_uid = held != admitted_per_uid.end() ? held->second : 0;
+    const auto by_root = admitted_per_uid.find(0);
+    const std::size_t by_others =
+        admitted.size() - (by_root != admitted_per_uid.end() ? by_root->second : 0);
+    if (by_uid >= options.limits.connections_per_uid ||
+        (peer.uid != 0 && by_others >= options.limits.connections)) {
+      spdlog::debug("API connection by uid {} closed: {} of its own and {} in all are open",
+                    peer.uid, by_uid, by_others);
+      return;
+    }
+    const int fd = client.release();  // libmicrohttpd owns and closes it from here, even on failure
+    admitted.emplace(fd, Admitted{peer.uid, Clock::now() + options.limits.connection_deadline});
+    ++admitted_per_uid[peer.uid];
+    if (MHD_add_connection(daemon, fd, reinterpret_cast<const sockaddr*>(&address), length) !=
+        MHD_YES) {
+      spdlog::warn("API connection by uid {} dropped by libmicrohttpd: {}", peer.uid,
+                   std::strerror(errno));
+      forget(fd);  // a no-op when libmicrohttpd got as far as reporting it closed
+    }
+  }
+
+  void forget(int fd) {
+    const auto found = admitted.find(fd);
+    if (found == admitted.end()) return;
+    const auto by_uid = admitted_per_uid.find(found->second.uid);
+    if (--by_uid->second == 0) admitted_per_uid.erase(by_uid);
+    admitted.erase(found);
+  }
+
+  // libmicrohttpd 0.9.75 has no call that closes a connection: shutting the socket down makes
+  // it readable at EOF, and libmicrohttpd closes it at its next run (and reports it closed).
+  void shut_down_expired() {
+    const auto now = Clock::now();
+    for (auto& [fd, connection] : admitted) {
+      if (connection.shut_down || connection.deadline > now) continue;
+      spdlog::debug("API connection by uid {} closed: open longer than {} ms", connection.uid,
+                    options.limits.connection_deadline.count());
+      shutdown(fd, SHUT_RDWR);
+      connection.shut_down = true;
+    }
+  }
+
+  [[nodiscard]] std::optional<Clock::time_point> next_deadline() const {
+    std::optional<Clock::time_point> next;
+    for (const auto& [fd, connection] : admitted) {
+      if (!connection.shut_down && (!next || connection.deadline < *next)) {
+        next = connection.deadline;
+      }
+    }
+    return next;
+  }
+
+  static void on_connection(void* self, MHD_Connection* connection, void** /*socket_context*/,
+                            MHD_ConnectionNotificationCode code) {
+    if (code != MHD_CONNECTION_NOTIFY_CLOSED) return;
+    // Called before libmicrohttpd closes the descriptor, so it still names this connection.
+    const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info != nullptr) static_cast<Impl*>(self)->forget(info->connect_fd);
   }
 
   static MHD_Result on_request(void* self, MHD_Connection* connection, const char* url,
@@ -146,17 +251,19 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
   if (chmod(path.c_str(), 0660) != 0) return tl::unexpected(system_error("chmod socket " + path));
   if (listen(listener.get(), 64) != 0) return tl::unexpected(system_error("listen " + path));
 
-  auto impl = std::make_unique<Impl>(Impl{options, router});
-  const int fd = listener.release();  // libmicrohttpd owns and closes it from here
+  auto impl = std::make_unique<Impl>(options, router, std::move(listener));
   // No thread of its own: the daemon's event loop polls libmicrohttpd's epoll descriptor and
-  // calls run(), so requests reach the engine on the loop's thread, in order with the rest.
+  // the listener and calls run(), so requests reach the engine on the loop's thread, in order
+  // with the rest. jitd accepts (libmicrohttpd's accept policy sees an address, not a uid).
+  const auto& limits = options.limits;
   impl->daemon = MHD_start_daemon(
-      MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, nullptr, nullptr, &Impl::on_request, impl.get(),
-      MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, impl.get(),
+      MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
+      &Impl::on_request, impl.get(), MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, impl.get(),
+      MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, impl.get(), MHD_OPTION_CONNECTION_LIMIT,
+      static_cast<unsigned>(limits.connections + limits.connections_per_uid),
       MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      static_cast<size_t>(max_body_size * 2), MHD_OPTION_END);
+      connection_memory_limit, MHD_OPTION_END);
   if (impl->daemon == nullptr) {
-    sys::UniqueFd orphan(fd);  // not taken over after all
     return core::fail(core::ErrorCode::io, "start HTTP server on " + path);
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
@@ -167,12 +274,27 @@ int Server::epoll_fd() const {
   return info != nullptr ? info->epoll_fd : -1;
 }
 
-void Server::run() { MHD_run(impl_->daemon); }
+int Server::listener_fd() const { return impl_->listener.get(); }
+
+void Server::run() {
+  impl_->accept_pending();
+  impl_->shut_down_expired();  // first: this run's MHD_run sees them at EOF and closes them
+  MHD_run(impl_->daemon);
+}
 
 std::optional<std::chrono::milliseconds> Server::next_run() const {
-  MHD_UNSIGNED_LONG_LONG timeout = 0;
-  if (MHD_get_timeout(impl_->daemon, &timeout) != MHD_YES) return std::nullopt;
-  return std::chrono::milliseconds(timeout);
+  std::optional<std::chrono::milliseconds> next;
+  if (MHD_UNSIGNED_LONG_LONG timeout = 0; MHD_get_timeout(impl_->daemon, &timeout) == MHD_YES) {
+    next = std::chrono::milliseconds(timeout);
+  }
+  if (const auto deadline = impl_->next_deadline()) {
+    // Rounded up: a timer that fires a little early would find nothing due and re-arm at 0.
+    const auto until =
+        std::max(std::chrono::ceil<std::chrono::milliseconds>(*deadline - Impl::Clock::now()),
+                 std::chrono::milliseconds(0));
+    next = next ? std::min(*next, until) : until;
+  }
+  return next;
 }
 
 }  // namespace jitd::api

@@ -2,6 +2,7 @@
 
 #include <sys/epoll.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 
 #include <spdlog/spdlog.h>
@@ -46,6 +47,19 @@ bool table_present(core::Backend& backend) {
     return true;
   }
   return snapshot->installed;
+}
+
+// The API's caps keep its own descriptors far below 1024, but systemd's default soft limit
+// (1024) is no reason to fail an accept, a journal or a netlink socket under a flood: epoll has
+// no FD_SETSIZE bound, so jitd may use every descriptor the hard limit allows.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == limit.rlim_max) return;
+  const auto soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("raise the open file limit from {}: {}", soft, std::strerror(errno));
+  }
 }
 
 }  // namespace
@@ -118,6 +132,7 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
                settings_.claim_table_ownership ? "kernel probed" : "ownership off");
 
   if (auto made = make_directory(settings_.socket_path.parent_path(), 0755); !made) return made;
+  raise_open_file_limit();
   auto server = api::Server::start(
       api::ServerOptions{settings_.socket_path, lookup_group(settings_.socket_group)}, router_);
   if (!server) return tl::unexpected(server.error());
@@ -177,10 +192,14 @@ core::Result<void> Daemon::watch_events() {
       !added) {
     return added;
   }
-  if (auto added = loop_->on_io(server_->epoll_fd(), EPOLLIN, "HTTP API",
-                                [this](std::uint32_t) { serve_http(); });
-      !added) {
-    return added;
+  // Two sources, one handler: run() accepts and serves, whichever of the two woke the loop.
+  for (const auto& [fd, description] : {std::pair{server_->epoll_fd(), "HTTP API"},
+                                        std::pair{server_->listener_fd(), "HTTP API listener"}}) {
+    if (auto added =
+            loop_->on_io(fd, EPOLLIN, description, [this](std::uint32_t) { serve_http(); });
+        !added) {
+      return added;
+    }
   }
   auto watchdog = loop_->enable_watchdog();
   if (!watchdog) return tl::unexpected(watchdog.error());

@@ -6,8 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "fake_backend.hpp"
 #include "jitd/api/router.hpp"
@@ -30,20 +32,41 @@ class ServerTest : public ::testing::Test {
   test::TempDir dir;
   std::unique_ptr<Server> server;
 
-  void SetUp() override {
-    auto started = Server::start(ServerOptions{dir.file("jitd.sock"), std::nullopt}, router);
+  void SetUp() override { restart(ServerLimits{}); }
+
+  void restart(const ServerLimits& limits) {
+    server.reset();
+    auto started =
+        Server::start(ServerOptions{dir.file("jitd.sock"), std::nullopt, limits}, router);
     ASSERT_TRUE(started.has_value()) << started.error().message;
     server = std::move(*started);
   }
 
-  // Sends `request` on a new connection and runs the server until the reply is complete.
-  std::string exchange(const std::string& request) {
+  sys::UniqueFd connect_client() {
     sys::UniqueFd client(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
     const auto path = dir.file("jitd.sock").string();
     std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
     EXPECT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    return client;
+  }
+
+  // Runs the server for up to `rounds` x 2 ms; whether the server closed `client` (EOF).
+  bool closed_by_server(int client, int rounds) {
+    for (int round = 0; round < rounds; ++round) {
+      server->run();
+      pollfd readable{client, POLLIN, 0};
+      if (poll(&readable, 1, 2) <= 0) continue;
+      char buffer[4096];
+      if (recv(client, buffer, sizeof buffer, MSG_DONTWAIT) == 0) return true;
+    }
+    return false;
+  }
+
+  // Sends `request` on a new connection and runs the server until the reply is complete.
+  std::string exchange(const std::string& request) {
+    const auto client = connect_client();
     EXPECT_EQ(send(client.get(), request.data(), request.size(), 0),
               static_cast<ssize_t>(request.size()));
     std::string reply;
@@ -76,18 +99,57 @@ TEST_F(ServerTest, PathThatIsNotUtf8IsAnsweredAndTheServerGoesOn) {
 TEST_F(ServerTest, NextRunIsDueWhileAConnectionWaits) {
   // A connection that has sent half a request keeps a timeout pending in libmicrohttpd: the
   // loop's timer must be armed for it, or a stalled client would never be timed out.
-  sys::UniqueFd client(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  const auto path = dir.file("jitd.sock").string();
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  ASSERT_EQ(connect(client.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const auto client = connect_client();
   ASSERT_EQ(send(client.get(), "GET /v1/gr", 10, 0), 10);
   for (int round = 0; round < 5; ++round) server->run();
   const auto next = server->next_run();
   ASSERT_TRUE(next.has_value());
   EXPECT_GT(*next, std::chrono::seconds(1));
   EXPECT_LE(*next, std::chrono::seconds(10));
+}
+
+// Regression (issue 7, #6): a thousand connections of one user locked everyone else out.
+TEST_F(ServerTest, ConnectionOverTheCapOfItsUidIsClosedAtOnceAndItsSlotComesBack) {
+  restart(ServerLimits{.connections = 8, .connections_per_uid = 2});
+  std::vector<sys::UniqueFd> held;
+  for (int i = 0; i < 2; ++i) held.push_back(connect_client());
+  EXPECT_FALSE(closed_by_server(held[0].get(), 10));
+  const auto over = connect_client();
+  EXPECT_TRUE(closed_by_server(over.get(), 100)) << "a third connection of one uid was kept";
+  EXPECT_FALSE(closed_by_server(held[1].get(), 1));
+  held.pop_back();  // its close frees the slot for the next connection of the same uid
+  for (int round = 0; round < 10; ++round) server->run();
+  const auto listed =
+      exchange("GET /v1/grants HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(listed.find(" 200 "), std::string::npos) << listed;
+}
+
+TEST_F(ServerTest, ConnectionThatDripsIsClosedAtItsDeadline) {
+  // Every byte restarts libmicrohttpd's inactivity timeout; only the deadline ends this one.
+  restart(ServerLimits{.connection_deadline = std::chrono::milliseconds(300)});
+  const auto client = connect_client();
+  const auto started = std::chrono::steady_clock::now();
+  const std::string request = "GET /v1/grants HTTP/1.1\r\nX-Drip: aaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+  bool closed = false;
+  for (std::size_t sent = 0; sent < request.size() && !closed; ++sent) {
+    send(client.get(), &request[sent], 1, MSG_NOSIGNAL);
+    server->run();
+    const auto next = server->next_run();
+    ASSERT_TRUE(next.has_value());
+    ASSERT_LE(*next, std::chrono::milliseconds(300));  // the loop's timer is armed for it
+    closed = closed_by_server(client.get(), 25);       // about 50 ms between bytes
+  }
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_TRUE(closed) << "a dripping connection outlived its deadline";
+  EXPECT_GE(took, std::chrono::milliseconds(300));
+  EXPECT_LT(took, std::chrono::milliseconds(1000));
+}
+
+TEST_F(ServerTest, RequestHeadOverTheMemoryLimitIsRefused) {
+  const auto reply =
+      exchange("GET /v1/grants HTTP/1.1\r\nHost: jitd\r\nX-Big: " + std::string(20 * 1024, 'a') +
+               "\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 431 ", 0), 0u) << reply.substr(0, 200);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -13,23 +14,39 @@
 
 namespace jitd::api {
 
+// What callers may hold of the server. A connection over a cap is accepted and closed at once:
+// the listen queue never fills, so one user's flood cannot lock the others out. Each admitted
+// connection holds at most a 16 KiB request-head pool and a 64 KiB body, so the defaults bound
+// the API's memory to (256 + 16) x 80 KiB, about 21 MiB.
+struct ServerLimits {
+  std::size_t connections = 256;         // of all callers but root together
+  std::size_t connections_per_uid = 16;  // root's are outside `connections`: root gets in
+  // From accept to close. libmicrohttpd's inactivity timeout starts over with every byte, so
+  // only this ends a connection that drips a byte at a time; a real request takes milliseconds.
+  std::chrono::milliseconds connection_deadline{15'000};
+};
+
 struct ServerOptions {
   std::filesystem::path socket_path;
   std::optional<gid_t> manage_group;  // members may request and revoke; root always may
+  ServerLimits limits{};
 };
 
 class Server {
  public:
   // Binds the socket (mode 0660, group manage_group). The server has no thread: the owner's
-  // event loop watches epoll_fd() and calls run() when it is readable and when next_run()
-  // says, so every request is handled on the loop's thread.
+  // event loop watches epoll_fd() and listener_fd() and calls run() when either is readable
+  // and when next_run() says, so every request is handled on the loop's thread.
   [[nodiscard]] static core::Result<std::unique_ptr<Server>> start(const ServerOptions& options,
                                                                    const Router& router);
   // libmicrohttpd's own epoll descriptor: readable when the listener or a connection has work.
   [[nodiscard]] int epoll_fd() const;
-  // Does all pending work without blocking.
+  // The listening socket: jitd accepts itself, to count connections by the caller's uid.
+  [[nodiscard]] int listener_fd() const;
+  // Does all pending work without blocking: accepts, closes connections past their deadline,
+  // serves requests.
   void run();
-  // When run() is due even without I/O (timeouts; 0 means "now": work is left over, and
+  // When run() is due even without I/O (timeouts, deadlines; 0 means "now": work is left over, and
   // libmicrohttpd's edge-triggered epoll will not say so again); nullopt: only on I/O.
   [[nodiscard]] std::optional<std::chrono::milliseconds> next_run() const;
   ~Server();
