@@ -1,7 +1,12 @@
 #include "jitd/api/router.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+
+#include "jitd/core/text.hpp"
 
 namespace jitd::api {
 
@@ -11,6 +16,18 @@ using core::ErrorCode;
 using nlohmann::json;
 
 constexpr std::size_t max_justification_length = 1024;
+// Caller text quoted in a reply or an audit line is escaped once, where it enters the message,
+// and bounded: a 120 KB path or id must not become a 120 KB reply or a synced audit line.
+constexpr std::size_t max_quoted_path = 64;
+constexpr std::size_t max_quoted_method = 16;
+constexpr std::size_t max_quoted_message = 256;
+
+// The daemon's grant ids are 16 lowercase hex digits (agent/daemon/host.cpp, random_grant_id).
+bool is_grant_id(std::string_view id) {
+  return id.size() == 16 && std::all_of(id.begin(), id.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
 
 unsigned http_status(ErrorCode code) {
   switch (code) {
@@ -88,6 +105,45 @@ core::Result<const json*> field(const json& object, const char* name, json::valu
   return &*it;
 }
 
+// A field's value was refused by a core parser, whose message quotes the value as given.
+tl::unexpected<core::Error> invalid_value(const std::string& field, const core::Error& error) {
+  return core::fail(ErrorCode::invalid_request,
+                    field + ": " + core::excerpt(error.message, max_quoted_message));
+}
+
+// nlohmann::json keeps the last of two equal keys, so a second "allowedSourceAddressPrefix"
+// would silently replace the one a reader of the body sees first. Its parser callback is
+// shown every object's keys in turn: the first key seen twice in one object is refused.
+core::Result<json> parse_without_duplicate_keys(std::string_view body) {
+  std::vector<std::set<std::string>> open_objects;
+  std::optional<std::string> duplicate;
+  const json::parser_callback_t check = [&](int /*depth*/, json::parse_event_t event,
+                                            json& parsed) {
+    if (event == json::parse_event_t::object_start) {
+      open_objects.emplace_back();
+    } else if (event == json::parse_event_t::object_end) {
+      open_objects.pop_back();
+    } else if (event == json::parse_event_t::key && !duplicate) {
+      auto key = parsed.get<std::string>();
+      if (open_objects.back().count(key) != 0)
+        duplicate = std::move(key);
+      else
+        open_objects.back().insert(std::move(key));
+    }
+    return true;
+  };
+  json document = json::parse(body, check, false);
+  if (document.is_discarded()) {
+    return core::fail(ErrorCode::invalid_request, "body: not valid JSON");
+  }
+  if (duplicate) {
+    return core::fail(
+        ErrorCode::invalid_request,
+        core::excerpt(*duplicate) + ": duplicate key; each key may appear once in an object");
+  }
+  return document;
+}
+
 core::Result<core::PortSpec> parse_port(const json& entry, const std::string& where) {
   if (!entry.is_object()) {
     return core::fail(ErrorCode::invalid_request,
@@ -95,8 +151,9 @@ core::Result<core::PortSpec> parse_port(const json& entry, const std::string& wh
   }
   for (const auto& [key, value] : entry.items()) {
     if (key != "number" && key != "protocol") {
-      return core::fail(ErrorCode::invalid_request,
-                        where + "." + key + ": unknown field; expected number, protocol");
+      return core::fail(
+          ErrorCode::invalid_request,
+          where + "." + core::excerpt(key) + ": unknown field; expected number, protocol");
     }
   }
   const auto number = field(entry, "number", json::value_t::number_unsigned, where + ".");
@@ -114,9 +171,7 @@ core::Result<core::PortSpec> parse_port(const json& entry, const std::string& wh
   if (!protocol) return tl::unexpected(protocol.error());
   if (*protocol != nullptr) {
     const auto parsed = core::parse_protocol((*protocol)->get<std::string>());
-    if (!parsed) {
-      return core::fail(ErrorCode::invalid_request, where + ".protocol: " + parsed.error().message);
-    }
+    if (!parsed) return invalid_value(where + ".protocol", parsed.error());
     port.protocol = *parsed;
   }
   return port;
@@ -125,10 +180,9 @@ core::Result<core::PortSpec> parse_port(const json& entry, const std::string& wh
 }  // namespace
 
 core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
-  const json document = json::parse(body, nullptr, false);
-  if (document.is_discarded()) {
-    return core::fail(ErrorCode::invalid_request, "body: not valid JSON");
-  }
+  const auto parsed = parse_without_duplicate_keys(body);
+  if (!parsed) return tl::unexpected(parsed.error());
+  const json& document = *parsed;
   if (!document.is_object()) {
     return core::fail(ErrorCode::invalid_request, "body: must be a JSON object");
   }
@@ -137,7 +191,7 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
   for (const auto& [key, value] : document.items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return core::fail(ErrorCode::invalid_request,
-                        key +
+                        core::excerpt(key) +
                             ": unknown field; expected ports, allowedSourceAddressPrefix, "
                             "duration or endTimeUtc, justification");
     }
@@ -160,10 +214,7 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
     return core::fail(ErrorCode::invalid_request, "allowedSourceAddressPrefix: required");
   }
   auto prefix = core::Prefix::parse((*source)->get<std::string>());
-  if (!prefix) {
-    return core::fail(ErrorCode::invalid_request,
-                      "allowedSourceAddressPrefix: " + prefix.error().message);
-  }
+  if (!prefix) return invalid_value("allowedSourceAddressPrefix", prefix.error());
   request.source = *prefix;
 
   const auto duration = field(document, "duration", json::value_t::string, "");
@@ -176,13 +227,11 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
   }
   if (*duration != nullptr) {
     auto parsed = core::parse_duration((*duration)->get<std::string>());
-    if (!parsed)
-      return core::fail(ErrorCode::invalid_request, "duration: " + parsed.error().message);
+    if (!parsed) return invalid_value("duration", parsed.error());
     request.duration = *parsed;
   } else {
     auto parsed = core::parse_utc((*end_time)->get<std::string>());
-    if (!parsed)
-      return core::fail(ErrorCode::invalid_request, "endTimeUtc: " + parsed.error().message);
+    if (!parsed) return invalid_value("endTimeUtc", parsed.error());
     request.end_time = *parsed;
   }
 
@@ -212,21 +261,21 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
   } else if (path == "/v1/policy/reload") {
     if (method == "POST") return reload_policy(caller);
   } else {
-    return error_response({ErrorCode::not_found, "no route " + std::string(path)});
+    return error_response(
+        {ErrorCode::not_found, "no route " + core::excerpt(path, max_quoted_path)});
   }
   return json_response(
       405, json{{"error",
                  {{"code", "MethodNotAllowed"},
-                  {"message", std::string(method) + " is not allowed on " + std::string(path)}}}});
+                  {"message", core::excerpt(method, max_quoted_method) + " is not allowed on " +
+                                  core::excerpt(path, max_quoted_path)}}}});
 }
 
 std::optional<Response> Router::refuse_without(const core::Caller& caller, core::Right right,
                                                const char* event, std::string_view action) const {
   const auto& roles = engine_.policy().roles;
   if (roles.grants(caller, right)) return std::nullopt;
-  const core::Error refused{ErrorCode::forbidden, roles.refusal(caller, right, action)};
-  engine_.audit_refused_call(caller, event, refused);
-  return error_response(refused);
+  return refuse(caller, event, {ErrorCode::forbidden, roles.refusal(caller, right, action)});
 }
 
 Response Router::list_grants(const core::Caller& caller) const {
@@ -241,16 +290,18 @@ Response Router::list_grants(const core::Caller& caller) const {
 
 Response Router::create_grant(const core::Caller& caller, std::string_view body) const {
   auto request = parse_grant_request(body);
-  if (!request) {
-    engine_.audit_refused_call(caller, "request", request.error());
-    return error_response(request.error());
-  }
+  if (!request) return refuse(caller, "request", request.error());
   auto grant = engine_.request(caller, *request);
   if (!grant) return error_response(grant.error());
   return json_response(201, grant_json(*grant, clock_.boot_now()));
 }
 
 Response Router::revoke_grant(const core::Caller& caller, std::string_view id) const {
+  if (!is_grant_id(id)) {
+    return refuse(caller, "revoke",
+                  {ErrorCode::invalid_request, "grant id '" + core::excerpt(id) +
+                                                   "': not a grant id (16 lowercase hex digits)"});
+  }
   auto grant = engine_.revoke(caller, id);
   if (!grant) return error_response(grant.error());
   return json_response(200, grant_json(*grant, clock_.boot_now()));
@@ -277,6 +328,12 @@ Response Router::reload_policy(const core::Caller& caller) const {
                                  {"revoked", outcome.change.revoked},
                                  {"narrowed", outcome.change.narrowed},
                                  {"clamped", outcome.change.clamped}});
+}
+
+Response Router::refuse(const core::Caller& caller, std::string event,
+                        const core::Error& error) const {
+  engine_.audit_refused_call(caller, std::move(event), error);
+  return error_response(error);
 }
 
 Response Router::show_policy(const core::Caller& caller) const {

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+#include <strings.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "jitd/api/peer.hpp"
+#include "jitd/core/text.hpp"
 #include "jitd/sys/system_error.hpp"
 #include "jitd/sys/unique_fd.hpp"
 
@@ -29,6 +32,10 @@ constexpr unsigned connection_timeout_seconds = 10;
 // Connections accepted per run: the listener stays readable (the loop watches it level-
 // triggered), so the loop comes back for the rest after its other sources had their turn.
 constexpr int accept_batch = 64;
+// How much of a request line a log line quotes.
+constexpr std::size_t max_logged_method = 16;
+constexpr std::size_t max_logged_url = 256;
+constexpr std::size_t max_logged_error = 256;
 
 // Per-request state that libmicrohttpd keeps between calls of the handler.
 struct PendingRequest {
@@ -158,7 +165,7 @@ struct Server::Impl {
       return static_cast<Impl*>(self)->handle(connection, url, method, upload_data,
                                               upload_data_size, request_state);
     } catch (const std::exception& error) {
-      spdlog::error("HTTP request failed: {}", error.what());
+      spdlog::error("HTTP request failed: {}", core::excerpt(error.what(), max_logged_error));
     } catch (...) {
       spdlog::error("HTTP request failed: unknown exception");
     }
@@ -175,6 +182,11 @@ struct Server::Impl {
     auto* pending = static_cast<PendingRequest*>(*request_state);
     if (pending == nullptr) {
       *request_state = new PendingRequest();  // freed in on_completed
+      // Two lengths leave it open where this body ends and the next request begins.
+      if (count_headers(connection, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1) {
+        return respond(connection, {400, R"({"error":{"code":"InvalidRequest",)"
+                                         R"("message":"Content-Length: given more than once"}})"});
+      }
       return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -196,9 +208,34 @@ struct Server::Impl {
     const auto caller =
         identify_peer(info != nullptr ? info->connect_fd : -1, options.manage_group);
     auto response = router.handle(caller, method, url, pending->body);
-    spdlog::debug("{} {} by {} (uid {}) -> {}", method, url, caller.name, caller.uid,
+    spdlog::debug("{} {} by {} (uid {}) -> {}", core::excerpt(method, max_logged_method),
+                  core::excerpt(url, max_logged_url), core::escaped(caller.name), caller.uid,
                   response.status);
     return respond(connection, std::move(response));
+  }
+
+  static std::size_t count_headers(MHD_Connection* connection, const char* name) {
+    struct Count {
+      const char* name;
+      std::size_t seen = 0;
+    } count{name};
+    MHD_get_connection_values(
+        connection, MHD_HEADER_KIND,
+        [](void* state, MHD_ValueKind, const char* key, const char*) {
+          auto* count = static_cast<Count*>(state);
+          if (strcasecmp(key, count->name) == 0) ++count->seen;
+          return MHD_YES;
+        },
+        &count);
+    return count.seen;
+  }
+
+  // libmicrohttpd hands the handler a C string: a decoded %00 would cut the path short, and
+  // "/v1/grants%00/x" would be served as "/v1/grants". Such a path is left undecoded, so it
+  // matches no route and is quoted as sent.
+  static size_t unescape(void* /*self*/, MHD_Connection* /*connection*/, char* text) {
+    if (std::strstr(text, "%00") != nullptr) return std::strlen(text);
+    return MHD_http_unescape(text);
   }
 
   static MHD_Result respond(MHD_Connection* connection, Response response) {
@@ -262,7 +299,8 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
       MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, impl.get(), MHD_OPTION_CONNECTION_LIMIT,
       static_cast<unsigned>(limits.connections + limits.connections_per_uid),
       MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      connection_memory_limit, MHD_OPTION_END);
+      connection_memory_limit, MHD_OPTION_UNESCAPE_CALLBACK, &Impl::unescape, impl.get(),
+      MHD_OPTION_END);
   if (impl->daemon == nullptr) {
     return core::fail(core::ErrorCode::io, "start HTTP server on " + path);
   }

@@ -15,6 +15,7 @@
 #include <tl/expected.hpp>
 
 #include "jitd/core/policy.hpp"
+#include "jitd/core/text.hpp"
 
 namespace {
 
@@ -49,14 +50,16 @@ struct Node {
 // Checked access to a reply's fields. jitd always sends every field jitctl reads, so a missing
 // field or one of another type means the reply is not one this jitctl understands. The reader
 // keeps the first such problem and then hands out empty values, so a printer reads on and the
-// caller checks once, in result().
+// caller checks once, in result(). Text is handed out escaped (core::escaped), for a person
+// reads it: a requester's justification must not forge a table row or send the admin's
+// terminal an escape sequence.
 class ReplyReader {
  public:
   explicit ReplyReader(long status) : status_(status) {}
 
   std::string text(const Node& object, const std::string& key) {
     const json* found = field(object, key, &json::is_string, "a string");
-    return found ? found->get<std::string>() : std::string();
+    return found ? jitd::core::escaped(found->get<std::string>()) : std::string();
   }
 
   long long integer(const Node& object, const std::string& key) {
@@ -89,7 +92,7 @@ class ReplyReader {
         note(element.path + " is not a string");
         return {};
       }
-      values.push_back(element.value.get<std::string>());
+      values.push_back(jitd::core::escaped(element.value.get<std::string>()));
     }
     return values;
   }

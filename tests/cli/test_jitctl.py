@@ -110,6 +110,30 @@ class Jitctl(unittest.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(json.loads(self.server.received)["justification"], "caf\ufffd")
 
+    def test_text_from_jitd_cannot_forge_rows_or_reach_the_terminal(self):
+        """A requester's justification (and any other text) is shown with its controls escaped:
+        no forged table row, no escape sequence, no C1 CSI (U+009B) for the admin's terminal."""
+        hostile = "ok\n" + "f" * 17 + " 0.0.0.0/0\t\x1b[2J\x7f\u009b31m\r"
+        shown = "ok\\n" + "f" * 17 + " 0.0.0.0/0\\t\\x1b[2J\\x7f\\u009b31m\\r"
+        grant = {**GRANT, "justification": hostile, "id": "g-1" + hostile,
+                 "requestor": {"name": hostile, "uid": 1000}}
+        for command, status, body, stream, lines in [
+            ("list", 200, {"grants": [grant]}, "stdout", 2),
+            ("grant", 201, grant, "stdout", 1),
+            ("revoke", 200, grant, "stdout", 1),
+            ("policy", 200, {**POLICY, "permanentAllowList": [
+                {**POLICY["permanentAllowList"][0], "description": hostile}]}, "stdout", 3),
+            ("revoke", 400, {"error": {"code": "InvalidRequest" + hostile, "message": hostile}},
+             "stderr", 1),
+        ]:
+            with self.subTest(command=command, status=status):
+                result = self.run_jitctl(command, status, body)
+                output = getattr(result, stream)
+                self.assertIn(shown, output)
+                self.assertEqual(output.count("\n"), lines, output)
+                controls = [c for c in output if c != "\n" and (ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f)]
+                self.assertEqual(controls, [], output)
+
     def test_well_formed_error_is_reported(self):
         result = self.run_jitctl("revoke", 404, {"error": {"code": "NotFound", "message": "no grant g-1"}})
         self.assertEqual(result.returncode, 1, result.stderr)

@@ -75,7 +75,9 @@ class Refusals(LabTest):
         lab.start_jitd()
         self.assertEqual(lab.api("GET", "/v1/nothing")[0], 404)
         self.assertEqual(lab.api("PUT", "/v1/grants")[0], 405)
-        self.assertEqual(lab.api("DELETE", "/v1/grants/does-not-exist")[0], 404)
+        self.assertEqual(lab.api("DELETE", "/v1/grants/0123456789abcdef")[0], 404)
+        # Not a grant id at all (16 lowercase hex digits): refused before the engine.
+        self.assertEqual(lab.api("DELETE", "/v1/grants/does-not-exist")[0], 400)
         status, reply = lab.api("POST", "/v1/grants", "x" * 70000)
         self.assertEqual(status, 413, reply)
 

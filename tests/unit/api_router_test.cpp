@@ -1,8 +1,11 @@
 // The API's routes and body parsing, against the real engine with a fake backend.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +17,19 @@ namespace {
 
 using namespace jitd;
 using nlohmann::json;
+
+// Grant ids as the daemon makes them (host.cpp): 16 lowercase hex digits.
+std::string grant_id(int number) {
+  char id[17];
+  std::snprintf(id, sizeof id, "%016x", number);
+  return id;
+}
+
+// Nothing a caller sent reaches a reply or an audit line as a control character.
+bool has_control_character(const std::string& text) {
+  return std::any_of(text.begin(), text.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
 
 core::Policy test_policy() {
   core::Policy policy;
@@ -37,7 +53,7 @@ class RouterTest : public ::testing::Test {
   test::RecordingAudit audit;
   int next_id = 0;
   core::AccessEngine engine{backend, journal, audit, clock,
-                            [this] { return "g" + std::to_string(++next_id); }, test_policy()};
+                            [this] { return grant_id(++next_id); }, test_policy()};
   // What POST /v1/policy/reload answers; every call is counted.
   api::ReloadOutcome reload_outcome{true, {}, {}};
   std::function<api::ReloadOutcome()> reload_with;  // when set, answers instead
@@ -63,7 +79,7 @@ constexpr const char* good_body =
 TEST_F(RouterTest, CreateListRevoke) {
   auto [status, grant] = call(root, "POST", "/v1/grants", good_body);
   ASSERT_EQ(status, 201u) << grant;
-  EXPECT_EQ(grant["id"], "g1");
+  EXPECT_EQ(grant["id"], grant_id(1));
   EXPECT_EQ(grant["requestor"]["name"], "root");
   EXPECT_EQ(grant["allowedSourceAddressPrefix"], "203.0.113.7");
   EXPECT_EQ(grant["ports"][0]["status"], "Initiated");
@@ -76,12 +92,12 @@ TEST_F(RouterTest, CreateListRevoke) {
   ASSERT_EQ(list["grants"].size(), 1u);
   EXPECT_EQ(list["grants"][0]["remainingSeconds"], 1200);
 
-  auto [revoke_status, revoked] = call(root, "DELETE", "/v1/grants/g1");
+  auto [revoke_status, revoked] = call(root, "DELETE", "/v1/grants/" + grant_id(1));
   EXPECT_EQ(revoke_status, 200u);
   EXPECT_EQ(revoked["status"], "Revoked");
   EXPECT_EQ(revoked["ports"][0]["statusReason"], "UserRequested");
   EXPECT_EQ(call(root, "GET", "/v1/grants").second["grants"].size(), 0u);
-  EXPECT_EQ(call(root, "DELETE", "/v1/grants/g1").first, 404u);
+  EXPECT_EQ(call(root, "DELETE", "/v1/grants/" + grant_id(1)).first, 404u);
 }
 
 TEST_F(RouterTest, ReadersMayNotWrite) {
@@ -90,7 +106,7 @@ TEST_F(RouterTest, ReadersMayNotWrite) {
   EXPECT_EQ(body["error"]["code"], "Forbidden");
   EXPECT_TRUE(backend.applies.empty());
   call(root, "POST", "/v1/grants", good_body);
-  EXPECT_EQ(call(nobody, "DELETE", "/v1/grants/g1").first, 403u);
+  EXPECT_EQ(call(nobody, "DELETE", "/v1/grants/" + grant_id(1)).first, 403u);
   EXPECT_EQ(call(nobody, "GET", "/v1/grants").second["grants"].size(), 1u);
 }
 
@@ -111,6 +127,74 @@ TEST_F(RouterTest, RoutesAndMethods) {
   EXPECT_EQ(call(root, "PUT", "/v1/grants").first, 405u);
   EXPECT_EQ(call(root, "POST", "/v1/policy").first, 405u);
   EXPECT_EQ(call(root, "GET", "/v1/grants/").first, 404u);
+}
+
+TEST_F(RouterTest, RevokeOfIdThatIsNotAGrantIdIsRefusedQuotingABoundedExcerpt) {
+  // 120 KB of id once made a 200 KB audit line, synced, and an echo of all of it.
+  const std::string huge(120 * 1024, 'a');
+  auto [status, reply] = call(root, "DELETE", "/v1/grants/" + huge);
+  EXPECT_EQ(status, 400u) << reply;
+  EXPECT_EQ(reply["error"]["code"], "InvalidRequest");
+  const auto message = reply["error"]["message"].get<std::string>();
+  EXPECT_NE(message.find(std::string(32, 'a') + "…"), std::string::npos) << message;
+  EXPECT_LT(message.size(), 200u) << message;
+  ASSERT_EQ(audit.events.size(), 1u);
+  EXPECT_EQ(audit.events[0].event, "revoke");
+  EXPECT_EQ(audit.events[0].outcome, "refused");
+  EXPECT_TRUE(audit.events[0].grant_id.empty()) << audit.events[0].grant_id.size();
+  EXPECT_LT(audit.events[0].reason.size(), 300u);
+
+  for (const std::string id :
+       {"0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "\x1b[2J0123456789ab"}) {
+    auto [bad_status, bad_reply] = call(root, "DELETE", "/v1/grants/" + id);
+    EXPECT_EQ(bad_status, 400u) << id;
+    EXPECT_FALSE(has_control_character(bad_reply.dump())) << bad_reply;
+  }
+  EXPECT_EQ(call(root, "DELETE", "/v1/grants/\x1b[31m").second["error"]["message"],
+            "grant id '\\x1b[31m': not a grant id (16 lowercase hex digits)");
+  for (const auto& event : audit.events) EXPECT_FALSE(has_control_character(event.reason));
+  EXPECT_EQ(call(root, "DELETE", "/v1/grants/" + grant_id(7)).first, 404u);
+}
+
+TEST_F(RouterTest, NoRouteAndMethodMessagesQuoteTheCallerBoundedAndEscaped) {
+  const std::string path = "/" + std::string(100 * 1024, 'x') + "\n\x1b[2J";
+  for (const auto& [method, target, expected] :
+       {std::tuple<std::string, std::string, unsigned>{"GET", path, 404u},
+        {"GET", "/v1/grants/" + path, 405u},
+        {"\x1b[2J" + std::string(1000, 'M'), "/v1/grants", 405u},
+        {"GET", "/v2/\n[x] forged\x1b[2J", 404u}}) {
+    auto [status, reply] = call(root, method, target);
+    EXPECT_EQ(status, expected) << reply;
+    const auto message = reply["error"]["message"].get<std::string>();
+    EXPECT_LT(message.size(), 300u) << message;
+    EXPECT_FALSE(has_control_character(message)) << message;
+  }
+  EXPECT_EQ(call(root, "GET", "/v2/\n[x]\x1b").second["error"]["message"],
+            "no route /v2/\\n[x]\\x1b");
+}
+
+TEST_F(RouterTest, CallerTextInBodyErrorsIsQuotedEscapedAndBounded) {
+  auto [status, reply] =
+      call(root, "POST", "/v1/grants", R"({"\u001b[2J)" + std::string(5000, 'k') + R"(":1})");
+  EXPECT_EQ(status, 400u) << reply;
+  const auto message = reply["error"]["message"].get<std::string>();
+  EXPECT_EQ(message.rfind("\\x1b[2Jkkk", 0), 0u) << message;
+  EXPECT_LT(message.size(), 300u) << message;
+  // A core parser's message quotes the value: bounded and escaped on its way into the reply.
+  auto [source_status, source_reply] =
+      call(root, "POST", "/v1/grants",
+           R"({"ports":[{"number":22}],"duration":"1m","allowedSourceAddressPrefix":"1.2.3.4\n)" +
+               std::string(10000, 'x') + R"("})");
+  EXPECT_EQ(source_status, 400u) << source_reply;
+  const auto source_message = source_reply["error"]["message"].get<std::string>();
+  EXPECT_EQ(source_message.rfind("allowedSourceAddressPrefix: '1.2.3.4\\nxxx", 0), 0u)
+      << source_message;
+  EXPECT_LT(source_message.size(), 400u);
+  ASSERT_EQ(audit.events.size(), 2u);
+  for (const auto& event : audit.events) {
+    EXPECT_LT(event.reason.size(), 400u);
+    EXPECT_FALSE(has_control_character(event.reason)) << event.reason;
+  }
 }
 
 TEST_F(RouterTest, PolicyReloadByManagerCallsReloaderAndReportsCounts) {
@@ -258,6 +342,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadBody{"end_time_bad",
                 R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","endTimeUtc":"tomorrow"})",
                 "InvalidRequest", "endTimeUtc:"},
+        BadBody{"duplicate_key",
+                R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m",)"
+                R"("allowedSourceAddressPrefix":"0.0.0.0/0"})",
+                "InvalidRequest", "allowedSourceAddressPrefix: duplicate key"},
+        BadBody{"duplicate_nested_key",
+                R"({"ports":[{"number":22,"number":3389}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m"})",
+                "InvalidRequest", "number: duplicate key"},
+        BadBody{"duplicate_key_with_equal_values",
+                R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m","duration":"1m"})",
+                "InvalidRequest", "duration: duplicate key"},
         BadBody{"justification_number",
                 R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m","justification":5})",
                 "InvalidRequest", "justification:"},

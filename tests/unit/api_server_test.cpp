@@ -5,9 +5,14 @@
 #include <sys/un.h>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -84,16 +89,68 @@ class ServerTest : public ::testing::Test {
 };
 
 TEST_F(ServerTest, PathThatIsNotUtf8IsAnsweredAndTheServerGoesOn) {
-  for (const char* path : {"/%ff", "/v1/grants/%ff%fe"}) {
-    const auto method = std::string(path) == "/%ff" ? "GET " : "DELETE ";
-    const auto reply = exchange(method + std::string(path) +
-                                " HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
+  // No route for the first; the second is not a grant id.
+  for (const auto& [request, status] :
+       {std::pair{"GET /%ff", " 404 "}, std::pair{"DELETE /v1/grants/%ff%fe", " 400 "}}) {
+    const auto reply =
+        exchange(std::string(request) + " HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
     EXPECT_EQ(reply.rfind("HTTP/1.1 ", 0), 0u) << reply;
-    EXPECT_NE(reply.find(" 404 "), std::string::npos) << reply;
+    EXPECT_NE(reply.find(status), std::string::npos) << reply;
   }
   const auto listed = exchange("GET /v1/grants HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
   EXPECT_NE(listed.find(" 200 "), std::string::npos) << listed;
   EXPECT_NE(listed.find(R"({"grants":[]})"), std::string::npos) << listed;
+}
+
+TEST_F(ServerTest, NulInPathIsNeverServedAsTheTruncatedRoute) {
+  using namespace std::string_literals;
+  for (const auto* path : {"/v1/grants%00/x", "/v1/grants%00", "/v1/policy%00%2freload"}) {
+    const auto request = "GET "s + path + " HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n";
+    const auto reply = exchange(request);
+    EXPECT_EQ(reply.rfind("HTTP/1.1 4", 0), 0u) << request << reply;
+    EXPECT_EQ(reply.find("\"grants\""), std::string::npos) << reply;
+    EXPECT_EQ(reply.find("\"ports\""), std::string::npos) << reply;
+  }
+}
+
+TEST_F(ServerTest, TwoContentLengthHeadersAreRefused) {
+  for (const auto* lengths :
+       {"Content-Length: 0\r\nContent-Length: 0\r\n", "Content-Length: 2\r\nContent-Length: 0\r\n",
+        "Content-Length: 0\r\ncontent-length: 2\r\n"}) {
+    const auto reply = exchange(std::string("GET /v1/grants HTTP/1.1\r\nHost: jitd\r\n") + lengths +
+                                "Connection: close\r\n\r\n{}");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 400 ", 0), 0u) << lengths << reply;
+  }
+}
+
+// Logs to a string while alive, at debug level; the previous logger comes back after.
+class CapturedLog {
+ public:
+  CapturedLog() : previous_(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>(
+        "captured", std::make_shared<spdlog::sinks::ostream_sink_st>(lines_));
+    logger->set_level(spdlog::level::debug);
+    logger->set_pattern("%v");
+    spdlog::set_default_logger(logger);
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  std::string text() const { return lines_.str(); }
+
+ private:
+  std::ostringstream lines_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+TEST_F(ServerTest, PathCannotForgeALogLineOrReachTheTerminal) {
+  CapturedLog log;
+  exchange(
+      "GET /v1/grants%0a%5binfo%5d%20forged%1b%5b2J%c2%9b HTTP/1.1\r\nHost: jitd\r\n"
+      "Connection: close\r\n\r\n");
+  const auto text = log.text();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_EQ(text.find('\x1b'), std::string::npos) << text;
+  EXPECT_EQ(text.find("\xc2\x9b"), std::string::npos) << text;
+  EXPECT_NE(text.find("/v1/grants\\n[info] forged\\x1b[2J\\u009b"), std::string::npos) << text;
 }
 
 TEST_F(ServerTest, NextRunIsDueWhileAConnectionWaits) {

@@ -50,6 +50,9 @@ class Router {
   [[nodiscard]] Response revoke_grant(const core::Caller& caller, std::string_view id) const;
   [[nodiscard]] Response show_policy(const core::Caller& caller) const;
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
+  // Audits a call refused before it reached the engine and answers its error.
+  [[nodiscard]] Response refuse(const core::Caller& caller, std::string event,
+                                const core::Error& error) const;
 
   core::AccessEngine& engine_;
   const core::Clock& clock_;

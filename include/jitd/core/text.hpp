@@ -1,0 +1,19 @@
+#pragma once
+// Text from outside (a caller's path, key or justification) made safe to echo in a reply, to
+// log, or to print on an admin's terminal: it can neither forge a line or a table row nor send
+// a terminal escape sequence, and it is valid UTF-8 of bounded length.
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace jitd::core {
+
+// `text` with every control character escaped: \n, \r, \t, and \xNN for the rest of C0 and
+// DEL; \u0080..\u009f for C1 (a terminal takes U+009B as CSI); each byte that is not part
+// of valid UTF-8 as \xNN. Printable text, backslashes included, is kept as it is.
+[[nodiscard]] std::string escaped(std::string_view text);
+
+// The first `max_characters` characters of `text`, escaped; "…" marks a cut.
+[[nodiscard]] std::string excerpt(std::string_view text, std::size_t max_characters = 32);
+
+}  // namespace jitd::core
