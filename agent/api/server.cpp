@@ -1,19 +1,13 @@
 #include "jitd/api/server.hpp"
 
 #include <microhttpd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <vector>
 
+#include "jitd/api/listen_socket.hpp"
 #include "jitd/api/peer.hpp"
-#include "jitd/sys/system_error.hpp"
 #include "jitd/sys/unique_fd.hpp"
 
 namespace jitd::api {
@@ -28,10 +22,6 @@ struct PendingRequest {
   std::string body;
   bool too_large = false;
 };
-
-core::Error system_error(const std::string& what) {
-  return sys::system_error(core::ErrorCode::io, what, errno);
-}
 
 }  // namespace
 
@@ -119,35 +109,12 @@ Server::~Server() = default;
 
 core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options,
                                                     const Router& router) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
+  auto listener = open_listen_socket(options.socket_path, options.manage_group);
+  if (!listener) return tl::unexpected(listener.error());
   const auto& path = options.socket_path.native();
-  if (path.size() >= sizeof address.sun_path) {
-    return core::fail(core::ErrorCode::invalid_argument,
-                      "socket path " + path + " is longer than " +
-                          std::to_string(sizeof address.sun_path - 1) + " bytes");
-  }
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-
-  sys::UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!listener) return tl::unexpected(system_error("socket for " + path));
-  // A stale socket from a previous run would make bind fail; nobody else owns our path.
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return tl::unexpected(system_error("remove stale socket " + path));
-  }
-  // Created with no access for others, then opened up to exactly root + the group.
-  const mode_t previous = umask(0177);
-  const int bound = bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-  umask(previous);
-  if (bound != 0) return tl::unexpected(system_error("bind " + path));
-  if (options.manage_group && chown(path.c_str(), 0, *options.manage_group) != 0) {
-    return tl::unexpected(system_error("chown socket " + path));
-  }
-  if (chmod(path.c_str(), 0660) != 0) return tl::unexpected(system_error("chmod socket " + path));
-  if (listen(listener.get(), 64) != 0) return tl::unexpected(system_error("listen " + path));
 
   auto impl = std::make_unique<Impl>(Impl{options, router});
-  const int fd = listener.release();  // libmicrohttpd owns and closes it from here
+  const int fd = listener->release();  // libmicrohttpd owns and closes it from here
   // No thread of its own: the daemon's event loop polls libmicrohttpd's epoll descriptor and
   // calls run(), so requests reach the engine on the loop's thread, in order with the rest.
   impl->daemon = MHD_start_daemon(
