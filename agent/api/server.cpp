@@ -1,10 +1,6 @@
 #include "jitd/api/server.hpp"
 
 #include <microhttpd.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 #include <strings.h>
@@ -15,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "jitd/api/listen_socket.hpp"
 #include "jitd/api/peer.hpp"
 #include "jitd/core/text.hpp"
 #include "jitd/sys/system_error.hpp"
@@ -42,10 +39,6 @@ struct PendingRequest {
   std::string body;
   bool too_large = false;
 };
-
-core::Error system_error(const std::string& what) {
-  return sys::system_error(core::ErrorCode::io, what, errno);
-}
 
 }  // namespace
 
@@ -261,34 +254,11 @@ Server::~Server() = default;
 
 core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options,
                                                     const Router& router) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
+  auto listener = open_listen_socket(options.socket_path, options.manage_group);
+  if (!listener) return tl::unexpected(listener.error());
   const auto& path = options.socket_path.native();
-  if (path.size() >= sizeof address.sun_path) {
-    return core::fail(core::ErrorCode::invalid_argument,
-                      "socket path " + path + " is longer than " +
-                          std::to_string(sizeof address.sun_path - 1) + " bytes");
-  }
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
 
-  sys::UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!listener) return tl::unexpected(system_error("socket for " + path));
-  // A stale socket from a previous run would make bind fail; nobody else owns our path.
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return tl::unexpected(system_error("remove stale socket " + path));
-  }
-  // Created with no access for others, then opened up to exactly root + the group.
-  const mode_t previous = umask(0177);
-  const int bound = bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address);
-  umask(previous);
-  if (bound != 0) return tl::unexpected(system_error("bind " + path));
-  if (options.manage_group && chown(path.c_str(), 0, *options.manage_group) != 0) {
-    return tl::unexpected(system_error("chown socket " + path));
-  }
-  if (chmod(path.c_str(), 0660) != 0) return tl::unexpected(system_error("chmod socket " + path));
-  if (listen(listener.get(), 64) != 0) return tl::unexpected(system_error("listen " + path));
-
-  auto impl = std::make_unique<Impl>(options, router, std::move(listener));
+  auto impl = std::make_unique<Impl>(options, router, std::move(*listener));
   // No thread of its own: the daemon's event loop polls libmicrohttpd's epoll descriptor and
   // the listener and calls run(), so requests reach the engine on the loop's thread, in order
   // with the rest. jitd accepts (libmicrohttpd's accept policy sees an address, not a uid).

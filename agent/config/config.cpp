@@ -1,10 +1,12 @@
 #include "jitd/config/config.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -14,13 +16,16 @@
 #include <charconv>
 #include <initializer_list>
 #include <iterator>
+#include <sstream>
 #include <optional>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
 
+#include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
+#include "jitd/sys/handle.hpp"
 #include "jitd/sys/system_error.hpp"
 #include "jitd/sys/unique_fd.hpp"
 
@@ -34,7 +39,45 @@ namespace fs = std::filesystem;
 using core::ErrorCode;
 using core::SourceLocation;
 
-std::string in_quotes(std::string_view text) { return "'" + std::string(text) + "'"; }
+// Errors travel to API callers and the audit log: a value is quoted as a short excerpt with
+// control characters escaped, so no error can carry a file's content or forge log lines.
+constexpr std::size_t max_quoted_length = 64;
+
+std::string excerpt(std::string_view text) {
+  std::string shown;
+  for (const unsigned char c : text.substr(0, max_quoted_length)) {
+    if (c == '\n') {
+      shown += "\\n";
+    } else if (c == '\t') {
+      shown += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      static constexpr char digits[] = "0123456789abcdef";
+      shown += "\\x";
+      shown += digits[c >> 4];
+      shown += digits[c & 0xf];
+    } else {
+      shown += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max_quoted_length) {
+    shown += "... (" + std::to_string(text.size()) + " characters)";
+  }
+  return shown;
+}
+
+std::string in_quotes(std::string_view text) { return "'" + excerpt(text) + "'"; }
+
+// Parsers outside this file (prefixes, durations) quote a value whole: errors show its
+// excerpt instead.
+std::string with_excerpt(std::string message, std::string_view value) {
+  const auto shown = excerpt(value);
+  if (value.empty() || shown == value) return message;
+  for (auto at = message.find(value); at != std::string::npos;
+       at = message.find(value, at + shown.size())) {
+    message.replace(at, value.size(), shown);
+  }
+  return message;
+}
 
 template <class Words>
 std::string join(const Words& words) {
@@ -59,18 +102,114 @@ core::Result<std::string> io_error(const std::string& what, int error) {
   return sys::fail_system(ErrorCode::io, what, error);
 }
 
-core::Result<std::string> read_open_file(int fd) {
-  struct stat info {};
-  if (::fstat(fd, &info) != 0) return io_error("cannot read", errno);
-  if (!S_ISREG(info.st_mode)) return core::fail(ErrorCode::io, "not a regular file");
-  return sys::read_all(fd, "cannot read");
+// Parsing is linear in the text (aliases are refused, nesting is bounded), so this bound
+// caps the time and memory one file can cost; real policy files are a few kilobytes.
+constexpr std::size_t max_file_bytes = 1 << 20;
+
+// A file that decides what jitd protects: only root may be able to change it, and it is read
+// only when it is a regular file no larger than max_file_bytes.
+core::Result<std::string> read_trusted(const sys::UniqueFd& fd) {
+  const auto info = sys::stat_open(fd.get(), "cannot read");
+  if (!info) return tl::unexpected(info.error());
+  if (auto trusted = sys::check_trusted(*info, "refused"); !trusted) {
+    return tl::unexpected(trusted.error());
+  }
+  return sys::read_regular(fd.get(), *info, max_file_bytes, "refused");
 }
 
-// O_NONBLOCK: a FIFO named like a config file must not hang the daemon (fstat refuses it).
-core::Result<std::string> read_file(const fs::path& path) {
+// The main config may be a symbolic link (to a file root controls: the target is checked);
+// policy files may not, see read_policy_file.
+core::Result<std::string> read_config_file(const fs::path& path) {
+  // O_NONBLOCK: a FIFO named like a config file must not hang the daemon (it is refused).
   const sys::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd) return io_error("cannot open", errno);
-  return read_open_file(fd.get());
+  return read_trusted(fd);
+}
+
+// Policy files are never read through a link: a link to /etc/shadow would be parsed and its
+// lines quoted back in errors.
+core::Result<std::string> read_policy_file(int directory_fd, const std::string& name) {
+  auto fd = sys::open_nofollow(directory_fd, name, O_RDONLY, "cannot open");
+  if (!fd) return tl::unexpected(fd.error());
+  return read_trusted(*fd);
+}
+
+// --- Bounds on YAML --------------------------------------------------------------------
+
+// yaml-cpp parses nested collections by recursion, and thousands of levels overflow the
+// stack. Before parsing, each line's nesting is bounded from above by its indentation plus
+// its block indicators ("- ", "? ", ": ") plus the flow brackets open at its end; quoted text
+// and comments do not count. Policy files stay far below the limit.
+constexpr int max_nesting = 100;
+
+// The first line (1-based) on which the bound exceeds max_nesting; 0 when none does.
+int first_too_deep_line(std::string_view text) {
+  int line = 1;
+  int flow = 0;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const auto end = std::min(text.find('\n', at), text.size());
+    const auto row = text.substr(at, end - at);
+    const auto indent = row.find_first_not_of(' ');
+    int depth = indent == std::string_view::npos ? 0 : static_cast<int>(indent);
+    char quote = 0;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      const char c = row[i];
+      const bool spaced = i + 1 == row.size() || row[i + 1] == ' ';
+      if (quote != 0) {
+        if (c == '\\' && quote == '"') {
+          ++i;
+        } else if (c == quote) {
+          quote = 0;
+        }
+      } else if (c == '"' || c == '\'') {
+        quote = c;
+      } else if (c == '#' && (i == 0 || row[i - 1] == ' ')) {
+        break;
+      } else if (c == '[' || c == '{') {
+        if (depth + ++flow > max_nesting) return line;
+      } else if ((c == ']' || c == '}') && flow > 0) {
+        --flow;
+      } else if ((c == '-' || c == '?' || c == ':') && spaced) {
+        ++depth;
+      }
+    }
+    if (depth + flow > max_nesting) return line;
+    at = end + 1;
+    ++line;
+  }
+  return 0;
+}
+
+// The first alias (*name) in the text. An alias repeats a node without repeating its text,
+// so a few kilobytes of aliases of aliases expand to gigabytes; policy files do not need them.
+class AliasFinder final : public YAML::EventHandler {
+ public:
+  std::optional<YAML::Mark> first;
+
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t /*anchor*/) override {
+    if (!first) first = mark;
+  }
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+std::optional<YAML::Mark> first_alias(const std::string& text) {
+  std::istringstream stream(text);
+  YAML::Parser parser(stream);
+  AliasFinder finder;
+  while (!finder.first && parser.HandleNextDocument(finder)) {
+  }
+  return finder.first;
 }
 
 // --- YAML documents ----------------------------------------------------------------------
@@ -96,7 +235,19 @@ class Document {
 
   // The file's only document; a null node when it has none (empty, or only comments).
   [[nodiscard]] std::optional<YAML::Node> load(const std::string& text) {
+    if (const int line = first_too_deep_line(text); line != 0) {
+      errors_.push_back({{file_, line, 1},
+                         "nested deeper than jitd reads (more than " +
+                             std::to_string(max_nesting) +
+                             " levels, counting indentation and open brackets)"});
+      return std::nullopt;
+    }
     try {
+      if (const auto alias = first_alias(text)) {
+        error(*alias, "YAML aliases (*name) are not allowed: they can expand a small file "
+                      "without bound; write the value out");
+        return std::nullopt;
+      }
       const auto documents = YAML::LoadAll(text);
       if (documents.size() > 1) {
         error(documents[1], "only one YAML document per file is allowed");
@@ -206,7 +357,7 @@ auto read_scalar(Document& doc, const YAML::Node& value, const YAML::Node& at,
   }
   auto parsed = parse(std::string_view(value.Scalar()));
   if (!parsed) {
-    doc.error(value, std::move(parsed.error().message));
+    doc.error(value, with_excerpt(std::move(parsed.error().message), value.Scalar()));
     return std::nullopt;
   }
   return std::move(*parsed);
@@ -571,39 +722,56 @@ class PolicyParser {
   core::Policy policy_;
 };
 
-// Policy files in byte-wise name order: *.yaml and *.yml, not hidden, not directories.
-std::vector<fs::path> policy_files(const fs::path& directory, std::vector<Diagnostic>& errors) {
-  std::error_code ec;
-  const auto status = fs::status(directory, ec);
-  if (status.type() == fs::file_type::not_found) {
-    errors.push_back(file_error(directory, "policy directory does not exist"));
-    return {};
-  }
-  if (ec) {
-    errors.push_back(file_error(directory, "cannot open policy directory: " + ec.message()));
-    return {};
-  }
-  if (!fs::is_directory(status)) {
-    errors.push_back(file_error(directory, "policy directory is not a directory"));
-    return {};
-  }
+// The policy directory, open, and its policy files: *.yaml and *.yml, not hidden, in byte-wise
+// name order. The directory itself may be a link (fleet tools swap directories), but only root
+// may be able to change it: whoever can add a file can open every port.
+struct PolicyDirectory {
+  sys::UniqueFd fd;
+  std::vector<std::string> names;
+};
 
-  std::vector<fs::path> files;
-  for (fs::directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
-    const auto& path = it->path();
-    const auto extension = path.extension();
-    std::error_code type_ec;  // e.g. a dangling symlink: reading it reports the problem
-    if (path.filename().string().starts_with('.') ||
-        (extension != ".yaml" && extension != ".yml") || it->is_directory(type_ec)) {
+std::optional<PolicyDirectory> open_policy_directory(const fs::path& directory,
+                                                     std::vector<Diagnostic>& errors) {
+  sys::UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
+    const int error = errno;
+    errors.push_back(file_error(
+        directory, error == ENOENT    ? "policy directory does not exist"
+                   : error == ENOTDIR ? "policy directory is not a directory"
+                                      : sys::system_error(ErrorCode::io, "cannot open policy directory",
+                                                          error).message));
+    return std::nullopt;
+  }
+  const auto info = sys::stat_open(fd.get(), "cannot open policy directory");
+  auto trusted = info ? sys::check_trusted(*info, "refused policy directory")
+                      : core::Result<void>(tl::unexpected(info.error()));
+  if (!trusted) {
+    errors.push_back(file_error(directory, trusted.error().message));
+    return std::nullopt;
+  }
+  // fdopendir takes its own descriptor: the one kept here stays for openat.
+  sys::Handle<DIR, ::closedir> listing(::fdopendir(::dup(fd.get())));
+  if (!listing) {
+    errors.push_back(file_error(
+        directory, sys::system_error(ErrorCode::io, "cannot list policy directory", errno).message));
+    return std::nullopt;
+  }
+  PolicyDirectory opened{std::move(fd), {}};
+  while (const dirent* entry = ::readdir(listing.get())) {
+    const std::string name = entry->d_name;
+    const auto extension = fs::path(name).extension();
+    if (name.starts_with('.') || (extension != ".yaml" && extension != ".yml")) continue;
+    // A directory named like a policy file is not one; anything else (a link, a FIFO) is
+    // refused by name when it is read.
+    struct stat type {};
+    if (::fstatat(opened.fd.get(), name.c_str(), &type, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISDIR(type.st_mode)) {
       continue;
     }
-    files.push_back(path);
+    opened.names.push_back(name);
   }
-  if (ec) errors.push_back(file_error(directory, "cannot list policy directory: " + ec.message()));
-  std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
-    return a.filename().string() < b.filename().string();
-  });
-  return files;
+  std::sort(opened.names.begin(), opened.names.end());
+  return opened;
 }
 
 core::ProtocolSpec spec_of(core::Protocol protocol) {
@@ -617,7 +785,7 @@ Loaded<MainConfig> load_main_config(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec) && !ec) return loaded;  // no file: every default
 
-  const auto text = read_file(path);
+  const auto text = read_config_file(path);
   if (!text) {
     loaded.errors.push_back(file_error(path, text.error().message));
     return loaded;
@@ -650,24 +818,42 @@ Loaded<core::Policy> parse_policy_text(const std::string& text, const std::strin
   return PolicyParser(file_name).parse(text);
 }
 
+namespace {
+
+// One policy file's text, parsed and added to `loaded`.
+void add_policy_file(const fs::path& file, const core::Result<std::string>& text,
+                     Loaded<core::Policy>& loaded) {
+  if (!text) {
+    loaded.errors.push_back(file_error(file, text.error().message));
+    return;
+  }
+  auto part = parse_policy_text(*text, file.string());
+  append(loaded.value.rules, std::move(part.value.rules));
+  append(loaded.value.permanent_allow, std::move(part.value.permanent_allow));
+  // A role named in several files holds everyone they name.
+  auto& roles = loaded.value.roles;
+  merge(roles.readers, std::move(part.value.roles.readers));
+  merge(roles.requesters, std::move(part.value.roles.requesters));
+  merge(roles.administrators, std::move(part.value.roles.administrators));
+  append(loaded.errors, std::move(part.errors));
+}
+
+}  // namespace
+
 Loaded<core::Policy> load_policy_directory(const fs::path& directory) {
   Loaded<core::Policy> loaded;
-  for (const auto& file : policy_files(directory, loaded.errors)) {
-    const auto text = read_file(file);
-    if (!text) {
-      loaded.errors.push_back(file_error(file, text.error().message));
-      continue;
+  if (const auto opened = open_policy_directory(directory, loaded.errors)) {
+    for (const auto& name : opened->names) {
+      add_policy_file(directory / name, read_policy_file(opened->fd.get(), name), loaded);
     }
-    auto part = parse_policy_text(*text, file.string());
-    append(loaded.value.rules, std::move(part.value.rules));
-    append(loaded.value.permanent_allow, std::move(part.value.permanent_allow));
-    // A role named in several files holds everyone they name.
-    auto& roles = loaded.value.roles;
-    merge(roles.readers, std::move(part.value.roles.readers));
-    merge(roles.requesters, std::move(part.value.roles.requesters));
-    merge(roles.administrators, std::move(part.value.roles.administrators));
-    append(loaded.errors, std::move(part.errors));
   }
+  check_merged_policy(loaded.value, loaded.errors);
+  return loaded;
+}
+
+Loaded<core::Policy> load_policy_file(const fs::path& file) {
+  Loaded<core::Policy> loaded;
+  add_policy_file(file, read_policy_file(AT_FDCWD, file.string()), loaded);
   check_merged_policy(loaded.value, loaded.errors);
   return loaded;
 }

@@ -93,6 +93,15 @@ int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) 
 }
 
 core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::string& boot_id) {
+  // The socket first (its directory was made by main): a socket that cannot be bound must stop
+  // the start before the table is installed, or the ports would be closed with no API to open
+  // them. Requests wait in the backlog until the loop runs.
+  raise_open_file_limit();
+  auto server = api::Server::start(
+      api::ServerOptions{settings_.socket_path, lookup_group(settings_.socket_group)}, router_);
+  if (!server) return tl::unexpected(server.error());
+  server_ = std::move(*server);
+
   for (const auto& dropped : replay.dropped) {
     spdlog::warn("journal damaged: {}", dropped);
     record("journal", "damaged", dropped);
@@ -131,12 +140,6 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
                                       : "not owned (self-healing only)",
                settings_.claim_table_ownership ? "kernel probed" : "ownership off");
 
-  if (auto made = make_directory(settings_.socket_path.parent_path(), 0755); !made) return made;
-  raise_open_file_limit();
-  auto server = api::Server::start(
-      api::ServerOptions{settings_.socket_path, lookup_group(settings_.socket_group)}, router_);
-  if (!server) return tl::unexpected(server.error());
-  server_ = std::move(*server);
   return watch_events();
 }
 

@@ -11,8 +11,8 @@
 #include <ctime>
 #include <vector>
 
+#include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
-#include "jitd/sys/system_error.hpp"
 #include "jitd/sys/unique_fd.hpp"
 
 namespace jitd::daemon {
@@ -75,15 +75,18 @@ std::optional<gid_t> lookup_group(const std::string& name) {
 }
 
 core::Result<void> make_directory(const std::filesystem::path& path, mode_t mode) {
-  std::error_code error;
-  std::filesystem::create_directories(path, error);
-  if (error) {
-    return sys::fail_system(core::ErrorCode::io, "create directory " + path.string(),
-                            error.value());
-  }
-  if (chmod(path.c_str(), mode) != 0) {
-    return sys::fail_system(core::ErrorCode::io, "chmod directory " + path.string(), errno);
-  }
+  auto opened = sys::open_trusted_directory(path, sys::CreateMissing::yes, mode,
+                                            "directory " + path.string());
+  if (!opened) return tl::unexpected(opened.error());
+  return {};
+}
+
+core::Result<void> check_directory(const std::filesystem::path& path) {
+  struct stat info {};
+  if (::lstat(path.c_str(), &info) != 0 && errno == ENOENT) return {};
+  auto opened = sys::open_trusted_directory(path, sys::CreateMissing::no, 0,
+                                            "directory " + path.string());
+  if (!opened) return tl::unexpected(opened.error());
   return {};
 }
 

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <vector>
 
+#include "jitd/api/listen_socket.hpp"
 #include "jitd/config/config.hpp"
 #include "jitd/daemon/daemon.hpp"
 #include "jitd/daemon/failpoints.hpp"
@@ -24,6 +25,22 @@ void print_errors(const std::vector<config::Diagnostic>& errors) {
   for (const auto& error : errors) std::cerr << error.to_string() << "\n";
 }
 
+// What the daemon needs of the host that can fail: checked (create = false, for --validate)
+// or made, all before the first kernel change. A start that failed after installing the
+// table would leave the protected ports closed with no API to open them.
+core::Result<void> prepare_host(const config::MainConfig& settings, bool create) {
+  if (auto address = api::unix_address(settings.socket_path); !address) {
+    return tl::unexpected(address.error());
+  }
+  for (const auto& [directory, mode] :
+       {std::pair{settings.state_directory, mode_t{0750}},
+        std::pair{settings.socket_path.parent_path(), mode_t{0755}}}) {
+    auto ready = create ? daemon::make_directory(directory, mode) : daemon::check_directory(directory);
+    if (!ready) return ready;
+  }
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -31,10 +48,15 @@ int main(int argc, char** argv) {
   std::string config_path = config::default_config_path;
   bool validate_only = false;
   bool uninstall = false;
+  std::string candidate;
   auto* config_option =
       app.add_option("-c,--config", config_path, "main config file")->capture_default_str();
   app.add_flag("--validate", validate_only,
                "check config and policy, print file:line:col: message per error, touch nothing");
+  app.add_option("--policy", candidate,
+                 "with --validate: check this one policy file on its own (its own owner and "
+                 "mode, not its directory's) instead of the policy directory")
+      ->needs(app.get_option("--validate"));
   app.add_flag("--uninstall", uninstall,
                "remove jitd's nftables table (opens the protected ports)");
   CLI11_PARSE(app, argc, argv);
@@ -50,10 +72,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   const auto& settings = main_config.value;
+  if (!candidate.empty()) {
+    const auto policy = config::load_policy_file(candidate);
+    print_errors(policy.errors);
+    if (!policy.ok()) return 1;
+    std::cout << candidate << " is valid: " << policy.value.rules.size() << " port rules, "
+              << policy.value.permanent_allow.size() << " permanent allow-list entries\n";
+    return 0;
+  }
   auto policy = config::load_policy_directory(settings.policy_directory);
   if (validate_only) {
     print_errors(policy.errors);
-    if (!policy.ok()) return 1;
+    const auto host = prepare_host(settings, /*create=*/false);
+    if (!host) std::cerr << host.error().message << "\n";
+    if (!policy.ok() || !host) return 1;
     std::cout << config_path << " and " << settings.policy_directory.string()
               << " are valid: " << policy.value.rules.size() << " port rules, "
               << policy.value.permanent_allow.size() << " permanent allow-list entries\n";
@@ -71,18 +103,21 @@ int main(int argc, char** argv) {
   }
   daemon::install_failpoints_from_environment();
 
-  auto backend = nft::NftBackend::open(settings.nft_table, settings.claim_table_ownership);
-  if (!backend) {
-    spdlog::critical("{}", backend.error().message);
-    return 1;
-  }
-  if (auto made = daemon::make_directory(settings.state_directory, 0750); !made) {
-    spdlog::critical("{}", made.error().message);
+  // --uninstall needs the state directory (audit) only; the daemon the socket's too.
+  if (auto ready = uninstall ? daemon::make_directory(settings.state_directory, 0750)
+                             : prepare_host(settings, /*create=*/true);
+      !ready) {
+    spdlog::critical("{}; nothing was changed", ready.error().message);
     return 1;
   }
   auto audit = state::AuditLog::open(settings.state_directory / "audit.jsonl");
   if (!audit) {
-    spdlog::critical("{}", audit.error().message);
+    spdlog::critical("{}; nothing was changed", audit.error().message);
+    return 1;
+  }
+  auto backend = nft::NftBackend::open(settings.nft_table, settings.claim_table_ownership);
+  if (!backend) {
+    spdlog::critical("{}", backend.error().message);
     return 1;
   }
   if (uninstall) {

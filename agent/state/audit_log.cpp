@@ -2,12 +2,11 @@
 
 #include <fcntl.h>
 
-#include <cerrno>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
-#include "jitd/sys/system_error.hpp"
 
 namespace jitd::state {
 
@@ -38,11 +37,15 @@ AuditLog::AuditLog(std::filesystem::path path, sys::UniqueFd fd)
     : path_(std::move(path)), fd_(std::move(fd)) {}
 
 core::Result<std::unique_ptr<AuditLog>> AuditLog::open(std::filesystem::path path) {
-  sys::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
-  if (!fd) {
-    return sys::fail_system(core::ErrorCode::io, "open audit log " + path.string(), errno);
+  // Never through a link (a link to /etc/shadow would have jitd append to it), never to
+  // anything but a regular file.
+  const auto what = "open audit log " + path.string();
+  auto fd = sys::open_nofollow(AT_FDCWD, path.string(), O_WRONLY | O_APPEND | O_CREAT, what, 0640);
+  if (!fd) return tl::unexpected(fd.error());
+  if (auto regular = sys::require_regular(fd->get(), what); !regular) {
+    return tl::unexpected(regular.error());
   }
-  return std::unique_ptr<AuditLog>(new AuditLog(std::move(path), std::move(fd)));
+  return std::unique_ptr<AuditLog>(new AuditLog(std::move(path), std::move(*fd)));
 }
 
 void AuditLog::record(const core::AuditEvent& event) {

@@ -10,7 +10,7 @@
 
 namespace jitd::sys {
 
-core::Result<std::string> read_all(int fd, const std::string& what) {
+core::Result<std::string> read_all(int fd, const std::string& what, std::size_t max_bytes) {
   std::string text;
   std::array<char, 1 << 16> buffer{};
   for (;;) {
@@ -18,6 +18,10 @@ core::Result<std::string> read_all(int fd, const std::string& what) {
     if (got == 0) return text;
     if (got > 0) {
       text.append(buffer.data(), static_cast<std::size_t>(got));
+      if (text.size() > max_bytes) {
+        return core::fail(core::ErrorCode::io,
+                          what + ": larger than " + std::to_string(max_bytes) + " bytes");
+      }
     } else if (errno != EINTR) {
       return fail_system(core::ErrorCode::io, what, errno);
     }

@@ -100,6 +100,9 @@ class Lab:
         tag = secrets.token_hex(3)
         self.server_ns, self.client_ns = f"jitdt-{tag}-s", f"jitdt-{tag}-c"
         self.dir = tempfile.mkdtemp(prefix=f"jitd-test-{tag}-")
+        # The socket lives here and jitd changes no directory it did not create: users other
+        # than root (socket group tests) must be able to reach it.
+        os.chmod(self.dir, 0o755)
         self.jitd = None
         self.listener = None
         self.holders = []
@@ -184,6 +187,15 @@ class Lab:
         os.makedirs(os.path.join(self.dir, "policies.d"), exist_ok=True)
         with open(os.path.join(self.dir, "policies.d", name), "w") as f:
             f.write(text)
+
+    def set_config(self, key, value):
+        """Sets one main config key (replacing its line, or adding one)."""
+        with open(self.config) as f:
+            lines = [line for line in f.read().splitlines() if not line.startswith(key + ":")]
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines + [f"{key}: {value}"]) + "\n")
+        if key == "socketPath":
+            self.socket = value
 
     def start_jitd(self, env=None, may_exit=False):
         """env: extra environment for jitd (e.g. JITD_FAILPOINTS). may_exit: return False

@@ -230,14 +230,15 @@ class Reload(LabTest):
 
     def test_sighup_and_api_reload(self):
         lab = self.lab
-        # The policy file is a symlink to a file outside the watched directory: writing the
-        # target raises no directory event, so only SIGHUP or the API can apply it.
+        # The policy file is a hard link to a file outside the watched directory (jitd refuses
+        # symbolic links): writing through the outside name raises no directory event, so only
+        # SIGHUP or the API can apply it.
         source = os.path.join(lab.dir, "policy-source.yaml")
         link = os.path.join(lab.dir, "policies.d", "10-test.yaml")
         with open(source, "w") as f:
             f.write(DEFAULT_POLICY)
         os.unlink(link)
-        os.symlink(source, link)
+        os.link(source, link)
         lab.start_jitd()
         with open(source, "w") as f:
             f.write(WITH_8080)

@@ -528,7 +528,8 @@ TEST(ConfigDirectory, UnreadableFile) {
   fs::create_symlink(dir.path() / "missing", dir.path() / "b.yaml");
   const auto loaded = load_policy_directory(dir.path());
   EXPECT_EQ(texts(loaded.errors),
-            Lines{dir.at("b.yaml") + ": cannot open: No such file or directory"});
+            Lines{dir.at("b.yaml") +
+                  ": cannot open: is a symbolic link; jitd does not follow links here"});
   EXPECT_EQ(loaded.value.rules.size(), 1u);
 }
 
@@ -635,7 +636,7 @@ TEST(ConfigMain, WrongShapeAndSyntax) {
 TEST(ConfigMain, UnreadableFile) {
   TempDir dir;
   EXPECT_EQ(texts(load_main_config(dir.path()).errors),
-            Lines{dir.path().string() + ": not a regular file"});
+            Lines{dir.path().string() + ": refused: is a directory, not a regular file"});
 }
 
 TEST(ConfigMain, InvalidValuesKeepTheirDefaults) {

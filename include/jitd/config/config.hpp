@@ -1,6 +1,9 @@
 #pragma once
 // YAML → core::Policy and the daemon's main config. Every error names
 // file:line:col and says why; loading reports all errors it finds, not just the first.
+// Files are refused unless only root can change them (owner root, no g+w / o+w), larger than
+// 1 MiB, nested deeper than 100 levels or using YAML aliases; policy files also when they are
+// symbolic links or not regular files. Errors quote values as short, escaped excerpts.
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -42,6 +45,9 @@ struct Loaded {
 [[nodiscard]] Loaded<MainConfig> load_main_config(const std::filesystem::path& path);
 // Every *.yaml / *.yml in the directory, merged in name order.
 [[nodiscard]] Loaded<core::Policy> load_policy_directory(const std::filesystem::path& directory);
+// One candidate policy file on its own (`jitd --validate --policy FILE`): the file's own
+// owner and mode are checked, not its directory's.
+[[nodiscard]] Loaded<core::Policy> load_policy_file(const std::filesystem::path& file);
 // One document's text, as if read from `file_name` (used by tests and fuzzers).
 [[nodiscard]] Loaded<core::Policy> parse_policy_text(const std::string& text,
                                                      const std::string& file_name);

@@ -28,7 +28,11 @@ class SystemClock final : public core::Clock {
 // The group's id, or nullopt (with a warning) when `name` is empty or no such group exists.
 [[nodiscard]] std::optional<gid_t> lookup_group(const std::string& name);
 
-// Creates `path` and its parents and gives it `mode`.
+// Creates what is missing of `path` with `mode`. Refuses a directory that is a symbolic link
+// or that anyone but root may change; never changes the mode of one that was there.
 [[nodiscard]] core::Result<void> make_directory(const std::filesystem::path& path, mode_t mode);
+// make_directory's checks without creating anything (`jitd --validate`): a missing directory
+// passes, since the daemon will create it.
+[[nodiscard]] core::Result<void> check_directory(const std::filesystem::path& path);
 
 }  // namespace jitd::daemon

@@ -2,6 +2,7 @@
 // Whole-file reads and writes that retry EINTR, and durable appends of one record, reporting
 // errno by what they were doing.
 #include <cstddef>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -9,8 +10,10 @@
 
 namespace jitd::sys {
 
-// Reads `fd` to its end; an error reads "<what>: <strerror>".
-[[nodiscard]] core::Result<std::string> read_all(int fd, const std::string& what);
+// Reads `fd` to its end; an error reads "<what>: <strerror>". More than `max_bytes` is an
+// error ("<what>: larger than <max_bytes> bytes"), found without reading much past the bound.
+[[nodiscard]] core::Result<std::string> read_all(
+    int fd, const std::string& what, std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
 
 // Writes all of `text`, however many write() calls it takes.
 [[nodiscard]] core::Result<void> write_all(int fd, std::string_view text, const std::string& what);
