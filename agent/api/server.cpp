@@ -47,9 +47,9 @@ struct Server::Impl {
 
   // A connection from accept until libmicrohttpd reports it closed.
   struct Admitted {
-    uid_t uid;
-    Clock::time_point deadline;
-    bool shut_down = false;  // past its deadline; libmicrohttpd closes it at its next run
+    core::Caller caller;         // identified once, at accept, by the kernel's credentials
+    Clock::time_point deadline;  // for the request under way; each request gets its own
+    bool shut_down = false;      // past its deadline; libmicrohttpd closes it at its next run
   };
 
   ServerOptions options;
@@ -82,29 +82,30 @@ struct Server::Impl {
   }
 
   void admit(sys::UniqueFd client, const sockaddr_un& address, socklen_t length) {
-    ucred peer{};
-    socklen_t size = sizeof peer;
-    if (getsockopt(client.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0) {
-      spdlog::warn("API connection without peer credentials closed: {}", std::strerror(errno));
+    auto caller = identify_peer(client.get(), options.manage_group);
+    if (caller.uid == core::unknown_uid) {
+      spdlog::warn("API connection without peer credentials closed");
       return;
     }
-    const auto held = admitted_per_uid.find(peer.uid);
+    const uid_t uid = caller.uid;
+    const auto held = admitted_per_uid.find(uid);
     const std::size_t by_uid = held != admitted_per_uid.end() ? held->second : 0;
     const auto by_root = admitted_per_uid.find(0);
     const std::size_t by_others =
         admitted.size() - (by_root != admitted_per_uid.end() ? by_root->second : 0);
     if (by_uid >= options.limits.connections_per_uid ||
-        (peer.uid != 0 && by_others >= options.limits.connections)) {
-      spdlog::debug("API connection by uid {} closed: {} of its own and {} in all are open",
-                    peer.uid, by_uid, by_others);
+        (uid != 0 && by_others >= options.limits.connections)) {
+      spdlog::debug("API connection by uid {} closed: {} of its own and {} in all are open", uid,
+                    by_uid, by_others);
       return;
     }
     const int fd = client.release();  // libmicrohttpd owns and closes it from here, even on failure
-    admitted.emplace(fd, Admitted{peer.uid, Clock::now() + options.limits.connection_deadline});
-    ++admitted_per_uid[peer.uid];
+    admitted.emplace(
+        fd, Admitted{std::move(caller), Clock::now() + options.limits.connection_deadline});
+    ++admitted_per_uid[uid];
     if (MHD_add_connection(daemon, fd, reinterpret_cast<const sockaddr*>(&address), length) !=
         MHD_YES) {
-      spdlog::warn("API connection by uid {} dropped by libmicrohttpd: {}", peer.uid,
+      spdlog::warn("API connection by uid {} dropped by libmicrohttpd: {}", uid,
                    std::strerror(errno));
       forget(fd);  // a no-op when libmicrohttpd got as far as reporting it closed
     }
@@ -113,7 +114,7 @@ struct Server::Impl {
   void forget(int fd) {
     const auto found = admitted.find(fd);
     if (found == admitted.end()) return;
-    const auto by_uid = admitted_per_uid.find(found->second.uid);
+    const auto by_uid = admitted_per_uid.find(found->second.caller.uid);
     if (--by_uid->second == 0) admitted_per_uid.erase(by_uid);
     admitted.erase(found);
   }
@@ -124,8 +125,8 @@ struct Server::Impl {
     const auto now = Clock::now();
     for (auto& [fd, connection] : admitted) {
       if (connection.shut_down || connection.deadline > now) continue;
-      spdlog::debug("API connection by uid {} closed: open longer than {} ms", connection.uid,
-                    options.limits.connection_deadline.count());
+      spdlog::debug("API connection by uid {} closed: open longer than {} ms",
+                    connection.caller.uid, options.limits.connection_deadline.count());
       shutdown(fd, SHUT_RDWR);
       connection.shut_down = true;
     }
@@ -198,8 +199,11 @@ struct Server::Impl {
            R"({"error":{"code":"InvalidRequest","message":"body: larger than 65536 bytes"}})"});
     }
     const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    const auto caller =
-        identify_peer(info != nullptr ? info->connect_fd : -1, options.manage_group);
+    const auto found = admitted.find(info != nullptr ? info->connect_fd : -1);
+    // Every connection was admitted; one that was not has no identity and so no right.
+    const auto caller = found != admitted.end()
+                            ? found->second.caller
+                            : core::Caller{core::unknown_uid, 0, "unknown", false, {}};
     auto response = router.handle(caller, method, url, pending->body);
     spdlog::debug("{} {} by {} (uid {}) -> {}", core::excerpt(method, max_logged_method),
                   core::excerpt(url, max_logged_url), core::escaped(caller.name), caller.uid,
@@ -242,10 +246,17 @@ struct Server::Impl {
     return queued;
   }
 
-  static void on_completed(void* /*self*/, MHD_Connection* /*connection*/, void** request_state,
+  static void on_completed(void* self, MHD_Connection* connection, void** request_state,
                            MHD_RequestTerminationCode /*code*/) {
     delete static_cast<PendingRequest*>(*request_state);
     *request_state = nullptr;
+    // A kept-alive connection's next request gets a deadline of its own.
+    auto* impl = static_cast<Impl*>(self);
+    const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info == nullptr) return;
+    if (const auto found = impl->admitted.find(info->connect_fd); found != impl->admitted.end()) {
+      found->second.deadline = Clock::now() + impl->options.limits.connection_deadline;
+    }
   }
 };
 

@@ -14,6 +14,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fake_backend.hpp"
@@ -200,6 +201,36 @@ TEST_F(ServerTest, ConnectionThatDripsIsClosedAtItsDeadline) {
   EXPECT_TRUE(closed) << "a dripping connection outlived its deadline";
   EXPECT_GE(took, std::chrono::milliseconds(300));
   EXPECT_LT(took, std::chrono::milliseconds(1000));
+}
+
+TEST_F(ServerTest, KeptAliveConnectionGetsADeadlinePerRequest) {
+  // A client that keeps its connection for many quick requests (jitctl in a script, the
+  // benchmark) is not cut off by the time since accept.
+  restart(ServerLimits{.connection_deadline = std::chrono::milliseconds(300)});
+  const auto client = connect_client();
+  const auto started = std::chrono::steady_clock::now();
+  int answered = 0;
+  while (std::chrono::steady_clock::now() - started < std::chrono::milliseconds(900)) {
+    const std::string request = "GET /v1/grants HTTP/1.1\r\nHost: jitd\r\n\r\n";
+    ASSERT_EQ(send(client.get(), request.data(), request.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(request.size()))
+        << "the connection was closed after " << answered << " requests";
+    std::string reply;
+    for (int round = 0; round < 200 && reply.find(R"({"grants":[]})") == std::string::npos;
+         ++round) {
+      server->run();
+      pollfd readable{client.get(), POLLIN, 0};
+      if (poll(&readable, 1, 2) <= 0) continue;
+      char buffer[4096];
+      const auto got = recv(client.get(), buffer, sizeof buffer, 0);
+      ASSERT_GT(got, 0) << "closed after " << answered << " requests";
+      reply.append(buffer, static_cast<std::size_t>(got));
+    }
+    ASSERT_NE(reply.find(" 200 "), std::string::npos) << reply;
+    ++answered;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(answered, 5);
 }
 
 TEST_F(ServerTest, RequestHeadOverTheMemoryLimitIsRefused) {

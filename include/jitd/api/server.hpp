@@ -21,8 +21,9 @@ namespace jitd::api {
 struct ServerLimits {
   std::size_t connections = 256;         // of all callers but root together
   std::size_t connections_per_uid = 16;  // root's are outside `connections`: root gets in
-  // From accept to close. libmicrohttpd's inactivity timeout starts over with every byte, so
-  // only this ends a connection that drips a byte at a time; a real request takes milliseconds.
+  // For one request, from accept or the end of the previous request on the connection to the
+  // end of this one. libmicrohttpd's inactivity timeout starts over with every byte, so only
+  // this ends a connection that drips a byte at a time; a real request takes milliseconds.
   std::chrono::milliseconds connection_deadline{15'000};
 };
 
