@@ -249,7 +249,7 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
 }
 
 Response Router::handle(const core::Caller& caller, std::string_view method, std::string_view path,
-                        std::string_view body) const {
+                        std::string_view body, const QueryArguments& query) const {
   constexpr std::string_view grants_prefix = "/v1/grants/";
   if (path == "/v1/grants") {
     if (method == "GET") return list_grants(caller);
@@ -258,6 +258,8 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
     if (method == "DELETE") return revoke_grant(caller, path.substr(grants_prefix.size()));
   } else if (path == "/v1/policy") {
     if (method == "GET") return show_policy(caller);
+  } else if (path == "/v1/audit") {
+    if (method == "GET") return read_audit(caller, query);
   } else if (path == "/v1/policy/reload") {
     if (method == "POST") return reload_policy(caller);
   } else {
@@ -328,6 +330,75 @@ Response Router::reload_policy(const core::Caller& caller) const {
                                  {"revoked", outcome.change.revoked},
                                  {"narrowed", outcome.change.narrowed},
                                  {"clamped", outcome.change.clamped}});
+}
+
+namespace {
+
+// A point in time: RFC 3339 UTC, or a duration back from now ("7d" is not ISO; "P7D", "168h").
+core::Result<core::TimePoint> parse_time_argument(std::string_view name, std::string_view text,
+                                                  core::TimePoint now) {
+  if (auto absolute = core::parse_utc(text)) return *absolute;
+  if (auto back = core::parse_duration(text)) return now - *back;
+  return core::fail(ErrorCode::invalid_request,
+                    std::string(name) + ": " + core::excerpt(text) +
+                        " is neither a UTC time (2026-11-30T08:00:00Z) nor a duration back "
+                        "from now (PT24H, 30m)");
+}
+
+core::Result<core::AuditQuery> parse_audit_query(const QueryArguments& arguments,
+                                                 core::TimePoint now) {
+  core::AuditQuery query;
+  std::vector<std::string_view> seen;
+  for (const auto& [name, value] : arguments) {
+    if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
+      return core::fail(ErrorCode::invalid_request, core::excerpt(name) + ": given more than once");
+    }
+    seen.push_back(name);
+    if (name == "since" || name == "until") {
+      auto when = parse_time_argument(name, value, now);
+      if (!when) return tl::unexpected(when.error());
+      (name == "since" ? query.since : query.until) = *when;
+    } else if (name == "user") {
+      query.user = value;
+    } else if (name == "cursor") {
+      query.cursor = value;
+    } else if (name == "limit") {
+      std::size_t limit = 0;
+      const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), limit);
+      if (error != std::errc{} || end != value.data() + value.size() || limit == 0 ||
+          limit > core::max_audit_page) {
+        return core::fail(ErrorCode::invalid_request,
+                          "limit: must be a number from 1 to " +
+                              std::to_string(core::max_audit_page));
+      }
+      query.limit = limit;
+    } else {
+      return core::fail(ErrorCode::invalid_request,
+                        core::excerpt(name) +
+                            ": unknown argument; expected since, until, user, limit, cursor");
+    }
+  }
+  return query;
+}
+
+}  // namespace
+
+Response Router::read_audit(const core::Caller& caller, const QueryArguments& arguments) const {
+  if (auto refused = refuse_without(caller, core::Right::read, "read", "read the audit log")) {
+    return *refused;
+  }
+  if (audit_ == nullptr) return error_response({ErrorCode::not_found, "no audit log to read"});
+  auto query = parse_audit_query(arguments, clock_.now());
+  if (!query) return error_response(query.error());
+  auto page = audit_->read(*query);
+  if (!page) return error_response(page.error());
+  json records = json::array();
+  for (const auto& record : page->records) {
+    records.push_back(json::parse(record, nullptr, false));
+  }
+  json body{{"records", std::move(records)}};
+  if (!page->next.empty()) body["next"] = page->next;
+  return json_response(200, body);
 }
 
 Response Router::refuse(const core::Caller& caller, std::string event,

@@ -204,11 +204,23 @@ struct Server::Impl {
     const auto caller = found != admitted.end()
                             ? found->second.caller
                             : core::Caller{core::unknown_uid, 0, "unknown", false, {}};
-    auto response = router.handle(caller, method, url, pending->body);
+    auto response = router.handle(caller, method, url, pending->body, query_arguments(connection));
     spdlog::debug("{} {} by {} (uid {}) -> {}", core::excerpt(method, max_logged_method),
                   core::excerpt(url, max_logged_url), core::escaped(caller.name), caller.uid,
                   response.status);
     return respond(connection, std::move(response));
+  }
+
+  static QueryArguments query_arguments(MHD_Connection* connection) {
+    QueryArguments arguments;
+    MHD_get_connection_values(
+        connection, MHD_GET_ARGUMENT_KIND,
+        [](void* state, MHD_ValueKind, const char* key, const char* value) {
+          static_cast<QueryArguments*>(state)->emplace_back(key, value != nullptr ? value : "");
+          return MHD_YES;
+        },
+        &arguments);
+    return arguments;
   }
 
   static std::size_t count_headers(MHD_Connection* connection, const char* name) {

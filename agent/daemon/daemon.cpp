@@ -72,8 +72,10 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<nft::NftBackend> bac
       audit_(std::move(audit)),
       journal_(std::move(journal)),
       engine_(*backend_, *journal_, *audit_, clock_, random_grant_id, std::move(policy)),
-      router_(engine_, clock_,
-              [this](const core::Caller& caller) { return reload("API by " + caller.name); }) {}
+      router_(
+          engine_, clock_,
+          [this](const core::Caller& caller) { return reload("API by " + caller.name); },
+          audit_.get()) {}
 
 int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) {
   if (auto started = start(replay, boot_id); !started) {

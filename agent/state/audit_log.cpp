@@ -1,12 +1,18 @@
 #include "jitd/state/audit_log.hpp"
 
 #include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
+#include "jitd/sys/system_error.hpp"
 
 namespace jitd::state {
 
@@ -55,6 +61,93 @@ void AuditLog::record(const core::AuditEvent& event) {
     // Enforcement does not depend on the log; say loudly that the record is missing.
     spdlog::error("{}; event: {}", appended.error().message, line);
   }
+}
+
+}  // namespace jitd::state
+
+namespace jitd::state {
+
+namespace {
+
+// Bytes one page reads at most: a filter that matches little answers a short page and a
+// cursor instead of scanning a large log on the daemon's only thread.
+constexpr std::size_t max_page_scan = 1 << 20;
+
+bool matches(const nlohmann::json& record, const core::AuditQuery& query) {
+  if (!record.is_object()) return false;
+  if (!query.user.empty()) {
+    const auto user = record.find("user");
+    if (user == record.end() || !user->is_string() || *user != query.user) return false;
+  }
+  if (!query.since && !query.until) return true;
+  const auto time = record.find("time");
+  if (time == record.end() || !time->is_string()) return false;
+  const auto when = core::parse_utc(time->get<std::string>());
+  if (!when) return false;
+  return (!query.since || *when >= *query.since) && (!query.until || *when < *query.until);
+}
+
+core::Error bad_cursor(const std::string& cursor, const std::string& why) {
+  return {core::ErrorCode::invalid_request, "cursor: '" + cursor.substr(0, 40) + "' " + why};
+}
+
+}  // namespace
+
+AuditMatches match_audit_lines(std::string_view text, const core::AuditQuery& query) {
+  AuditMatches found;
+  while (found.records.size() < query.limit) {
+    const auto newline = text.find('\n', found.consumed);
+    if (newline == std::string_view::npos) break;  // a line still being written
+    const auto line = text.substr(found.consumed, newline - found.consumed);
+    found.consumed = newline + 1;
+    const auto record = nlohmann::json::parse(line, nullptr, false);
+    if (!record.is_discarded() && matches(record, query)) found.records.emplace_back(line);
+  }
+  return found;
+}
+
+core::Result<core::AuditPage> AuditLog::read(const core::AuditQuery& query) const {
+  const auto what = "read audit log " + path_.string();
+  auto fd = sys::open_nofollow(AT_FDCWD, path_.string(), O_RDONLY, what);
+  if (!fd) return tl::unexpected(fd.error());
+  const auto info = sys::stat_open(fd->get(), what);
+  if (!info) return tl::unexpected(info.error());
+
+  // "<inode>:<offset>": an offset into another file (the log was replaced) is refused.
+  std::uint64_t offset = 0;
+  if (!query.cursor.empty()) {
+    unsigned long long inode = 0;
+    unsigned long long at = 0;
+    char rest = 0;
+    if (std::sscanf(query.cursor.c_str(), "%llu:%llu%c", &inode, &at, &rest) != 2) {
+      return tl::unexpected(bad_cursor(query.cursor, "is not a cursor this jitd gave out"));
+    }
+    if (inode != info->st_ino || at > static_cast<unsigned long long>(info->st_size)) {
+      return tl::unexpected(bad_cursor(query.cursor, "belongs to an audit log that was replaced"));
+    }
+    offset = at;
+  }
+  const auto available = static_cast<std::uint64_t>(info->st_size) - offset;
+  std::string text(static_cast<std::size_t>(std::min<std::uint64_t>(available, max_page_scan)),
+                   '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const auto read = ::pread(fd->get(), text.data() + got, text.size() - got,
+                              static_cast<off_t>(offset + got));
+    if (read < 0 && errno == EINTR) continue;
+    if (read < 0) return sys::fail_system(core::ErrorCode::io, what, errno);
+    if (read == 0) break;
+    got += static_cast<std::size_t>(read);
+  }
+  text.resize(got);
+  auto found = match_audit_lines(text, query);
+  core::AuditPage page;
+  page.records = std::move(found.records);
+  const auto end = offset + found.consumed;
+  if (end < static_cast<std::uint64_t>(info->st_size) && found.consumed > 0) {
+    page.next = std::to_string(info->st_ino) + ":" + std::to_string(end);
+  }
+  return page;
 }
 
 }  // namespace jitd::state

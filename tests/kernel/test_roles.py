@@ -75,6 +75,12 @@ class Roles(LabTest):
         status, reply = self.call("daemon", "GET", "/v1/grants")
         self.assertEqual((status, reply), (200, {"grants": []}))
         self.assertEqual(self.call("daemon", "GET", "/v1/policy")[0], 200)
+        self.lab.grant(CLIENT_A)
+        status, page = self.call("daemon", "GET", "/v1/audit?user=root&since=PT1H&limit=1")
+        self.assertEqual(status, 200, page)
+        self.assertEqual([(r["event"], r["user"]) for r in page["records"]], [("request", "root")])
+        self.assertNotIn("next", page)
+        self.assert_refused("games", "GET", "/v1/audit", None, "read")
         self.assert_refused("daemon", "POST", "/v1/grants", self.grant_body(CLIENT_B), "request")
 
     def test_requester_revokes_own_grant_not_another_users(self):

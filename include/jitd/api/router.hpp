@@ -4,8 +4,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "jitd/core/audit.hpp"
 #include "jitd/core/clock.hpp"
 #include "jitd/core/engine.hpp"
 #include "jitd/core/grant.hpp"
@@ -31,14 +33,20 @@ struct ReloadOutcome {
 // Provided by the daemon, which reads the policy directory.
 using PolicyReloader = std::function<ReloadOutcome(const core::Caller& caller)>;
 
+// The query string's arguments, decoded, in the order given.
+using QueryArguments = std::vector<std::pair<std::string, std::string>>;
+
 class Router {
  public:
-  // Runs on the daemon's event loop, the engine's only thread.
-  Router(core::AccessEngine& engine, const core::Clock& clock, PolicyReloader reload)
-      : engine_(engine), clock_(clock), reload_(std::move(reload)) {}
+  // Runs on the daemon's event loop, the engine's only thread. Without `audit`, GET
+  // /v1/audit answers that there is no audit log to read.
+  Router(core::AccessEngine& engine, const core::Clock& clock, PolicyReloader reload,
+         const core::AuditReader* audit = nullptr)
+      : engine_(engine), clock_(clock), reload_(std::move(reload)), audit_(audit) {}
 
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
-                                std::string_view path, std::string_view body) const;
+                                std::string_view path, std::string_view body,
+                                const QueryArguments& query = {}) const;
 
  private:
   // A 403 naming the missing right, audited as `event`, when the caller lacks it.
@@ -50,6 +58,7 @@ class Router {
   [[nodiscard]] Response revoke_grant(const core::Caller& caller, std::string_view id) const;
   [[nodiscard]] Response show_policy(const core::Caller& caller) const;
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
+  [[nodiscard]] Response read_audit(const core::Caller& caller, const QueryArguments& query) const;
   // Audits a call refused before it reached the engine and answers its error.
   [[nodiscard]] Response refuse(const core::Caller& caller, std::string event,
                                 const core::Error& error) const;
@@ -57,6 +66,7 @@ class Router {
   core::AccessEngine& engine_;
   const core::Clock& clock_;
   PolicyReloader reload_;
+  const core::AuditReader* audit_;
 };
 
 }  // namespace jitd::api

@@ -1,9 +1,12 @@
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "jitd/core/clock.hpp"
+#include "jitd/core/error.hpp"
 #include "jitd/core/policy.hpp"
 
 namespace jitd::core {
@@ -21,6 +24,30 @@ struct AuditEvent {
   std::string justification;
   std::string end_time;  // UTC text, when a grant is involved
   std::string reason;    // refusal or failure message, status reason
+};
+
+// A page of the audit log: who did what, filtered by time and user.
+struct AuditQuery {
+  std::optional<TimePoint> since;  // records at or after
+  std::optional<TimePoint> until;  // records before
+  std::string user;                // empty: every user
+  std::size_t limit = 100;         // records per page, at most max_audit_page
+  std::string cursor;              // where the previous page ended; empty: the start
+};
+
+inline constexpr std::size_t max_audit_page = 1000;
+
+struct AuditPage {
+  std::vector<std::string> records;  // JSON objects, one per record, in log order
+  std::string next;                  // the cursor of the next page; empty at the end
+};
+
+class AuditReader {
+ public:
+  virtual ~AuditReader() = default;
+  // Bounded in records and in bytes read, so a filter that matches little cannot hold up
+  // the caller's thread: a short page with a cursor means "ask again".
+  [[nodiscard]] virtual Result<AuditPage> read(const AuditQuery& query) const = 0;
 };
 
 class AuditSink {

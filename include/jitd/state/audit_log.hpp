@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "jitd/core/audit.hpp"
 #include "jitd/core/error.hpp"
@@ -14,10 +16,20 @@ namespace jitd::state {
 
 [[nodiscard]] std::string to_json_line(const core::AuditEvent& event);
 
-class AuditLog final : public core::AuditSink {
+// The records in `text` (whole lines) that match `query`'s filters, from the start of `text`:
+// at most `limit`; `consumed` is the length of the lines looked at.
+struct AuditMatches {
+  std::vector<std::string> records;
+  std::size_t consumed = 0;
+};
+[[nodiscard]] AuditMatches match_audit_lines(std::string_view text, const core::AuditQuery& query);
+
+class AuditLog final : public core::AuditSink, public core::AuditReader {
  public:
   [[nodiscard]] static core::Result<std::unique_ptr<AuditLog>> open(std::filesystem::path path);
   void record(const core::AuditEvent& event) override;
+  // Cursors name the file (its inode) and a byte offset in it.
+  [[nodiscard]] core::Result<core::AuditPage> read(const core::AuditQuery& query) const override;
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 
  private:
