@@ -58,7 +58,7 @@ core::Result<sockaddr_un> unix_address(const std::filesystem::path& path) {
 }
 
 core::Result<sys::UniqueFd> open_listen_socket(const std::filesystem::path& path,
-                                               std::optional<gid_t> group) {
+                                               std::optional<gid_t> group, mode_t mode) {
   const auto address = unix_address(path);
   if (!address) return tl::unexpected(address.error());
   const auto& text = path.native();
@@ -72,8 +72,8 @@ core::Result<sys::UniqueFd> open_listen_socket(const std::filesystem::path& path
 
   sys::UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listener) return failed("socket for " + text);
-  // The socket is born 0660: there is no moment in which others may connect.
-  const mode_t previous = ::umask(0117);
+  // The socket is born with its mode: there is no moment in which others may connect.
+  const mode_t previous = ::umask(~mode & 0777);
   const int bound = ::bind(listener.get(), reinterpret_cast<const sockaddr*>(&*address),
                            sizeof *address);
   ::umask(previous);

@@ -277,7 +277,7 @@ Server::~Server() = default;
 
 core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options,
                                                     const Router& router) {
-  auto listener = open_listen_socket(options.socket_path, options.manage_group);
+  auto listener = open_listen_socket(options.socket_path, options.manage_group, options.socket_mode);
   if (!listener) return tl::unexpected(listener.error());
   const auto& path = options.socket_path.native();
 

@@ -14,6 +14,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <initializer_list>
 #include <iterator>
 #include <sstream>
@@ -450,6 +451,18 @@ core::Result<std::string> parse_log_level(std::string_view text) {
   return std::string(text);
 }
 
+core::Result<mode_t> parse_socket_mode(std::string_view text) {
+  for (const mode_t mode : {0600, 0660, 0666}) {
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "0%o", mode);
+    if (text == octal) return mode;
+  }
+  return core::fail(ErrorCode::invalid_argument,
+                    in_quotes(text) + " is not a socket mode jitd offers; expected 0600 (root "
+                                      "only), 0660 (root and socketGroup) or 0666 (anyone: the "
+                                      "policy's roles decide)");
+}
+
 core::Result<bool> parse_ownership(std::string_view text) {
   if (text == "auto") return true;
   if (text == "off") return false;
@@ -794,13 +807,14 @@ Loaded<MainConfig> load_main_config(const fs::path& path) {
   const auto root = doc.load(*text);
   if (root && !root->IsNull()) {
     const auto mapping = Mapping::read(doc, *root, "main config",
-                                       {"socketPath", "socketGroup", "policyDirectory",
+                                       {"socketPath", "socketGroup", "socketMode", "policyDirectory",
                                         "stateDirectory", "nftTable", "nftTableOwnership",
                                         "logLevel"});
     if (mapping) {
       auto& config = loaded.value;
       read_optional(doc, *mapping, "socketPath", parse_absolute_path, config.socket_path);
       read_optional(doc, *mapping, "socketGroup", parse_string, config.socket_group);
+      read_optional(doc, *mapping, "socketMode", parse_socket_mode, config.socket_mode);
       read_optional(doc, *mapping, "policyDirectory", parse_absolute_path,
                     config.policy_directory);
       read_optional(doc, *mapping, "stateDirectory", parse_absolute_path, config.state_directory);

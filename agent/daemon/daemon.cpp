@@ -100,7 +100,9 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
   // them. Requests wait in the backlog until the loop runs.
   raise_open_file_limit();
   auto server = api::Server::start(
-      api::ServerOptions{settings_.socket_path, lookup_group(settings_.socket_group)}, router_);
+      api::ServerOptions{settings_.socket_path, lookup_group(settings_.socket_group), {},
+                         settings_.socket_mode},
+      router_);
   if (!server) return tl::unexpected(server.error());
   server_ = std::move(*server);
 

@@ -42,8 +42,8 @@ class Roles(LabTest):
         os.chmod(self.lab.dir, 0o755)  # unprivileged callers reach the socket's directory
         self.lab.start_jitd()
 
-    def call(self, user, method, path, body=None):
-        result = run("setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups",
+    def call(self, user, method, path, body=None, group="nogroup"):
+        result = run("setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups",
                      "python3", "-c", CLIENT, self.lab.socket, method, path,
                      json.dumps(body) if body is not None else "", check=False)
         self.assertEqual(result.returncode, 0, result.stderr)
@@ -111,6 +111,26 @@ class Roles(LabTest):
         status, reply = self.call("bin", "POST", "/v1/grants", self.grant_body(CLIENT_B, 8080))
         self.assertEqual(status, 201, reply)
         self.assertTrue(self.lab.connect(SERVER4, 8080, CLIENT_B))
+
+
+class OpenSocket(Roles):
+    """socketMode 0666: anyone may connect, and the roles alone decide."""
+    socket_group = ""
+    extra_config = "socketMode: '0666'\n"
+
+    def test_anyone_connects_and_the_roles_decide(self):
+        self.assertEqual(os.stat(self.lab.socket).st_mode & 0o777, 0o666)
+        status, reply = self.call("daemon", "GET", "/v1/grants", group="daemon")
+        self.assertEqual((status, reply), (200, {"grants": []}))
+        before = self.lab.kernel_state()
+        status, reply = self.call("games", "POST", "/v1/grants", self.grant_body(CLIENT_B),
+                                  group="games")
+        self.assertEqual(status, 403, reply)
+        self.assertIn("needs the request right", reply["error"]["message"])
+        status, reply = self.call("nobody", "POST", "/v1/grants", self.grant_body(CLIENT_B),
+                                  group="nogroup")
+        self.assertEqual(status, 201, reply)
+        self.assertNotEqual(self.lab.kernel_state(), before)
 
 
 if __name__ == "__main__":

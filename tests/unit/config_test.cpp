@@ -585,7 +585,7 @@ TEST(ConfigMain, UnknownKey) {
   TempDir dir;
   EXPECT_EQ(main_config_errors(dir, "logLevel: info\nsocket: /run/x.sock\n"),
             Lines{dir.at("jitd.yaml") + ":2:1: unknown key 'socket' in main config; expected one "
-                                        "of: socketPath, socketGroup, policyDirectory, "
+                                        "of: socketPath, socketGroup, socketMode, policyDirectory, "
                                         "stateDirectory, nftTable, nftTableOwnership, logLevel"});
 }
 

@@ -31,6 +31,7 @@ struct ServerOptions {
   std::filesystem::path socket_path;
   std::optional<gid_t> manage_group;  // members may request and revoke; root always may
   ServerLimits limits{};
+  mode_t socket_mode = 0660;
 };
 
 class Server {

@@ -18,6 +18,9 @@ inline constexpr const char* default_config_path = "/etc/jitd/jitd.yaml";
 struct MainConfig {
   std::filesystem::path socket_path = "/run/jitd/jitd.sock";
   std::string socket_group = "jitd";  // members may request and revoke; empty: root only
+  // 0660: root and the socket group may connect; 0666: anyone may, and the policy's roles
+  // decide what they may do; 0600: root alone.
+  mode_t socket_mode = 0660;
   std::filesystem::path policy_directory = "/etc/jitd/policies.d";
   std::filesystem::path state_directory = "/var/lib/jitd";
   std::string nft_table = "jitd";     // table "inet <nft_table>"
