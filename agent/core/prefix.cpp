@@ -15,6 +15,16 @@ AddressValue host_mask(Family family, unsigned length) {
   return (AddressValue{1} << (bits - length)) - 1;
 }
 
+// ::ffff:0:0/96 holds IPv4 addresses written as IPv6 (how a dual-stack socket shows an IPv4
+// peer). The kernel matches such a client as IPv4, against the IPv4 sets only, so jitd keeps
+// these prefixes as the IPv4 prefixes they mean.
+constexpr AddressValue v4_mapped_tag = 0xffff;  // the 16 bits above the embedded address
+constexpr unsigned v4_mapped_length = 96;
+
+bool is_v4_mapped(Family family, AddressValue address) {
+  return family == Family::ipv6 && (address >> 32) == v4_mapped_tag;
+}
+
 Result<std::pair<Family, AddressValue>> parse_address(std::string_view text) {
   // inet_pton is pure parsing (no system call); it needs a NUL-terminated string.
   const std::string copy(text);
@@ -69,6 +79,17 @@ Result<Prefix> Prefix::parse(std::string_view text) {
                       std::to_string(prefix.length_));
     }
     prefix.length_ = length;
+  }
+  if (is_v4_mapped(prefix.family_, prefix.address_)) {
+    if (prefix.length_ < v4_mapped_length) {
+      return fail(ErrorCode::invalid_argument,
+                  "'" + std::string(text) +
+                      "' is an IPv4-mapped prefix shorter than /96, which reaches beyond IPv4; "
+                      "write an IPv4 prefix (::ffff:0:0/96 is all of IPv4, 0.0.0.0/0)");
+    }
+    prefix.family_ = Family::ipv4;
+    prefix.address_ &= 0xFFFFFFFF;
+    prefix.length_ -= v4_mapped_length;
   }
   if ((prefix.address_ & host_mask(prefix.family_, prefix.length_)) != 0) {
     return fail(ErrorCode::invalid_argument,

@@ -657,6 +657,24 @@ TEST(ConfigMain, TableOwnershipModes) {
       << bad.errors[0].to_string();
 }
 
+// --- v4-mapped prefixes and the union of the allow-list -------------------------------------
+
+TEST(ConfigPolicy, V4MappedPrefixesAreIpv4InRulesAndAllowList) {
+  const auto policy = valid_policy(rules(rule("22", "tcp", R"(["::ffff:10.0.0.0/120"])")) +
+                                   "permanentAllowList:\n"
+                                   "  - sourceAddressPrefix: ::ffff:192.0.2.10\n");
+  EXPECT_EQ(policy.rules.at(0).allowed_sources.at(0).to_string(), "10.0.0.0/24");
+  EXPECT_EQ(policy.rules.at(0).allowed_sources.at(0).family(), core::Family::ipv4);
+  EXPECT_EQ(policy.permanent_allow.at(0).sources.at(0).to_string(), "192.0.2.10");
+  EXPECT_EQ(policy.permanent_allow.at(0).sources.at(0).family(), core::Family::ipv4);
+}
+
+TEST(ConfigPolicy, AllowListRefusesEveryIpv4AddressWrittenAsMapped) {
+  EXPECT_EQ(policy_errors("permanentAllowList:\n  - sourceAddressPrefix: ::ffff:0:0/96\n"),
+            Lines{"a.yaml:2:26: '::ffff:0:0/96' is not allowed in permanentAllowList: it would "
+                  "switch protection off for every IPv4 address"});
+}
+
 // --- Packaged files -----------------------------------------------------------------------
 
 const fs::path packaging = fs::path(__FILE__).parent_path() / "../../packaging";

@@ -125,7 +125,6 @@ TEST_F(CoreEngineTest, RefusesSourceOutsideAllowedPrefixes) {
   refused(ask({https}, "0.0.0.0/0", 10min), ErrorCode::source_not_allowed);
   refused(ask({https}, "fd00:0:0:1::1", 10min), ErrorCode::source_not_allowed);
   refused(ask({https}, "fd00::/48", 10min), ErrorCode::source_not_allowed);
-  refused(ask({https}, "::ffff:10.0.0.1", 10min), ErrorCode::source_not_allowed);
   const auto error = refused(ask({https}, "192.0.2.1", 10min), ErrorCode::source_not_allowed);
   EXPECT_NE(error.message.find("192.0.2.1"), std::string::npos) << error.message;
 }
@@ -402,11 +401,11 @@ TEST_F(CoreEngineTest, RevokingNetworkGrantKeepsHostGrant) {
 TEST_F(CoreEngineTest, GrantsForOtherPortsAndFamiliesDoNotInteract) {
   grant_ok(ask({ssh}, "10.0.0.1", 1h));
   grant_ok(ask({https}, "10.0.0.1", 30min));
-  grant_ok(ask({ssh}, "::ffff:10.0.0.1", 2h));
+  grant_ok(ask({ssh}, "::10.0.0.1", 2h));  // same low 32 bits, IPv6
   for (const auto& changes : backend.applies) EXPECT_TRUE(changes.remove.empty());
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
   EXPECT_EQ(kernel_end("10.0.0.1", https_key), b0 + 30min);
-  EXPECT_EQ(kernel_end("::ffff:10.0.0.1", ssh_key), b0 + 2h);
+  EXPECT_EQ(kernel_end("::10.0.0.1", ssh_key), b0 + 2h);
 }
 
 // ---------------------------------------------------------------- revoke
@@ -444,6 +443,17 @@ TEST_F(CoreEngineTest, RevokeByCallerWithoutMayManageIsForbidden) {
   EXPECT_EQ(audit.events.back().grant_id, grant.id);
   EXPECT_EQ(audit.events.back().uid, mallory.uid);
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
+}
+
+// ---------------------------------------------------------------- v4-mapped sources
+
+// The kernel sees an IPv4 client's packets as IPv4: a grant for ::ffff:10.0.0.5 must land in
+// the IPv4 set, and the IPv4 allowed prefix must cover it.
+TEST_F(CoreEngineTest, V4MappedSourceIsGrantedAsIpv4) {
+  const auto grant = grant_ok(ask({https}, "::ffff:10.0.0.5", 10min));
+  EXPECT_EQ(grant.source, prefix("10.0.0.5"));
+  EXPECT_EQ(kernel_end("10.0.0.5", https_key), b0 + 10min);
+  EXPECT_EQ(audit.events.back().source, "10.0.0.5");
 }
 
 }  // namespace

@@ -116,7 +116,7 @@ TEST(CorePolicy, AllowsSource) {
   EXPECT_FALSE(limited.allows_source(prefix("8.0.0.0/6")));  // covers 10/8 but is wider
   EXPECT_FALSE(limited.allows_source(prefix("11.0.0.1")));
   EXPECT_FALSE(limited.allows_source(prefix("fe80::1")));
-  EXPECT_FALSE(limited.allows_source(prefix("::ffff:10.0.0.1")));
+  EXPECT_TRUE(limited.allows_source(prefix("::ffff:10.0.0.1")));  // parsed as 10.0.0.1
 
   PortRule nothing = rule(22, ProtocolSpec::tcp, {prefix("10.0.0.0/8")});
   nothing.allowed_sources.clear();

@@ -26,6 +26,8 @@ class Prefix {
  public:
   // "203.0.113.7", "10.0.0.0/24", "2001:db8::1", "fd00::/64". Host bits must be zero
   // ("10.0.0.1/24" is refused: it usually means a typo and would widen access silently).
+  // IPv4-mapped IPv6 ("::ffff:10.0.0.0/120") becomes the IPv4 prefix it means (10.0.0.0/24);
+  // a mapped prefix shorter than /96 is refused.
   [[nodiscard]] static Result<Prefix> parse(std::string_view text);
 
   [[nodiscard]] Family family() const { return family_; }
