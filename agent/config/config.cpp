@@ -447,10 +447,10 @@ class PolicyParser {
       if (!prefix) return tl::unexpected(std::move(prefix.error()));
       if (in_allow_list && prefix->length() == 0) {
         return core::fail(ErrorCode::invalid_argument,
-                          in_quotes(text) + " is not allowed in permanentAllowList: it would "
-                                         "switch protection off for every " +
-                              (prefix->family() == core::Family::ipv4 ? "IPv4" : "IPv6") +
-                              " address");
+                          in_quotes(text) +
+                              " is not allowed in permanentAllowList: it would "
+                              "switch protection off for every " +
+                              std::string(core::to_string(prefix->family())) + " address");
       }
       return std::optional<core::Prefix>(*prefix);
     };
@@ -589,6 +589,24 @@ void check_merged_policy(const core::Policy& policy, std::vector<Diagnostic>& er
                                          " overlaps the rule for " +
                                          core::to_string(earlier->port) + " at " +
                                          earlier->origin.to_string()});
+  }
+
+  // The kernel set merges adjacent prefixes, so 0.0.0.0/1 + 128.0.0.0/1 lets everyone in as
+  // surely as 0.0.0.0/0: the refusal of "everyone" looks at the union, across entries and files.
+  for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
+    std::vector<core::Prefix> so_far;
+    for (const auto& allow : policy.permanent_allow) {
+      so_far.insert(so_far.end(), allow.sources.begin(), allow.sources.end());
+      if (core::covers_every_address(family, so_far)) {
+        errors.push_back({allow.origin,
+                          "permanentAllowList entries up to this one together cover "
+                          "every " +
+                              std::string(core::to_string(family)) +
+                              " address, which would switch protection off for "
+                              "everyone; split prefixes count as one"});
+        break;
+      }
+    }
   }
 
   for (const auto& allow : policy.permanent_allow) {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace jitd::core {
@@ -44,6 +45,8 @@ Result<std::pair<Family, AddressValue>> parse_address(std::string_view text) {
 }  // namespace
 
 unsigned address_bits(Family family) { return family == Family::ipv4 ? 32 : 128; }
+
+std::string_view to_string(Family family) { return family == Family::ipv4 ? "IPv4" : "IPv6"; }
 
 std::string address_to_string(Family family, AddressValue value) {
   char text[INET6_ADDRSTRLEN] = {};
@@ -115,6 +118,22 @@ std::string Prefix::to_string() const {
   auto text = address_to_string(family_, address_);
   if (length_ != address_bits(family_)) text += "/" + std::to_string(length_);
   return text;
+}
+
+bool covers_every_address(Family family, const std::vector<Prefix>& prefixes) {
+  std::vector<AddressRange> ranges;
+  for (const auto& prefix : prefixes) {
+    if (prefix.family() == family) ranges.push_back(prefix.range());
+  }
+  std::sort(ranges.begin(), ranges.end());
+  const AddressValue last = host_mask(family, 0);
+  AddressValue next = 0;  // the lowest address not covered yet
+  for (const auto& range : ranges) {
+    if (range.first > next) return false;  // a gap
+    if (range.last == last) return true;
+    next = std::max(next, range.last + 1);  // range.last < last: no overflow
+  }
+  return false;
 }
 
 }  // namespace jitd::core

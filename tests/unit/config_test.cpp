@@ -675,6 +675,51 @@ TEST(ConfigPolicy, AllowListRefusesEveryIpv4AddressWrittenAsMapped) {
                   "switch protection off for every IPv4 address"});
 }
 
+// The kernel set merges 0.0.0.0/1 and 128.0.0.0/1 back into everything: the allow-list's
+// refusal of "everyone" looks at the union of its prefixes.
+TEST(ConfigPolicy, AllowListRefusesEveryoneSplitInOneEntry) {
+  EXPECT_EQ(policy_errors("permanentAllowList:\n"
+                          "  - sourceAddressPrefixes: [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n"),
+            Lines{"a.yaml:2:5: permanentAllowList entries up to this one together cover every "
+                  "IPv4 address, which would switch protection off for everyone; split prefixes "
+                  "count as one"});
+}
+
+TEST(ConfigPolicy, AllowListRefusesEveryoneSplitAcrossEntries) {
+  EXPECT_EQ(
+      policy_errors("permanentAllowList:\n"
+                    "  - sourceAddressPrefixes: [\"::/1\", \"0.0.0.0/2\"]\n"
+                    "  - sourceAddressPrefix: 64.0.0.0/2\n"
+                    "  - sourceAddressPrefixes: [\"8000::/2\", \"c000::/2\", \"128.0.0.0/1\"]\n"
+                    "  - sourceAddressPrefix: 192.0.2.1\n"),
+      (Lines{"a.yaml:4:5: permanentAllowList entries up to this one together cover every "
+             "IPv4 address, which would switch protection off for everyone; split "
+             "prefixes count as one",
+             "a.yaml:4:5: permanentAllowList entries up to this one together cover every "
+             "IPv6 address, which would switch protection off for everyone; split "
+             "prefixes count as one"}));
+}
+
+TEST(ConfigPolicy, AllowListWithAGapIsValid) {
+  valid_policy(
+      "permanentAllowList:\n"
+      "  - sourceAddressPrefixes: [\"0.0.0.0/1\", \"128.0.0.0/2\", \"192.0.0.0/3\"]\n"
+      "  - sourceAddressPrefixes: [\"::/1\", \"8000::/2\", \"c000::/3\", \"e000::/4\"]\n"
+      "  - sourceAddressPrefixes: [\"255.255.255.255\", \"224.0.0.0/4\"]\n");
+}
+
+TEST(ConfigDirectory, AllowListRefusesEveryoneSplitAcrossFiles) {
+  TempDir dir;
+  dir.write("10-a.yaml", "permanentAllowList:\n  - sourceAddressPrefix: 0.0.0.0/1\n");
+  dir.write("20-b.yaml", "permanentAllowList:\n  - sourceAddressPrefix: 128.0.0.0/1\n");
+  const auto loaded = load_policy_directory(dir.path());
+  EXPECT_EQ(texts(loaded.errors),
+            Lines{dir.at("20-b.yaml") +
+                  ":2:5: permanentAllowList entries up to this one together cover every IPv4 "
+                  "address, which would switch protection off for everyone; split prefixes "
+                  "count as one"});
+}
+
 // --- Packaged files -----------------------------------------------------------------------
 
 const fs::path packaging = fs::path(__FILE__).parent_path() / "../../packaging";

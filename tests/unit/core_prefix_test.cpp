@@ -305,5 +305,25 @@ TEST(CorePrefix, NearlyMappedAddressesStayIpv6) {
   EXPECT_EQ(parse_ok("::1:ffff:0:0").family(), Family::ipv6);
 }
 
+TEST(CorePrefix, CoversEveryAddressLooksAtTheUnion) {
+  const auto parse_all = [](std::initializer_list<std::string_view> texts) {
+    std::vector<Prefix> prefixes;
+    for (const auto text : texts) prefixes.push_back(parse_ok(text));
+    return prefixes;
+  };
+  EXPECT_TRUE(covers_every_address(Family::ipv4, parse_all({"0.0.0.0/0"})));
+  EXPECT_TRUE(covers_every_address(Family::ipv4, parse_all({"128.0.0.0/1", "0.0.0.0/1"})));
+  EXPECT_TRUE(covers_every_address(
+      Family::ipv4, parse_all({"0.0.0.0/2", "0.0.0.0/1", "10.0.0.0/8", "128.0.0.0/1"})));
+  EXPECT_TRUE(covers_every_address(Family::ipv6, parse_all({"::/1", "8000::/1", "10.0.0.0/8"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv4, {}));
+  EXPECT_FALSE(covers_every_address(Family::ipv4, parse_all({"0.0.0.0/1"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv4, parse_all({"0.0.0.0/1", "128.0.0.1/32"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv4,
+                                    parse_all({"0.0.0.0/1", "128.0.0.0/2", "255.255.255.255"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv6, parse_all({"0.0.0.0/0", "8000::/1"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv6, parse_all({"::/1", "8000::/2"})));
+}
+
 }  // namespace
 }  // namespace jitd::core

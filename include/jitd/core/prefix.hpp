@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "jitd/core/error.hpp"
 
@@ -47,6 +48,10 @@ class Prefix {
 };
 
 [[nodiscard]] unsigned address_bits(Family family);
+[[nodiscard]] std::string_view to_string(Family family);  // "IPv4", "IPv6"
 [[nodiscard]] std::string address_to_string(Family family, AddressValue value);
+// Whether the prefixes of `family` among `prefixes`, taken together, cover every address of
+// that family: an interval set merges 0.0.0.0/1 and 128.0.0.0/1 into 0.0.0.0/0.
+[[nodiscard]] bool covers_every_address(Family family, const std::vector<Prefix>& prefixes);
 
 }  // namespace jitd::core
