@@ -257,6 +257,22 @@ core::Result<std::uint16_t> parse_port_number(std::string_view text) {
   return static_cast<std::uint16_t>(number);
 }
 
+// A parser of prefix lengths of `family`: 0 up to its address size.
+auto prefix_length_parser(core::Family family) {
+  return [family](std::string_view text) -> core::Result<unsigned> {
+    const unsigned bits = core::address_bits(family);
+    unsigned length = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), length);
+    if (ec != std::errc{} || end != text.data() + text.size() || text.empty() || length > bits) {
+      return core::fail(ErrorCode::invalid_argument,
+                        in_quotes(text) + " is not an " + std::string(core::to_string(family)) +
+                            " prefix length; expected an integer from 0 to " +
+                            std::to_string(bits));
+    }
+    return length;
+  };
+}
+
 core::Result<core::Milliseconds> parse_max_duration(std::string_view text) {
   auto duration = core::parse_duration(text);
   if (duration && *duration > core::max_policy_duration) {
@@ -340,7 +356,7 @@ class PolicyParser {
     const auto mapping = Mapping::read(
         doc_, node, "port rule",
         {"number", "protocol", "allowedSourceAddressPrefixes", "allowedSourceAddressPrefix",
-         "maxRequestAccessDuration"});
+         "maxRequestAccessDuration", "minRequestPrefixLengthV4", "minRequestPrefixLengthV6"});
     if (!mapping) return;
     core::PortRule rule;
     rule.origin = doc_.where(node);
@@ -354,6 +370,10 @@ class PolicyParser {
             read_required(doc_, *mapping, "maxRequestAccessDuration", parse_max_duration)) {
       rule.max_duration = *duration;
     }
+    read_optional(doc_, *mapping, "minRequestPrefixLengthV4",
+                  prefix_length_parser(core::Family::ipv4), rule.min_request_length_v4);
+    read_optional(doc_, *mapping, "minRequestPrefixLengthV6",
+                  prefix_length_parser(core::Family::ipv6), rule.min_request_length_v6);
     // A rule with a valid port is kept even when another field failed, so the merged checks
     // don't add "port not protected" noise on top of the real error.
     if (port) {

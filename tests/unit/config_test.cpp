@@ -209,7 +209,8 @@ TEST(ConfigPolicy, UnknownKeys) {
   EXPECT_EQ(policy_errors(rules(rule() + "    foo: 1\n")),
             Lines{"a.yaml:6:5: unknown key 'foo' in port rule; expected one of: number, "
                   "protocol, allowedSourceAddressPrefixes, allowedSourceAddressPrefix, "
-                  "maxRequestAccessDuration"});
+                  "maxRequestAccessDuration, minRequestPrefixLengthV4, "
+                  "minRequestPrefixLengthV6"});
   EXPECT_EQ(policy_errors("permanentAllowList:\n"
                           "  - sourceAddressPrefix: 192.0.2.1\n"
                           "    comment: x\n"),
@@ -720,6 +721,39 @@ TEST(ConfigDirectory, AllowListRefusesEveryoneSplitAcrossFiles) {
                   "count as one"});
 }
 
+// --- Request width limits -------------------------------------------------------------------
+
+TEST(ConfigPolicy, RequestWidthLimitsDefaultToNone) {
+  const auto policy = valid_policy(rules(rule()));
+  EXPECT_EQ(policy.rules.at(0).min_request_length_v4, 0u);
+  EXPECT_EQ(policy.rules.at(0).min_request_length_v6, 0u);
+}
+
+TEST(ConfigPolicy, RequestWidthLimitsPerFamily) {
+  const auto policy = valid_policy(rules(rule() +
+                                         "    minRequestPrefixLengthV4: 24\n"
+                                         "    minRequestPrefixLengthV6: 56\n" +
+                                         rule("23") + "    minRequestPrefixLengthV6: 128\n"));
+  EXPECT_EQ(policy.rules.at(0).min_request_length_v4, 24u);
+  EXPECT_EQ(policy.rules.at(0).min_request_length_v6, 56u);
+  EXPECT_EQ(policy.rules.at(1).min_request_length_v4, 0u);
+  EXPECT_EQ(policy.rules.at(1).min_request_length_v6, 128u);
+}
+
+TEST(ConfigPolicy, BadRequestWidthLimits) {
+  EXPECT_EQ(policy_errors(rules(rule() + "    minRequestPrefixLengthV4: 33\n"
+                                         "    minRequestPrefixLengthV6: /56\n")),
+            (Lines{"a.yaml:6:31: '33' is not an IPv4 prefix length; expected an integer from 0 "
+                   "to 32",
+                   "a.yaml:7:31: '/56' is not an IPv6 prefix length; expected an integer from 0 "
+                   "to 128"}));
+  EXPECT_EQ(policy_errors(rules(rule() + "    minRequestPrefixLengthV6: 129\n")),
+            Lines{"a.yaml:6:31: '129' is not an IPv6 prefix length; expected an integer from 0 "
+                  "to 128"});
+  EXPECT_EQ(policy_errors(rules(rule() + "    minRequestPrefixLengthV4: [24]\n")),
+            Lines{"a.yaml:6:31: 'minRequestPrefixLengthV4' must be a single value, got a list"});
+}
+
 // --- Packaged files -----------------------------------------------------------------------
 
 const fs::path packaging = fs::path(__FILE__).parent_path() / "../../packaging";
@@ -741,6 +775,9 @@ TEST(ConfigPackaging, PolicyProtectsManagementPorts) {
   for (const auto& rule : loaded.value.rules) {
     EXPECT_TRUE(rule.any_source);
     EXPECT_EQ(rule.max_duration, 3h);
+    // "*" to request from, but one request opens at most a /24 or a /56.
+    EXPECT_EQ(rule.min_request_length_v4, 24u);
+    EXPECT_EQ(rule.min_request_length_v6, 56u);
   }
   EXPECT_TRUE(loaded.value.permanent_allow.empty());
 }
