@@ -411,6 +411,22 @@ core::Result<std::uint16_t> parse_port_number(std::string_view text) {
   return static_cast<std::uint16_t>(number);
 }
 
+// A parser of prefix lengths of `family`: 0 up to its address size.
+auto prefix_length_parser(core::Family family) {
+  return [family](std::string_view text) -> core::Result<unsigned> {
+    const unsigned bits = core::address_bits(family);
+    unsigned length = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), length);
+    if (ec != std::errc{} || end != text.data() + text.size() || text.empty() || length > bits) {
+      return core::fail(ErrorCode::invalid_argument,
+                        in_quotes(text) + " is not an " + std::string(core::to_string(family)) +
+                            " prefix length; expected an integer from 0 to " +
+                            std::to_string(bits));
+    }
+    return length;
+  };
+}
+
 core::Result<core::Milliseconds> parse_max_duration(std::string_view text) {
   auto duration = core::parse_duration(text);
   if (duration && *duration > core::max_policy_duration) {
@@ -551,7 +567,8 @@ class PolicyParser {
     const auto mapping = Mapping::read(
         doc_, node, "port rule",
         {"number", "protocol", "allowedSourceAddressPrefixes", "allowedSourceAddressPrefix",
-         "maxRequestAccessDuration", "requesters"});
+         "maxRequestAccessDuration", "minRequestPrefixLengthV4", "minRequestPrefixLengthV6",
+         "requesters"});
     if (!mapping) return;
     core::PortRule rule;
     rule.origin = doc_.where(node);
@@ -565,6 +582,10 @@ class PolicyParser {
             read_required(doc_, *mapping, "maxRequestAccessDuration", parse_max_duration)) {
       rule.max_duration = *duration;
     }
+    read_optional(doc_, *mapping, "minRequestPrefixLengthV4",
+                  prefix_length_parser(core::Family::ipv4), rule.min_request_length_v4);
+    read_optional(doc_, *mapping, "minRequestPrefixLengthV6",
+                  prefix_length_parser(core::Family::ipv6), rule.min_request_length_v6);
     if (const auto* requesters = mapping->find("requesters")) {
       rule.requesters = read_principals(*requesters);
     }
@@ -704,10 +725,10 @@ class PolicyParser {
       if (!prefix) return tl::unexpected(std::move(prefix.error()));
       if (in_allow_list && prefix->length() == 0) {
         return core::fail(ErrorCode::invalid_argument,
-                          in_quotes(text) + " is not allowed in permanentAllowList: it would "
-                                         "switch protection off for every " +
-                              (prefix->family() == core::Family::ipv4 ? "IPv4" : "IPv6") +
-                              " address");
+                          in_quotes(text) +
+                              " is not allowed in permanentAllowList: it would "
+                              "switch protection off for every " +
+                              std::string(core::to_string(prefix->family())) + " address");
       }
       return std::optional<core::Prefix>(*prefix);
     };
@@ -887,6 +908,24 @@ void check_merged_policy(const core::Policy& policy, std::vector<Diagnostic>& er
                                          " overlaps the rule for " +
                                          core::to_string(earlier->port) + " at " +
                                          earlier->origin.to_string()});
+  }
+
+  // The kernel set merges adjacent prefixes, so 0.0.0.0/1 + 128.0.0.0/1 lets everyone in as
+  // surely as 0.0.0.0/0: the refusal of "everyone" looks at the union, across entries and files.
+  for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
+    std::vector<core::Prefix> so_far;
+    for (const auto& allow : policy.permanent_allow) {
+      so_far.insert(so_far.end(), allow.sources.begin(), allow.sources.end());
+      if (core::covers_every_address(family, so_far)) {
+        errors.push_back({allow.origin,
+                          "permanentAllowList entries up to this one together cover "
+                          "every " +
+                              std::string(core::to_string(family)) +
+                              " address, which would switch protection off for "
+                              "everyone; split prefixes count as one"});
+        break;
+      }
+    }
   }
 
   for (const auto& allow : policy.permanent_allow) {

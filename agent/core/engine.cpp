@@ -224,9 +224,15 @@ Result<void> AccessEngine::validate(const GrantRequest& request, Milliseconds du
                         std::string(to_string(protocol)) + " is not a port the policy protects");
       }
       if (!rule->allows_source(request.source)) {
-        return fail(ErrorCode::source_not_allowed,
-                    "allowedSourceAddressPrefix: " + request.source.to_string() +
-                        " is not inside the allowed sources of port " + to_string(rule->port));
+        const auto family = request.source.family();
+        return fail(
+            ErrorCode::source_not_allowed,
+            "allowedSourceAddressPrefix: " + request.source.to_string() +
+                (rule->covers_source(request.source)
+                     ? " is wider than port " + to_string(rule->port) + " allows in one request: " +
+                           std::string(to_string(family)) + " prefixes must be /" +
+                           std::to_string(rule->min_request_length(family)) + " or longer"
+                     : " is not inside the allowed sources of port " + to_string(rule->port)));
       }
       if (duration > rule->max_duration) {
         return fail(ErrorCode::duration_too_long,

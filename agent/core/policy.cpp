@@ -45,9 +45,17 @@ std::string SourceLocation::to_string() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(column);
 }
 
-bool PortRule::allows_source(const Prefix& source) const {
+unsigned PortRule::min_request_length(Family family) const {
+  return family == Family::ipv4 ? min_request_length_v4 : min_request_length_v6;
+}
+
+bool PortRule::covers_source(const Prefix& source) const {
   return any_source || std::any_of(allowed_sources.begin(), allowed_sources.end(),
                                    [&](const Prefix& allowed) { return allowed.contains(source); });
+}
+
+bool PortRule::allows_source(const Prefix& source) const {
+  return covers_source(source) && source.length() >= min_request_length(source.family());
 }
 
 const PortRule* Policy::find_rule(std::uint16_t port, Protocol protocol) const {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace jitd::core {
@@ -13,6 +14,16 @@ AddressValue host_mask(Family family, unsigned length) {
   if (length >= bits) return 0;
   if (bits - length == 128) return ~AddressValue{0};  // a 128-bit shift would be undefined
   return (AddressValue{1} << (bits - length)) - 1;
+}
+
+// ::ffff:0:0/96 holds IPv4 addresses written as IPv6 (how a dual-stack socket shows an IPv4
+// peer). The kernel matches such a client as IPv4, against the IPv4 sets only, so jitd keeps
+// these prefixes as the IPv4 prefixes they mean.
+constexpr AddressValue v4_mapped_tag = 0xffff;  // the 16 bits above the embedded address
+constexpr unsigned v4_mapped_length = 96;
+
+bool is_v4_mapped(Family family, AddressValue address) {
+  return family == Family::ipv6 && (address >> 32) == v4_mapped_tag;
 }
 
 Result<std::pair<Family, AddressValue>> parse_address(std::string_view text) {
@@ -34,6 +45,8 @@ Result<std::pair<Family, AddressValue>> parse_address(std::string_view text) {
 }  // namespace
 
 unsigned address_bits(Family family) { return family == Family::ipv4 ? 32 : 128; }
+
+std::string_view to_string(Family family) { return family == Family::ipv4 ? "IPv4" : "IPv6"; }
 
 std::string address_to_string(Family family, AddressValue value) {
   char text[INET6_ADDRSTRLEN] = {};
@@ -70,6 +83,17 @@ Result<Prefix> Prefix::parse(std::string_view text) {
     }
     prefix.length_ = length;
   }
+  if (is_v4_mapped(prefix.family_, prefix.address_)) {
+    if (prefix.length_ < v4_mapped_length) {
+      return fail(ErrorCode::invalid_argument,
+                  "'" + std::string(text) +
+                      "' is an IPv4-mapped prefix shorter than /96, which reaches beyond IPv4; "
+                      "write an IPv4 prefix (::ffff:0:0/96 is all of IPv4, 0.0.0.0/0)");
+    }
+    prefix.family_ = Family::ipv4;
+    prefix.address_ &= 0xFFFFFFFF;
+    prefix.length_ -= v4_mapped_length;
+  }
   if ((prefix.address_ & host_mask(prefix.family_, prefix.length_)) != 0) {
     return fail(ErrorCode::invalid_argument,
                 "'" + std::string(text) + "' has host bits set; did you mean " +
@@ -94,6 +118,22 @@ std::string Prefix::to_string() const {
   auto text = address_to_string(family_, address_);
   if (length_ != address_bits(family_)) text += "/" + std::to_string(length_);
   return text;
+}
+
+bool covers_every_address(Family family, const std::vector<Prefix>& prefixes) {
+  std::vector<AddressRange> ranges;
+  for (const auto& prefix : prefixes) {
+    if (prefix.family() == family) ranges.push_back(prefix.range());
+  }
+  std::sort(ranges.begin(), ranges.end());
+  const AddressValue last = host_mask(family, 0);
+  AddressValue next = 0;  // the lowest address not covered yet
+  for (const auto& range : ranges) {
+    if (range.first > next) return false;  // a gap
+    if (range.last == last) return true;
+    next = std::max(next, range.last + 1);  // range.last < last: no overflow
+  }
+  return false;
 }
 
 }  // namespace jitd::core

@@ -209,7 +209,8 @@ TEST(ConfigPolicy, UnknownKeys) {
   EXPECT_EQ(policy_errors(rules(rule() + "    foo: 1\n")),
             Lines{"a.yaml:6:5: unknown key 'foo' in port rule; expected one of: number, "
                   "protocol, allowedSourceAddressPrefixes, allowedSourceAddressPrefix, "
-                  "maxRequestAccessDuration, requesters"});
+                  "maxRequestAccessDuration, minRequestPrefixLengthV4, "
+                  "minRequestPrefixLengthV6, requesters"});
   EXPECT_EQ(policy_errors("permanentAllowList:\n"
                           "  - sourceAddressPrefix: 192.0.2.1\n"
                           "    comment: x\n"),
@@ -658,6 +659,102 @@ TEST(ConfigMain, TableOwnershipModes) {
       << bad.errors[0].to_string();
 }
 
+// --- v4-mapped prefixes and the union of the allow-list -------------------------------------
+
+TEST(ConfigPolicy, V4MappedPrefixesAreIpv4InRulesAndAllowList) {
+  const auto policy = valid_policy(rules(rule("22", "tcp", R"(["::ffff:10.0.0.0/120"])")) +
+                                   "permanentAllowList:\n"
+                                   "  - sourceAddressPrefix: ::ffff:192.0.2.10\n");
+  EXPECT_EQ(policy.rules.at(0).allowed_sources.at(0).to_string(), "10.0.0.0/24");
+  EXPECT_EQ(policy.rules.at(0).allowed_sources.at(0).family(), core::Family::ipv4);
+  EXPECT_EQ(policy.permanent_allow.at(0).sources.at(0).to_string(), "192.0.2.10");
+  EXPECT_EQ(policy.permanent_allow.at(0).sources.at(0).family(), core::Family::ipv4);
+}
+
+TEST(ConfigPolicy, AllowListRefusesEveryIpv4AddressWrittenAsMapped) {
+  EXPECT_EQ(policy_errors("permanentAllowList:\n  - sourceAddressPrefix: ::ffff:0:0/96\n"),
+            Lines{"a.yaml:2:26: '::ffff:0:0/96' is not allowed in permanentAllowList: it would "
+                  "switch protection off for every IPv4 address"});
+}
+
+// The kernel set merges 0.0.0.0/1 and 128.0.0.0/1 back into everything: the allow-list's
+// refusal of "everyone" looks at the union of its prefixes.
+TEST(ConfigPolicy, AllowListRefusesEveryoneSplitInOneEntry) {
+  EXPECT_EQ(policy_errors("permanentAllowList:\n"
+                          "  - sourceAddressPrefixes: [\"0.0.0.0/1\", \"128.0.0.0/1\"]\n"),
+            Lines{"a.yaml:2:5: permanentAllowList entries up to this one together cover every "
+                  "IPv4 address, which would switch protection off for everyone; split prefixes "
+                  "count as one"});
+}
+
+TEST(ConfigPolicy, AllowListRefusesEveryoneSplitAcrossEntries) {
+  EXPECT_EQ(
+      policy_errors("permanentAllowList:\n"
+                    "  - sourceAddressPrefixes: [\"::/1\", \"0.0.0.0/2\"]\n"
+                    "  - sourceAddressPrefix: 64.0.0.0/2\n"
+                    "  - sourceAddressPrefixes: [\"8000::/2\", \"c000::/2\", \"128.0.0.0/1\"]\n"
+                    "  - sourceAddressPrefix: 192.0.2.1\n"),
+      (Lines{"a.yaml:4:5: permanentAllowList entries up to this one together cover every "
+             "IPv4 address, which would switch protection off for everyone; split "
+             "prefixes count as one",
+             "a.yaml:4:5: permanentAllowList entries up to this one together cover every "
+             "IPv6 address, which would switch protection off for everyone; split "
+             "prefixes count as one"}));
+}
+
+TEST(ConfigPolicy, AllowListWithAGapIsValid) {
+  valid_policy(
+      "permanentAllowList:\n"
+      "  - sourceAddressPrefixes: [\"0.0.0.0/1\", \"128.0.0.0/2\", \"192.0.0.0/3\"]\n"
+      "  - sourceAddressPrefixes: [\"::/1\", \"8000::/2\", \"c000::/3\", \"e000::/4\"]\n"
+      "  - sourceAddressPrefixes: [\"255.255.255.255\", \"224.0.0.0/4\"]\n");
+}
+
+TEST(ConfigDirectory, AllowListRefusesEveryoneSplitAcrossFiles) {
+  TempDir dir;
+  dir.write("10-a.yaml", "permanentAllowList:\n  - sourceAddressPrefix: 0.0.0.0/1\n");
+  dir.write("20-b.yaml", "permanentAllowList:\n  - sourceAddressPrefix: 128.0.0.0/1\n");
+  const auto loaded = load_policy_directory(dir.path());
+  EXPECT_EQ(texts(loaded.errors),
+            Lines{dir.at("20-b.yaml") +
+                  ":2:5: permanentAllowList entries up to this one together cover every IPv4 "
+                  "address, which would switch protection off for everyone; split prefixes "
+                  "count as one"});
+}
+
+// --- Request width limits -------------------------------------------------------------------
+
+TEST(ConfigPolicy, RequestWidthLimitsDefaultToNone) {
+  const auto policy = valid_policy(rules(rule()));
+  EXPECT_EQ(policy.rules.at(0).min_request_length_v4, 0u);
+  EXPECT_EQ(policy.rules.at(0).min_request_length_v6, 0u);
+}
+
+TEST(ConfigPolicy, RequestWidthLimitsPerFamily) {
+  const auto policy = valid_policy(rules(rule() +
+                                         "    minRequestPrefixLengthV4: 24\n"
+                                         "    minRequestPrefixLengthV6: 56\n" +
+                                         rule("23") + "    minRequestPrefixLengthV6: 128\n"));
+  EXPECT_EQ(policy.rules.at(0).min_request_length_v4, 24u);
+  EXPECT_EQ(policy.rules.at(0).min_request_length_v6, 56u);
+  EXPECT_EQ(policy.rules.at(1).min_request_length_v4, 0u);
+  EXPECT_EQ(policy.rules.at(1).min_request_length_v6, 128u);
+}
+
+TEST(ConfigPolicy, BadRequestWidthLimits) {
+  EXPECT_EQ(policy_errors(rules(rule() + "    minRequestPrefixLengthV4: 33\n"
+                                         "    minRequestPrefixLengthV6: /56\n")),
+            (Lines{"a.yaml:6:31: '33' is not an IPv4 prefix length; expected an integer from 0 "
+                   "to 32",
+                   "a.yaml:7:31: '/56' is not an IPv6 prefix length; expected an integer from 0 "
+                   "to 128"}));
+  EXPECT_EQ(policy_errors(rules(rule() + "    minRequestPrefixLengthV6: 129\n")),
+            Lines{"a.yaml:6:31: '129' is not an IPv6 prefix length; expected an integer from 0 "
+                  "to 128"});
+  EXPECT_EQ(policy_errors(rules(rule() + "    minRequestPrefixLengthV4: [24]\n")),
+            Lines{"a.yaml:6:31: 'minRequestPrefixLengthV4' must be a single value, got a list"});
+}
+
 // --- Packaged files -----------------------------------------------------------------------
 
 const fs::path packaging = fs::path(__FILE__).parent_path() / "../../packaging";
@@ -679,6 +776,9 @@ TEST(ConfigPackaging, PolicyProtectsManagementPorts) {
   for (const auto& rule : loaded.value.rules) {
     EXPECT_TRUE(rule.any_source);
     EXPECT_EQ(rule.max_duration, 3h);
+    // "*" to request from, but one request opens at most a /24 or a /56.
+    EXPECT_EQ(rule.min_request_length_v4, 24u);
+    EXPECT_EQ(rule.min_request_length_v6, 56u);
   }
   EXPECT_TRUE(loaded.value.permanent_allow.empty());
 }

@@ -125,7 +125,6 @@ TEST_F(CoreEngineTest, RefusesSourceOutsideAllowedPrefixes) {
   refused(ask({https}, "0.0.0.0/0", 10min), ErrorCode::source_not_allowed);
   refused(ask({https}, "fd00:0:0:1::1", 10min), ErrorCode::source_not_allowed);
   refused(ask({https}, "fd00::/48", 10min), ErrorCode::source_not_allowed);
-  refused(ask({https}, "::ffff:10.0.0.1", 10min), ErrorCode::source_not_allowed);
   const auto error = refused(ask({https}, "192.0.2.1", 10min), ErrorCode::source_not_allowed);
   EXPECT_NE(error.message.find("192.0.2.1"), std::string::npos) << error.message;
 }
@@ -402,11 +401,11 @@ TEST_F(CoreEngineTest, RevokingNetworkGrantKeepsHostGrant) {
 TEST_F(CoreEngineTest, GrantsForOtherPortsAndFamiliesDoNotInteract) {
   grant_ok(ask({ssh}, "10.0.0.1", 1h));
   grant_ok(ask({https}, "10.0.0.1", 30min));
-  grant_ok(ask({ssh}, "::ffff:10.0.0.1", 2h));
+  grant_ok(ask({ssh}, "::10.0.0.1", 2h));  // same low 32 bits, IPv6
   for (const auto& changes : backend.applies) EXPECT_TRUE(changes.remove.empty());
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
   EXPECT_EQ(kernel_end("10.0.0.1", https_key), b0 + 30min);
-  EXPECT_EQ(kernel_end("::ffff:10.0.0.1", ssh_key), b0 + 2h);
+  EXPECT_EQ(kernel_end("::10.0.0.1", ssh_key), b0 + 2h);
 }
 
 // ---------------------------------------------------------------- revoke
@@ -444,6 +443,77 @@ TEST_F(CoreEngineTest, RevokeByCallerWithoutMayManageIsForbidden) {
   EXPECT_EQ(audit.events.back().grant_id, grant.id);
   EXPECT_EQ(audit.events.back().uid, mallory.uid);
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
+}
+
+// ---------------------------------------------------------------- v4-mapped sources
+
+// The kernel sees an IPv4 client's packets as IPv4: a grant for ::ffff:10.0.0.5 must land in
+// the IPv4 set, and the IPv4 allowed prefix must cover it.
+TEST_F(CoreEngineTest, V4MappedSourceIsGrantedAsIpv4) {
+  const auto grant = grant_ok(ask({https}, "::ffff:10.0.0.5", 10min));
+  EXPECT_EQ(grant.source, prefix("10.0.0.5"));
+  EXPECT_EQ(kernel_end("10.0.0.5", https_key), b0 + 10min);
+  EXPECT_EQ(audit.events.back().source, "10.0.0.5");
+}
+
+// ---------------------------------------------------------------- request width limits
+
+class CoreEngineWidthLimitTest : public CoreEngineTest {
+ protected:
+  CoreEngineWidthLimitTest() : CoreEngineTest(limited_policy()) {}
+
+  // default_policy() with 22/tcp ("*") limited to /24 and /56 per request, 443/tcp
+  // (10.0.0.0/24) to /28.
+  static Policy limited_policy() {
+    auto policy = default_policy();
+    policy.rules[0].min_request_length_v4 = 24;
+    policy.rules[0].min_request_length_v6 = 56;
+    policy.rules[1].min_request_length_v4 = 28;
+    return policy;
+  }
+};
+
+TEST_F(CoreEngineWidthLimitTest, RequestsUpToTheLimitAreGranted) {
+  grant_ok(ask({ssh}, "203.0.113.0/24", 10min));
+  grant_ok(ask({ssh}, "203.0.113.7", 10min));
+  grant_ok(ask({ssh}, "2001:db8:0:100::/56", 10min));
+  grant_ok(ask({dns}, "0.0.0.0/0", 10min));  // no limit on 53: Azure's "Any"
+}
+
+TEST_F(CoreEngineWidthLimitTest, WiderRequestIsRefusedNamingTheLimitAndThePort) {
+  auto error = refused(ask({ssh}, "0.0.0.0/0", 10min), ErrorCode::source_not_allowed);
+  EXPECT_EQ(error.message,
+            "allowedSourceAddressPrefix: 0.0.0.0/0 is wider than port 22/tcp allows in one "
+            "request: IPv4 prefixes must be /24 or longer");
+  error = refused(ask({ssh}, "2001:db8::/48", 10min), ErrorCode::source_not_allowed);
+  EXPECT_EQ(error.message,
+            "allowedSourceAddressPrefix: 2001:db8::/48 is wider than port 22/tcp allows in one "
+            "request: IPv6 prefixes must be /56 or longer");
+  // All or nothing: the unlimited port in the same request is not granted either.
+  refused(ask({dns, ssh}, "203.0.112.0/23", 10min), ErrorCode::source_not_allowed);
+}
+
+TEST_F(CoreEngineWidthLimitTest, SourceOutsideTheAllowedPrefixesIsNamedAsSuch) {
+  // A source outside the allowed prefixes is refused as such, whatever its width.
+  auto error = refused(ask({https}, "0.0.0.0/0", 10min), ErrorCode::source_not_allowed);
+  EXPECT_EQ(error.message,
+            "allowedSourceAddressPrefix: 0.0.0.0/0 is not inside the allowed sources of port "
+            "443/tcp");
+  error = refused(ask({https}, "10.0.0.0/24", 10min), ErrorCode::source_not_allowed);
+  EXPECT_NE(error.message.find("/28 or longer"), std::string::npos) << error.message;
+}
+
+TEST_F(CoreEngineTest, ReloadWithAWidthLimitRevokesWiderGrants) {
+  grant_ok(ask({ssh}, "0.0.0.0/0", 1h));  // no limit yet: Azure's "Any"
+  const auto narrow = grant_ok(ask({ssh}, "203.0.113.0/24", 1h));
+  auto policy = default_policy();
+  policy.rules[0].min_request_length_v4 = 24;
+  const auto change = engine.replace_policy(policy);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked, 1U);
+  EXPECT_EQ(ids_of(engine.active_grants()), std::vector<std::string>{narrow.id});
+  EXPECT_EQ(kernel_end("198.51.100.1", ssh_key), std::nullopt);
+  EXPECT_EQ(kernel_end("203.0.113.1", ssh_key), b0 + 1h);
 }
 
 }  // namespace

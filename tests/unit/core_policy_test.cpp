@@ -116,7 +116,7 @@ TEST(CorePolicy, AllowsSource) {
   EXPECT_FALSE(limited.allows_source(prefix("8.0.0.0/6")));  // covers 10/8 but is wider
   EXPECT_FALSE(limited.allows_source(prefix("11.0.0.1")));
   EXPECT_FALSE(limited.allows_source(prefix("fe80::1")));
-  EXPECT_FALSE(limited.allows_source(prefix("::ffff:10.0.0.1")));
+  EXPECT_TRUE(limited.allows_source(prefix("::ffff:10.0.0.1")));  // parsed as 10.0.0.1
 
   PortRule nothing = rule(22, ProtocolSpec::tcp, {prefix("10.0.0.0/8")});
   nothing.allowed_sources.clear();
@@ -132,6 +132,30 @@ TEST(CorePolicy, ErrorCodesHaveStableText) {
   EXPECT_EQ(to_string(ErrorCode::forbidden), "Forbidden");
   EXPECT_EQ(to_string(ErrorCode::not_found), "NotFound");
   EXPECT_EQ(to_string(ErrorCode::kernel), "KernelError");
+}
+
+TEST(CorePolicy, AllowsSourceNoWiderThanTheRequestLimit) {
+  auto any = rule(22, ProtocolSpec::tcp);
+  EXPECT_EQ(any.min_request_length(Family::ipv4), 0u);  // Azure's "Any"
+  any.min_request_length_v4 = 24;
+  any.min_request_length_v6 = 56;
+  EXPECT_EQ(any.min_request_length(Family::ipv4), 24u);
+  EXPECT_EQ(any.min_request_length(Family::ipv6), 56u);
+  EXPECT_TRUE(any.allows_source(prefix("203.0.113.0/24")));
+  EXPECT_TRUE(any.allows_source(prefix("203.0.113.7")));
+  EXPECT_TRUE(any.allows_source(prefix("2001:db8:0:100::/56")));
+  EXPECT_FALSE(any.allows_source(prefix("203.0.112.0/23")));
+  EXPECT_FALSE(any.allows_source(prefix("0.0.0.0/0")));
+  EXPECT_FALSE(any.allows_source(prefix("2001:db8::/55")));
+  EXPECT_FALSE(any.allows_source(prefix("::/0")));
+  EXPECT_TRUE(any.covers_source(prefix("0.0.0.0/0")));  // inside "*", only too wide
+
+  auto limited = rule(22, ProtocolSpec::tcp, {prefix("10.0.0.0/8")});
+  limited.min_request_length_v4 = 16;
+  EXPECT_TRUE(limited.allows_source(prefix("10.1.0.0/16")));
+  EXPECT_FALSE(limited.allows_source(prefix("10.0.0.0/8")));
+  EXPECT_TRUE(limited.covers_source(prefix("10.0.0.0/8")));
+  EXPECT_FALSE(limited.covers_source(prefix("11.0.0.0/16")));
 }
 
 }  // namespace

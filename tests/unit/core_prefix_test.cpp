@@ -186,8 +186,8 @@ TEST(CorePrefix, ContainsDisjointPrefixesIsFalse) {
 TEST(CorePrefix, ContainsNeverCrossesFamilies) {
   EXPECT_FALSE(parse_ok("0.0.0.0/0").contains(parse_ok("::1")));
   EXPECT_FALSE(parse_ok("::/0").contains(parse_ok("10.0.0.1")));
-  // ::ffff:10.0.0.1 is an IPv6 address, even though it embeds an IPv4 one.
-  EXPECT_FALSE(parse_ok("10.0.0.0/8").contains(parse_ok("::ffff:10.0.0.1")));
+  // ::10.0.0.1 (IPv4-compatible, not v4-mapped) is an IPv6 address.
+  EXPECT_FALSE(parse_ok("10.0.0.0/8").contains(parse_ok("::10.0.0.1")));
   EXPECT_FALSE(parse_ok("::/96").contains(parse_ok("0.0.0.1")));
 }
 
@@ -248,7 +248,7 @@ TEST(CorePrefix, AnyHasFullRange) {
 TEST(CorePrefix, ToStringRoundTrips) {
   for (const auto* text : {"10.0.0.0/8", "10.1.2.3", "0.0.0.0/0", "255.255.255.255",
                            "192.168.0.0/31", "2001:db8::/32", "::/0", "::1", "fe80::/10",
-                           "2001:db8:1:2:3:4:5:6", "::ffff:10.0.0.1"}) {
+                           "2001:db8:1:2:3:4:5:6", "::10.0.0.1"}) {
     const auto prefix = parse_ok(text);
     EXPECT_EQ(prefix.to_string(), text);
     EXPECT_EQ(parse_ok(prefix.to_string()), prefix) << text;
@@ -262,6 +262,67 @@ TEST(CorePrefix, AddressHelpers) {
   EXPECT_EQ(address_to_string(Family::ipv6, 1), "::1");
   EXPECT_EQ(address_to_string(Family::ipv6, ~AddressValue{0}),
             "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+}
+
+// The kernel matches an IPv4 client against IPv4 sets only, whatever notation named it: a
+// v4-mapped source (a dual-stack sshd's SSH_CONNECTION) must become the IPv4 prefix it means.
+TEST(CorePrefix, V4MappedAddressesAreIpv4) {
+  const auto host = parse_ok("::ffff:10.0.0.2");
+  EXPECT_EQ(host.family(), Family::ipv4);
+  EXPECT_EQ(host, parse_ok("10.0.0.2"));
+  EXPECT_EQ(host.to_string(), "10.0.0.2");
+  EXPECT_EQ(parse_ok("::FFFF:a00:2/128"), parse_ok("10.0.0.2"));
+  EXPECT_TRUE(parse_ok("10.0.0.0/8").contains(parse_ok("::ffff:10.0.0.1")));
+}
+
+TEST(CorePrefix, V4MappedPrefixesDropTheMappedNinetySixBits) {
+  EXPECT_EQ(parse_ok("::ffff:10.0.0.0/120"), parse_ok("10.0.0.0/24"));
+  EXPECT_EQ(parse_ok("::ffff:0.0.0.0/96"), parse_ok("0.0.0.0/0"));
+  EXPECT_EQ(parse_ok("::ffff:0:0/96").family(), Family::ipv4);
+}
+
+TEST(CorePrefix, V4MappedPrefixShorterThan96Refused) {
+  // It would reach beyond the mapped block into plain IPv6 space, which IPv4 cannot express.
+  for (const auto* text : {"::ffff:0:0/95", "::ffff:0:0/80", "::ffff:10.0.0.0/0"}) {
+    expect_refused(text);
+    EXPECT_EQ(Prefix::parse(text).error().message,
+              "'" + std::string(text) +
+                  "' is an IPv4-mapped prefix shorter than /96, which reaches beyond IPv4; "
+                  "write an IPv4 prefix (::ffff:0:0/96 is all of IPv4, 0.0.0.0/0)");
+  }
+}
+
+TEST(CorePrefix, V4MappedHostBitsSuggestTheIpv4Network) {
+  EXPECT_EQ(Prefix::parse("::ffff:10.0.0.1/120").error().message,
+            "'::ffff:10.0.0.1/120' has host bits set; did you mean 10.0.0.0/24?");
+}
+
+TEST(CorePrefix, NearlyMappedAddressesStayIpv6) {
+  // IPv4-compatible (::a.b.c.d) and ::fffe: addresses are not v4-mapped.
+  EXPECT_EQ(parse_ok("::10.0.0.1").family(), Family::ipv6);
+  EXPECT_EQ(parse_ok("::fffe:10.0.0.1").family(), Family::ipv6);
+  EXPECT_EQ(parse_ok("::/80").family(), Family::ipv6);
+  EXPECT_EQ(parse_ok("::1:ffff:0:0").family(), Family::ipv6);
+}
+
+TEST(CorePrefix, CoversEveryAddressLooksAtTheUnion) {
+  const auto parse_all = [](std::initializer_list<std::string_view> texts) {
+    std::vector<Prefix> prefixes;
+    for (const auto text : texts) prefixes.push_back(parse_ok(text));
+    return prefixes;
+  };
+  EXPECT_TRUE(covers_every_address(Family::ipv4, parse_all({"0.0.0.0/0"})));
+  EXPECT_TRUE(covers_every_address(Family::ipv4, parse_all({"128.0.0.0/1", "0.0.0.0/1"})));
+  EXPECT_TRUE(covers_every_address(
+      Family::ipv4, parse_all({"0.0.0.0/2", "0.0.0.0/1", "10.0.0.0/8", "128.0.0.0/1"})));
+  EXPECT_TRUE(covers_every_address(Family::ipv6, parse_all({"::/1", "8000::/1", "10.0.0.0/8"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv4, {}));
+  EXPECT_FALSE(covers_every_address(Family::ipv4, parse_all({"0.0.0.0/1"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv4, parse_all({"0.0.0.0/1", "128.0.0.1/32"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv4,
+                                    parse_all({"0.0.0.0/1", "128.0.0.0/2", "255.255.255.255"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv6, parse_all({"0.0.0.0/0", "8000::/1"})));
+  EXPECT_FALSE(covers_every_address(Family::ipv6, parse_all({"::/1", "8000::/2"})));
 }
 
 }  // namespace

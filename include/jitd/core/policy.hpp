@@ -56,9 +56,18 @@ struct PortRule {
   bool any_source = false;                // "*": every address, v4 and v6
   std::vector<Prefix> allowed_sources;    // when !any_source
   Milliseconds max_duration{0};
+  // The shortest prefix one request may name, per family (24: at most 256 addresses). 0 is no
+  // limit, as in Azure, where a "*" rule may be requested as "Any". "*" must not mean that
+  // one careless request opens the port to the whole internet.
+  unsigned min_request_length_v4 = 0;
+  unsigned min_request_length_v6 = 0;
   std::optional<Principals> requesters;  // narrows who may request this port
   SourceLocation origin;
 
+  [[nodiscard]] unsigned min_request_length(Family family) const;
+  // Inside the allowed sources, whatever its width.
+  [[nodiscard]] bool covers_source(const Prefix& source) const;
+  // What one grant may name: covered, and no wider than the limit of its family.
   [[nodiscard]] bool allows_source(const Prefix& source) const;
 };
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "jitd/core/error.hpp"
 
@@ -26,6 +27,8 @@ class Prefix {
  public:
   // "203.0.113.7", "10.0.0.0/24", "2001:db8::1", "fd00::/64". Host bits must be zero
   // ("10.0.0.1/24" is refused: it usually means a typo and would widen access silently).
+  // IPv4-mapped IPv6 ("::ffff:10.0.0.0/120") becomes the IPv4 prefix it means (10.0.0.0/24);
+  // a mapped prefix shorter than /96 is refused.
   [[nodiscard]] static Result<Prefix> parse(std::string_view text);
 
   [[nodiscard]] Family family() const { return family_; }
@@ -45,6 +48,10 @@ class Prefix {
 };
 
 [[nodiscard]] unsigned address_bits(Family family);
+[[nodiscard]] std::string_view to_string(Family family);  // "IPv4", "IPv6"
 [[nodiscard]] std::string address_to_string(Family family, AddressValue value);
+// Whether the prefixes of `family` among `prefixes`, taken together, cover every address of
+// that family: an interval set merges 0.0.0.0/1 and 128.0.0.0/1 into 0.0.0.0/0.
+[[nodiscard]] bool covers_every_address(Family family, const std::vector<Prefix>& prefixes);
 
 }  // namespace jitd::core
