@@ -81,6 +81,10 @@ json grant_json(const core::Grant& grant, core::Deadline now) {
           {"remainingSeconds", remaining}};
 }
 
+json principals_json(const core::Principals& principals) {
+  return {{"users", principals.users}, {"groups", principals.groups}};
+}
+
 json prefixes_json(bool any, const std::vector<core::Prefix>& prefixes) {
   json list = json::array();
   if (any) return json::array({"*"});
@@ -367,15 +371,14 @@ core::Result<core::AuditQuery> parse_audit_query(const QueryArguments& arguments
       const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), limit);
       if (error != std::errc{} || end != value.data() + value.size() || limit == 0 ||
           limit > core::max_audit_page) {
-        return core::fail(ErrorCode::invalid_request,
-                          "limit: must be a number from 1 to " +
-                              std::to_string(core::max_audit_page));
+        return core::fail(ErrorCode::invalid_request, "limit: must be a number from 1 to " +
+                                                          std::to_string(core::max_audit_page));
       }
       query.limit = limit;
     } else {
-      return core::fail(ErrorCode::invalid_request,
-                        core::excerpt(name) +
-                            ": unknown argument; expected since, until, user, limit, cursor");
+      return core::fail(
+          ErrorCode::invalid_request,
+          core::excerpt(name) + ": unknown argument; expected since, until, user, limit, cursor");
     }
   }
   return query;
@@ -417,7 +420,18 @@ Response Router::show_policy(const core::Caller& caller) const {
     auto entry = port_json(rule.port);
     entry["allowedSourceAddressPrefixes"] = prefixes_json(rule.any_source, rule.allowed_sources);
     entry["maxRequestAccessDuration"] = core::format_duration(rule.max_duration);
+    if (rule.min_request_length_v4 > 0)
+      entry["minRequestPrefixLengthV4"] = rule.min_request_length_v4;
+    if (rule.min_request_length_v6 > 0)
+      entry["minRequestPrefixLengthV6"] = rule.min_request_length_v6;
+    if (rule.requesters) entry["requesters"] = principals_json(*rule.requesters);
     ports.push_back(std::move(entry));
+  }
+  json roles = json::object();
+  for (const auto& [name, members] : {std::pair{"readers", &policy.roles.readers},
+                                      std::pair{"requesters", &policy.roles.requesters},
+                                      std::pair{"administrators", &policy.roles.administrators}}) {
+    if (*members) roles[name] = principals_json(**members);
   }
   json allow = json::array();
   for (const auto& entry : policy.permanent_allow) {
@@ -427,8 +441,9 @@ Response Router::show_policy(const core::Caller& caller) const {
                      {"ports", std::move(entry_ports)},
                      {"description", entry.description}});
   }
-  return json_response(200,
-                       json{{"ports", std::move(ports)}, {"permanentAllowList", std::move(allow)}});
+  return json_response(200, json{{"ports", std::move(ports)},
+                                 {"permanentAllowList", std::move(allow)},
+                                 {"roles", std::move(roles)}});
 }
 
 }  // namespace jitd::api

@@ -74,7 +74,10 @@ class Roles(LabTest):
     def test_reader_reads_but_may_not_request(self):
         status, reply = self.call("daemon", "GET", "/v1/grants")
         self.assertEqual((status, reply), (200, {"grants": []}))
-        self.assertEqual(self.call("daemon", "GET", "/v1/policy")[0], 200)
+        status, policy = self.call("daemon", "GET", "/v1/policy")
+        self.assertEqual(status, 200, policy)
+        self.assertEqual(policy["roles"]["readers"], {"users": ["daemon"], "groups": []})
+        self.assertEqual(policy["ports"][-1]["requesters"], {"users": ["bin"], "groups": []})
         self.lab.grant(CLIENT_A)
         status, page = self.call("daemon", "GET", "/v1/audit?user=root&since=PT1H&limit=1")
         self.assertEqual(status, 200, page)
