@@ -529,8 +529,13 @@ Loaded<MainConfig> load_main_config(const fs::path& path) {
     loaded.errors.push_back(file_error(path, text.error().message));
     return loaded;
   }
-  Document doc(path.string());
-  const auto root = doc.load(*text);
+  return parse_main_config_text(*text, path.string());
+}
+
+Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::string& file_name) {
+  Loaded<MainConfig> loaded;
+  Document doc(file_name);
+  const auto root = doc.load(text);
   if (root && !root->IsNull()) {
     const auto mapping = Mapping::read(doc, *root, "main config",
                                        {"socketPath", "socketGroup", "policyDirectory",
