@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -137,6 +138,9 @@ struct Seed {
     return std::string(harness->name) + "/" + file.filename().string();
   }
 };
+
+// What gtest prints for a parameter: the seed's name, not its bytes.
+void PrintTo(const Seed& seed, std::ostream* out) { *out << seed.key(); }
 
 std::vector<Seed> all_seeds() {
   std::vector<Seed> seeds;
