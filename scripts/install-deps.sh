@@ -13,6 +13,10 @@ packages=(
   # another user) and /etc/protocols (netbase: without it nft prints "6" for "tcp").
   iproute2 nftables conntrack python3 util-linux netbase
   curl  # README's API examples
+  # Fuzzing and sanitizers (scripts/test.sh, scripts/fuzz.sh): clang with libFuzzer and its
+  # sanitizer runtimes (libclang-rt is only recommended by clang), llvm-symbolizer for readable
+  # reports; nm (binutils) for the no-shell check.
+  clang libclang-rt-14-dev llvm binutils
 )
 
 missing=()

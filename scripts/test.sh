@@ -1,12 +1,82 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests and kernel tests (root; each kernel test builds
-# its own network namespaces and never touches the host's ruleset).
-# Usage: sudo scripts/test.sh        (CI=true turns a kernel-test skip into a failure)
+# The whole test suite, as CI runs it (root; each kernel test builds its own network namespaces
+# and never touches the host's ruleset):
+#   1. build/       the plain build: unit tests, kernel tests, the no-shell check (ctest);
+#   2. build-fuzz/  the libFuzzer harnesses (clang), each for JITD_FUZZ_SECONDS (10) over its
+#                   corpus; findings go to build-fuzz/findings/<harness>/;
+#   3. build-asan/  ASan + UBSan: the unit tests and the kernel tests labelled `sanitize`; any
+#                   sanitizer report (also from a jitd a kernel test started) fails the step.
+# Every step runs even when an earlier one failed; the exit status is non-zero if any did.
+# Usage: sudo scripts/test.sh   (CI=true turns a kernel-test skip or a missing clang into a
+# failure; JITD_SANITIZERS=0 runs step 1 only, for a quick local run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+root=$PWD
+jobs=$(nproc)
 build=${JITD_BUILD_DIR:-build}
+failed=()
+
+# step <name> <function>: runs it, says how long it took, remembers a failure. The functions
+# chain their commands with && / || return: `set -e` does not apply inside an `if`.
+step() {
+  local name=$1 start=$SECONDS status=0
+  echo "=== $name"
+  "$2" || status=$?
+  if [ "$status" -eq 0 ]; then
+    echo "=== $name: passed in $((SECONDS - start)) s"
+  else
+    echo "=== $name: FAILED (exit $status) after $((SECONDS - start)) s" >&2
+    failed+=("$name")
+  fi
+}
+
+plain_tests() {
+  # Kernel tests mostly sleep on timeouts, so they run side by side.
+  ctest --test-dir "$build" --output-on-failure --timeout 600 -j "${JITD_TEST_JOBS:-6}"
+}
+
+fuzz() {
+  scripts/fuzz.sh --build build-fuzz --out build-fuzz "${JITD_FUZZ_SECONDS:-10}"
+}
+
+asan() {
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJITD_SANITIZE=ON >/dev/null &&
+    cmake --build build-asan -j"$jobs" || return
+  local logs=$root/build-asan/sanitizer-logs status=0
+  rm -rf "$logs" && mkdir -p "$logs" || return
+  # log_path: a jitd started by a kernel test writes its report here, not to a log its test
+  # deletes; the step fails on any report, whatever the test's own verdict.
+  ASAN_OPTIONS="log_path=$logs/asan:detect_leaks=1:strict_init_order=1:detect_stack_use_after_return=1" \
+    UBSAN_OPTIONS="log_path=$logs/ubsan:print_stacktrace=1:halt_on_error=1" \
+    ctest --test-dir build-asan -L '^(unit|sanitize)$' --output-on-failure --timeout 900 \
+    -j "${JITD_TEST_JOBS:-6}" || status=$?
+  if compgen -G "$logs/*" >/dev/null; then
+    echo "sanitizer reports:" >&2
+    for report in "$logs"/*; do echo "--- $report" >&2; cat "$report" >&2; done
+    status=1
+  fi
+  return "$status"
+}
+
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build "$build" -j"$(nproc)"
-# Kernel tests mostly sleep on timeouts, so they run side by side.
-ctest --test-dir "$build" --output-on-failure --timeout 600 -j "${JITD_TEST_JOBS:-6}"
+cmake --build "$build" -j"$jobs"
+step "tests (plain build)" plain_tests
+
+if [ "${JITD_SANITIZERS:-1}" != 0 ]; then
+  if command -v clang++ >/dev/null && command -v clang >/dev/null; then
+    step "fuzzers (build-fuzz, ${JITD_FUZZ_SECONDS:-10} s each)" fuzz
+  elif [ "${CI:-}" = true ]; then
+    echo "=== fuzzers: clang not found (Debian packages clang, libclang-rt-14-dev)" >&2
+    failed+=("fuzzers: no clang")
+  else
+    echo "=== fuzzers: skipped, clang not found (scripts/install-deps.sh installs it)"
+  fi
+  step "ASan + UBSan tests (build-asan)" asan
+fi
+
+if [ ${#failed[@]} -ne 0 ]; then
+  printf 'FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "all passed"

@@ -20,6 +20,8 @@ constexpr Unit week{'W', std::chrono::hours(24 * 7)};
 constexpr Unit hour{'H', std::chrono::hours(1)};
 constexpr Unit minute{'M', std::chrono::minutes(1)};
 constexpr Unit second{'S', std::chrono::seconds(1)};
+// About 31,700 years: beyond any policy, far from overflowing the clocks' arithmetic.
+constexpr Milliseconds max_total{1'000'000'000'000'000};
 
 Result<Milliseconds> invalid(std::string_view text, std::string_view why) {
   return fail(ErrorCode::invalid_argument,
@@ -51,7 +53,9 @@ Result<Milliseconds> parse_components(std::string_view whole, std::string_view t
     while (next_unit != units.end() && next_unit->letter != letter) ++next_unit;
     if (next_unit == units.end()) return invalid(whole, "unexpected or misplaced unit");
     const double millis = value * static_cast<double>(next_unit->length.count());
-    if (!std::isfinite(millis) || millis > 1e15) return invalid(whole, "too long");
+    if (!std::isfinite(millis) || millis > static_cast<double>(max_total.count())) {
+      return invalid(whole, "too long");
+    }
     total += Milliseconds(static_cast<std::int64_t>(std::llround(millis)));
     ++next_unit;
     text.remove_prefix(digits + 1);
@@ -84,6 +88,8 @@ Result<Milliseconds> parse_duration(std::string_view text) {
     if (!parsed) return parsed;
   }
   if (*parsed <= Milliseconds{0}) return invalid(text, "must be longer than zero");
+  // Each component is bounded above; so is the sum, or format_duration's text would not parse.
+  if (*parsed > max_total) return invalid(text, "too long");
   return parsed;
 }
 

@@ -63,6 +63,10 @@ std::string address_to_string(Family family, AddressValue value) {
 
 Result<Prefix> Prefix::parse(std::string_view text) {
   if (text.empty()) return fail(ErrorCode::invalid_argument, "empty address prefix");
+  // The address parser reads a C string: "10.0.0.0\0/8" must not pass as 10.0.0.0/8.
+  if (text.find('\0') != std::string_view::npos) {
+    return fail(ErrorCode::invalid_argument, "address prefix contains a NUL byte");
+  }
   const auto slash = text.find('/');
   auto address = parse_address(text.substr(0, slash));
   if (!address) return tl::unexpected(address.error());

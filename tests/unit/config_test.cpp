@@ -187,6 +187,9 @@ TEST(ConfigPolicy, YamlSyntaxErrors) {
 TEST(ConfigPolicy, OneDocumentPerFile) {
   EXPECT_EQ(policy_errors("ports: []\n---\nports: []\n"),
             Lines{"a.yaml:3:1: only one YAML document per file is allowed"});
+  // yaml-cpp's LoadAll never returned on these (found by fuzzing).
+  EXPECT_EQ(policy_errors("[1],2\n").size(), 1u);
+  EXPECT_EQ(policy_errors("{a: 1} ,b\n").size(), 1u);
 }
 
 TEST(ConfigPolicy, WrongShapes) {

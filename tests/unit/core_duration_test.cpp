@@ -126,6 +126,10 @@ TEST(CoreDuration, RefusesZeroAndNegative) {
 TEST(CoreDuration, RefusesAbsurdlyLong) {
   expect_refused("99999999999999999999h");
   expect_refused("P99999999999999999999D");
+  // Each part under the bound, the sum over it (found by fuzzing: it printed as
+  // "PT407999808H", which does not parse).
+  expect_refused("P999999W9999999D");
+  expect_refused("P11574074DT1H46M41S");  // 10^15 ms + 1 s, in parts
 }
 
 TEST(CoreDuration, ErrorMessageQuotesTheInput) {

@@ -46,6 +46,9 @@ struct Loaded {
 
 // A missing main config file means all defaults.
 [[nodiscard]] Loaded<MainConfig> load_main_config(const std::filesystem::path& path);
+// The main config's text, as if read from `file_name` (used by tests and fuzzers).
+[[nodiscard]] Loaded<MainConfig> parse_main_config_text(const std::string& text,
+                                                        const std::string& file_name);
 // Every *.yaml / *.yml in the directory, merged in name order.
 [[nodiscard]] Loaded<core::Policy> load_policy_directory(const std::filesystem::path& directory);
 // One candidate policy file on its own (`jitd --validate --policy FILE`): the file's own
