@@ -2,8 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
@@ -26,6 +24,7 @@
 #include <utility>
 
 #include "jitd/sys/file_safety.hpp"
+#include "jitd/sys/accounts.hpp"
 #include "jitd/sys/files.hpp"
 #include "jitd/sys/handle.hpp"
 #include "jitd/sys/system_error.hpp"
@@ -539,33 +538,17 @@ core::Result<bool> parse_ownership(std::string_view text) {
 // Role members are resolved once, when the policy loads, so that checking a caller's rights
 // needs no name-service lookup (which may block on LDAP) per request.
 core::Result<std::uint32_t> parse_user(std::string_view text) {
-  const std::string name(text);
-  std::vector<char> buffer(16384);
-  passwd entry{};
-  passwd* found = nullptr;
-  int error = 0;
-  while ((error = getpwnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) ==
-         ERANGE) {
-    buffer.resize(buffer.size() * 2);
-  }
-  if (error != 0) return sys::fail_system(ErrorCode::invalid_argument, "user " + in_quotes(text), error);
-  if (found == nullptr) return core::fail(ErrorCode::invalid_argument, "no user " + in_quotes(text));
-  return found->pw_uid;
+  auto id = sys::user_id(text);
+  if (!id) return tl::unexpected(id.error());
+  if (!*id) return core::fail(ErrorCode::invalid_argument, "no user " + in_quotes(text));
+  return **id;
 }
 
 core::Result<std::uint32_t> parse_group(std::string_view text) {
-  const std::string name(text);
-  std::vector<char> buffer(16384);
-  group entry{};
-  group* found = nullptr;
-  int error = 0;
-  while ((error = getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) ==
-         ERANGE) {
-    buffer.resize(buffer.size() * 2);
-  }
-  if (error != 0) return sys::fail_system(ErrorCode::invalid_argument, "group " + in_quotes(text), error);
-  if (found == nullptr) return core::fail(ErrorCode::invalid_argument, "no group " + in_quotes(text));
-  return found->gr_gid;
+  auto id = sys::group_id(text);
+  if (!id) return tl::unexpected(id.error());
+  if (!*id) return core::fail(ErrorCode::invalid_argument, "no group " + in_quotes(text));
+  return **id;
 }
 
 void merge(std::optional<core::Principals>& into, std::optional<core::Principals>&& from) {

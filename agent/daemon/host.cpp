@@ -1,7 +1,6 @@
 #include "jitd/daemon/host.hpp"
 
 #include <fcntl.h>
-#include <grp.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 
@@ -11,6 +10,7 @@
 #include <ctime>
 #include <vector>
 
+#include "jitd/sys/accounts.hpp"
 #include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
 #include "jitd/sys/unique_fd.hpp"
@@ -53,25 +53,15 @@ std::string current_boot_id() {
 
 std::optional<gid_t> lookup_group(const std::string& name) {
   if (name.empty()) return std::nullopt;
-  std::vector<char> buffer(16384);
-  group entry{};
-  group* found = nullptr;
-  int error = 0;
-  // A group with many members needs a larger buffer than any fixed guess.
-  while ((error = getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found)) ==
-         ERANGE) {
-    buffer.resize(buffer.size() * 2);
-  }
-  if (error != 0) {
-    spdlog::warn("socket group '{}': {}: only root may request and revoke", name,
-                 std::strerror(error));
+  const auto id = sys::group_id(name);
+  if (!id) {
+    spdlog::warn("socket group: {}: only root may request and revoke", id.error().message);
     return std::nullopt;
   }
-  if (found == nullptr) {
+  if (!*id) {
     spdlog::warn("socket group '{}' does not exist: only root may request and revoke", name);
-    return std::nullopt;
   }
-  return found->gr_gid;
+  return *id;
 }
 
 core::Result<void> make_directory(const std::filesystem::path& path, mode_t mode) {
