@@ -115,9 +115,9 @@ std::string router(std::string_view input) {
   const auto method = take_word(head);
   const auto path = percent_decode(head);
 
-  const core::Caller root{0, 0, "root", true};
-  const core::Caller alice{1000, 1000, "alice", true};
-  const core::Caller nobody{65534, 65534, "nobody", false};
+  const core::Caller root{0, 0, "root", true, {}};
+  const core::Caller alice{1000, 1000, "alice", true, {}};
+  const core::Caller nobody{65534, 65534, "nobody", false, {}};
   const auto& caller = who == "root" ? root : who == "alice" ? alice : nobody;
 
   core::FakeClock clock{core::TimePoint{std::chrono::hours(24 * 20000)}};

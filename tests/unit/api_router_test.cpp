@@ -62,8 +62,8 @@ class RouterTest : public ::testing::Test {
                        reloaded_by.push_back(caller.name);
                        return reload_with ? reload_with() : reload_outcome;
                      }};
-  core::Caller root{0, 0, "root", true};
-  core::Caller nobody{65534, 65534, "nobody", false};
+  core::Caller root{0, 0, "root", true, {}};
+  core::Caller nobody{65534, 65534, "nobody", false, {}};
 
   std::pair<unsigned, json> call(const core::Caller& caller, std::string_view method,
                                  std::string_view path, std::string_view body = "") {

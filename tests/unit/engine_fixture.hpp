@@ -81,9 +81,9 @@ inline GrantRequest ask(std::vector<PortSpec> ports, std::string_view source,
   return request;
 }
 
-inline const Caller admin{0, 0, "root", true};
-inline const Caller alice{1000, 1000, "alice", true};
-inline const Caller mallory{1001, 1001, "mallory", false};
+inline const Caller admin{0, 0, "root", true, {}};
+inline const Caller alice{1000, 1000, "alice", true, {}};
+inline const Caller mallory{1001, 1001, "mallory", false, {}};
 
 class CoreEngineTest : public ::testing::Test {
  protected:
