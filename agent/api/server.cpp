@@ -52,6 +52,10 @@ struct Server::Impl {
     bool shut_down = false;      // past its deadline; libmicrohttpd closes it at its next run
   };
 
+  // A constructor, not aggregate initialisation from make_unique: clang 14 lacks the latter.
+  Impl(ServerOptions server_options, const Router& server_router, sys::UniqueFd listening)
+      : options(std::move(server_options)), router(server_router), listener(std::move(listening)) {}
+
   ServerOptions options;
   const Router& router;
   sys::UniqueFd listener;
