@@ -23,8 +23,9 @@
 #include <type_traits>
 #include <utility>
 
-#include "jitd/sys/file_safety.hpp"
+#include "jitd/core/text.hpp"
 #include "jitd/sys/accounts.hpp"
+#include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
 #include "jitd/sys/handle.hpp"
 #include "jitd/sys/system_error.hpp"
@@ -78,13 +79,6 @@ std::string with_excerpt(std::string message, std::string_view value) {
     message.replace(at, value.size(), shown);
   }
   return message;
-}
-
-template <class Words>
-std::string join(const Words& words) {
-  std::string text;
-  for (const auto word : words) text += (text.empty() ? "" : ", ") + std::string(word);
-  return text;
 }
 
 template <class T>
@@ -362,7 +356,7 @@ class Mapping {
       const auto& name = key.Scalar();
       if (std::find(keys.begin(), keys.end(), name) == keys.end()) {
         doc.error(key, "unknown key " + in_quotes(name) + " in " + mapping.what_ +
-                           "; expected one of: " + join(keys));
+                           "; expected one of: " + core::join(keys));
       } else if (mapping.find(name) != nullptr) {
         doc.error(key, "key " + in_quotes(name) + " appears twice in " + mapping.what_);
       } else {
@@ -511,7 +505,7 @@ core::Result<std::string> parse_log_level(std::string_view text) {
   if (std::find(log_levels.begin(), log_levels.end(), text) == log_levels.end()) {
     return core::fail(ErrorCode::invalid_argument, in_quotes(text) +
                                                        " is not a log level; expected one of: " +
-                                                       join(log_levels));
+                                                       core::join(log_levels));
   }
   return std::string(text);
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "jitd/core/text.hpp"
+
 namespace jitd::core {
 
 namespace {
@@ -9,12 +11,6 @@ namespace {
 template <class T>
 bool contains(const std::vector<T>& values, const T& value) {
   return std::find(values.begin(), values.end(), value) != values.end();
-}
-
-std::string joined(const std::vector<std::string>& names) {
-  std::string text;
-  for (const auto& name : names) text += (text.empty() ? "" : ", ") + name;
-  return text;
 }
 
 }  // namespace
@@ -36,8 +32,8 @@ bool Principals::includes(const Caller& caller) const {
 
 std::string Principals::describe() const {
   std::string text;
-  if (!users.empty()) text = "users " + joined(users);
-  if (!groups.empty()) text += (text.empty() ? "groups " : "; groups ") + joined(groups);
+  if (!users.empty()) text = "users " + join(users);
+  if (!groups.empty()) text += (text.empty() ? "groups " : "; groups ") + join(groups);
   return text.empty() ? "nobody" : text;
 }
 

@@ -250,12 +250,6 @@ Outcome<std::string> revoked_text(const json& reply) {
   return read.result("revoked " + id + "\n");
 }
 
-std::string joined(const std::vector<std::string>& values) {
-  std::string text;
-  for (const auto& value : values) text += (text.empty() ? "" : ", ") + value;
-  return text;
-}
-
 Outcome<std::string> policy_table(const json& reply) {
   ReplyReader read(200);
   const Node policy{reply, ""};
@@ -266,10 +260,10 @@ Outcome<std::string> policy_table(const json& reply) {
     out << std::setw(8) << read.integer(rule, "number") << std::setw(10)
         << read.text(rule, "protocol") << std::setw(12)
         << read.text(rule, "maxRequestAccessDuration")
-        << joined(read.texts(rule, "allowedSourceAddressPrefixes")) << "\n";
+        << jitd::core::join(read.texts(rule, "allowedSourceAddressPrefixes")) << "\n";
   }
   for (const Node& entry : read.elements(policy, "permanentAllowList")) {
-    const std::string sources = joined(read.texts(entry, "sourceAddressPrefixes"));
+    const std::string sources = jitd::core::join(read.texts(entry, "sourceAddressPrefixes"));
     const std::string ports = ports_text(read, entry, "ports");
     const std::string description = read.text(entry, "description");
     out << "always allowed: " << sources << " → " << (ports.empty() ? "all protected ports" : ports)

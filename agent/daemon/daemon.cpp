@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "jitd/conntrack/session_adoption.hpp"
+#include "jitd/core/text.hpp"
 #include "jitd/sys/system_error.hpp"
 
 namespace jitd::daemon {
@@ -233,14 +234,12 @@ api::ReloadOutcome Daemon::reload(const std::string& trigger) {
   }
   auto loaded = config::load_policy_directory(settings_.policy_directory);
   if (!loaded.ok()) {
-    std::string joined;
     for (const auto& error : loaded.errors) {
       outcome.errors.push_back(error.to_string());
-      spdlog::error("policy reload ({}): {}", trigger, error.to_string());
-      joined += (joined.empty() ? "" : "; ") + error.to_string();
+      spdlog::error("policy reload ({}): {}", trigger, outcome.errors.back());
     }
     spdlog::error("policy reload ({}) refused: the previous policy stays in force", trigger);
-    record("reload", "refused", trigger + ": " + joined);
+    record("reload", "refused", trigger + ": " + core::join(outcome.errors, "; "));
     return outcome;
   }
   auto change = engine_.replace_policy(std::move(loaded.value));

@@ -16,4 +16,15 @@ namespace jitd::core {
 // The first `max_characters` characters of `text`, escaped; "…" marks a cut.
 [[nodiscard]] std::string excerpt(std::string_view text, std::size_t max_characters = 32);
 
+// "a, b, c": the items (anything a std::string can be appended from) between separators.
+template <class Items>
+[[nodiscard]] std::string join(const Items& items, std::string_view separator = ", ") {
+  std::string text;
+  for (const auto& item : items) {
+    if (!text.empty()) text += separator;
+    text += item;
+  }
+  return text;
+}
+
 }  // namespace jitd::core
