@@ -146,12 +146,17 @@ struct Server::Impl {
     return next;
   }
 
+  // The connection's own descriptor: its key in `admitted`, unique while it is open.
+  static int descriptor_of(MHD_Connection* connection) {
+    const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info != nullptr ? info->connect_fd : -1;
+  }
+
   static void on_connection(void* self, MHD_Connection* connection, void** /*socket_context*/,
                             MHD_ConnectionNotificationCode code) {
     if (code != MHD_CONNECTION_NOTIFY_CLOSED) return;
     // Called before libmicrohttpd closes the descriptor, so it still names this connection.
-    const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (info != nullptr) static_cast<Impl*>(self)->forget(info->connect_fd);
+    static_cast<Impl*>(self)->forget(descriptor_of(connection));
   }
 
   static MHD_Result on_request(void* self, MHD_Connection* connection, const char* url,
@@ -202,8 +207,7 @@ struct Server::Impl {
           {413,
            R"({"error":{"code":"InvalidRequest","message":"body: larger than 65536 bytes"}})"});
     }
-    const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    const auto found = admitted.find(info != nullptr ? info->connect_fd : -1);
+    const auto found = admitted.find(descriptor_of(connection));
     // Every connection was admitted; one that was not has no identity and so no right.
     const auto caller = found != admitted.end()
                             ? found->second.caller
@@ -268,9 +272,8 @@ struct Server::Impl {
     *request_state = nullptr;
     // A kept-alive connection's next request gets a deadline of its own.
     auto* impl = static_cast<Impl*>(self);
-    const auto* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (info == nullptr) return;
-    if (const auto found = impl->admitted.find(info->connect_fd); found != impl->admitted.end()) {
+    if (const auto found = impl->admitted.find(descriptor_of(connection));
+        found != impl->admitted.end()) {
       found->second.deadline = Clock::now() + impl->options.limits.connection_deadline;
     }
   }
