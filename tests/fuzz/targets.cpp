@@ -4,8 +4,6 @@
 #include <string>
 #include <vector>
 
-#include <fmt/format.h>
-
 #include <nlohmann/json.hpp>
 
 #include "fake_backend.hpp"
@@ -120,16 +118,8 @@ std::string router(std::string_view input) {
   const core::Caller nobody{65534, 65534, "nobody", false, {}};
   const auto& caller = who == "root" ? root : who == "alice" ? alice : nobody;
 
-  core::FakeClock clock{core::TimePoint{std::chrono::hours(24 * 20000)}};
-  test::FakeBackend backend{clock};
-  test::FakeJournal journal;
-  test::RecordingAudit audit;
-  int next_id = 0;
-  core::AccessEngine engine{backend, journal, audit, clock,
-                            // The daemon's id format: 16 lowercase hex digits.
-                            [&next_id] { return fmt::format("{:016x}", ++next_id); },
-                            router_policy()};
-  const api::Router router{engine, clock, [](const core::Caller&) {
+  test::FakeEngine fakes(router_policy());
+  const api::Router router{fakes.engine, fakes.clock, [](const core::Caller&) {
                              return api::ReloadOutcome{true, {}, {}};
                            }};
   const auto first = router.handle(
@@ -142,7 +132,7 @@ std::string router(std::string_view input) {
   check(response.status >= 200 && response.status < 600,
         "status " + std::to_string(response.status));
   check(nlohmann::json::accept(response.body), "reply is not JSON: " + response.body);
-  for (const auto& violation : backend.violations) check(false, "kernel model: " + violation);
+  for (const auto& violation : fakes.backend.violations) check(false, "kernel model: " + violation);
   return std::to_string(response.status) + " " + response.body;
 }
 

@@ -22,14 +22,10 @@ class FakeAuditReader final : public core::AuditReader {
   }
 };
 
-class AuditRouteTest : public ::testing::Test {
+class AuditRouteTest : public ::testing::Test, protected test::FakeEngine {
  protected:
-  core::FakeClock clock{core::TimePoint{std::chrono::sys_days{std::chrono::year{2026} / 11 / 30}}};
-  test::FakeBackend backend{clock};
-  test::FakeJournal journal;
-  test::RecordingAudit audit;
-  core::AccessEngine engine{backend, journal, audit, clock, [] { return std::string("g"); },
-                            core::Policy{}};
+  AuditRouteTest()
+      : FakeEngine({}, core::TimePoint{std::chrono::sys_days{std::chrono::year{2026} / 11 / 30}}) {}
   FakeAuditReader reader;
   Router router{engine, clock, [](const core::Caller&) { return ReloadOutcome{}; }, &reader};
   core::Caller reader_caller{1000, 1000, "alice", false, {}};

@@ -18,12 +18,7 @@ namespace {
 using namespace jitd;
 using nlohmann::json;
 
-// Grant ids as the daemon makes them (host.cpp): 16 lowercase hex digits.
-std::string grant_id(int number) {
-  char id[17];
-  std::snprintf(id, sizeof id, "%016x", number);
-  return id;
-}
+using test::grant_id;
 
 // Nothing a caller sent reaches a reply or an audit line as a control character.
 bool has_control_character(const std::string& text) {
@@ -45,15 +40,9 @@ core::Policy test_policy() {
   return policy;
 }
 
-class RouterTest : public ::testing::Test {
+class RouterTest : public ::testing::Test, protected test::FakeEngine {
  protected:
-  core::FakeClock clock{core::TimePoint{std::chrono::hours(24 * 20000)}};
-  test::FakeBackend backend{clock};
-  test::FakeJournal journal;
-  test::RecordingAudit audit;
-  int next_id = 0;
-  core::AccessEngine engine{backend, journal, audit, clock,
-                            [this] { return grant_id(++next_id); }, test_policy()};
+  RouterTest() : FakeEngine(test_policy()) {}
   // What POST /v1/policy/reload answers; every call is counted.
   api::ReloadOutcome reload_outcome{true, {}, {}};
   std::function<api::ReloadOutcome()> reload_with;  // when set, answers instead

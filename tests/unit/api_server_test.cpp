@@ -26,14 +26,8 @@
 namespace jitd::api {
 namespace {
 
-class ServerTest : public ::testing::Test {
+class ServerTest : public ::testing::Test, protected test::FakeEngine {
  protected:
-  core::FakeClock clock{core::TimePoint{std::chrono::hours(24 * 20000)}};
-  test::FakeBackend backend{clock};
-  test::FakeJournal journal;
-  test::RecordingAudit audit;
-  core::AccessEngine engine{backend, journal, audit, clock, [] { return std::string("g1"); },
-                            core::Policy{}};
   Router router{engine, clock, [](const core::Caller&) { return ReloadOutcome{}; }};
   test::TempDir dir;
   std::unique_ptr<Server> server;

@@ -5,6 +5,7 @@
 // All three can write to one shared CallLog, so a test can check the order of the calls
 // across them ("journal before kernel").
 #include <algorithm>
+#include <cstdio>
 #include <cerrno>
 #include <map>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "jitd/core/audit.hpp"
 #include "jitd/core/backend.hpp"
 #include "jitd/core/clock.hpp"
+#include "jitd/core/engine.hpp"
 #include "jitd/core/journal.hpp"
 
 namespace jitd::test {
@@ -272,6 +274,32 @@ class RecordingAudit final : public core::AuditSink {
     }
     return found;
   }
+};
+
+// Grant ids as the daemon makes them (host.cpp): 16 lowercase hex digits.
+inline std::string grant_id(int number) {
+  char id[17];
+  std::snprintf(id, sizeof id, "%016x", number);
+  return id;
+}
+
+// An AccessEngine over the fakes, for what sits above the engine: the router, the server and
+// the fuzzers. Ids count up from grant_id(1).
+struct FakeEngine {
+  explicit FakeEngine(core::Policy policy = {},
+                      core::TimePoint start = core::TimePoint{std::chrono::hours(24 * 20000)})
+      : clock(start),
+        engine(backend, journal, audit, clock, [this] { return grant_id(++next_id); },
+               std::move(policy)) {}
+  FakeEngine(const FakeEngine&) = delete;
+  FakeEngine& operator=(const FakeEngine&) = delete;
+
+  core::FakeClock clock;
+  FakeBackend backend{clock};
+  FakeJournal journal;
+  RecordingAudit audit;
+  int next_id = 0;
+  core::AccessEngine engine;
 };
 
 }  // namespace jitd::test
