@@ -309,6 +309,7 @@ std::string ssh_client_address() {
 
 int main(int argc, char** argv) {
   CLI::App app{"jitctl: ask jitd for just-in-time access to a management port"};
+  app.set_version_flag("--version", "jitctl " JITD_VERSION);
   app.require_subcommand(1);
   std::string socket = default_socket;
   bool as_json = false;

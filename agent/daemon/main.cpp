@@ -45,6 +45,7 @@ core::Result<void> prepare_host(const config::MainConfig& settings, bool create)
 
 int main(int argc, char** argv) {
   CLI::App app{"jitd: just-in-time access to management ports, enforced by nftables"};
+  app.set_version_flag("--version", "jitd " JITD_VERSION);
   std::string config_path = config::default_config_path;
   bool validate_only = false;
   bool uninstall = false;
