@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
+#include <utility>
 
 #include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/system_error.hpp"
@@ -19,9 +21,21 @@ tl::unexpected<core::Error> failed(const std::string& what) {
   return sys::fail_system(core::ErrorCode::io, what, errno);
 }
 
+// Whether a process accepts on the socket at `address`: a listener answers a connect (or has a
+// full backlog); a socket left by a dead process refuses it.
+bool someone_listens(const sockaddr_un& address) {
+  sys::UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!probe) return false;
+  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
+    return true;
+  }
+  return errno == EAGAIN;
+}
+
 // Whatever is at `path` must be a socket left by an earlier run: anything else (a file, a
-// link to one) belongs to someone else and stays.
-core::Result<void> remove_stale_socket(const std::string& path) {
+// link to one) belongs to someone else and stays, and so does a socket still in use.
+core::Result<void> remove_stale_socket(const sockaddr_un& address) {
+  const std::string path = address.sun_path;
   struct stat info {};
   if (::lstat(path.c_str(), &info) != 0) {
     if (errno == ENOENT) return {};
@@ -34,6 +48,13 @@ core::Result<void> remove_stale_socket(const std::string& path) {
                           ", not a socket; jitd replaces only a stale socket: move it away or choose another "
                           "socketPath",
                       EEXIST);
+  }
+  if (someone_listens(address)) {
+    return core::fail(core::ErrorCode::io,
+                      "socket path " + path +
+                          " is in use: another process (a running jitd?) accepts on it; stop it "
+                          "first, two daemons would fight over one table",
+                      EADDRINUSE);
   }
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
     return failed("remove stale socket " + path);
@@ -57,8 +78,8 @@ core::Result<sockaddr_un> unix_address(const std::filesystem::path& path) {
   return address;
 }
 
-core::Result<sys::UniqueFd> open_listen_socket(const std::filesystem::path& path,
-                                               std::optional<gid_t> group, mode_t mode) {
+core::Result<ListenSocket> ListenSocket::create(const std::filesystem::path& path,
+                                                std::optional<gid_t> group, mode_t mode) {
   const auto address = unix_address(path);
   if (!address) return tl::unexpected(address.error());
   const auto& text = path.native();
@@ -68,7 +89,9 @@ core::Result<sys::UniqueFd> open_listen_socket(const std::filesystem::path& path
       !checked) {
     return tl::unexpected(checked.error());
   }
-  if (auto removed = remove_stale_socket(text); !removed) return tl::unexpected(removed.error());
+  if (auto removed = remove_stale_socket(*address); !removed) {
+    return tl::unexpected(removed.error());
+  }
 
   sys::UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!listener) return failed("socket for " + text);
@@ -78,12 +101,76 @@ core::Result<sys::UniqueFd> open_listen_socket(const std::filesystem::path& path
                            sizeof *address);
   ::umask(previous);
   if (bound != 0) return failed("bind " + text);
+  struct stat info {};
+  if (::lstat(text.c_str(), &info) != 0) return failed("stat socket " + text);
+  // From here on the owner removes the file, also when a step below fails.
+  ListenSocket made(std::move(listener), path, info.st_dev, info.st_ino);
   // Never through a link, should one replace the socket after bind.
   if (group && ::fchownat(AT_FDCWD, text.c_str(), 0, *group, AT_SYMLINK_NOFOLLOW) != 0) {
     return failed("chown socket " + text);
   }
-  if (::listen(listener.get(), 64) != 0) return failed("listen " + text);
-  return listener;
+  if (::listen(made.fd(), 64) != 0) return failed("listen " + text);
+  return made;
+}
+
+core::Result<ListenSocket> ListenSocket::adopt(sys::UniqueFd fd, const std::filesystem::path& path) {
+  const auto& text = path.native();
+  const std::string what = "socket passed by systemd (fd " + std::to_string(fd.get()) + ")";
+  auto option = [&](int name) -> core::Result<int> {
+    int value = 0;
+    socklen_t length = sizeof value;
+    if (::getsockopt(fd.get(), SOL_SOCKET, name, &value, &length) != 0) return failed(what);
+    return value;
+  };
+  const auto domain = option(SO_DOMAIN);
+  const auto type = option(SO_TYPE);
+  const auto accepting = option(SO_ACCEPTCONN);
+  if (!domain || !type || !accepting) {
+    return tl::unexpected(!domain ? domain.error() : !type ? type.error() : accepting.error());
+  }
+  if (*domain != AF_UNIX || *type != SOCK_STREAM || *accepting == 0) {
+    return core::fail(core::ErrorCode::invalid_argument,
+                      what + " is not a listening Unix stream socket; jitd.socket must say "
+                             "ListenStream=" + text);
+  }
+  sockaddr_un bound{};
+  socklen_t length = sizeof bound;
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &length) != 0) {
+    return failed(what);
+  }
+  const auto bound_length = length - offsetof(sockaddr_un, sun_path);
+  const std::string bound_path(bound.sun_path, ::strnlen(bound.sun_path, bound_length));
+  if (bound_path != text) {
+    return core::fail(core::ErrorCode::invalid_argument,
+                      what + " listens on '" + bound_path + "', but socketPath is " + text +
+                          ": make jitd.socket's ListenStream= and socketPath agree");
+  }
+  // systemd passes it blocking and inheritable; jitd's loop must never block on accept.
+  if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) != 0 ||
+      ::fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0) {
+    return failed(what);
+  }
+  return ListenSocket(std::move(fd), {}, 0, 0);
+}
+
+ListenSocket::ListenSocket(sys::UniqueFd fd, std::filesystem::path created_path, dev_t device,
+                           ino_t inode)
+    : fd_(std::move(fd)), created_path_(std::move(created_path)), device_(device), inode_(inode) {}
+
+ListenSocket::ListenSocket(ListenSocket&& other) noexcept
+    : fd_(std::move(other.fd_)),
+      created_path_(std::exchange(other.created_path_, {})),
+      device_(other.device_),
+      inode_(other.inode_) {}
+
+ListenSocket::~ListenSocket() {
+  if (created_path_.empty()) return;
+  // Only the file this socket was bound to: a later jitd may have put its own there.
+  struct stat info {};
+  if (::lstat(created_path_.c_str(), &info) == 0 && S_ISSOCK(info.st_mode) &&
+      info.st_dev == device_ && info.st_ino == inode_) {
+    ::unlink(created_path_.c_str());
+  }
 }
 
 }  // namespace jitd::api

@@ -53,12 +53,12 @@ struct Server::Impl {
   };
 
   // A constructor, not aggregate initialisation from make_unique: clang 14 lacks the latter.
-  Impl(ServerOptions server_options, const Router& server_router, sys::UniqueFd listening)
+  Impl(ServerOptions server_options, const Router& server_router, ListenSocket listening)
       : options(std::move(server_options)), router(server_router), listener(std::move(listening)) {}
 
   ServerOptions options;
   const Router& router;
-  sys::UniqueFd listener;
+  ListenSocket listener;
   MHD_Daemon* daemon = nullptr;
   std::unordered_map<int, Admitted> admitted;  // by descriptor: unique while open
   std::unordered_map<uid_t, std::size_t> admitted_per_uid;
@@ -73,7 +73,7 @@ struct Server::Impl {
     for (int accepted = 0; accepted < accept_batch; ++accepted) {
       sockaddr_un address{};
       socklen_t length = sizeof address;
-      sys::UniqueFd client(accept4(listener.get(), reinterpret_cast<sockaddr*>(&address), &length,
+      sys::UniqueFd client(accept4(listener.fd(), reinterpret_cast<sockaddr*>(&address), &length,
                                    SOCK_NONBLOCK | SOCK_CLOEXEC));
       if (!client) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED && errno != EINTR) {
@@ -283,12 +283,10 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() = default;
 
 core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options,
-                                                    const Router& router) {
-  auto listener = open_listen_socket(options.socket_path, options.manage_group, options.socket_mode);
-  if (!listener) return tl::unexpected(listener.error());
+                                                    const Router& router,
+                                                    ListenSocket listener) {
   const auto& path = options.socket_path.native();
-
-  auto impl = std::make_unique<Impl>(options, router, std::move(*listener));
+  auto impl = std::make_unique<Impl>(options, router, std::move(listener));
   // No thread of its own: the daemon's event loop polls libmicrohttpd's epoll descriptor and
   // the listener and calls run(), so requests reach the engine on the loop's thread, in order
   // with the rest. jitd accepts (libmicrohttpd's accept policy sees an address, not a uid).
@@ -312,7 +310,7 @@ int Server::epoll_fd() const {
   return info != nullptr ? info->epoll_fd : -1;
 }
 
-int Server::listener_fd() const { return impl_->listener.get(); }
+int Server::listener_fd() const { return impl_->listener.fd(); }
 
 void Server::run() {
   impl_->accept_pending();

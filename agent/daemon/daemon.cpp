@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
 #include <spdlog/spdlog.h>
@@ -63,6 +64,38 @@ void raise_open_file_limit() {
   }
 }
 
+// The API's socket: jitd.socket's when systemd activated jitd (the .socket unit gives it its
+// group and mode, so jitd needs no CAP_CHOWN, and it outlives a restart), else one jitd makes.
+core::Result<api::ListenSocket> listen_socket(const config::MainConfig& settings,
+                                              std::optional<gid_t> group) {
+  const int passed = sd_listen_fds(/*unset_environment=*/1);
+  if (passed < 0) return sys::fail_system(core::ErrorCode::io, "read LISTEN_FDS", -passed);
+  if (passed > 1) {
+    return core::fail(core::ErrorCode::invalid_argument,
+                      "systemd passed " + std::to_string(passed) +
+                          " sockets; jitd listens on one (jitd.socket, ListenStream=" +
+                          settings.socket_path.string() + ")");
+  }
+  if (passed == 0) {
+    return api::ListenSocket::create(settings.socket_path, group, settings.socket_mode);
+  }
+  auto adopted =
+      api::ListenSocket::adopt(sys::UniqueFd(SD_LISTEN_FDS_START), settings.socket_path);
+  if (!adopted) return adopted;
+  // Access is the socket unit's to set now; a mismatch with jitd.yaml is worth a warning.
+  struct stat info {};
+  if (::stat(settings.socket_path.c_str(), &info) == 0 &&
+      ((info.st_mode & 07777) != settings.socket_mode || (group && info.st_gid != *group))) {
+    spdlog::warn(
+        "socket {} from systemd has mode {:04o} group {}, jitd.yaml says mode {:04o} group '{}': "
+        "set SocketMode= and SocketGroup= in jitd.socket to match",
+        settings.socket_path.string(), info.st_mode & 07777, info.st_gid, settings.socket_mode,
+        settings.socket_group);
+  }
+  spdlog::info("socket activation: serving on {} passed by systemd", settings.socket_path.string());
+  return adopted;
+}
+
 }  // namespace
 
 Daemon::Daemon(config::MainConfig settings, std::unique_ptr<nft::NftBackend> backend,
@@ -100,10 +133,12 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
   // the start before the table is installed, or the ports would be closed with no API to open
   // them. Requests wait in the backlog until the loop runs.
   raise_open_file_limit();
-  auto server = api::Server::start(
-      api::ServerOptions{settings_.socket_path, lookup_group(settings_.socket_group), {},
-                         settings_.socket_mode},
-      router_);
+  const auto group = lookup_group(settings_.socket_group);
+  auto listener = listen_socket(settings_, group);
+  if (!listener) return tl::unexpected(listener.error());
+  auto server =
+      api::Server::start(api::ServerOptions{settings_.socket_path, group, {}}, router_,
+                         std::move(*listener));
   if (!server) return tl::unexpected(server.error());
   server_ = std::move(*server);
 

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -42,6 +43,12 @@ ports:
     allowedSourceAddressPrefixes: ["*"]
     maxRequestAccessDuration: PT1H
 """
+
+
+# Runs argv[2:] with the socket fd argv[1] as fd 3 and systemd's socket activation variables.
+ACTIVATE = ("import os, sys; fd = int(sys.argv[1]); fd != 3 and os.dup2(fd, 3); "
+            "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid())); "
+            "os.execv(sys.argv[2], sys.argv[2:])")
 
 
 def run(*args, check=True, **kwargs):
@@ -197,12 +204,19 @@ class Lab:
         if key == "socketPath":
             self.socket = value
 
-    def start_jitd(self, env=None, may_exit=False):
+    def start_jitd(self, env=None, may_exit=False, activation=None):
         """env: extra environment for jitd (e.g. JITD_FAILPOINTS). may_exit: return False
-        instead of failing when jitd exits before it answers (a failpoint fired)."""
+        instead of failing when jitd exits before it answers (a failpoint fired).
+        activation: a listening socket to pass as systemd does (fd 3, LISTEN_FDS, LISTEN_PID)."""
+        command = [JITD, "--config", self.config]
+        pass_fds = ()
+        if activation is not None:
+            # LISTEN_PID must be jitd's own pid, known only in the child: set it there.
+            command = [sys.executable, "-c", ACTIVATE, str(activation.fileno())] + command
+            pass_fds = (activation.fileno(),)
         with open(os.path.join(self.dir, "jitd.log"), "a") as log:
-            self.jitd = subprocess.Popen(["ip", "netns", "exec", self.server_ns, JITD, "--config", self.config],
-                                         stdout=log, stderr=subprocess.STDOUT,
+            self.jitd = subprocess.Popen(["ip", "netns", "exec", self.server_ns] + command,
+                                         stdout=log, stderr=subprocess.STDOUT, pass_fds=pass_fds,
                                          env=None if env is None else {**os.environ, **env})
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -36,8 +36,10 @@ class ServerTest : public ::testing::Test, protected test::FakeEngine {
 
   void restart(const ServerLimits& limits) {
     server.reset();
-    auto started =
-        Server::start(ServerOptions{dir.file("jitd.sock"), std::nullopt, limits}, router);
+    auto listener = ListenSocket::create(dir.file("jitd.sock"), std::nullopt, 0600);
+    ASSERT_TRUE(listener.has_value()) << listener.error().message;
+    auto started = Server::start(ServerOptions{dir.file("jitd.sock"), std::nullopt, limits}, router,
+                                 std::move(*listener));
     ASSERT_TRUE(started.has_value()) << started.error().message;
     server = std::move(*started);
   }

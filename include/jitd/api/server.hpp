@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 
+#include "jitd/api/listen_socket.hpp"
 #include "jitd/api/router.hpp"
 #include "jitd/core/error.hpp"
 
@@ -28,19 +29,19 @@ struct ServerLimits {
 };
 
 struct ServerOptions {
-  std::filesystem::path socket_path;
+  std::filesystem::path socket_path;  // where `listener` is, for messages
   std::optional<gid_t> manage_group;  // members may request and revoke; root always may
   ServerLimits limits{};
-  mode_t socket_mode = 0660;
 };
 
 class Server {
  public:
-  // Binds the socket (mode 0660, group manage_group). The server has no thread: the owner's
+  // Serves on `listener` (made by jitd or passed by systemd). The server has no thread: the owner's
   // event loop watches epoll_fd() and listener_fd() and calls run() when either is readable
   // and when next_run() says, so every request is handled on the loop's thread.
   [[nodiscard]] static core::Result<std::unique_ptr<Server>> start(const ServerOptions& options,
-                                                                   const Router& router);
+                                                                   const Router& router,
+                                                                   ListenSocket listener);
   // libmicrohttpd's own epoll descriptor: readable when the listener or a connection has work.
   [[nodiscard]] int epoll_fd() const;
   // The listening socket: jitd accepts itself, to count connections by the caller's uid.
