@@ -441,9 +441,18 @@ Response Router::show_policy(const core::Caller& caller) const {
                      {"ports", std::move(entry_ports)},
                      {"description", entry.description}});
   }
+  json source{{"kind", "files"}, {"errors", json::array()}};
+  if (policy_status_ != nullptr) {
+    if (policy_status_->last_valid_copy) {
+      source["kind"] = "lastValidCopy";
+      source["savedUtc"] = policy_status_->saved_utc;
+    }
+    source["errors"] = policy_status_->file_errors;
+  }
   return json_response(200, json{{"ports", std::move(ports)},
                                  {"permanentAllowList", std::move(allow)},
-                                 {"roles", std::move(roles)}});
+                                 {"roles", std::move(roles)},
+                                 {"source", std::move(source)}});
 }
 
 }  // namespace jitd::api

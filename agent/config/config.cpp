@@ -907,14 +907,64 @@ void add_policy_file(const fs::path& file, const core::Result<std::string>& text
 
 }  // namespace
 
-Loaded<core::Policy> load_policy_directory(const fs::path& directory) {
-  Loaded<core::Policy> loaded;
-  if (const auto opened = open_policy_directory(directory, loaded.errors)) {
+Loaded<std::vector<PolicySource>> read_policy_directory(const fs::path& directory) {
+  Loaded<std::vector<PolicySource>> read;
+  if (const auto opened = open_policy_directory(directory, read.errors)) {
     for (const auto& name : opened->names) {
-      add_policy_file(directory / name, read_policy_file(opened->fd.get(), name), loaded);
+      if (auto text = read_policy_file(opened->fd.get(), name)) {
+        read.value.push_back({name, std::move(*text)});
+      } else {
+        read.errors.push_back(file_error(directory / name, text.error().message));
+      }
     }
   }
+  return read;
+}
+
+Loaded<core::Policy> parse_policy_sources(const fs::path& directory,
+                                          const std::vector<PolicySource>& sources) {
+  Loaded<core::Policy> loaded;
+  for (const auto& source : sources) add_policy_file(directory / source.name, source.text, loaded);
   check_merged_policy(loaded.value, loaded.errors);
+  return loaded;
+}
+
+Loaded<core::Policy> load_policy_directory(const fs::path& directory,
+                                           std::vector<PolicySource>* sources) {
+  auto read = read_policy_directory(directory);
+  auto loaded = parse_policy_sources(directory, read.value);
+  loaded.errors.insert(loaded.errors.begin(), read.errors.begin(), read.errors.end());
+  if (sources != nullptr) *sources = std::move(read.value);
+  return loaded;
+}
+
+Loaded<core::Policy> load_policy_directory_replacing(const fs::path& directory,
+                                                     const std::string& name,
+                                                     const fs::path& candidate) {
+  const auto extension = fs::path(name).extension();
+  if (name.empty() || name.find('/') != std::string::npos || name.starts_with('.') ||
+      (extension != ".yaml" && extension != ".yml")) {
+    Loaded<core::Policy> refused;
+    refused.errors.push_back(file_error(
+        directory / name, "jitd reads only *.yaml and *.yml files not starting with '.' in " +
+                              directory.string() + ": a file named " + in_quotes(name) +
+                              " would be ignored"));
+    return refused;
+  }
+  auto read = read_policy_directory(directory);
+  // The copy being replaced is still on disk while a fleet tool validates its successor.
+  const auto replaced = directory / name;
+  std::erase_if(read.value, [&](const PolicySource& source) { return source.name == name; });
+  std::erase_if(read.errors, [&](const Diagnostic& error) { return error.where.file == replaced.string(); });
+  if (auto text = read_policy_file(AT_FDCWD, candidate.string())) {
+    const auto at = std::find_if(read.value.begin(), read.value.end(),
+                                 [&](const PolicySource& source) { return source.name > name; });
+    read.value.insert(at, PolicySource{name, std::move(*text)});
+  } else {
+    read.errors.push_back(file_error(candidate, text.error().message));
+  }
+  auto loaded = parse_policy_sources(directory, read.value);
+  loaded.errors.insert(loaded.errors.begin(), read.errors.begin(), read.errors.end());
   return loaded;
 }
 

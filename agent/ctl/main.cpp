@@ -254,6 +254,16 @@ Outcome<std::string> policy_table(const json& reply) {
   ReplyReader read(200);
   const Node policy{reply, ""};
   std::ostringstream out;
+  const Node source = read.object(policy, "source");
+  const auto errors = read.texts(source, "errors");
+  if (read.text(source, "kind") == "lastValidCopy") {
+    out << "WARNING: the policy files are invalid; jitd enforces its last valid copy, saved "
+        << read.text(source, "savedUtc") << ". Fix them and jitd takes them at once:\n";
+  } else if (!errors.empty()) {
+    out << "WARNING: the policy files were changed and are invalid; the previous policy stays in "
+           "force:\n";
+  }
+  for (const auto& error : errors) out << "  " << error << "\n";
   out << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL" << std::setw(12)
       << "MAX" << "ALLOWED SOURCES\n";
   for (const Node& rule : read.elements(policy, "ports")) {

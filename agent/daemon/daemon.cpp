@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "jitd/config/last_valid.hpp"
 #include "jitd/conntrack/session_adoption.hpp"
 #include "jitd/core/text.hpp"
 #include "jitd/sys/system_error.hpp"
@@ -98,18 +99,58 @@ core::Result<api::ListenSocket> listen_socket(const config::MainConfig& settings
 
 }  // namespace
 
+core::Result<StartingPolicy> load_starting_policy(const config::MainConfig& settings) {
+  StartingPolicy starting;
+  auto files = config::load_policy_directory(settings.policy_directory, &starting.sources);
+  if (files.ok()) {
+    starting.enforced = std::move(files.value);
+    return starting;
+  }
+  for (const auto& error : files.errors) {
+    starting.status.file_errors.push_back(error.to_string());
+    spdlog::error("{}", starting.status.file_errors.back());
+  }
+  starting.sources.clear();
+  const auto copy_path = settings.state_directory / config::last_valid_policy_name;
+  const auto invalid = "policy in " + settings.policy_directory.string() + " is invalid (" +
+                       std::to_string(files.errors.size()) + " error(s))";
+  auto copy = config::load_last_valid_policy(copy_path);
+  if (!copy) return core::fail(copy.error().code, invalid + " and " + copy.error().message);
+  if (!*copy) {
+    return core::fail(core::ErrorCode::policy_invalid,
+                      invalid + " and no valid policy was ever seen here (" + copy_path.string() +
+                          " does not exist): jitd starts only with a valid policy");
+  }
+  auto parsed = config::parse_policy_sources((*copy)->directory, (*copy)->sources);
+  if (!parsed.ok()) {
+    return core::fail(core::ErrorCode::policy_invalid,
+                      invalid + " and so is its last valid copy " + copy_path.string() + ": " +
+                          parsed.errors.front().to_string());
+  }
+  spdlog::critical(
+      "{}: enforcing the last valid policy instead, saved {} ({}); fix the files and jitd "
+      "takes them at once",
+      invalid, (*copy)->saved_utc, copy_path.string());
+  starting.enforced = std::move(parsed.value);
+  starting.status.last_valid_copy = true;
+  starting.status.saved_utc = (*copy)->saved_utc;
+  return starting;
+}
+
 Daemon::Daemon(config::MainConfig settings, std::unique_ptr<nft::NftBackend> backend,
                std::unique_ptr<state::AuditLog> audit, std::unique_ptr<state::FileJournal> journal,
-               core::Policy policy)
+               StartingPolicy policy)
     : settings_(std::move(settings)),
       backend_(std::move(backend)),
       audit_(std::move(audit)),
       journal_(std::move(journal)),
-      engine_(*backend_, *journal_, *audit_, clock_, random_grant_id, std::move(policy)),
+      engine_(*backend_, *journal_, *audit_, clock_, random_grant_id, std::move(policy.enforced)),
+      policy_status_(std::move(policy.status)),
+      starting_sources_(std::move(policy.sources)),
       router_(
           engine_, clock_,
           [this](const core::Caller& caller) { return reload("API by " + caller.name); },
-          audit_.get()) {}
+          audit_.get(), &policy_status_) {}
 
 int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) {
   if (auto started = start(replay, boot_id); !started) {
@@ -179,6 +220,13 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
                backend_->owns_table() ? "owned by jitd and persistent (owner + persist flags)"
                                       : "not owned (self-healing only)",
                settings_.claim_table_ownership ? "kernel probed" : "ownership off");
+  if (policy_status_.last_valid_copy) {
+    record("policy", "last-valid-copy",
+           "policy files invalid, enforcing the copy saved " + policy_status_.saved_utc + ": " +
+               core::join(policy_status_.file_errors, "; "));
+  } else {
+    save_last_valid(std::exchange(starting_sources_, {}));
+  }
 
   return watch_events();
 }
@@ -251,6 +299,14 @@ core::Result<void> Daemon::watch_events() {
   return {};
 }
 
+void Daemon::save_last_valid(std::vector<config::PolicySource> sources) {
+  const auto path = settings_.state_directory / config::last_valid_policy_name;
+  auto saved = config::save_last_valid_policy(
+      path, {settings_.policy_directory, core::format_utc(clock_.now()), std::move(sources)});
+  // The policy is in force either way; only a later start with broken files would miss it.
+  if (!saved) spdlog::warn("keep the last valid policy in {}: {}", path.string(), saved.error().message);
+}
+
 void Daemon::record(std::string event, std::string outcome, std::string reason) {
   core::AuditEvent audit;
   audit.time = clock_.now();
@@ -267,14 +323,17 @@ api::ReloadOutcome Daemon::reload(const std::string& trigger) {
   if (!policy_watched_ && watch_policy_directory()) {
     spdlog::info("policy directory {} is watched again", settings_.policy_directory.string());
   }
-  auto loaded = config::load_policy_directory(settings_.policy_directory);
+  std::vector<config::PolicySource> sources;
+  auto loaded = config::load_policy_directory(settings_.policy_directory, &sources);
   if (!loaded.ok()) {
     for (const auto& error : loaded.errors) {
       outcome.errors.push_back(error.to_string());
       spdlog::error("policy reload ({}): {}", trigger, outcome.errors.back());
     }
-    spdlog::error("policy reload ({}) refused: the previous policy stays in force", trigger);
+    spdlog::error("policy reload ({}) refused: the {} stays in force", trigger,
+                  policy_status_.last_valid_copy ? "last valid copy" : "previous policy");
     record("reload", "refused", trigger + ": " + core::join(outcome.errors, "; "));
+    policy_status_.file_errors = outcome.errors;
     return outcome;
   }
   auto change = engine_.replace_policy(std::move(loaded.value));
@@ -290,6 +349,11 @@ api::ReloadOutcome Daemon::reload(const std::string& trigger) {
   }
   outcome.applied = true;
   outcome.change = *change;
+  if (policy_status_.last_valid_copy) {
+    spdlog::info("policy files are valid again: the last valid copy is no longer in force");
+  }
+  policy_status_ = {};
+  save_last_valid(std::move(sources));
   const auto summary = fmt::format(
       "{}: {} protected port(s); grants revoked {}, narrowed {}, "
       "clamped {}",

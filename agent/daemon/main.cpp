@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
   bool validate_only = false;
   bool uninstall = false;
   std::string candidate;
+  std::string replaces;
   auto* config_option =
       app.add_option("-c,--config", config_path, "main config file")->capture_default_str();
   app.add_flag("--validate", validate_only,
@@ -58,6 +59,11 @@ int main(int argc, char** argv) {
                  "with --validate: check this one policy file on its own (its own owner and "
                  "mode, not its directory's) instead of the policy directory")
       ->needs(app.get_option("--validate"));
+  app.add_option("--replaces", replaces,
+                 "with --policy: check the policy directory as it will be once FILE is "
+                 "installed in it under this name (a new file or the replacement of one), as "
+                 "Ansible's validate: needs")
+      ->needs(app.get_option("--policy"));
   app.add_flag("--uninstall", uninstall,
                "remove jitd's nftables table (opens the protected ports)");
   CLI11_PARSE(app, argc, argv);
@@ -74,15 +80,21 @@ int main(int argc, char** argv) {
   }
   const auto& settings = main_config.value;
   if (!candidate.empty()) {
-    const auto policy = config::load_policy_file(candidate);
+    const auto policy =
+        replaces.empty()
+            ? config::load_policy_file(candidate)
+            : config::load_policy_directory_replacing(settings.policy_directory, replaces, candidate);
     print_errors(policy.errors);
     if (!policy.ok()) return 1;
-    std::cout << candidate << " is valid: " << policy.value.rules.size() << " port rules, "
+    std::cout << candidate << " is valid"
+              << (replaces.empty() ? std::string()
+                                   : " as " + (settings.policy_directory / replaces).string())
+              << ": " << policy.value.rules.size() << " port rules, "
               << policy.value.permanent_allow.size() << " permanent allow-list entries\n";
     return 0;
   }
-  auto policy = config::load_policy_directory(settings.policy_directory);
   if (validate_only) {
+    const auto policy = config::load_policy_directory(settings.policy_directory);
     print_errors(policy.errors);
     const auto host = prepare_host(settings, /*create=*/false);
     if (!host) std::cerr << host.error().message << "\n";
@@ -93,15 +105,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   spdlog::set_level(spdlog::level::from_str(settings.log_level));
-  if (!policy.ok()) {
-    print_errors(policy.errors);
-    spdlog::critical("policy in {} is invalid; nothing was changed",
-                     settings.policy_directory.string());
-    return 1;
-  }
-  if (policy.value.rules.empty()) {
-    spdlog::warn("policy in {} protects no port", settings.policy_directory.string());
-  }
   daemon::install_failpoints_from_environment();
 
   // --uninstall needs the state directory (audit) only; the daemon the socket's too.
@@ -136,6 +139,15 @@ int main(int argc, char** argv) {
     spdlog::info("removed table inet {}; protected ports are open", settings.nft_table);
     return 0;
   }
+  // After --uninstall: removing jitd must work whatever state its policy files are in.
+  auto policy = daemon::load_starting_policy(settings);
+  if (!policy) {
+    spdlog::critical("{}; nothing was changed", policy.error().message);
+    return 1;
+  }
+  if (policy->enforced.rules.empty()) {
+    spdlog::warn("policy in {} protects no port", settings.policy_directory.string());
+  }
   state::JournalReplay replay;
   const auto boot_id = daemon::current_boot_id();
   auto journal =
@@ -151,6 +163,6 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   daemon::Daemon agent(settings, std::move(*backend), std::move(*audit), std::move(*journal),
-                       std::move(policy.value));
+                       std::move(*policy));
   return agent.run(replay, boot_id);
 }

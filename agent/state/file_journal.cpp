@@ -24,15 +24,6 @@ tl::unexpected<core::Error> io_failure(const std::string& what, int error) {
   return sys::fail_system(core::ErrorCode::io, what, error);
 }
 
-core::Result<void> sync_directory(const std::filesystem::path& file) {
-  const auto directory = file.has_parent_path() ? file.parent_path() : ".";
-  sys::UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd || ::fsync(fd.get()) != 0) {
-    return io_failure("sync directory " + directory.string(), errno);
-  }
-  return {};
-}
-
 // The whole file, or nullopt when there is none.
 core::Result<std::optional<std::string>> read_whole(const std::filesystem::path& path) {
   sys::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -130,25 +121,12 @@ core::Result<void> FileJournal::append(std::string_view line) {
 }
 
 core::Result<void> FileJournal::compact() {
-  const auto text = compacted_journal(live_records_);
-  const auto temp = path_.string() + ".tmp";
-  sys::UniqueFd fd(
-      ::open(temp.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd) return io_failure("create " + temp, errno);
-  auto written = sys::write_all(fd.get(), text, "write " + temp);
-  if (written && ::fdatasync(fd.get()) != 0) written = io_failure("sync " + temp, errno);
-  if (written && ::rename(temp.c_str(), path_.c_str()) != 0) {
-    written = io_failure("rename " + temp + " to " + path_.string(), errno);
-  }
-  if (!written) {
-    ::unlink(temp.c_str());
-    return written;
-  }
-  // The old descriptor now refers to the replaced file: appends go to the new one from here,
-  // even if syncing the directory fails.
-  fd_ = std::move(fd);
+  auto replaced = sys::replace_synced(path_, compacted_journal(live_records_));
+  if (!replaced) return tl::unexpected(replaced.error());
+  // The old descriptor refers to the replaced file: appends go to the new one from here.
+  fd_ = std::move(*replaced);
   ended_since_compaction_ = 0;
-  return sync_directory(path_);
+  return sys::sync_directory_of(path_);
 }
 
 }  // namespace jitd::state

@@ -1,5 +1,6 @@
 #include "jitd/sys/files.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +57,33 @@ core::Result<void> append_synced(int fd, std::string_view record, const std::str
     const int sync_error = errno;
     cut_tail(fd, record.size());
     return fail_system(core::ErrorCode::io, what, sync_error);
+  }
+  return {};
+}
+
+core::Result<UniqueFd> replace_synced(const std::filesystem::path& path, std::string_view text) {
+  const auto temp = path.string() + ".tmp";
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) return fail_system(core::ErrorCode::io, "create " + temp, errno);
+  auto written = write_all(fd.get(), text, "write " + temp);
+  if (written && ::fdatasync(fd.get()) != 0) {
+    written = fail_system(core::ErrorCode::io, "sync " + temp, errno);
+  }
+  if (written && ::rename(temp.c_str(), path.c_str()) != 0) {
+    written = fail_system(core::ErrorCode::io, "rename " + temp + " to " + path.string(), errno);
+  }
+  if (!written) {
+    ::unlink(temp.c_str());
+    return tl::unexpected(written.error());
+  }
+  return fd;
+}
+
+core::Result<void> sync_directory_of(const std::filesystem::path& file) {
+  const auto directory = file.has_parent_path() ? file.parent_path() : ".";
+  UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd || ::fsync(fd.get()) != 0) {
+    return fail_system(core::ErrorCode::io, "sync directory " + directory.string(), errno);
   }
   return {};
 }

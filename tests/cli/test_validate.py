@@ -75,6 +75,55 @@ class Validate(unittest.TestCase):
         self.assertIn(f"{self.config}:3:13:", result.stderr)
         self.assertIn(f"{self.config}:4:1:", result.stderr)
 
+    # Ansible's `validate:` runs with the candidate in a temporary file while the copy it
+    # replaces is still in the directory: checked alone or added naively, a changed file
+    # would always collide with its own old copy.
+    def candidate(self, text):
+        path = os.path.join(self.dir.name, "candidate.tmp")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_candidate_replacing_its_old_copy_is_checked_with_the_other_files(self):
+        self.write("10-a.yaml", RULE.format(port=22, duration="PT1H"))
+        self.write("20-b.yaml", RULE.format(port=3389, duration="PT1H"))
+        changed = self.candidate(RULE.format(port=22, duration="PT3H"))
+        result = self.validate("--policy", changed, "--replaces", "10-a.yaml")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(f"is valid as {self.policies}/10-a.yaml: 2 port rules", result.stdout)
+
+    def test_candidate_colliding_with_another_file_names_its_future_path(self):
+        self.write("10-a.yaml", RULE.format(port=22, duration="PT1H"))
+        self.write("20-b.yaml", RULE.format(port=3389, duration="PT1H"))
+        clash = self.candidate(RULE.format(port=3389, duration="PT1H"))
+        result = self.validate("--policy", clash, "--replaces", "10-a.yaml")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"{self.policies}/20-b.yaml:2:", result.stderr)
+        self.assertIn(f"overlaps the rule for 3389/tcp at {self.policies}/10-a.yaml:2:", result.stderr)
+        new_file = self.validate("--policy", clash, "--replaces", "30-new.yaml")
+        self.assertEqual(new_file.returncode, 1)
+        self.assertIn(f"{self.policies}/30-new.yaml:2:", new_file.stderr)
+
+    def test_candidate_errors_and_ignored_names(self):
+        self.write("10-a.yaml", RULE.format(port=22, duration="PT1H"))
+        broken = self.candidate("ports:\n  - number: 70000\n")
+        result = self.validate("--policy", broken, "--replaces", "10-a.yaml")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"{self.policies}/10-a.yaml:2:13:", result.stderr)
+        for name in ("10-a.conf", ".10-a.yaml", "sub/10-a.yaml"):
+            ignored = self.validate("--policy", self.candidate(RULE.format(port=22, duration="PT1H")),
+                                    "--replaces", name)
+            self.assertEqual(ignored.returncode, 1, name)
+            self.assertIn("would be ignored", ignored.stderr)
+
+
+RULE = """ports:
+  - number: {port}
+    protocol: tcp
+    allowedSourceAddressPrefixes: ["*"]
+    maxRequestAccessDuration: {duration}
+"""
+
 
 if __name__ == "__main__":
     unittest.main()

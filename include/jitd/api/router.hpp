@@ -33,6 +33,13 @@ struct ReloadOutcome {
 // Provided by the daemon, which reads the policy directory.
 using PolicyReloader = std::function<ReloadOutcome(const core::Caller& caller)>;
 
+// Where the policy in force came from, for GET /v1/policy ("source").
+struct PolicyStatus {
+  bool last_valid_copy = false;          // the files are invalid: jitd enforces its saved copy
+  std::string saved_utc;                 // when that copy was saved
+  std::vector<std::string> file_errors;  // why the files on disk are not in force; empty: they are
+};
+
 // The query string's arguments, decoded, in the order given.
 using QueryArguments = std::vector<std::pair<std::string, std::string>>;
 
@@ -41,8 +48,12 @@ class Router {
   // Runs on the daemon's event loop, the engine's only thread. Without `audit`, GET
   // /v1/audit answers that there is no audit log to read.
   Router(core::AccessEngine& engine, const core::Clock& clock, PolicyReloader reload,
-         const core::AuditReader* audit = nullptr)
-      : engine_(engine), clock_(clock), reload_(std::move(reload)), audit_(audit) {}
+         const core::AuditReader* audit = nullptr, const PolicyStatus* policy_status = nullptr)
+      : engine_(engine),
+        clock_(clock),
+        reload_(std::move(reload)),
+        audit_(audit),
+        policy_status_(policy_status) {}
 
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
                                 std::string_view path, std::string_view body,
@@ -67,6 +78,7 @@ class Router {
   const core::Clock& clock_;
   PolicyReloader reload_;
   const core::AuditReader* audit_;
+  const PolicyStatus* policy_status_;
 };
 
 }  // namespace jitd::api

@@ -49,8 +49,32 @@ struct Loaded {
 // The main config's text, as if read from `file_name` (used by tests and fuzzers).
 [[nodiscard]] Loaded<MainConfig> parse_main_config_text(const std::string& text,
                                                         const std::string& file_name);
-// Every *.yaml / *.yml in the directory, merged in name order.
-[[nodiscard]] Loaded<core::Policy> load_policy_directory(const std::filesystem::path& directory);
+// One policy file as read: its name in the policy directory and its text.
+struct PolicySource {
+  std::string name;
+  std::string text;
+  bool operator==(const PolicySource&) const = default;
+};
+
+// Every *.yaml / *.yml in the directory, merged in name order; `sources`, when given, receives
+// the texts that were parsed (the last valid policy is saved as exactly those).
+[[nodiscard]] Loaded<core::Policy> load_policy_directory(const std::filesystem::path& directory,
+                                                         std::vector<PolicySource>* sources = nullptr);
+// The directory as it will be once `candidate` is installed as `name` in it (a new file, or
+// the replacement of the one there): `jitd --validate --policy FILE --replaces NAME`, for a
+// fleet tool that validates a file before it moves it into place. Errors in the candidate
+// name directory/name.
+[[nodiscard]] Loaded<core::Policy> load_policy_directory_replacing(
+    const std::filesystem::path& directory, const std::string& name,
+    const std::filesystem::path& candidate);
+// The two halves of load_policy_directory, for a caller that keeps what it parsed (the last
+// valid policy is saved as the very text that was found valid): the files' texts in name
+// order (with an error for each that cannot be read), and their parse, each file named as
+// `directory`/name.
+[[nodiscard]] Loaded<std::vector<PolicySource>> read_policy_directory(
+    const std::filesystem::path& directory);
+[[nodiscard]] Loaded<core::Policy> parse_policy_sources(const std::filesystem::path& directory,
+                                                        const std::vector<PolicySource>& sources);
 // One candidate policy file on its own (`jitd --validate --policy FILE`): the file's own
 // owner and mode are checked, not its directory's.
 [[nodiscard]] Loaded<core::Policy> load_policy_file(const std::filesystem::path& file);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "jitd/api/router.hpp"
 #include "jitd/api/server.hpp"
@@ -20,11 +21,22 @@
 
 namespace jitd::daemon {
 
+// The policy a start enforces and where it came from.
+struct StartingPolicy {
+  core::Policy enforced;
+  std::vector<config::PolicySource> sources;  // from valid files: saved as the last valid copy
+  api::PolicyStatus status;                   // the files, or the last valid copy and why
+};
+
+// The policy files; when they are invalid, the last valid copy in the state directory (each
+// file error logged). An error only when the files are invalid and no usable copy exists.
+[[nodiscard]] core::Result<StartingPolicy> load_starting_policy(const config::MainConfig& settings);
+
 class Daemon {
  public:
   Daemon(config::MainConfig settings, std::unique_ptr<nft::NftBackend> backend,
          std::unique_ptr<state::AuditLog> audit, std::unique_ptr<state::FileJournal> journal,
-         core::Policy policy);
+         StartingPolicy policy);
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
@@ -37,6 +49,7 @@ class Daemon {
                                          const std::string& boot_id);
   [[nodiscard]] core::Result<void> watch_events();
   void record(std::string event, std::string outcome, std::string reason);
+  void save_last_valid(std::vector<config::PolicySource> sources);
 
   api::ReloadOutcome reload(const std::string& trigger);
   void on_policy_directory_event();
@@ -52,6 +65,8 @@ class Daemon {
   std::unique_ptr<state::AuditLog> audit_;
   std::unique_ptr<state::FileJournal> journal_;
   core::AccessEngine engine_;
+  api::PolicyStatus policy_status_;
+  std::vector<config::PolicySource> starting_sources_;  // saved once the start succeeded
   api::Router router_;
   // Declared before the loop, destroyed after it: the loop's sources watch their descriptors.
   std::unique_ptr<nft::RulesetMonitor> monitor_;

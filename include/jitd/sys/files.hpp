@@ -2,11 +2,13 @@
 // Whole-file reads and writes that retry EINTR, and durable appends of one record, reporting
 // errno by what they were doing.
 #include <cstddef>
+#include <filesystem>
 #include <limits>
 #include <string>
 #include <string_view>
 
 #include "jitd/core/error.hpp"
+#include "jitd/sys/unique_fd.hpp"
 
 namespace jitd::sys {
 
@@ -24,6 +26,16 @@ namespace jitd::sys {
 // reached the file is taken back (cut_tail), so the next record starts on a clean line.
 [[nodiscard]] core::Result<void> append_synced(int fd, std::string_view record,
                                                const std::string& what);
+
+// Replaces the file at `path` with `text` so that a crash leaves the old file or the new one,
+// never a mix: a temporary sibling (mode 0600) is written, fdatasync()ed and renamed over
+// `path`. Returns the new file, open for appending. The rename is durable only once the
+// caller has synced the directory (sync_directory_of), after it took the new descriptor.
+[[nodiscard]] core::Result<UniqueFd> replace_synced(const std::filesystem::path& path,
+                                                    std::string_view text);
+
+// fsync()s the directory holding `file`, so that a rename or a creation in it is durable.
+[[nodiscard]] core::Result<void> sync_directory_of(const std::filesystem::path& file);
 
 // Takes the last `bytes` bytes back off the file after a failed append: the caller hears that
 // the record failed, so it must not come back. Best effort: if this fails too, the fragment
