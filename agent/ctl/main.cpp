@@ -250,11 +250,9 @@ Outcome<std::string> revoked_text(const json& reply) {
   return read.result("revoked " + id + "\n");
 }
 
-Outcome<std::string> policy_table(const json& reply) {
-  ReplyReader read(200);
-  const Node policy{reply, ""};
+// Said first and loudly: the files on disk are not what jitd enforces.
+std::string policy_warning(ReplyReader& read, const Node& source) {
   std::ostringstream out;
-  const Node source = read.object(policy, "source");
   const auto errors = read.texts(source, "errors");
   if (read.text(source, "kind") == "lastValidCopy") {
     out << "WARNING: the policy files are invalid; jitd enforces its last valid copy, saved "
@@ -264,6 +262,14 @@ Outcome<std::string> policy_table(const json& reply) {
            "force:\n";
   }
   for (const auto& error : errors) out << "  " << error << "\n";
+  return out.str();
+}
+
+Outcome<std::string> policy_table(const json& reply) {
+  ReplyReader read(200);
+  const Node policy{reply, ""};
+  std::ostringstream out;
+  if (reply.contains("source")) out << policy_warning(read, read.object(policy, "source"));
   out << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL" << std::setw(12)
       << "MAX" << "ALLOWED SOURCES\n";
   for (const Node& rule : read.elements(policy, "ports")) {
