@@ -27,9 +27,10 @@ markdown_to_roff() {
   if [ -z "$1" ]; then sed '/^\.TH /d; /^\.nh$/d' "$work/converted"; else cat "$work/converted"; fi
 }
 
-# docs/operations.md as the OPERATION section of jitd(8): its title line is dropped, each
-# "##"/"###" heading becomes a subsection (.SS).
-sed -e '1{/^# /d}' -e 's/^### /## /' "$source_dir/docs/operations.md" >"$work/operations.md"
+# docs/operations.md as the OPERATION section of jitd(8): its title line is dropped, and each
+# "##"/"###" heading becomes a subsection (.SS; go-md2man makes "##" a section, "###" and
+# deeper a subsection).
+sed -e '1{/^# /d}' -e 's/^##/###/' "$source_dir/docs/operations.md" >"$work/operations.md"
 {
   printf '[DESCRIPTION]\n'
   printf 'jitd keeps management ports (SSH, RDP, WinRM, any port its policy names) closed with\n'
@@ -61,12 +62,13 @@ help2man --no-info --section=1 --source="jitd $version" \
   --include="$work/jitctl.h2m" "$jitctl" >"$out/jitctl.1"
 
 # docs/policy.md as jitd.yaml(5): a NAME section for whatis/apropos, the document as
-# DESCRIPTION (its title line replaced), its "##"/"###" headings as sections/subsections.
+# DESCRIPTION (its title line replaced); under a title block go-md2man makes its "##"
+# headings sections and its "###" headings subsections.
 {
   printf '%% JITD.YAML 5 "" "jitd %s" "File Formats"\n\n' "$version"
   printf '# NAME\n\njitd.yaml - jitd main configuration and policy files\n\n'
   printf '# DESCRIPTION\n\n'
-  sed -e '1{/^# /d}' -e 's/^### /## /; t' -e 's/^## /# /' "$source_dir/docs/policy.md"
+  sed -e '1{/^# /d}' "$source_dir/docs/policy.md"
   printf '\n# SEE ALSO\n\n**jitd**(8), **jitctl**(1)\n'
 } >"$work/policy.md"
 markdown_to_roff title "$work/policy.md" >"$out/jitd.yaml.5"
