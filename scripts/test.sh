@@ -43,7 +43,7 @@ package() {
   local built
   # package.sh's last line of stdout is the .deb's path.
   built=$(scripts/package.sh "$root/build-package" | tail -n 1) || return
-  deb=$built
+  export deb=$built
   tests/package/check_package.py "$deb"
 }
 

@@ -128,7 +128,12 @@ def check_maintainer_scripts(control_dir):
         check(remove.returncode == 0 and "stand-in failure" in remove.stderr,
               "prerm remove: a failing jitd --uninstall is reported and the removal goes on")
 
+    # An upgrade keeps the table and every live grant: the units are not stopped before the
+    # new files are unpacked, only restarted after (jitd hands its table to the new jitd).
+    check(re.search(r'\[ "\$1" = remove \][^\n]*\n\s*deb-systemd-invoke stop', prerm),
+          "prerm stops the units on remove only, not on upgrade")
     postinst = (control_dir / "postinst").read_text()
+    check("_dh_action=restart" in postinst, "postinst restarts the units after an upgrade")
     group = postinst.find("groupadd --system jitd")
     check(group >= 0 and "getent group jitd" in postinst[:group],
           "postinst creates the jitd group when it is missing")
