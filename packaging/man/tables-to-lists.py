@@ -7,35 +7,45 @@ lintian's), however the columns are set. Each row becomes instead:
 
     .TP
     <first cell>
-    <heading 2>: <cell 2>; ... <last cell>
+    <heading 2>: <cell 2>; <heading 3>: <cell 3> ...   (two columns: just <cell 2>)
 
 Reads go-md2man's roff on stdin, writes it on stdout.
 """
 import sys
 
 
-def rows_of(data_lines):
-    """Cells of each row; a T{ ... T} text block may span lines."""
-    rows, cells, block = [], None, None
-    for line in data_lines:
-        if block is not None:
-            if line == "T}" or line.startswith("T}\t"):
-                cells.append(" ".join(block))
-                block = None
-                rest = line[3:]
-                if rest:
-                    cells.extend(rest.split("\t"))
-                if not cells[-1].endswith("T{"):
-                    rows.append(cells)
-            else:
-                block.append(line)
-            continue
-        cells = line.split("\t")
-        if cells[-1] == "T{":
-            cells.pop()
-            block = []
+def rows_of(lines):
+    """Cells of each row. A cell may be a T{ ... T} text block spanning lines; after its T}
+    the row goes on on the same line, or on the next one when that starts with a tab."""
+    rows, row, i = [], None, 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if row is not None and line.startswith("\t"):
+            rest = line[1:]
         else:
-            rows.append(cells)
+            if row is not None:
+                rows.append(row)
+            row, rest = [], line
+        while True:
+            if rest.startswith("T{"):
+                block = []
+                while not lines[i].startswith("T}"):
+                    block.append(lines[i])
+                    i += 1
+                row.append(" ".join(block))
+                rest = lines[i][2:]
+                i += 1
+                if not rest.startswith("\t"):
+                    break
+                rest = rest[1:]
+                continue
+            cell, tab, rest = rest.partition("\t")
+            row.append(cell)
+            if not tab:
+                break
+    if row is not None:
+        rows.append(row)
     return rows
 
 
@@ -45,10 +55,10 @@ def convert(table):
     rows = rows_of(table[start:])
     headings, out = rows[0], []
     for cells in rows[1:]:
-        middle = [f"{headings[i]}: {cells[i]}" for i in range(1, len(cells) - 1) if cells[i]]
-        text = "; ".join(middle)
-        if len(cells) > 1:
-            text = f"{text}. {cells[-1]}" if text else cells[-1]
+        if len(cells) == 2:
+            text = cells[1]
+        else:
+            text = "; ".join(f"{headings[i]}: {cells[i]}" for i in range(1, len(cells)) if cells[i])
         out.extend([".TP", cells[0], text])
     return out
 

@@ -154,6 +154,8 @@ def check_man_pages(root):
         text = run(["man", "-l", str(path)], env=env).stdout
         check(result.returncode == 0 and not result.stderr.strip() and "NAME" in text
               and len(text) > 1000, f"{page} renders without warnings", result.stderr.strip())
+        # A table row packaging/man/tables-to-lists.py failed to take apart shows its markup.
+        check("T{" not in text and "T}" not in text, f"{page}: no table markup left")
 
 
 def check_completion(root):
