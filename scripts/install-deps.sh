@@ -17,6 +17,12 @@ packages=(
   # sanitizer runtimes (libclang-rt is only recommended by clang), llvm-symbolizer for readable
   # reports; nm (binutils) for the no-shell check.
   clang libclang-rt-14-dev llvm binutils
+  # The Debian package (scripts/package.sh, tests/package/check_package.py): dpkg-buildpackage
+  # (dpkg-dev) with debhelper and its bash-completion addon (no fakeroot: the package declares
+  # Rules-Requires-Root: no); the man pages are generated from --help (help2man) and docs/*.md
+  # (go-md2man, python3); lintian checks the package; systemd-analyze (systemd) verifies the
+  # units and rates their sandbox; man (man-db) renders the man pages as lintian does.
+  dpkg-dev debhelper bash-completion help2man go-md2man lintian systemd man-db
 )
 
 missing=()

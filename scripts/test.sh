@@ -2,13 +2,15 @@
 # The whole test suite, as CI runs it (root; each kernel test builds its own network namespaces
 # and never touches the host's ruleset):
 #   1. build/       the plain build: unit tests, kernel tests, the no-shell check (ctest);
-#   2. build-fuzz/  the libFuzzer harnesses (clang), each for JITD_FUZZ_SECONDS (10) over its
+#   2. build-package/ the Debian package (scripts/package.sh), checked without installing it
+#                   (tests/package/check_package.py); later steps find its path in $deb;
+#   3. build-fuzz/  the libFuzzer harnesses (clang), each for JITD_FUZZ_SECONDS (10) over its
 #                   corpus; findings go to build-fuzz/findings/<harness>/;
-#   3. build-asan/  ASan + UBSan: the unit tests and the kernel tests labelled `sanitize`; any
+#   4. build-asan/  ASan + UBSan: the unit tests and the kernel tests labelled `sanitize`; any
 #                   sanitizer report (also from a jitd a kernel test started) fails the step.
 # Every step runs even when an earlier one failed; the exit status is non-zero if any did.
 # Usage: sudo scripts/test.sh   (CI=true turns a kernel-test skip or a missing clang into a
-# failure; JITD_SANITIZERS=0 runs step 1 only, for a quick local run)
+# failure; JITD_SANITIZERS=0 skips the fuzzers and sanitizers, JITD_PACKAGE=0 the package)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -34,6 +36,15 @@ step() {
 plain_tests() {
   # Kernel tests mostly sleep on timeouts, so they run side by side.
   ctest --test-dir "$build" --output-on-failure --timeout 600 -j "${JITD_TEST_JOBS:-6}"
+}
+
+deb=''
+package() {
+  local built
+  # package.sh's last line of stdout is the .deb's path.
+  built=$(scripts/package.sh "$root/build-package" | tail -n 1) || return
+  export deb=$built
+  tests/package/check_package.py "$deb"
 }
 
 fuzz() {
@@ -62,6 +73,10 @@ asan() {
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j"$jobs"
 step "tests (plain build)" plain_tests
+
+if [ "${JITD_PACKAGE:-1}" != 0 ]; then
+  step "package (scripts/package.sh, tests/package)" package
+fi
 
 if [ "${JITD_SANITIZERS:-1}" != 0 ]; then
   if command -v clang++ >/dev/null && command -v clang >/dev/null; then
