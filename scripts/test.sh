@@ -4,13 +4,18 @@
 #   1. build/       the plain build: unit tests, kernel tests, the no-shell check (ctest);
 #   2. build-package/ the Debian package (scripts/package.sh), checked without installing it
 #                   (tests/package/check_package.py); later steps find its path in $deb;
-#   3. build-fuzz/  the libFuzzer harnesses (clang), each for JITD_FUZZ_SECONDS (10) over its
+#   3. build-vm/    a Debian 12 VM on its stock Linux 6.1 (tests/vm/run, qemu): the package
+#                   installed, granted, restarted, rebooted and removed there; the Ansible
+#                   example; this build's C++ kernel tests and a named subset of the Python
+#                   ones in the guest (tests/vm/ci-subset; tests/vm/run --full runs them all);
+#   4. build-fuzz/  the libFuzzer harnesses (clang), each for JITD_FUZZ_SECONDS (10) over its
 #                   corpus; findings go to build-fuzz/findings/<harness>/;
-#   4. build-asan/  ASan + UBSan: the unit tests and the kernel tests labelled `sanitize`; any
+#   5. build-asan/  ASan + UBSan: the unit tests and the kernel tests labelled `sanitize`; any
 #                   sanitizer report (also from a jitd a kernel test started) fails the step.
 # Every step runs even when an earlier one failed; the exit status is non-zero if any did.
 # Usage: sudo scripts/test.sh   (CI=true turns a kernel-test skip or a missing clang into a
-# failure; JITD_SANITIZERS=0 skips the fuzzers and sanitizers, JITD_PACKAGE=0 the package)
+# failure; JITD_SANITIZERS=0 skips the fuzzers and sanitizers, JITD_PACKAGE=0 the package and
+# the VM, JITD_VM=0 the VM)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -70,12 +75,25 @@ asan() {
   return "$status"
 }
 
+vm() {
+  # The package step's .deb; the guest runs this build's kernel tests.
+  if [ -z "${deb:-}" ]; then
+    echo "no package to install in the VM (the package step failed or JITD_PACKAGE=0)" >&2
+    return 1
+  fi
+  tests/vm/run --deb "$deb" --build "$build"
+}
+
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$build" -j"$jobs"
 step "tests (plain build)" plain_tests
 
 if [ "${JITD_PACKAGE:-1}" != 0 ]; then
   step "package (scripts/package.sh, tests/package)" package
+fi
+
+if [ "${JITD_PACKAGE:-1}" != 0 ] && [ "${JITD_VM:-1}" != 0 ]; then
+  step "Debian 12 VM on Linux 6.1 (tests/vm/run)" vm
 fi
 
 if [ "${JITD_SANITIZERS:-1}" != 0 ]; then
