@@ -17,6 +17,11 @@ packages=(
   # sanitizer runtimes (libclang-rt is only recommended by clang), llvm-symbolizer for readable
   # reports; nm (binutils) for the no-shell check.
   clang libclang-rt-14-dev llvm binutils
+  # The VM test (tests/vm/run): mmdebstrap builds a Debian 12 image, mke2fs -d (e2fsprogs)
+  # turns it into a disk without loop devices or mounts, debugfs puts the run's SSH key in,
+  # qemu boots it (TCG: no /dev/kvm needed), ssh/scp drive it, ansible-playbook runs the
+  # packaging/examples/ansible playbook against it.
+  mmdebstrap qemu-system-x86 e2fsprogs openssh-client ansible-core
 )
 
 missing=()
