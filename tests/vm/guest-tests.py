@@ -24,6 +24,7 @@ import unittest
 def run_one_module(module, out):
     """In a child process: runs one test module like `python3 -m unittest -v MODULE` and
     records each test's outcome (the verbose text output is not a stable format to parse)."""
+    sys.path.insert(0, os.getcwd())  # the test modules and lab.py, as `python3 -m unittest`
     results = {}
 
     class Recording(unittest.TextTestResult):
