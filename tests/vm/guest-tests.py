@@ -95,6 +95,17 @@ def run_gtest(binary, directory, timeout):
             code = done.returncode
         except subprocess.TimeoutExpired:
             code = None
+    # gtest's JSON report has no skip message; its text output has "file:line: Skipped" and the
+    # message on the lines before "[  SKIPPED ] Suite.Name".
+    skip_messages, message = {}, None
+    with open(os.path.join(directory, f"{name}.log"), errors="replace") as log:
+        lines = log.read().splitlines()
+    for number, line in enumerate(lines):
+        if line.endswith(": Skipped") and number + 1 < len(lines):
+            message = lines[number + 1].strip()
+        elif line.startswith("[  SKIPPED ] ") and message is not None:
+            skip_messages[line[len("[  SKIPPED ] "):].split(" (")[0].strip()] = message
+            message = None
     results = {}
     if os.path.exists(report):
         for test_suite in json.load(open(report)).get("testsuites", []):
@@ -104,9 +115,7 @@ def run_gtest(binary, directory, timeout):
                     detail = "\n".join(f.get("failure", "") for f in case["failures"])
                     results[test_id] = {"status": "failed", "detail": detail}
                 elif case.get("result") == "SKIPPED" or case.get("status") == "NOTRUN":
-                    skipped = case.get("skipped", {})
-                    skipped = skipped[0] if isinstance(skipped, list) and skipped else skipped
-                    message = skipped.get("message", "") if isinstance(skipped, dict) else ""
+                    message = skip_messages.get(f"{test_suite['name']}.{case['name']}", "")
                     results[test_id] = {"status": "skipped", "detail": message}
                 else:
                     results[test_id] = {"status": "passed", "detail": ""}
