@@ -23,6 +23,11 @@ packages=(
   # (go-md2man, python3); lintian checks the package; systemd-analyze (systemd) verifies the
   # units and rates their sandbox; man (man-db) renders the man pages as lintian does.
   dpkg-dev debhelper bash-completion help2man go-md2man lintian systemd man-db
+  # The VM test (tests/vm/run): mmdebstrap builds a Debian 12 image, mke2fs -d (e2fsprogs)
+  # turns it into a disk without loop devices or mounts, debugfs puts the run's SSH key in,
+  # qemu boots it (TCG: no /dev/kvm needed), ssh/scp drive it, ansible-playbook runs the
+  # packaging/examples/ansible playbook against it.
+  mmdebstrap qemu-system-x86 e2fsprogs openssh-client ansible-core
 )
 
 missing=()
