@@ -21,15 +21,14 @@ tl::unexpected<core::Error> failed(const std::string& what) {
   return sys::fail_system(core::ErrorCode::io, what, errno);
 }
 
-// Whether a process accepts on the socket at `address`: a listener answers a connect (or has a
-// full backlog); a socket left by a dead process refuses it.
-bool someone_listens(const sockaddr_un& address) {
+// Whether the socket at `address` may be in use: only a socket whose connect is refused was
+// left by a dead process. Anything else (a listener, a full backlog, a datagram socket, no
+// permission, no descriptor to probe with) counts as in use and is left alone.
+bool maybe_in_use(const sockaddr_un& address) {
   sys::UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!probe) return false;
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0) {
-    return true;
-  }
-  return errno == EAGAIN;
+  if (!probe) return true;
+  return ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0 ||
+         errno != ECONNREFUSED;
 }
 
 // Whatever is at `path` must be a socket left by an earlier run: anything else (a file, a
@@ -49,10 +48,10 @@ core::Result<void> remove_stale_socket(const sockaddr_un& address) {
                           "socketPath",
                       EEXIST);
   }
-  if (someone_listens(address)) {
+  if (maybe_in_use(address)) {
     return core::fail(core::ErrorCode::io,
                       "socket path " + path +
-                          " is in use: another process (a running jitd?) accepts on it; stop it "
+                          " is in use: another process (a running jitd?) has it open; stop it "
                           "first, two daemons would fight over one table",
                       EADDRINUSE);
   }
@@ -104,7 +103,7 @@ core::Result<ListenSocket> ListenSocket::create(const std::filesystem::path& pat
   struct stat info {};
   if (::lstat(text.c_str(), &info) != 0) return failed("stat socket " + text);
   // From here on the owner removes the file, also when a step below fails.
-  ListenSocket made(std::move(listener), path, info.st_dev, info.st_ino);
+  ListenSocket made(std::move(listener), path, /*created=*/true, info.st_dev, info.st_ino);
   // Never through a link, should one replace the socket after bind.
   if (group && ::fchownat(AT_FDCWD, text.c_str(), 0, *group, AT_SYMLINK_NOFOLLOW) != 0) {
     return failed("chown socket " + text);
@@ -113,8 +112,7 @@ core::Result<ListenSocket> ListenSocket::create(const std::filesystem::path& pat
   return made;
 }
 
-core::Result<ListenSocket> ListenSocket::adopt(sys::UniqueFd fd, const std::filesystem::path& path) {
-  const auto& text = path.native();
+core::Result<ListenSocket> ListenSocket::adopt(sys::UniqueFd fd) {
   const std::string what = "socket passed by systemd (fd " + std::to_string(fd.get()) + ")";
   auto option = [&](int name) -> core::Result<int> {
     int value = 0;
@@ -128,11 +126,6 @@ core::Result<ListenSocket> ListenSocket::adopt(sys::UniqueFd fd, const std::file
   if (!domain || !type || !accepting) {
     return tl::unexpected(!domain ? domain.error() : !type ? type.error() : accepting.error());
   }
-  if (*domain != AF_UNIX || *type != SOCK_STREAM || *accepting == 0) {
-    return core::fail(core::ErrorCode::invalid_argument,
-                      what + " is not a listening Unix stream socket; jitd.socket must say "
-                             "ListenStream=" + text);
-  }
   sockaddr_un bound{};
   socklen_t length = sizeof bound;
   if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &length) != 0) {
@@ -140,36 +133,38 @@ core::Result<ListenSocket> ListenSocket::adopt(sys::UniqueFd fd, const std::file
   }
   const auto bound_length = length - offsetof(sockaddr_un, sun_path);
   const std::string bound_path(bound.sun_path, ::strnlen(bound.sun_path, bound_length));
-  if (bound_path != text) {
+  if (*domain != AF_UNIX || *type != SOCK_STREAM || *accepting == 0 || bound_path.empty() ||
+      bound_path.front() != '/') {
     return core::fail(core::ErrorCode::invalid_argument,
-                      what + " listens on '" + bound_path + "', but socketPath is " + text +
-                          ": make jitd.socket's ListenStream= and socketPath agree");
+                      what + " is not a listening Unix stream socket at a path; jitd.socket "
+                             "must say ListenStream=/run/jitd/jitd.sock (socketPath)");
   }
   // systemd passes it blocking and inheritable; jitd's loop must never block on accept.
   if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) != 0 ||
       ::fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0) {
     return failed(what);
   }
-  return ListenSocket(std::move(fd), {}, 0, 0);
+  return ListenSocket(std::move(fd), bound_path, /*created=*/false, 0, 0);
 }
 
-ListenSocket::ListenSocket(sys::UniqueFd fd, std::filesystem::path created_path, dev_t device,
-                           ino_t inode)
-    : fd_(std::move(fd)), created_path_(std::move(created_path)), device_(device), inode_(inode) {}
+ListenSocket::ListenSocket(sys::UniqueFd fd, std::filesystem::path path, bool created,
+                           dev_t device, ino_t inode)
+    : fd_(std::move(fd)), path_(std::move(path)), created_(created), device_(device), inode_(inode) {}
 
 ListenSocket::ListenSocket(ListenSocket&& other) noexcept
     : fd_(std::move(other.fd_)),
-      created_path_(std::exchange(other.created_path_, {})),
+      path_(std::move(other.path_)),
+      created_(std::exchange(other.created_, false)),
       device_(other.device_),
       inode_(other.inode_) {}
 
 ListenSocket::~ListenSocket() {
-  if (created_path_.empty()) return;
+  if (!created_) return;
   // Only the file this socket was bound to: a later jitd may have put its own there.
   struct stat info {};
-  if (::lstat(created_path_.c_str(), &info) == 0 && S_ISSOCK(info.st_mode) &&
-      info.st_dev == device_ && info.st_ino == inode_) {
-    ::unlink(created_path_.c_str());
+  if (::lstat(path_.c_str(), &info) == 0 && S_ISSOCK(info.st_mode) && info.st_dev == device_ &&
+      info.st_ino == inode_) {
+    ::unlink(path_.c_str());
   }
 }
 

@@ -275,6 +275,20 @@ class Document {
   // text ("[1],2": an endless run of empty documents, found by fuzzing), so the documents are
   // counted first, stopping at the second.
   [[nodiscard]] std::optional<YAML::Node> load(const std::string& text) {
+    // YAML is Unicode; yaml-cpp would take other bytes, and the last valid policy copy (JSON)
+    // could not hold them, so such a file is refused here, saying where.
+    if (const auto offset = core::first_invalid_utf8(text)) {
+      const auto before = std::string_view(text).substr(0, *offset);
+      const auto line_start = before.rfind('\n');
+      const int line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+      const int column =
+          1 + static_cast<int>(line_start == std::string_view::npos ? *offset
+                                                                    : *offset - line_start - 1);
+      errors_.push_back({{file_, line, column},
+                         "not valid UTF-8 (byte " + std::to_string(*offset) +
+                             "): save the file as UTF-8"});
+      return std::nullopt;
+    }
     if (const int line = first_too_deep_line(text); line != 0) {
       errors_.push_back({{file_, line, 1},
                          "nested deeper than jitd reads (more than " +

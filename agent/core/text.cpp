@@ -87,4 +87,14 @@ std::string excerpt(std::string_view text, std::size_t max_characters) {
   return escape(text, max_characters);
 }
 
+std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
+  for (std::size_t offset = 0; offset < text.size();) {
+    char32_t code_point = 0;
+    const std::size_t length = utf8_length(text.substr(offset), code_point);
+    if (length == 0) return offset;
+    offset += length;
+  }
+  return std::nullopt;
+}
+
 }  // namespace jitd::core

@@ -80,20 +80,27 @@ core::Result<api::ListenSocket> listen_socket(const config::MainConfig& settings
   if (passed == 0) {
     return api::ListenSocket::create(settings.socket_path, group, settings.socket_mode);
   }
-  auto adopted =
-      api::ListenSocket::adopt(sys::UniqueFd(SD_LISTEN_FDS_START), settings.socket_path);
+  auto adopted = api::ListenSocket::adopt(sys::UniqueFd(SD_LISTEN_FDS_START));
   if (!adopted) return adopted;
+  const auto& path = adopted->path();
+  // Protection first: a socket at another path is still served (refusing it would leave the
+  // ports open at boot), but said loudly, since jitctl looks for socketPath.
+  if (path != settings.socket_path) {
+    spdlog::error("socket from systemd listens on '{}', but socketPath is {}: serving on '{}'; "
+                  "make jitd.socket's ListenStream= and socketPath agree",
+                  path.string(), settings.socket_path.string(), path.string());
+  }
   // Access is the socket unit's to set now; a mismatch with jitd.yaml is worth a warning.
   struct stat info {};
-  if (::stat(settings.socket_path.c_str(), &info) == 0 &&
-      ((info.st_mode & 07777) != settings.socket_mode || (group && info.st_gid != *group))) {
+  if (::stat(path.c_str(), &info) == 0 &&
+      ((info.st_mode & 07777) != settings.socket_mode || info.st_gid != group.value_or(0))) {
     spdlog::warn(
         "socket {} from systemd has mode {:04o} group {}, jitd.yaml says mode {:04o} group '{}': "
         "set SocketMode= and SocketGroup= in jitd.socket to match",
-        settings.socket_path.string(), info.st_mode & 07777, info.st_gid, settings.socket_mode,
+        path.string(), info.st_mode & 07777, info.st_gid, settings.socket_mode,
         settings.socket_group);
   }
-  spdlog::info("socket activation: serving on {} passed by systemd", settings.socket_path.string());
+  spdlog::info("socket activation: serving on {} passed by systemd", path.string());
   return adopted;
 }
 
@@ -269,9 +276,11 @@ core::Result<void> Daemon::watch_events() {
   sys::UniqueFd inotify(inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
   if (!inotify) return sys::fail_system(core::ErrorCode::io, "inotify_init1", errno);
   inotify_fd_ = inotify.get();
+  // Not fatal: the table is in, and jitd must serve the API. A directory that is missing now
+  // (a fleet tool between two renames) is looked for again by housekeeping.
   if (!watch_policy_directory()) {
-    return sys::fail_system(core::ErrorCode::io,
-                            "watch policy directory " + settings_.policy_directory.string(), errno);
+    spdlog::warn("watch policy directory {}: {}; jitd looks for it again every second",
+                 settings_.policy_directory.string(), std::strerror(errno));
   }
   if (auto added = loop_->on_io(std::move(inotify), EPOLLIN, "policy directory",
                                 [this](std::uint32_t) { on_policy_directory_event(); });
@@ -292,6 +301,8 @@ core::Result<void> Daemon::watch_events() {
       return added;
     }
   }
+  // Files fixed while jitd started (read before this watch existed) are taken now.
+  if (policy_status_.last_valid_copy) reload_settle_->add();
   auto watchdog = loop_->enable_watchdog();
   if (!watchdog) return tl::unexpected(watchdog.error());
   if (*watchdog) spdlog::info("systemd watchdog: pinged from the event loop");
@@ -336,7 +347,14 @@ api::ReloadOutcome Daemon::reload(const std::string& trigger) {
     policy_status_.file_errors = outcome.errors;
     return outcome;
   }
+  if (policy_status_.last_valid_copy) {
+    spdlog::info("policy files are valid again: the last valid copy is no longer in force");
+  }
   auto change = engine_.replace_policy(std::move(loaded.value));
+  // In force in jitd from here, also when the kernel refused it (retried until installed):
+  // it is what a start with broken files must fall back to.
+  policy_status_ = {};
+  save_last_valid(std::move(sources));
   if (!change) {
     outcome.previous_in_force = false;
     outcome.errors.push_back(
@@ -349,11 +367,7 @@ api::ReloadOutcome Daemon::reload(const std::string& trigger) {
   }
   outcome.applied = true;
   outcome.change = *change;
-  if (policy_status_.last_valid_copy) {
-    spdlog::info("policy files are valid again: the last valid copy is no longer in force");
-  }
-  policy_status_ = {};
-  save_last_valid(std::move(sources));
+
   const auto summary = fmt::format(
       "{}: {} protected port(s); grants revoked {}, narrowed {}, "
       "clamped {}",
@@ -422,6 +436,11 @@ void Daemon::repair() {
 void Daemon::housekeeping() {
   // Armed first: should anything below throw, the next pass still comes.
   housekeeping_timer_->arm(housekeeping_interval);
+  if (!policy_watched_ && watch_policy_directory()) {
+    spdlog::info("policy directory {} is back: watched and read again",
+                 settings_.policy_directory.string());
+    reload_settle_->add();
+  }
   engine_.expire_due();
   const auto retried = engine_.retry_pending();
   if (retried.journal) {

@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <vector>
 
 #include "jitd/api/listen_socket.hpp"
@@ -107,6 +108,21 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(settings.log_level));
   daemon::install_failpoints_from_environment();
 
+  // First, before anything is made or probed: without a usable policy jitd changes nothing.
+  // Not for --uninstall: removing jitd must work whatever state its policy files are in.
+  std::optional<daemon::StartingPolicy> policy;
+  if (!uninstall) {
+    auto loaded = daemon::load_starting_policy(settings);
+    if (!loaded) {
+      spdlog::critical("{}; nothing was changed", loaded.error().message);
+      return 1;
+    }
+    policy = std::move(*loaded);
+    if (policy->enforced.rules.empty()) {
+      spdlog::warn("policy in {} protects no port", settings.policy_directory.string());
+    }
+  }
+
   // --uninstall needs the state directory (audit) only; the daemon the socket's too.
   if (auto ready = uninstall ? daemon::make_directory(settings.state_directory, 0750)
                              : prepare_host(settings, /*create=*/true);
@@ -138,15 +154,6 @@ int main(int argc, char** argv) {
     (*audit)->record(event);
     spdlog::info("removed table inet {}; protected ports are open", settings.nft_table);
     return 0;
-  }
-  // After --uninstall: removing jitd must work whatever state its policy files are in.
-  auto policy = daemon::load_starting_policy(settings);
-  if (!policy) {
-    spdlog::critical("{}; nothing was changed", policy.error().message);
-    return 1;
-  }
-  if (policy->enforced.rules.empty()) {
-    spdlog::warn("policy in {} protects no port", settings.policy_directory.string());
   }
   state::JournalReplay replay;
   const auto boot_id = daemon::current_boot_id();

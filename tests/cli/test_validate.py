@@ -75,6 +75,13 @@ class Validate(unittest.TestCase):
         self.assertIn(f"{self.config}:3:13:", result.stderr)
         self.assertIn(f"{self.config}:4:1:", result.stderr)
 
+    def test_policy_that_is_not_utf8_is_refused_where_it_breaks(self):
+        with open(os.path.join(self.policies, "10-a.yaml"), "wb") as f:
+            f.write(b"# f\xfcr alle\nports: []\n")
+        result = self.validate()
+        self.assertEqual(result.returncode, 1)
+        self.assertIn(f"{self.policies}/10-a.yaml:1:4: not valid UTF-8 (byte 3)", result.stderr)
+
     # Ansible's `validate:` runs with the candidate in a temporary file while the copy it
     # replaces is still in the directory: checked alone or added naively, a changed file
     # would always collide with its own old copy.

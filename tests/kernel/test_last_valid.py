@@ -6,12 +6,12 @@ policy it found valid in its state directory, starts with it, says so (log, audi
 GET /v1/policy, jitctl policy), and takes the files as soon as they are fixed. Only when no
 valid policy was ever seen does it refuse to start. Removing jitd works whatever the files say.
 """
-import json
 import os
+import shutil
 import subprocess
 import unittest
 
-from lab import CLIENT_A, JITD, SERVER4, LabTest
+from lab import CLIENT_A, CLIENT_B, JITD, SERVER4, LabTest
 
 BROKEN = "ports:\n  - number: 70000\n    protocol: tcp\n"
 ONLY_RDP = """
@@ -63,16 +63,19 @@ class LastValid(LabTest):
         status, policy = lab.api("GET", "/v1/policy")
         self.assertEqual({p["number"] for p in policy["ports"]}, {3389})
         self.assertEqual(policy["source"]["errors"], [])
-        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A), "22 still protected after the fix")
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_B), "22 still protected after the fix")
 
         # The fixed files are now the last valid ones.
         self.reboot()
         lab.write_policy(BROKEN)
         lab.start_jitd()
-        self.assertFalse(lab.connect(SERVER4, 3389, CLIENT_A, timeout=0.5))
-        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
+        status, policy = lab.api("GET", "/v1/policy")
+        self.assertEqual(policy["source"]["kind"], "lastValidCopy")
+        self.assertEqual({p["number"] for p in policy["ports"]}, {3389})
+        self.assertFalse(lab.connect(SERVER4, 3389, CLIENT_B, timeout=0.5))
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_B))
 
-    def test_refused_reload_is_reported_until_fixed(self):
+    def test_refused_reload_is_reported_until_fixed_and_never_saved(self):
         lab = self.lab
         lab.start_jitd()
         lab.write_policy(BROKEN)
@@ -82,6 +85,33 @@ class LastValid(LabTest):
         self.assertEqual(policy["source"]["kind"], "files")
         self.assertIn("previous policy stays in force", lab.jitctl("policy").stdout)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        # A reboot now: the copy is the policy that was in force, not the refused files.
+        self.reboot()
+        lab.start_jitd()
+        status, policy = lab.api("GET", "/v1/policy")
+        self.assertEqual(policy["source"]["kind"], "lastValidCopy")
+        self.assertEqual({p["number"] for p in policy["ports"]}, {22, 3389, 53})
+        lab.write_policy(ONLY_RDP)
+        self.assertTrue(lab.wait_for(
+            lambda: lab.api("GET", "/v1/policy")[1]["source"] == {"kind": "files", "errors": []},
+            timeout=5))
+        self.assertNotIn("WARNING", lab.jitctl("policy").stdout)
+
+    def test_missing_policy_directory_at_boot_serves_the_copy_and_finds_the_directory_again(self):
+        lab = self.lab
+        lab.start_jitd()
+        self.reboot()
+        policies = os.path.join(lab.dir, "policies.d")
+        shutil.rmtree(policies)  # a fleet tool died between its two renames
+        lab.start_jitd()
+        self.assertEqual(lab.api("GET", "/v1/policy")[1]["source"]["kind"], "lastValidCopy")
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        lab.grant(CLIENT_A, duration="PT1M")
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
+        lab.write_policy(ONLY_RDP)  # the directory is back
+        self.assertTrue(lab.wait_for(
+            lambda: lab.api("GET", "/v1/policy")[1]["source"]["kind"] == "files", timeout=5))
+        self.assertEqual({p["number"] for p in lab.api("GET", "/v1/policy")[1]["ports"]}, {3389})
 
     def test_no_valid_policy_ever_refuses_to_start_before_the_kernel_changes(self):
         lab = self.lab
@@ -100,6 +130,7 @@ class LastValid(LabTest):
         lab.write_policy(BROKEN)
         self.assertFalse(lab.start_jitd(may_exit=True))
         self.assertIn("policy.last-valid.json is damaged", lab.log())
+        self.assertFalse(lab.table_present())
 
     def test_uninstall_works_with_broken_files(self):
         lab = self.lab

@@ -7,6 +7,7 @@ descriptor systemd passed, never removes the file, and a request made while jitd
 waits in the socket's queue.
 """
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -49,8 +50,15 @@ class NotifyListener:
                 continue
             self.messages.append((time.monotonic(), message))
             if "READY=1" in message.split("\n") and self.at_ready is None:
-                self.at_ready = {"table": self.lab.table_present(),
-                                 "answers": self.lab.api("GET", "/v1/policy")[0] == 200}
+                # Frozen while it is looked at: nothing jitd does after READY=1 counts.
+                os.kill(self.lab.jitd.pid, signal.SIGSTOP)
+                try:
+                    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    listening = probe.connect_ex(self.lab.socket) == 0
+                    probe.close()
+                    self.at_ready = {"table": self.lab.table_present(), "listening": listening}
+                finally:
+                    os.kill(self.lab.jitd.pid, signal.SIGCONT)
 
     def stop(self):
         self.done = True
@@ -108,14 +116,20 @@ class Service(LabTest):
         self.assertEqual(response.status, 200)
         self.assertIn(CLIENT_A, response.read().decode())
 
-    def test_activation_socket_for_another_path_is_refused_before_the_kernel_changes(self):
+    def test_activation_socket_at_another_path_is_served_and_the_mismatch_reported(self):
+        # Protection first: refusing the socket would leave the ports open at boot.
         lab = self.lab
-        listener = listening_socket(os.path.join(lab.dir, "other.sock"))
+        other = os.path.join(lab.dir, "other.sock")
+        listener = listening_socket(other)
         self.addCleanup(listener.close)
-        self.assertFalse(lab.start_jitd(activation=listener, may_exit=True))
-        self.assertNotEqual(lab.jitd.returncode, 0)
-        self.assertIn("but socketPath is", lab.log())
-        self.assertFalse(lab.table_present(), "table installed although jitd cannot serve")
+        configured = lab.socket
+        lab.socket = other  # where start_jitd looks for the API
+        lab.start_jitd(activation=listener)
+        self.assertIn(f"listens on '{other}', but socketPath is {configured}", lab.log())
+        self.assertTrue(lab.table_present())
+        self.assertFalse(os.path.lexists(configured))
+        lab.grant(CLIENT_A, duration="PT1M")
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
 
     def test_ready_comes_after_the_table_and_the_watchdog_is_served(self):
         lab = self.lab
@@ -123,7 +137,7 @@ class Service(LabTest):
         self.addCleanup(notify.stop)
         lab.start_jitd(env={"NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "300000"})
         lab.wait_for(lambda: notify.at_ready is not None, timeout=5)
-        self.assertEqual(notify.at_ready, {"table": True, "answers": True})
+        self.assertEqual(notify.at_ready, {"table": True, "listening": True})
         time.sleep(1.2)
         pings = [t for t, m in notify.messages if "WATCHDOG=1" in m.split("\n")]
         self.assertGreaterEqual(len(pings), 4, notify.messages)  # every 150 ms or so

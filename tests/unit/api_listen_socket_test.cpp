@@ -76,20 +76,31 @@ TEST(ListenSocket, ActivatedSocketIsCheckedAndNeverRemoved) {
   test::TempDir dir;
   const auto path = dir.file("jitd.sock");
   {
-    auto adopted = ListenSocket::adopt(bound_socket(path, true), path);
+    auto adopted = ListenSocket::adopt(bound_socket(path, true));
     ASSERT_TRUE(adopted.has_value()) << adopted.error().message;
     EXPECT_FALSE(adopted->created());
+    EXPECT_EQ(adopted->path(), path);
   }
   EXPECT_TRUE(holds_socket(path));
 
-  const auto elsewhere = ListenSocket::adopt(bound_socket(dir.file("other.sock"), true), path);
-  ASSERT_FALSE(elsewhere.has_value());
-  EXPECT_NE(elsewhere.error().message.find("but socketPath is " + path.string()), std::string::npos);
-
-  const auto not_listening = ListenSocket::adopt(bound_socket(dir.file("idle.sock"), false), path);
+  const auto not_listening = ListenSocket::adopt(bound_socket(dir.file("idle.sock"), false));
   ASSERT_FALSE(not_listening.has_value());
   EXPECT_NE(not_listening.error().message.find("not a listening Unix stream socket"),
             std::string::npos);
+}
+
+TEST(ListenSocket, DatagramSocketAtThePathIsNotTakenForStale) {
+  test::TempDir dir;
+  const auto path = dir.file("jitd.sock");
+  sys::UniqueFd datagram(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strcpy(address.sun_path, path.c_str());
+  ASSERT_EQ(::bind(datagram.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  const auto made = ListenSocket::create(path, std::nullopt, 0600);
+  ASSERT_FALSE(made.has_value());
+  EXPECT_NE(made.error().message.find("is in use"), std::string::npos);
+  EXPECT_TRUE(holds_socket(path));
 }
 
 }  // namespace

@@ -28,9 +28,8 @@ class ListenSocket {
   [[nodiscard]] static core::Result<ListenSocket> create(const std::filesystem::path& path,
                                                          std::optional<gid_t> group, mode_t mode);
   // A socket systemd passed (socket activation): it must be a listening Unix stream socket
-  // bound to `path`. Never removed: its .socket unit owns it, and it outlives a restart.
-  [[nodiscard]] static core::Result<ListenSocket> adopt(sys::UniqueFd fd,
-                                                        const std::filesystem::path& path);
+  // bound to a path. Never removed: its .socket unit owns it, and it outlives a restart.
+  [[nodiscard]] static core::Result<ListenSocket> adopt(sys::UniqueFd fd);
 
   ListenSocket(ListenSocket&& other) noexcept;
   ListenSocket& operator=(ListenSocket&&) = delete;
@@ -39,14 +38,18 @@ class ListenSocket {
   ~ListenSocket();
 
   [[nodiscard]] int fd() const { return fd_.get(); }
+  // Where it listens.
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
   // Whether jitd made the socket file (and so removes it).
-  [[nodiscard]] bool created() const { return !created_path_.empty(); }
+  [[nodiscard]] bool created() const { return created_; }
 
  private:
-  ListenSocket(sys::UniqueFd fd, std::filesystem::path created_path, dev_t device, ino_t inode);
+  ListenSocket(sys::UniqueFd fd, std::filesystem::path path, bool created, dev_t device,
+               ino_t inode);
 
   sys::UniqueFd fd_;
-  std::filesystem::path created_path_;
+  std::filesystem::path path_;
+  bool created_ = false;
   dev_t device_ = 0;  // of the socket file: it is removed only while the path still names it
   ino_t inode_ = 0;
 };

@@ -3,6 +3,7 @@
 // log, or to print on an admin's terminal: it can neither forge a line or a table row nor send
 // a terminal escape sequence, and it is valid UTF-8 of bounded length.
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -12,6 +13,9 @@ namespace jitd::core {
 // DEL; \u0080..\u009f for C1 (a terminal takes U+009B as CSI); each byte that is not part
 // of valid UTF-8 as \xNN. Printable text, backslashes included, is kept as it is.
 [[nodiscard]] std::string escaped(std::string_view text);
+
+// The offset of the first byte of `text` that is not part of valid UTF-8; nullopt when all is.
+[[nodiscard]] std::optional<std::size_t> first_invalid_utf8(std::string_view text);
 
 // The first `max_characters` characters of `text`, escaped; "…" marks a cut.
 [[nodiscard]] std::string excerpt(std::string_view text, std::size_t max_characters = 32);
