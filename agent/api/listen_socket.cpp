@@ -41,12 +41,12 @@ core::Result<void> remove_stale_socket(const sockaddr_un& address) {
     return failed("socket path " + path);
   }
   if (!S_ISSOCK(info.st_mode)) {
-    return core::fail(core::ErrorCode::io,
-                      "socket path " + path + " exists and is " +
-                          std::string(sys::file_type(info.st_mode)) +
-                          ", not a socket; jitd replaces only a stale socket: move it away or choose another "
-                          "socketPath",
-                      EEXIST);
+    return core::fail(
+        core::ErrorCode::io,
+        "socket path " + path + " exists and is " + std::string(sys::file_type(info.st_mode)) +
+            ", not a socket; jitd replaces only a stale socket: move it away or choose another "
+            "socketPath",
+        EEXIST);
   }
   if (maybe_in_use(address)) {
     return core::fail(core::ErrorCode::io,
@@ -96,8 +96,8 @@ core::Result<ListenSocket> ListenSocket::create(const std::filesystem::path& pat
   if (!listener) return failed("socket for " + text);
   // The socket is born with its mode: there is no moment in which others may connect.
   const mode_t previous = ::umask(~mode & 0777);
-  const int bound = ::bind(listener.get(), reinterpret_cast<const sockaddr*>(&*address),
-                           sizeof *address);
+  const int bound =
+      ::bind(listener.get(), reinterpret_cast<const sockaddr*>(&*address), sizeof *address);
   ::umask(previous);
   if (bound != 0) return failed("bind " + text);
   struct stat info {};
@@ -136,8 +136,9 @@ core::Result<ListenSocket> ListenSocket::adopt(sys::UniqueFd fd) {
   if (*domain != AF_UNIX || *type != SOCK_STREAM || *accepting == 0 || bound_path.empty() ||
       bound_path.front() != '/') {
     return core::fail(core::ErrorCode::invalid_argument,
-                      what + " is not a listening Unix stream socket at a path; jitd.socket "
-                             "must say ListenStream=/run/jitd/jitd.sock (socketPath)");
+                      what +
+                          " is not a listening Unix stream socket at a path; jitd.socket "
+                          "must say ListenStream=/run/jitd/jitd.sock (socketPath)");
   }
   // systemd passes it blocking and inheritable; jitd's loop must never block on accept.
   if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) | O_NONBLOCK) != 0 ||
@@ -147,9 +148,13 @@ core::Result<ListenSocket> ListenSocket::adopt(sys::UniqueFd fd) {
   return ListenSocket(std::move(fd), bound_path, /*created=*/false, 0, 0);
 }
 
-ListenSocket::ListenSocket(sys::UniqueFd fd, std::filesystem::path path, bool created,
-                           dev_t device, ino_t inode)
-    : fd_(std::move(fd)), path_(std::move(path)), created_(created), device_(device), inode_(inode) {}
+ListenSocket::ListenSocket(sys::UniqueFd fd, std::filesystem::path path, bool created, dev_t device,
+                           ino_t inode)
+    : fd_(std::move(fd)),
+      path_(std::move(path)),
+      created_(created),
+      device_(device),
+      inode_(inode) {}
 
 ListenSocket::ListenSocket(ListenSocket&& other) noexcept
     : fd_(std::move(other.fd_)),

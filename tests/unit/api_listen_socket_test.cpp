@@ -60,9 +60,7 @@ TEST(ListenSocket, SocketReplacedAfterBindIsNotRemoved) {
 TEST(ListenSocket, StaleSocketIsReplacedLiveOneIsRefused) {
   test::TempDir dir;
   const auto path = dir.file("jitd.sock");
-  {
-    const auto stale = bound_socket(path, true);
-  }  // closed: nobody accepts on it any more
+  { const auto stale = bound_socket(path, true); }  // closed: nobody accepts on it any more
   auto made = ListenSocket::create(path, std::nullopt, 0600);
   ASSERT_TRUE(made.has_value()) << made.error().message;
 
