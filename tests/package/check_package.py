@@ -208,6 +208,13 @@ def check_unit_contract(root):
           "jitd.socket: /run/jitd/jitd.sock, group jitd, mode 0660 (jitd.yaml's defaults)")
     for name, unit in [("jitd.service", service), ("jitd.socket", socket)]:
         check(unit.get("DefaultDependencies") == ["no"], f"{name}: DefaultDependencies=no")
+    # Protection before any interface comes up, like nftables.service.
+    ordering = {key: " ".join(service.get(key, [])).split() for key in ("Before", "After", "Wants")}
+    check("network-pre.target" in ordering["Before"] and "network-pre.target" in ordering["Wants"]
+          and "network-pre.target" not in ordering["After"]
+          and {"local-fs.target", "nftables.service"} <= set(ordering["After"]),
+          "jitd.service: Before= and Wants=network-pre.target, After=local-fs.target "
+          "nftables.service", str(ordering))
 
 
 def unit_root(extracted, directory):
