@@ -805,6 +805,12 @@ struct PolicyDirectory {
   std::vector<std::string> names;
 };
 
+// The names jitd reads in the policy directory: *.yaml and *.yml, not hidden.
+bool is_policy_file_name(const std::string& name) {
+  const auto extension = fs::path(name).extension();
+  return !name.starts_with('.') && (extension == ".yaml" || extension == ".yml");
+}
+
 std::optional<PolicyDirectory> open_policy_directory(const fs::path& directory,
                                                      std::vector<Diagnostic>& errors) {
   sys::UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -834,8 +840,7 @@ std::optional<PolicyDirectory> open_policy_directory(const fs::path& directory,
   PolicyDirectory opened{std::move(fd), {}};
   while (const dirent* entry = ::readdir(listing.get())) {
     const std::string name = entry->d_name;
-    const auto extension = fs::path(name).extension();
-    if (name.starts_with('.') || (extension != ".yaml" && extension != ".yml")) continue;
+    if (!is_policy_file_name(name)) continue;
     // A directory named like a policy file is not one; anything else (a link, a FIFO) is
     // refused by name when it is read.
     struct stat type {};
@@ -943,11 +948,22 @@ Loaded<core::Policy> parse_policy_sources(const fs::path& directory,
   return loaded;
 }
 
+namespace {
+
+// The parse of what was read, the errors of reading first (they come first in the directory).
+Loaded<core::Policy> parse_read_policy(const fs::path& directory,
+                                       const Loaded<std::vector<PolicySource>>& read) {
+  auto loaded = parse_policy_sources(directory, read.value);
+  loaded.errors.insert(loaded.errors.begin(), read.errors.begin(), read.errors.end());
+  return loaded;
+}
+
+}  // namespace
+
 Loaded<core::Policy> load_policy_directory(const fs::path& directory,
                                            std::vector<PolicySource>* sources) {
   auto read = read_policy_directory(directory);
-  auto loaded = parse_policy_sources(directory, read.value);
-  loaded.errors.insert(loaded.errors.begin(), read.errors.begin(), read.errors.end());
+  auto loaded = parse_read_policy(directory, read);
   if (sources != nullptr) *sources = std::move(read.value);
   return loaded;
 }
@@ -955,9 +971,7 @@ Loaded<core::Policy> load_policy_directory(const fs::path& directory,
 Loaded<core::Policy> load_policy_directory_replacing(const fs::path& directory,
                                                      const std::string& name,
                                                      const fs::path& candidate) {
-  const auto extension = fs::path(name).extension();
-  if (name.empty() || name.find('/') != std::string::npos || name.starts_with('.') ||
-      (extension != ".yaml" && extension != ".yml")) {
+  if (name.find('/') != std::string::npos || !is_policy_file_name(name)) {
     Loaded<core::Policy> refused;
     refused.errors.push_back(file_error(
         directory / name, "jitd reads only *.yaml and *.yml files not starting with '.' in " +
@@ -977,9 +991,7 @@ Loaded<core::Policy> load_policy_directory_replacing(const fs::path& directory,
   } else {
     read.errors.push_back(file_error(candidate, text.error().message));
   }
-  auto loaded = parse_policy_sources(directory, read.value);
-  loaded.errors.insert(loaded.errors.begin(), read.errors.begin(), read.errors.end());
-  return loaded;
+  return parse_read_policy(directory, read);
 }
 
 Loaded<core::Policy> load_policy_file(const fs::path& file) {
