@@ -41,7 +41,8 @@ bool RangeChanges::empty() const { return removed_.empty() && added_.empty(); }
 
 // The same sweep as derive_disjoint(): at each boundary the latest end among the pieces
 // covering the following segment; touching segments with one end become one piece.
-std::vector<RangeIndex::Piece> RangeIndex::sweep(std::vector<Piece> pieces, AddressValue max) {
+std::vector<RangeIndex::Piece> RangeIndex::sweep(const std::vector<Piece>& pieces,
+                                                 AddressValue max) {
   struct Event {
     AddressValue position;
     bool opens;
@@ -137,7 +138,7 @@ void RangeIndex::add(const TimedRange& coverage, RangeChanges& changes) {
       overlapping(state, first == 0 ? first : first - 1, last == max ? last : last + 1);
   auto pieces = old_elements;
   pieces.push_back({first, last, coverage.end});
-  replace_elements(group, state, old_elements, sweep(std::move(pieces), max), changes);
+  replace_elements(group, state, old_elements, sweep(pieces, max), changes);
 }
 
 bool RangeIndex::remove(const TimedRange& coverage, RangeChanges& changes) {
@@ -195,7 +196,7 @@ bool RangeIndex::remove(const TimedRange& coverage, RangeChanges& changes) {
                           it->second});
       }
     }
-    replace_elements(group, state, old_elements, sweep(std::move(pieces), max), changes);
+    replace_elements(group, state, old_elements, sweep(pieces, max), changes);
   }
   drop_if_empty(group);
   return true;

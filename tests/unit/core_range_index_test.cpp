@@ -58,7 +58,7 @@ std::string describe(const std::vector<TimedRange>& ranges) {
 
 #define EXPECT_RANGES(actual, ...)                                                             \
   do {                                                                                         \
-    const std::vector<TimedRange> expected_ranges = __VA_ARGS__;                               \
+    const std::vector<TimedRange>& expected_ranges = __VA_ARGS__;                              \
     const auto& actual_ranges = (actual);                                                      \
     EXPECT_EQ(actual_ranges, expected_ranges)                                                  \
         << "actual:" << describe(actual_ranges) << "\nexpected:" << describe(expected_ranges); \

@@ -96,7 +96,7 @@ class RangeIndex {
   };
 
   // derive_disjoint() over one group's pieces.
-  [[nodiscard]] static std::vector<Piece> sweep(std::vector<Piece> pieces, AddressValue max);
+  [[nodiscard]] static std::vector<Piece> sweep(const std::vector<Piece>& pieces, AddressValue max);
   // The elements overlapping [lo, hi], sorted.
   [[nodiscard]] static std::vector<Piece> overlapping(const GroupState& state, AddressValue lo,
                                                       AddressValue hi);
