@@ -65,7 +65,7 @@ AccessEngine::AccessEngine(Backend& backend, Journal& journal, AuditSink& audit,
       policy_(std::move(policy)) {}
 
 EnforcementSpec AccessEngine::enforcement_spec(Deadline now) const {
-  return spec_with(kernel_ranges_, now);
+  return spec_with(index_.elements(), now);
 }
 
 EnforcementSpec AccessEngine::spec_with(const std::vector<TimedRange>& grants, Deadline now) const {
@@ -97,9 +97,42 @@ EnforcementSpec AccessEngine::spec_with(const std::vector<TimedRange>& grants, D
   return spec;
 }
 
+void AccessEngine::activate(Grant grant) {
+  by_deadline_.emplace(grant.deadline, grant.id);
+  auto id = grant.id;
+  active_.insert_or_assign(std::move(id), std::move(grant));
+}
+
+Grant AccessEngine::deactivate(std::map<std::string, Grant, std::less<>>::iterator found) {
+  by_deadline_.erase({found->second.deadline, found->first});
+  Grant grant = std::move(found->second);
+  active_.erase(found);
+  return grant;
+}
+
+void AccessEngine::add_coverage(const Grant& grant, RangeChanges& changes) {
+  for (const auto& port : grant.ports) {
+    for (const auto protocol : expand(port.protocol)) {
+      index_.add({ElementKey{grant.source.range(), PortKey{protocol, port.number}}, grant.deadline},
+                 changes);
+    }
+  }
+}
+
+void AccessEngine::remove_coverage(const Grant& grant, RangeChanges& changes) {
+  for (const auto& port : grant.ports) {
+    for (const auto protocol : expand(port.protocol)) {
+      (void)index_.remove(
+          {ElementKey{grant.source.range(), PortKey{protocol, port.number}}, grant.deadline},
+          changes);
+    }
+  }
+}
+
 RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::string_view boot_id) {
   RestoreReport report;
   std::vector<std::string> restored;
+  std::vector<Ending> ended;
   const auto now = clock_.boot_now();
   for (auto& entry : entries) {
     auto& grant = entry.grant;
@@ -111,12 +144,14 @@ RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::stri
     }
     if (grant.deadline <= now) {
       ++report.expired;
-      end_grant(std::move(grant), GrantStatus::expired, "Expired");
+      ended.push_back({std::move(grant), GrantStatus::expired, "Expired", std::nullopt});
       continue;
     }
     restored.push_back(grant.id);
-    active_.insert_or_assign(grant.id, std::move(grant));
+    if (const auto found = active_.find(grant.id); found != active_.end()) deactivate(found);
+    activate(std::move(grant));
   }
+  end_grants(std::move(ended));
   apply_policy_to_grants();
   // A grant the policy revoked is not live again.
   report.restored = static_cast<std::size_t>(std::count_if(
@@ -125,34 +160,75 @@ RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::stri
 }
 
 Result<void> AccessEngine::install() {
-  return install_ranges(desired_ranges(nullptr, nullptr), clock_.boot_now());
+  commit();
+  std::vector<TimedRange> coverage;
+  for (const auto& [id, grant] : active_) {
+    for (const auto& port : grant.ports) {
+      for (const auto protocol : expand(port.protocol)) {
+        coverage.push_back(
+            {ElementKey{grant.source.range(), PortKey{protocol, port.number}}, grant.deadline});
+      }
+    }
+  }
+  index_.assign(coverage);
+  return install_index(clock_.boot_now());
 }
 
-Result<void> AccessEngine::install_ranges(std::vector<TimedRange> desired, Deadline now) {
-  auto installed = backend_.install(spec_with(desired, now));
+Result<void> AccessEngine::install_index(Deadline now) {
+  auto installed = backend_.install(spec_with(index_.elements(), now));
+  // A refused table says nothing about what the kernel holds: changes wait for the next install.
   kernel_pending_ = !installed.has_value();
-  // A refused table says nothing about what the kernel holds: diffs wait for the next install.
-  if (installed) kernel_ranges_ = std::move(desired);
   return installed;
 }
 
-Result<void> AccessEngine::journal_end(const std::string& id, GrantStatus status,
-                                       const std::string& reason) {
-  auto journaled = journal_.record_end(id, status, reason);
-  // Until the end is on disk a restart would bring the grant back: keep retrying it.
-  if (!journaled) unjournaled_ends_.push_back({id, status, reason});
-  return journaled;
+Result<void> AccessEngine::apply(const RangeChanges& changes, Deadline now) {
+  // After a failed change the kernel may hold anything: only a whole table is sure to fit.
+  if (kernel_pending_) return install_index(now);
+  const auto elements = changes.to_elements(now);
+  if (elements.empty()) return {};
+  auto applied = backend_.apply(elements);
+  // An error read after the batch was sent may hide a commit: re-install what we know.
+  if (!applied) kernel_pending_ = true;
+  return applied;
+}
+
+std::vector<std::optional<Error>> AccessEngine::journal_ends(const std::vector<PendingEnd>& ends) {
+  std::vector<std::optional<Error>> failures(ends.size());
+  if (ends.empty()) return failures;
+  std::optional<Error> failed;
+  std::size_t written = 0;
+  // In order, up to the first refusal: a journal that refuses one end refuses the next too.
+  for (; written < ends.size(); ++written) {
+    const auto& end = ends[written];
+    auto recorded = journal_.record_end(end.id, end.status, end.reason);
+    if (!recorded) {
+      failed = recorded.error();
+      break;
+    }
+  }
+  if (!failed) {
+    if (auto synced = journal_.sync(); !synced) {
+      failed = synced.error();
+      written = 0;  // none of them can be counted on
+    }
+  }
+  // Until an end is on disk a restart would bring the grant back: keep retrying it.
+  for (std::size_t i = written; i < ends.size(); ++i) {
+    failures[i] = failed;
+    unjournaled_ends_.push_back(ends[i]);
+  }
+  return failures;
 }
 
 RetryOutcome AccessEngine::retry_pending() {
+  commit();
   RetryOutcome outcome;
-  // In order, up to the first refusal: a journal that refuses one end refuses the next too.
-  for (auto it = unjournaled_ends_.begin(); it != unjournaled_ends_.end();) {
-    if (auto journaled = journal_.record_end(it->id, it->status, it->reason); !journaled) {
-      outcome.journal = journaled.error();
-      break;
-    }
-    it = unjournaled_ends_.erase(it);
+  auto ends = std::exchange(unjournaled_ends_, {});
+  const auto failures = journal_ends(ends);
+  if (const auto failed = std::find_if(failures.begin(), failures.end(),
+                                       [](const auto& failure) { return failure.has_value(); });
+      failed != failures.end()) {
+    outcome.journal = **failed;
   }
   if (kernel_pending_) {
     if (auto installed = install(); !installed) outcome.kernel = installed.error();
@@ -171,35 +247,6 @@ Result<void> AccessEngine::repair(std::string_view what) {
   if (!installed) event.reason += "; restore failed: " + installed.error().message;
   audit_.record(event);
   return installed;
-}
-
-std::vector<TimedRange> AccessEngine::desired_ranges(const Grant* extra,
-                                                     const std::string* without) const {
-  std::vector<TimedRange> coverage;
-  const auto add = [&](const Grant& grant) {
-    for (const auto& port : grant.ports) {
-      for (const auto protocol : expand(port.protocol)) {
-        coverage.push_back(
-            {ElementKey{grant.source.range(), PortKey{protocol, port.number}}, grant.deadline});
-      }
-    }
-  };
-  for (const auto& [id, grant] : active_) {
-    if (without == nullptr || id != *without) add(grant);
-  }
-  if (extra != nullptr) add(*extra);
-  return derive_disjoint(std::move(coverage));
-}
-
-Result<void> AccessEngine::converge(std::vector<TimedRange> desired, Deadline now) {
-  // After a failed change the kernel may hold anything: only a whole table is sure to fit.
-  if (kernel_pending_) return install_ranges(std::move(desired), now);
-  const auto changes = diff_ranges(kernel_ranges_, desired, now);
-  if (!changes.empty()) {
-    if (auto applied = backend_.apply(changes); !applied) return applied;
-  }
-  kernel_ranges_ = std::move(desired);
-  return {};
 }
 
 Result<void> AccessEngine::validate(const GrantRequest& request, Milliseconds duration) const {
@@ -302,18 +349,25 @@ void AccessEngine::audit_grant(const std::string& event, const std::string& outc
   audit_.record(audit);
 }
 
-// Journals and audits the end of a grant that is no longer (or never was) in active_.
-void AccessEngine::end_grant(Grant grant, GrantStatus status, const std::string& reason,
-                             const Caller* by) {
-  grant.status = status;
-  grant.status_reason = reason;
-  std::string audit_reason = reason;
-  if (auto journaled = journal_end(grant.id, status, reason); !journaled) {
-    audit_reason += "; journal: " + journaled.error().message + " (retrying)";
+// Journals (one sync) and audits the ends of grants that are no longer (or never were) in
+// active_.
+void AccessEngine::end_grants(std::vector<Ending> endings) {
+  std::vector<PendingEnd> ends;
+  ends.reserve(endings.size());
+  for (const auto& ending : endings) {
+    ends.push_back({ending.grant.id, ending.status, ending.reason});
   }
-  const bool expired = status == GrantStatus::expired;
-  audit_grant(expired ? "expire" : "revoke", expired ? "expired" : "revoked", grant, audit_reason,
-              by);
+  const auto failures = journal_ends(ends);
+  for (std::size_t i = 0; i < endings.size(); ++i) {
+    auto& [grant, status, reason, by] = endings[i];
+    grant.status = status;
+    grant.status_reason = reason;
+    std::string audit_reason = reason;
+    if (failures[i]) audit_reason += "; journal: " + failures[i]->message + " (retrying)";
+    const bool expired = status == GrantStatus::expired;
+    audit_grant(expired ? "expire" : "revoke", expired ? "expired" : "revoked", grant,
+                audit_reason, by ? &*by : nullptr);
+  }
 }
 
 void AccessEngine::audit_refused_call(const Caller& caller, std::string event,
@@ -322,11 +376,18 @@ void AccessEngine::audit_refused_call(const Caller& caller, std::string event,
 }
 
 Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& request) {
+  std::optional<Result<Grant>> outcome;
+  submit(caller, request, [&outcome](Result<Grant> granted) { outcome = std::move(granted); });
+  commit();
+  return std::move(*outcome);
+}
+
+void AccessEngine::submit(const Caller& caller, const GrantRequest& request, GrantCallback done) {
   const auto wall_now = clock_.now();
   const auto now = clock_.boot_now();
-  const auto refuse = [&](Error error) -> Result<Grant> {
+  const auto refuse = [&](Error error) {
     audit_refusal(caller, &request, error);
-    return tl::unexpected(std::move(error));
+    done(tl::unexpected(std::move(error)));
   };
   if (!policy_.roles.grants(caller, Right::request)) {
     return refuse({ErrorCode::forbidden,
@@ -348,9 +409,14 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
   if (auto allowed = authorise_ports(caller, request); !allowed) return refuse(allowed.error());
 
   Grant grant;
+  const auto taken = [this](const std::string& id) {
+    return active_.contains(id) ||
+           std::any_of(pending_.begin(), pending_.end(),
+                       [&id](const PendingRequest& pending) { return pending.grant.id == id; });
+  };
   do {
     grant.id = new_id_();
-  } while (active_.contains(grant.id));  // an id names exactly one grant
+  } while (taken(grant.id));  // an id names exactly one grant
   grant.requestor = {caller.uid, caller.name};
   grant.source = request.source;
   grant.ports = request.ports;
@@ -358,24 +424,83 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
   grant.end = wall_now + duration;
   grant.deadline = now + duration;
   grant.justification = request.justification;
-  // Journal first: a crash after this point re-applies the grant at the next start.
+  // Journal first: once synced, a crash re-applies the grant at the next start.
   if (auto journaled = journal_.record_grant(grant); !journaled) return refuse(journaled.error());
-  // Timeouts count from now, not from before the journal's fsync: the kernel starts them at
-  // commit, so a slow disk must not stretch the grant past its deadline.
-  if (auto applied = converge(desired_ranges(&grant, nullptr), clock_.boot_now()); !applied) {
-    // Never applied: close the record so no restart applies it (the deadline bounds it anyway).
-    journal_end(grant.id, GrantStatus::revoked, "KernelRefused");
-    // An error read after the batch was sent may hide a commit: re-install what we know.
-    kernel_pending_ = true;
-    return refuse(applied.error());
+  pending_.push_back({caller, request, std::move(grant), std::move(done)});
+}
+
+void AccessEngine::answer_refused(PendingRequest& pending, Error error) {
+  audit_refusal(pending.caller, &pending.request, error);
+  pending.done(tl::unexpected(std::move(error)));
+}
+
+std::vector<std::optional<Error>> AccessEngine::apply_one_by_one(
+    const std::vector<PendingRequest>& batch) {
+  std::vector<std::optional<Error>> outcomes(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    RangeChanges changes;
+    add_coverage(batch[i].grant, changes);
+    if (auto applied = apply(changes, clock_.boot_now()); !applied) {
+      RangeChanges undone;
+      remove_coverage(batch[i].grant, undone);
+      kernel_pending_ = true;
+      outcomes[i] = applied.error();
+    }
   }
-  failpoint("after_kernel_ack");
-  active_.emplace(grant.id, grant);
-  audit_grant("request", "granted", grant);
-  return grant;
+  return outcomes;
+}
+
+void AccessEngine::commit() {
+  if (pending_.empty()) return;
+  auto batch = std::exchange(pending_, {});
+  if (auto synced = journal_.sync(); !synced) {
+    // None of the batch's records can be counted on: close them, so no restart applies one.
+    std::vector<PendingEnd> ends;
+    for (const auto& pending : batch) {
+      ends.push_back({pending.grant.id, GrantStatus::revoked, "JournalFailed"});
+    }
+    journal_ends(ends);
+    for (auto& pending : batch) answer_refused(pending, synced.error());
+    return;
+  }
+  // Timeouts count from now, not from before the journal's sync: the kernel starts them at
+  // commit, so a slow disk must not stretch a grant past its deadline.
+  RangeChanges changes;
+  for (const auto& pending : batch) add_coverage(pending.grant, changes);
+  std::vector<std::optional<Error>> outcomes(batch.size());
+  if (auto applied = apply(changes, clock_.boot_now()); !applied) {
+    RangeChanges undone;
+    for (const auto& pending : batch) remove_coverage(pending.grant, undone);
+    kernel_pending_ = true;
+    if (batch.size() == 1) {
+      outcomes.front() = applied.error();
+    } else {
+      outcomes = apply_one_by_one(batch);
+    }
+  }
+  if (std::any_of(outcomes.begin(), outcomes.end(), [](const auto& error) { return !error; })) {
+    failpoint("after_kernel_ack");
+  }
+  // Never applied: close the records so no restart applies them (the deadline bounds them).
+  std::vector<PendingEnd> never_applied;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (outcomes[i]) never_applied.push_back({batch[i].grant.id, GrantStatus::revoked, "KernelRefused"});
+  }
+  journal_ends(never_applied);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    auto& pending = batch[i];
+    if (outcomes[i]) {
+      answer_refused(pending, std::move(*outcomes[i]));
+      continue;
+    }
+    activate(pending.grant);
+    audit_grant("request", "granted", pending.grant);
+    pending.done(std::move(pending.grant));
+  }
 }
 
 Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
+  commit();
   const auto now = clock_.boot_now();
   const auto refuse = [&](Error error) -> Result<Grant> {
     auto event = refusal_event(caller, "revoke", error);
@@ -400,13 +525,13 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
                                              found->second.requestor.name)});
   }
   // Journal first: once recorded, no restart can bring the grant back.
-  Grant grant = std::move(found->second);
-  active_.erase(found);
-  end_grant(grant, GrantStatus::revoked, "UserRequested", &caller);
+  Grant grant = deactivate(found);
+  RangeChanges changes;
+  remove_coverage(grant, changes);
+  end_grants({{grant, GrantStatus::revoked, "UserRequested", caller}});
   grant.status = GrantStatus::revoked;
   grant.status_reason = "UserRequested";
-  if (auto applied = converge(desired_ranges(nullptr, nullptr), clock_.boot_now()); !applied) {
-    kernel_pending_ = true;  // the daemon re-installs until the kernel agrees
+  if (auto applied = apply(changes, clock_.boot_now()); !applied) {
     return tl::unexpected(Error{applied.error().code,
                                 "revoke of " + grant.id +
                                     " is recorded, but the kernel refused the change (retrying): " +
@@ -419,53 +544,69 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
 
 PolicyChange AccessEngine::apply_policy_to_grants() {
   PolicyChange change;
+  std::vector<Ending> revoked;
+  std::vector<Grant> changed;
   for (auto it = active_.begin(); it != active_.end();) {
     Grant& grant = it->second;
     std::vector<PortSpec> kept;
     for (const auto& port : grant.ports) {
       if (auto allowed = still_allowed(policy_, port, grant.source)) kept.push_back(*allowed);
     }
+    const auto next = std::next(it);
     if (kept.empty()) {
       ++change.revoked;
-      end_grant(std::move(grant), GrantStatus::revoked, policy_changed);
-      it = active_.erase(it);
+      revoked.push_back({deactivate(it), GrantStatus::revoked, policy_changed, std::nullopt});
+      it = next;
       continue;
     }
     const bool narrowed = kept != grant.ports;
-    if (narrowed) grant.ports = std::move(kept);
     const auto latest_end = grant.start + longest_allowed(policy_, grant);
     const bool clamped = grant.end > latest_end;
-    if (clamped) {
-      const auto cut = grant.end - latest_end;
-      grant.end -= cut;
-      grant.deadline -= cut;
-    }
     if (!narrowed && !clamped) {
-      ++it;
+      it = next;
       continue;
     }
+    Grant updated = deactivate(it);
+    it = next;
+    if (narrowed) updated.ports = std::move(kept);
+    if (clamped) {
+      const auto cut = updated.end - latest_end;
+      updated.end -= cut;
+      updated.deadline -= cut;
+    }
     // Each grant counts once, by what became of it: one the clamp ends is revoked.
-    if (grant.deadline <= clock_.boot_now()) {
+    if (updated.deadline <= clock_.boot_now()) {
       ++change.revoked;
-      end_grant(std::move(grant), GrantStatus::revoked, policy_changed);
-      it = active_.erase(it);
+      revoked.push_back({std::move(updated), GrantStatus::revoked, policy_changed, std::nullopt});
       continue;
     }
     if (narrowed) ++change.narrowed;
     if (clamped) ++change.clamped;
-    grant.status_reason = policy_changed;
-    if (auto journaled = journal_.record_grant(grant); !journaled) {
-      // Narrower than the journaled version: a replay would restore the wider grant and
-      // the same policy would narrow it again, so enforcement is not loosened.
-      audit_grant("policy", "failed", grant, "journal: " + journaled.error().message);
+    updated.status_reason = policy_changed;
+    changed.push_back(updated);
+    activate(std::move(updated));
+  }
+  end_grants(std::move(revoked));
+  // Narrower than the journaled versions: a replay that misses one restores the wider grant
+  // and the same policy narrows it again, so enforcement is not loosened.
+  std::optional<Error> failed;
+  for (const auto& grant : changed) {
+    if (auto journaled = journal_.record_grant(grant); !journaled && !failed) {
+      failed = journaled.error();
     }
+  }
+  if (!changed.empty() && !failed) {
+    if (auto synced = journal_.sync(); !synced) failed = synced.error();
+  }
+  for (const auto& grant : changed) {
+    if (failed) audit_grant("policy", "failed", grant, "journal: " + failed->message);
     audit_grant("policy", "narrowed", grant, policy_changed);
-    ++it;
   }
   return change;
 }
 
 Result<PolicyChange> AccessEngine::replace_policy(Policy policy) {
+  commit();
   policy_ = std::move(policy);
   const auto change = apply_policy_to_grants();
   if (auto installed = install(); !installed) return tl::unexpected(installed.error());
@@ -473,17 +614,16 @@ Result<PolicyChange> AccessEngine::replace_policy(Policy policy) {
 }
 
 void AccessEngine::expire_due() {
+  commit();
   const auto now = clock_.boot_now();
-  for (auto it = active_.begin(); it != active_.end();) {
-    if (it->second.deadline > now) {
-      ++it;
-      continue;
-    }
-    end_grant(std::move(it->second), GrantStatus::expired, "Expired");
-    it = active_.erase(it);
+  std::vector<Ending> expired;
+  while (!by_deadline_.empty() && by_deadline_.begin()->first <= now) {
+    const auto found = active_.find(by_deadline_.begin()->second);
+    expired.push_back({deactivate(found), GrantStatus::expired, "Expired", std::nullopt});
   }
   // The kernel dropped the ended elements itself; forget them without a transaction.
-  std::erase_if(kernel_ranges_, [now](const TimedRange& range) { return range.end <= now; });
+  index_.forget_ended(now);
+  end_grants(std::move(expired));
 }
 
 std::vector<Grant> AccessEngine::active_grants() const {
@@ -498,11 +638,8 @@ std::vector<Grant> AccessEngine::active_grants() const {
 }
 
 std::optional<Deadline> AccessEngine::next_expiry() const {
-  std::optional<Deadline> next;
-  for (const auto& [id, grant] : active_) {
-    if (!next || grant.deadline < *next) next = grant.deadline;
-  }
-  return next;
+  if (by_deadline_.empty()) return std::nullopt;
+  return by_deadline_.begin()->first;
 }
 
 }  // namespace jitd::core

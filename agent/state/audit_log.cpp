@@ -57,10 +57,21 @@ core::Result<std::unique_ptr<AuditLog>> AuditLog::open(std::filesystem::path pat
 void AuditLog::record(const core::AuditEvent& event) {
   const auto line = to_json_line(event);
   const auto what = "append to audit log " + path_.string();
-  if (auto appended = sys::append_synced(fd_.get(), line, what); !appended) {
+  if (auto appended = sys::append_record(fd_.get(), line, what); !appended) {
     // Enforcement does not depend on the log; say loudly that the record is missing.
     spdlog::error("{}; event: {}", appended.error().message, line);
+    return;
   }
+  unsynced_ = true;
+}
+
+core::Result<void> AuditLog::sync() {
+  if (!unsynced_) return {};
+  if (auto synced = sys::sync_data(fd_.get(), "sync audit log " + path_.string()); !synced) {
+    return synced;
+  }
+  unsynced_ = false;
+  return {};
 }
 
 }  // namespace jitd::state

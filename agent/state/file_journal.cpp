@@ -95,7 +95,7 @@ core::Result<void> FileJournal::record_end(const std::string& id, core::GrantSta
   ++ended_since_compaction_;
   if (ended_since_compaction_ > compaction_min_ended &&
       ended_since_compaction_ > 2 * live_records_.size()) {
-    // The end record is durable and the journal valid whether or not this works; a failed
+    // The end record is written and the journal valid whether or not this works; a failed
     // compaction leaves the counter up, so the next end record (or the next open) retries.
     (void)compact();
   }
@@ -104,17 +104,23 @@ core::Result<void> FileJournal::record_end(const std::string& id, core::GrantSta
 
 core::Result<void> FileJournal::append(std::string_view line) {
   const auto what = "append to journal " + path_.string();
-  // Crash tests need half a record on disk when the process dies; production never splits.
+  // Crash tests need half a record in the file when the process dies; production never splits.
   if (core::failpoints_enabled()) {
     const auto half = line.substr(0, line.size() / 2);
-    if (auto first = sys::append_synced(fd_.get(), half, what); !first) return first;
+    if (auto first = sys::append_record(fd_.get(), half, what); !first) return first;
     core::failpoint("journal_mid_record");
-    if (auto rest = sys::append_synced(fd_.get(), line.substr(half.size()), what); !rest) {
+    if (auto rest = sys::append_record(fd_.get(), line.substr(half.size()), what); !rest) {
       sys::cut_tail(fd_.get(), half.size());
       return rest;
     }
-  } else if (auto whole = sys::append_synced(fd_.get(), line, what); !whole) {
-    return whole;
+    return {};
+  }
+  return sys::append_record(fd_.get(), line, what);
+}
+
+core::Result<void> FileJournal::sync() {
+  if (auto synced = sys::sync_data(fd_.get(), "sync journal " + path_.string()); !synced) {
+    return synced;
   }
   core::failpoint("after_journal_sync");
   return {};

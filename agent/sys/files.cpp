@@ -41,7 +41,7 @@ core::Result<void> write_all(int fd, std::string_view text, const std::string& w
   return {};
 }
 
-core::Result<void> append_synced(int fd, std::string_view record, const std::string& what) {
+core::Result<void> append_record(int fd, std::string_view record, const std::string& what) {
   const auto written = ::write(fd, record.data(), record.size());
   // Before cut_tail, whose calls overwrite errno.
   const int error = errno;
@@ -53,11 +53,11 @@ core::Result<void> append_synced(int fd, std::string_view record, const std::str
                           std::to_string(record.size()) + " bytes)",
                       EIO);
   }
-  if (::fdatasync(fd) != 0) {
-    const int sync_error = errno;
-    cut_tail(fd, record.size());
-    return fail_system(core::ErrorCode::io, what, sync_error);
-  }
+  return {};
+}
+
+core::Result<void> sync_data(int fd, const std::string& what) {
+  if (::fdatasync(fd) != 0) return fail_system(core::ErrorCode::io, what, errno);
   return {};
 }
 

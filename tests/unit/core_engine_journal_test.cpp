@@ -13,8 +13,9 @@ TEST_F(CoreEngineTest, RequestJournalsTheGrantBeforeTheKernelApply) {
   trace();
   clock.advance(3s);
   const auto grant = grant_ok(ask({ssh}, "10.0.0.1", 1h));
-  EXPECT_EQ(log.calls, (std::vector<std::string>{"journal.grant g1", "backend.apply",
-                                                 "audit.request granted"}));
+  // The record is synced before the kernel sees the grant.
+  EXPECT_EQ(log.calls, (std::vector<std::string>{"journal.grant g1", "journal.sync",
+                                                 "backend.apply", "audit.request granted"}));
   ASSERT_EQ(journal.calls.size(), 1U);
   EXPECT_EQ(journal.calls[0].kind, Kind::grant);
   expect_same_grant(journal.calls[0].grant, grant);
@@ -64,9 +65,10 @@ TEST_F(CoreEngineTest, KernelFailureAfterJournalingEndsTheRecord) {
   ASSERT_FALSE(result.has_value());
   EXPECT_EQ(result.error().code, ErrorCode::kernel);
   EXPECT_EQ(result.error().sys_errno, ENOBUFS);
-  EXPECT_EQ(log.calls, (std::vector<std::string>{"journal.grant g1", "backend.apply",
+  EXPECT_EQ(log.calls, (std::vector<std::string>{"journal.grant g1", "journal.sync",
+                                                 "backend.apply",
                                                  "journal.end g1 Revoked KernelRefused",
-                                                 "audit.request failed"}));
+                                                 "journal.sync", "audit.request failed"}));
   const auto ends = journal.recorded(Kind::end);
   ASSERT_EQ(ends.size(), 1U);
   EXPECT_EQ(ends[0].id, "g1");
@@ -93,7 +95,8 @@ TEST_F(CoreEngineTest, RevokeJournalsTheEndBeforeTheKernelApply) {
   const auto revoked = engine.revoke(admin, grant.id);
   ASSERT_TRUE(revoked.has_value()) << revoked.error().message;
   EXPECT_EQ(calls_to(log, {"journal.", "backend."}),
-            (std::vector<std::string>{"journal.end g1 Revoked UserRequested", "backend.apply"}));
+            (std::vector<std::string>{"journal.end g1 Revoked UserRequested", "journal.sync",
+                                      "backend.apply"}));
   EXPECT_EQ(calls_to(log, {"audit."}), std::vector<std::string>{"audit.revoke revoked"});
   EXPECT_TRUE(journal.replay().empty());
   EXPECT_FALSE(engine.kernel_pending());

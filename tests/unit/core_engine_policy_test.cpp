@@ -29,7 +29,8 @@ TEST_F(CoreEngineTest, ReplacePolicyRevokesGrantsForARemovedPort) {
   EXPECT_EQ(change->clamped, 0U);
 
   EXPECT_EQ(calls_to(log, {"journal.", "backend."}),
-            (std::vector<std::string>{"journal.end g1 Revoked PolicyChanged", "backend.install"}));
+            (std::vector<std::string>{"journal.end g1 Revoked PolicyChanged", "journal.sync",
+                                      "backend.install"}));
   ASSERT_EQ(journal.calls.size(), journal_before + 1);
   EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{shell.id});
   const auto revokes = audit.named("revoke");
@@ -278,15 +279,16 @@ TEST_F(CoreEngineTest, ReplacePolicyCountsEachGrantOnceWithOneInstallAndNoApply)
   EXPECT_EQ(change->narrowed, 1U);
   EXPECT_EQ(change->clamped, 1U);
 
-  ASSERT_EQ(journal.calls.size(), journal_before + 2);  // one record per changed grant
-  const auto& changed = journal.calls[journal_before];
+  // One record per changed grant: the ends first, then the narrowed grants.
+  ASSERT_EQ(journal.calls.size(), journal_before + 2);
+  EXPECT_EQ(journal.calls[journal_before].kind, Kind::end);
+  EXPECT_EQ(journal.calls[journal_before].id, resolver.id);
+  const auto& changed = journal.calls[journal_before + 1];
   EXPECT_EQ(changed.kind, Kind::grant);
   EXPECT_EQ(changed.grant.id, both.id);
   EXPECT_EQ(changed.grant.ports, std::vector<PortSpec>{ssh});
   EXPECT_EQ(changed.grant.end, t0 + 30min);
   EXPECT_EQ(changed.grant.deadline, b0 + 30min);
-  EXPECT_EQ(journal.calls[journal_before + 1].kind, Kind::end);
-  EXPECT_EQ(journal.calls[journal_before + 1].id, resolver.id);
 
   EXPECT_EQ(backend.applies.size(), applies_before);
   ASSERT_EQ(backend.installs.size(), 1U);

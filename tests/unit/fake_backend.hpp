@@ -224,6 +224,22 @@ class FakeJournal final : public core::Journal {
     return {};
   }
 
+  // Records written are what a crash of jitd leaves; a failed sync is modelled as a disk that
+  // took them anyway (the worst case for the engine, which must close them).
+  // Counted apart from `calls` (which hold records); a failure is injected by fail_next too.
+  core::Result<void> sync() override {
+    if (log != nullptr) log->add("journal.sync");
+    if (fail_next_) {
+      const int sys_errno = *std::exchange(fail_next_, std::nullopt);
+      ++failed_syncs;
+      return core::fail(core::ErrorCode::io, "journal: injected sync failure", sys_errno);
+    }
+    ++syncs;
+    return {};
+  }
+  std::size_t syncs = 0;         // successful
+  std::size_t failed_syncs = 0;
+
   // What an earlier run left in the file (not counted as calls).
   void seed(std::vector<core::JournalEntry> entries) { live_ = std::move(entries); }
 

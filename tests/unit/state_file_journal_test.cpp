@@ -364,9 +364,11 @@ TEST(FileJournal, FailpointsSeeHalfARecordThenTheWholeOne) {
   core::set_failpoint_handler(recording_handler);
   ASSERT_TRUE(core::failpoints_enabled());
   const auto recorded = journal->record_grant(grant);
+  const auto synced = journal->sync();
   core::set_failpoint_handler(nullptr);
   ASSERT_FALSE(core::failpoints_enabled());
   ASSERT_TRUE(recorded.has_value());
+  ASSERT_TRUE(synced.has_value());
 
   EXPECT_EQ(failpoints_seen,
             (std::vector<std::string>{"journal_mid_record", "after_journal_sync"}));

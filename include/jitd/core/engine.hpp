@@ -3,11 +3,18 @@
 // computes end times, keeps every grant as its own record, journals every change before
 // the kernel sees it, and drives the backend with the disjoint ranges derived from the
 // live grants. Enforcement and expiry run on the boot clock (Deadline); UTC is for people.
+//
+// Requests are group-committed: submit() validates and writes the journal record, commit()
+// syncs the journal once and changes the kernel in one transaction for every request
+// submitted since, then answers each. A change costs in proportion to what it touches
+// (RangeIndex), not to how many grants are live.
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "jitd/core/audit.hpp"
@@ -17,11 +24,14 @@
 #include "jitd/core/grant.hpp"
 #include "jitd/core/journal.hpp"
 #include "jitd/core/policy.hpp"
+#include "jitd/core/range_index.hpp"
 #include "jitd/core/ranges.hpp"
 
 namespace jitd::core {
 
 using IdGenerator = std::function<std::string()>;
+// Answers one submitted request: the grant, or why it was refused or failed.
+using GrantCallback = std::function<void(Result<Grant>)>;
 
 struct RestoreReport {
   std::size_t restored = 0;  // live again, with their remaining time
@@ -51,7 +61,17 @@ class AccessEngine {
   RestoreReport restore(std::vector<JournalEntry> entries, std::string_view boot_id);
   // Replaces jitd's whole table, atomically, with the policy and every live grant.
   [[nodiscard]] Result<void> install();
+  // submit() + commit(): one request, answered on return.
   [[nodiscard]] Result<Grant> request(const Caller& caller, const GrantRequest& request);
+  // Validates and authorises the request and writes its journal record. A refusal is answered
+  // at once; an accepted request waits for the next commit(), which answers it.
+  void submit(const Caller& caller, const GrantRequest& request, GrantCallback done);
+  // One journal sync and one kernel transaction for every request submitted since the last
+  // commit; each is answered only after its record is on disk and its element in the kernel.
+  // A sync failure fails the whole batch; a kernel refusal is retried request by request, so
+  // only the request at fault fails. Every other change commits first, so order is kept.
+  void commit();
+  [[nodiscard]] bool has_pending() const { return !pending_.empty(); }
   [[nodiscard]] Result<Grant> revoke(const Caller& caller, std::string_view id);
   // A new, valid policy: grants it no longer allows are revoked, narrowed or clamped
   // (journaled first), and the new ruleset replaces the old in one transaction.
@@ -76,21 +96,47 @@ class AccessEngine {
   [[nodiscard]] EnforcementSpec enforcement_spec(Deadline now) const;
 
  private:
+  struct PendingRequest {
+    Caller caller;
+    GrantRequest request;
+    Grant grant;
+    GrantCallback done;
+  };
+  struct Ending {
+    Grant grant;
+    GrantStatus status;
+    std::string reason;
+    std::optional<Caller> by;  // who ended it, when not the requestor nor jitd
+  };
+  struct PendingEnd {
+    std::string id;
+    GrantStatus status;
+    std::string reason;
+  };
+
   [[nodiscard]] Result<void> validate(const GrantRequest& request, Milliseconds duration) const;
   // A port rule may narrow who may request it (requesters:); administrators are not narrowed.
   [[nodiscard]] Result<void> authorise_ports(const Caller& caller,
                                              const GrantRequest& request) const;
-  [[nodiscard]] std::vector<TimedRange> desired_ranges(const Grant* extra,
-                                                       const std::string* without) const;
   [[nodiscard]] EnforcementSpec spec_with(const std::vector<TimedRange>& grants,
                                           Deadline now) const;
-  [[nodiscard]] Result<void> install_ranges(std::vector<TimedRange> desired, Deadline now);
-  [[nodiscard]] Result<void> converge(std::vector<TimedRange> desired, Deadline now);
+  [[nodiscard]] Result<void> install_index(Deadline now);
+  // The index's changes into the kernel (a whole table while the kernel may differ).
+  [[nodiscard]] Result<void> apply(const RangeChanges& changes, Deadline now);
+  void add_coverage(const Grant& grant, RangeChanges& changes);
+  void remove_coverage(const Grant& grant, RangeChanges& changes);
+  // The kernel refused the batch's transaction: each request alone, so only the one at fault
+  // fails. Returns each request's outcome.
+  std::vector<std::optional<Error>> apply_one_by_one(const std::vector<PendingRequest>& batch);
+  void activate(Grant grant);
+  Grant deactivate(std::map<std::string, Grant, std::less<>>::iterator found);
   PolicyChange apply_policy_to_grants();
-  void end_grant(Grant grant, GrantStatus status, const std::string& reason,
-                 const Caller* by = nullptr);
-  // record_end that remembers a failed write for retry_pending().
-  Result<void> journal_end(const std::string& id, GrantStatus status, const std::string& reason);
+  // Writes end records and syncs them once; the ones not on disk are kept for retry_pending().
+  // Returns, for each, why its record is not yet on disk (nothing when it is).
+  std::vector<std::optional<Error>> journal_ends(const std::vector<PendingEnd>& ends);
+  // journal_ends() for grants that are no longer (or never were) in active_, then audits each.
+  void end_grants(std::vector<Ending> endings);
+  void answer_refused(PendingRequest& pending, Error error);
   [[nodiscard]] AuditEvent refusal_event(const Caller& caller, std::string event,
                                          const Error& error) const;
   void audit_refusal(const Caller& caller, const GrantRequest* request, const Error& error);
@@ -104,13 +150,11 @@ class AccessEngine {
   IdGenerator new_id_;
   Policy policy_;
   std::map<std::string, Grant, std::less<>> active_;
-  std::vector<TimedRange> kernel_ranges_;  // what the kernel last acknowledged
-  bool kernel_pending_ = false;  // the kernel may differ from kernel_ranges_: install again
-  struct PendingEnd {
-    std::string id;
-    GrantStatus status;
-    std::string reason;
-  };
+  std::set<std::pair<Deadline, std::string>> by_deadline_;  // active_, soonest end first
+  // The disjoint ranges of the live grants: what the kernel holds unless kernel_pending_.
+  RangeIndex index_;
+  bool kernel_pending_ = false;  // the kernel may differ from index_: install again
+  std::vector<PendingRequest> pending_;       // submitted, waiting for commit()
   std::vector<PendingEnd> unjournaled_ends_;  // ends the journal refused; retried
 };
 

@@ -1,7 +1,9 @@
 #pragma once
-// The audit log: one JSON object per line in <state dir>/audit.jsonl, appended and
-// flushed to disk per event so a crash never loses a recorded decision. Not thread-safe: the
-// daemon's event loop is its one writer.
+// The audit log: one JSON object per line in <state dir>/audit.jsonl, appended with one
+// write() per event, so a crash of jitd never loses a recorded decision. The grant journal is
+// what a request waits for; the audit log is synced by the daemon shortly after it was written
+// (and at stop), so a burst (an expiry storm) shares one sync. Not thread-safe: the daemon's
+// event loop is its one writer.
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -28,6 +30,9 @@ class AuditLog final : public core::AuditSink, public core::AuditReader {
  public:
   [[nodiscard]] static core::Result<std::unique_ptr<AuditLog>> open(std::filesystem::path path);
   void record(const core::AuditEvent& event) override;
+  // fdatasync() when records were written since the last sync.
+  [[nodiscard]] core::Result<void> sync();
+  [[nodiscard]] bool unsynced() const { return unsynced_; }
   // Cursors name the file (its inode) and a byte offset in it.
   [[nodiscard]] core::Result<core::AuditPage> read(const core::AuditQuery& query) const override;
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
@@ -36,6 +41,7 @@ class AuditLog final : public core::AuditSink, public core::AuditReader {
   AuditLog(std::filesystem::path path, sys::UniqueFd fd);
   std::filesystem::path path_;
   sys::UniqueFd fd_;
+  bool unsynced_ = false;
 };
 
 }  // namespace jitd::state

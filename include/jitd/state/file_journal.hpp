@@ -1,7 +1,7 @@
 #pragma once
 // The grant journal on disk: <state dir>/grants.journal.
 //
-// Records are appended with O_APPEND and fdatasync'd, one write() each; the format and its
+// Records are appended with O_APPEND, one write() each, and fdatasync'd together by sync(); the format and its
 // replay are in journal_format.hpp. Compaction rewrites the file with the live grants only
 // (write temp, fsync, rename, fsync directory), at open and as ended records pile up; the
 // history of ended grants stays in the audit log.
@@ -34,6 +34,7 @@ class FileJournal final : public core::Journal {
   [[nodiscard]] core::Result<void> record_grant(const core::Grant& grant) override;
   [[nodiscard]] core::Result<void> record_end(const std::string& id, core::GrantStatus status,
                                               const std::string& reason) override;
+  [[nodiscard]] core::Result<void> sync() override;
 
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 

@@ -21,11 +21,15 @@ namespace jitd::sys {
 [[nodiscard]] core::Result<void> write_all(int fd, std::string_view text, const std::string& what);
 
 // Appends `record` with one write() (on an O_APPEND descriptor a crash leaves at most a torn
-// tail) and fdatasync()s it. A short write means the disk (or a size limit) is full: it is
-// reported as "<what>: short write (n of m bytes)", not retried. On any failure the part that
-// reached the file is taken back (cut_tail), so the next record starts on a clean line.
-[[nodiscard]] core::Result<void> append_synced(int fd, std::string_view record,
+// tail). It survives a crash of the process at once and a crash of the machine once synced
+// (sync_data). A short write means the disk (or a size limit) is full: it is reported as
+// "<what>: short write (n of m bytes)", not retried. On failure the part that reached the
+// file is taken back (cut_tail), so the next record starts on a clean line.
+[[nodiscard]] core::Result<void> append_record(int fd, std::string_view record,
                                                const std::string& what);
+
+// fdatasync(): every record appended so far is on disk. Several records share one sync.
+[[nodiscard]] core::Result<void> sync_data(int fd, const std::string& what);
 
 // Replaces the file at `path` with `text` so that a crash leaves the old file or the new one,
 // never a mix: a temporary sibling (mode 0600) is written, fdatasync()ed and renamed over
