@@ -57,11 +57,10 @@ core::Caller identify_peer(int fd, const std::optional<gid_t>& manage_group) {
   if (auto groups = peer_groups(fd)) {
     caller.groups.assign(groups->begin(), groups->end());
   }
-  caller.in_socket_group =
-      credentials.uid == 0 ||
-      (manage_group && (credentials.gid == *manage_group ||
-                        std::find(caller.groups.begin(), caller.groups.end(), *manage_group) !=
-                            caller.groups.end()));
+  caller.in_socket_group = credentials.uid == 0 ||
+                           (manage_group && (credentials.gid == *manage_group ||
+                                             std::find(caller.groups.begin(), caller.groups.end(),
+                                                       *manage_group) != caller.groups.end()));
   return caller;
 }
 

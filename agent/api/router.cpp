@@ -297,9 +297,25 @@ Response Router::list_grants(const core::Caller& caller) const {
 Response Router::create_grant(const core::Caller& caller, std::string_view body) const {
   auto request = parse_grant_request(body);
   if (!request) return refuse(caller, "request", request.error());
-  auto grant = engine_.request(caller, *request);
+  return grant_response(engine_.request(caller, *request));
+}
+
+Response Router::grant_response(const core::Result<core::Grant>& grant) const {
   if (!grant) return error_response(grant.error());
   return json_response(201, grant_json(*grant, clock_.boot_now()));
+}
+
+void Router::handle_async(const core::Caller& caller, std::string_view method,
+                          std::string_view path, std::string_view body, const QueryArguments& query,
+                          std::function<void(Response)> respond) const {
+  if (path != "/v1/grants" || method != "POST")
+    return respond(handle(caller, method, path, body, query));
+  auto request = parse_grant_request(body);
+  if (!request) return respond(refuse(caller, "request", request.error()));
+  engine_.submit(caller, *request,
+                 [this, respond = std::move(respond)](core::Result<core::Grant> grant) {
+                   respond(grant_response(grant));
+                 });
 }
 
 Response Router::revoke_grant(const core::Caller& caller, std::string_view id) const {

@@ -38,6 +38,8 @@ constexpr std::size_t max_logged_error = 256;
 struct PendingRequest {
   std::string body;
   bool too_large = false;
+  bool suspended = false;         // waiting for the engine's commit
+  std::optional<Response> reply;  // the answer, once decided
 };
 
 }  // namespace
@@ -62,6 +64,7 @@ struct Server::Impl {
   MHD_Daemon* daemon = nullptr;
   std::unordered_map<int, Admitted> admitted;  // by descriptor: unique while open
   std::unordered_map<uid_t, std::size_t> admitted_per_uid;
+  std::size_t resumed = 0;  // connections resumed since the last MHD_run
 
   ~Impl() {
     if (daemon != nullptr) MHD_stop_daemon(daemon);  // closes the connections, not the listener
@@ -207,16 +210,28 @@ struct Server::Impl {
           {413,
            R"({"error":{"code":"InvalidRequest","message":"body: larger than 65536 bytes"}})"});
     }
+    // Resumed after the engine's commit: the answer is decided.
+    if (pending->reply) return respond(connection, std::move(*pending->reply));
     const auto found = admitted.find(descriptor_of(connection));
     // Every connection was admitted; one that was not has no identity and so no right.
     const auto caller = found != admitted.end()
                             ? found->second.caller
                             : core::Caller{core::unknown_uid, 0, "unknown", false, {}};
-    auto response = router.handle(caller, method, url, pending->body, query_arguments(connection));
-    spdlog::debug("{} {} by {} (uid {}) -> {}", core::excerpt(method, max_logged_method),
-                  core::excerpt(url, max_logged_url), core::escaped(caller.name), caller.uid,
-                  response.status);
-    return respond(connection, std::move(response));
+    spdlog::debug("{} {} by {} (uid {})", core::excerpt(method, max_logged_method),
+                  core::excerpt(url, max_logged_url), core::escaped(caller.name), caller.uid);
+    router.handle_async(caller, method, url, pending->body, query_arguments(connection),
+                        [this, connection, pending](Response response) {
+                          pending->reply = std::move(response);
+                          if (!pending->suspended) return;
+                          pending->suspended = false;
+                          MHD_resume_connection(connection);
+                          ++resumed;
+                        });
+    if (pending->reply) return respond(connection, std::move(*pending->reply));
+    // A grant waits for the group commit that follows this run (Server::run).
+    pending->suspended = true;
+    MHD_suspend_connection(connection);
+    return MHD_YES;
   }
 
   static QueryArguments query_arguments(MHD_Connection* connection) {
@@ -283,8 +298,7 @@ Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Server::~Server() = default;
 
 core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options,
-                                                    const Router& router,
-                                                    ListenSocket listener) {
+                                                    const Router& router, ListenSocket listener) {
   const auto& path = options.socket_path.native();
   auto impl = std::make_unique<Impl>(options, router, std::move(listener));
   // No thread of its own: the daemon's event loop polls libmicrohttpd's epoll descriptor and
@@ -292,9 +306,10 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
   // with the rest. jitd accepts (libmicrohttpd's accept policy sees an address, not a uid).
   const auto& limits = options.limits;
   impl->daemon = MHD_start_daemon(
-      MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
-      &Impl::on_request, impl.get(), MHD_OPTION_NOTIFY_COMPLETED, &Impl::on_completed, impl.get(),
-      MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, impl.get(), MHD_OPTION_CONNECTION_LIMIT,
+      MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0,
+      nullptr, nullptr, &Impl::on_request, impl.get(), MHD_OPTION_NOTIFY_COMPLETED,
+      &Impl::on_completed, impl.get(), MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection,
+      impl.get(), MHD_OPTION_CONNECTION_LIMIT,
       static_cast<unsigned>(limits.connections + limits.connections_per_uid),
       MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       connection_memory_limit, MHD_OPTION_UNESCAPE_CALLBACK, &Impl::unescape, impl.get(),
@@ -312,10 +327,14 @@ int Server::epoll_fd() const {
 
 int Server::listener_fd() const { return impl_->listener.fd(); }
 
-void Server::run() {
+void Server::run(const std::function<void()>& commit) {
   impl_->accept_pending();
   impl_->shut_down_expired();  // first: this run's MHD_run sees them at EOF and closes them
   MHD_run(impl_->daemon);
+  // Every request this run read is decided by one commit (one journal sync, one kernel
+  // transaction); the answers go out in a second run.
+  commit();
+  if (std::exchange(impl_->resumed, 0) > 0) MHD_run(impl_->daemon);
 }
 
 std::optional<std::chrono::milliseconds> Server::next_run() const {

@@ -24,7 +24,8 @@ std::optional<PortSpec> still_allowed(const Policy& policy, const PortSpec& port
   }
   if (kept.empty()) return std::nullopt;
   if (kept.size() == expand(port.protocol).size()) return port;
-  return PortSpec{port.number, kept.front() == Protocol::tcp ? ProtocolSpec::tcp : ProtocolSpec::udp};
+  return PortSpec{port.number,
+                  kept.front() == Protocol::tcp ? ProtocolSpec::tcp : ProtocolSpec::udp};
 }
 
 // The shortest maximum among the rules that cover the grant's ports.
@@ -55,8 +56,8 @@ Milliseconds remaining(const Grant& grant, Deadline now) {
   return grant.deadline > now ? grant.deadline - now : Milliseconds{0};
 }
 
-AccessEngine::AccessEngine(Backend& backend, Journal& journal, AuditSink& audit,
-                           const Clock& clock, IdGenerator new_id, Policy policy)
+AccessEngine::AccessEngine(Backend& backend, Journal& journal, AuditSink& audit, const Clock& clock,
+                           IdGenerator new_id, Policy policy)
     : backend_(backend),
       journal_(journal),
       audit_(audit),
@@ -266,9 +267,9 @@ Result<void> AccessEngine::validate(const GrantRequest& request, Milliseconds du
       keys.push_back(key);
       const auto* rule = policy_.find_rule(port.number, protocol);
       if (rule == nullptr) {
-        return fail(ErrorCode::port_not_in_policy,
-                    field + ": " + std::to_string(port.number) + "/" +
-                        std::string(to_string(protocol)) + " is not a port the policy protects");
+        return fail(ErrorCode::port_not_in_policy, field + ": " + std::to_string(port.number) +
+                                                       "/" + std::string(to_string(protocol)) +
+                                                       " is not a port the policy protects");
       }
       if (!rule->allows_source(request.source)) {
         const auto family = request.source.family();
@@ -313,8 +314,8 @@ AuditEvent AccessEngine::refusal_event(const Caller& caller, std::string event,
   AuditEvent audit;
   audit.time = clock_.now();
   audit.event = std::move(event);
-  audit.outcome = error.code == ErrorCode::kernel || error.code == ErrorCode::io ? "failed"
-                                                                                 : "refused";
+  audit.outcome =
+      error.code == ErrorCode::kernel || error.code == ErrorCode::io ? "failed" : "refused";
   audit.uid = caller.uid;
   audit.user = caller.name;
   audit.reason = describe_error(error);
@@ -365,13 +366,12 @@ void AccessEngine::end_grants(std::vector<Ending> endings) {
     std::string audit_reason = reason;
     if (failures[i]) audit_reason += "; journal: " + failures[i]->message + " (retrying)";
     const bool expired = status == GrantStatus::expired;
-    audit_grant(expired ? "expire" : "revoke", expired ? "expired" : "revoked", grant,
-                audit_reason, by ? &*by : nullptr);
+    audit_grant(expired ? "expire" : "revoke", expired ? "expired" : "revoked", grant, audit_reason,
+                by ? &*by : nullptr);
   }
 }
 
-void AccessEngine::audit_refused_call(const Caller& caller, std::string event,
-                                      const Error& error) {
+void AccessEngine::audit_refused_call(const Caller& caller, std::string event, const Error& error) {
   audit_.record(refusal_event(caller, std::move(event), error));
 }
 
@@ -390,8 +390,8 @@ void AccessEngine::submit(const Caller& caller, const GrantRequest& request, Gra
     done(tl::unexpected(std::move(error)));
   };
   if (!policy_.roles.grants(caller, Right::request)) {
-    return refuse({ErrorCode::forbidden,
-                   policy_.roles.refusal(caller, Right::request, "request access")});
+    return refuse(
+        {ErrorCode::forbidden, policy_.roles.refusal(caller, Right::request, "request access")});
   }
   if (request.duration.has_value() == request.end_time.has_value()) {
     return refuse({ErrorCode::invalid_request, "give exactly one of duration and endTimeUtc"});
@@ -400,8 +400,7 @@ void AccessEngine::submit(const Caller& caller, const GrantRequest& request, Gra
     return refuse({ErrorCode::end_time_in_past,
                    "endTimeUtc: " + format_utc(*request.end_time) + " is not in the future"});
   }
-  const Milliseconds duration =
-      request.duration ? *request.duration : *request.end_time - wall_now;
+  const Milliseconds duration = request.duration ? *request.duration : *request.end_time - wall_now;
   if (duration <= Milliseconds{0}) {
     return refuse({ErrorCode::invalid_argument, "duration: must be longer than zero"});
   }
@@ -484,7 +483,8 @@ void AccessEngine::commit() {
   // Never applied: close the records so no restart applies them (the deadline bounds them).
   std::vector<PendingEnd> never_applied;
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (outcomes[i]) never_applied.push_back({batch[i].grant.id, GrantStatus::revoked, "KernelRefused"});
+    if (outcomes[i])
+      never_applied.push_back({batch[i].grant.id, GrantStatus::revoked, "KernelRefused"});
   }
   journal_ends(never_applied);
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -509,8 +509,8 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
     return tl::unexpected(std::move(error));
   };
   if (!policy_.roles.grants(caller, Right::request)) {
-    return refuse({ErrorCode::forbidden,
-                   policy_.roles.refusal(caller, Right::request, "revoke access")});
+    return refuse(
+        {ErrorCode::forbidden, policy_.roles.refusal(caller, Right::request, "revoke access")});
   }
   const auto found = active_.find(id);
   if (found == active_.end() || found->second.deadline <= now) {
@@ -519,10 +519,10 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
   // A requester may end their own grants; ending someone else's is an administrator's call.
   if (found->second.requestor.uid != caller.uid &&
       !policy_.roles.grants(caller, Right::administer)) {
-    return refuse({ErrorCode::forbidden,
-                   policy_.roles.refusal(caller, Right::administer,
-                                         "revoke grant " + found->second.id + " of " +
-                                             found->second.requestor.name)});
+    return refuse(
+        {ErrorCode::forbidden, policy_.roles.refusal(caller, Right::administer,
+                                                     "revoke grant " + found->second.id + " of " +
+                                                         found->second.requestor.name)});
   }
   // Journal first: once recorded, no restart can bring the grant back.
   Grant grant = deactivate(found);

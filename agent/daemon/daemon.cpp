@@ -22,6 +22,9 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr auto reload_settle_time = 200ms;  // editors and fleet tools write in several steps
+// How long an audit record may wait for its sync: a burst of records (an expiry storm, a
+// batch of grants) shares one, and a crash of jitd loses none of them, only a power loss could.
+constexpr auto audit_sync_delay = 50ms;
 constexpr auto repair_coalesce_time = 2ms;  // one foreign transaction sends many events
 
 // A failure here costs old sessions, never protection, so it is logged, not fatal.
@@ -86,9 +89,10 @@ core::Result<api::ListenSocket> listen_socket(const config::MainConfig& settings
   // Protection first: a socket at another path is still served (refusing it would leave the
   // ports open at boot), but said loudly, since jitctl looks for socketPath.
   if (path != settings.socket_path) {
-    spdlog::error("socket from systemd listens on '{}', but socketPath is {}: serving on '{}'; "
-                  "make jitd.socket's ListenStream= and socketPath agree",
-                  path.string(), settings.socket_path.string(), path.string());
+    spdlog::error(
+        "socket from systemd listens on '{}', but socketPath is {}: serving on '{}'; "
+        "make jitd.socket's ListenStream= and socketPath agree",
+        path.string(), settings.socket_path.string(), path.string());
   }
   // Access is the socket unit's to set now; a mismatch with jitd.yaml is worth a warning.
   struct stat info {};
@@ -130,9 +134,9 @@ core::Result<StartingPolicy> load_starting_policy(const config::MainConfig& sett
   }
   auto parsed = config::parse_policy_sources((*copy)->directory, (*copy)->sources);
   if (!parsed.ok()) {
-    return core::fail(core::ErrorCode::policy_invalid,
-                      invalid + " and so is its last valid copy " + copy_path.string() + ": " +
-                          parsed.errors.front().to_string());
+    return core::fail(core::ErrorCode::policy_invalid, invalid + " and so is its last valid copy " +
+                                                           copy_path.string() + ": " +
+                                                           parsed.errors.front().to_string());
   }
   spdlog::critical(
       "{}: enforcing the last valid policy instead, saved {} ({}); fix the files and jitd "
@@ -171,6 +175,7 @@ int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) 
   sd_notify(0, "STOPPING=1");
   // The table and its live grants stay: protection and access outlive the daemon.
   record("stop", "ok", stop_reason_);
+  sync_audit();
   spdlog::info("stopping ({}); table inet {} and live grants stay in force", stop_reason_,
                settings_.nft_table);
   return loop < 0 ? 1 : 0;
@@ -184,9 +189,8 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
   const auto group = lookup_group(settings_.socket_group);
   auto listener = listen_socket(settings_, group);
   if (!listener) return tl::unexpected(listener.error());
-  auto server =
-      api::Server::start(api::ServerOptions{settings_.socket_path, group, {}}, router_,
-                         std::move(*listener));
+  auto server = api::Server::start(api::ServerOptions{settings_.socket_path, group, {}}, router_,
+                                   std::move(*listener));
   if (!server) return tl::unexpected(server.error());
   server_ = std::move(*server);
 
@@ -267,8 +271,15 @@ core::Result<void> Daemon::watch_events() {
        {timer(http_timer_, "HTTP timeouts", [this] { serve_http(); }),
         timer(reload_timer_, "policy reload", [this] { reload("policy directory changed"); }),
         timer(repair_timer_, "table repair", [this] { repair(); }),
-        timer(housekeeping_timer_, "housekeeping", [this] { housekeeping(); })}) {
+        timer(housekeeping_timer_, "housekeeping", [this] { housekeeping(); }),
+        timer(audit_sync_timer_, "audit log sync", [this] { sync_audit(); })}) {
     if (!made) return made;
+  }
+  // Whatever wrote audit records (a request, an expiry, a repair, a reload) gets them synced.
+  if (auto added =
+          loop_->after_each_event("audit log sync scheduling", [this] { sync_audit_soon(); });
+      !added) {
+    return added;
   }
   reload_settle_ = std::make_unique<Coalescer>(*reload_timer_, reload_settle_time);
   repair_coalesce_ = std::make_unique<Coalescer>(*repair_timer_, repair_coalesce_time);
@@ -315,7 +326,8 @@ void Daemon::save_last_valid(std::vector<config::PolicySource> sources) {
   auto saved = config::save_last_valid_policy(
       path, {settings_.policy_directory, core::format_utc(clock_.now()), std::move(sources)});
   // The policy is in force either way; only a later start with broken files would miss it.
-  if (!saved) spdlog::warn("keep the last valid policy in {}: {}", path.string(), saved.error().message);
+  if (!saved)
+    spdlog::warn("keep the last valid policy in {}: {}", path.string(), saved.error().message);
 }
 
 void Daemon::record(std::string event, std::string outcome, std::string reason) {
@@ -452,10 +464,22 @@ void Daemon::housekeeping() {
   housekeeping_timer_->arm(housekeeping_delay(engine_.next_expiry(), clock_.boot_now()));
 }
 
+void Daemon::sync_audit_soon() {
+  if (audit_->unsynced() && !audit_sync_timer_->armed()) audit_sync_timer_->arm(audit_sync_delay);
+}
+
+void Daemon::sync_audit() {
+  if (auto synced = audit_->sync(); !synced) {
+    // The records are written (a crash of jitd keeps them); only a power loss could lose them.
+    spdlog::error("{}; retrying", synced.error().message);
+    sync_audit_soon();
+  }
+}
+
 void Daemon::serve_http() {
   // Armed first: should run() throw, stalled connections are still timed out.
   http_timer_->arm(housekeeping_interval);
-  server_->run();
+  server_->run([this] { engine_.commit(); });
   // Re-armed after every run: work left on a connection does not wake the descriptor again.
   if (const auto next = server_->next_run()) {
     http_timer_->arm(*next);

@@ -52,6 +52,7 @@ struct detail::SourceCallback {
   static int on_time(sd_event_source*, std::uint64_t, void* self) {
     return invoke<EventLoop::TimerHandler>(self);
   }
+  static int on_post(sd_event_source*, void* self) { return invoke<EventLoop::TimerHandler>(self); }
 };
 
 namespace {
@@ -150,6 +151,21 @@ core::Result<void> EventLoop::add_io(int fd, bool own_fd, std::uint32_t events,
       const sys::UniqueFd unwatched(fd);
     }
     return tl::unexpected(event_error("own descriptor of " + description, error));
+  }
+  return adopt(source, description, std::move(callback));
+}
+
+core::Result<void> EventLoop::after_each_event(std::string description, TimerHandler handler) {
+  auto callback = std::make_unique<Callback>(Callback{std::move(handler)});
+  sd_event_source* source = nullptr;
+  if (const int error = sd_event_add_post(loop_, &source, &Callback::on_post, callback.get());
+      error < 0) {
+    return tl::unexpected(event_error("add " + description, error));
+  }
+  // A post source is one-shot by default: it must run after every event, not only the next.
+  if (const int error = sd_event_source_set_enabled(source, SD_EVENT_ON); error < 0) {
+    sd_event_source_unref(source);
+    return tl::unexpected(event_error("enable " + description, error));
   }
   return adopt(source, description, std::move(callback));
 }

@@ -3,10 +3,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <cstdlib>
 #include <map>
 #include <random>
-#include <spdlog/spdlog.h>
 #include <sstream>
 #include <string>
 
@@ -44,7 +44,8 @@ void install_failpoints_from_environment() {
   while (std::getline(items, item, ',')) {
     const auto equals = item.find('=');
     const auto name = item.substr(0, equals);
-    const double probability = equals == std::string::npos ? 1.0 : std::atof(item.c_str() + equals + 1);
+    const double probability =
+        equals == std::string::npos ? 1.0 : std::atof(item.c_str() + equals + 1);
     probabilities()[name] = probability;
   }
   const char* seed = std::getenv("JITD_FAILPOINT_SEED");

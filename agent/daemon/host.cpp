@@ -74,8 +74,8 @@ core::Result<void> make_directory(const std::filesystem::path& path, mode_t mode
 core::Result<void> check_directory(const std::filesystem::path& path) {
   struct stat info {};
   if (::lstat(path.c_str(), &info) != 0 && errno == ENOENT) return {};
-  auto opened = sys::open_trusted_directory(path, sys::CreateMissing::no, 0,
-                                            "directory " + path.string());
+  auto opened =
+      sys::open_trusted_directory(path, sys::CreateMissing::no, 0, "directory " + path.string());
   if (!opened) return tl::unexpected(opened.error());
   return {};
 }

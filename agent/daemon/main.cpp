@@ -36,7 +36,8 @@ core::Result<void> prepare_host(const config::MainConfig& settings, bool create)
   for (const auto& [directory, mode] :
        {std::pair{settings.state_directory, mode_t{0750}},
         std::pair{settings.socket_path.parent_path(), mode_t{0755}}}) {
-    auto ready = create ? daemon::make_directory(directory, mode) : daemon::check_directory(directory);
+    auto ready =
+        create ? daemon::make_directory(directory, mode) : daemon::check_directory(directory);
     if (!ready) return ready;
   }
   return {};
@@ -81,10 +82,9 @@ int main(int argc, char** argv) {
   }
   const auto& settings = main_config.value;
   if (!candidate.empty()) {
-    const auto policy =
-        replaces.empty()
-            ? config::load_policy_file(candidate)
-            : config::load_policy_directory_replacing(settings.policy_directory, replaces, candidate);
+    const auto policy = replaces.empty() ? config::load_policy_file(candidate)
+                                         : config::load_policy_directory_replacing(
+                                               settings.policy_directory, replaces, candidate);
     print_errors(policy.errors);
     if (!policy.ok()) return 1;
     std::cout << candidate << " is valid"

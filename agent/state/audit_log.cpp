@@ -143,8 +143,8 @@ core::Result<core::AuditPage> AuditLog::read(const core::AuditQuery& query) cons
                    '\0');
   std::size_t got = 0;
   while (got < text.size()) {
-    const auto read = ::pread(fd->get(), text.data() + got, text.size() - got,
-                              static_cast<off_t>(offset + got));
+    const auto read =
+        ::pread(fd->get(), text.data() + got, text.size() - got, static_cast<off_t>(offset + got));
     if (read < 0 && errno == EINTR) continue;
     if (read < 0) return sys::fail_system(core::ErrorCode::io, what, errno);
     if (read == 0) break;

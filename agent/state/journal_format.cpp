@@ -276,8 +276,7 @@ core::Result<TextReplay> replay_journal(std::string_view text, std::string_view 
           // Reading a newer format with this code could misread it: refuse.
           return core::fail(core::ErrorCode::io,
                             "format version " + std::string(line.substr(header_prefix.size())) +
-                                " is newer than version " +
-                                std::to_string(journal_format_version) +
+                                " is newer than version " + std::to_string(journal_format_version) +
                                 " that this jitd reads; refusing to use it");
         }
         begin = end;
@@ -361,10 +360,9 @@ core::Result<std::string> grant_record(const core::Grant& grant, const std::stri
   return line;
 }
 
-std::string end_record(const std::string& id, core::GrantStatus status,
-                       const std::string& reason) {
-  return journal_line(dump(
-      {{"type", "end"}, {"id", id}, {"status", core::to_string(status)}, {"reason", reason}}));
+std::string end_record(const std::string& id, core::GrantStatus status, const std::string& reason) {
+  return journal_line(
+      dump({{"type", "end"}, {"id", id}, {"status", core::to_string(status)}, {"reason", reason}}));
 }
 
 }  // namespace jitd::state

@@ -34,6 +34,11 @@ class ServerTest : public ::testing::Test, protected test::FakeEngine {
 
   void SetUp() override { restart(ServerLimits{}); }
 
+  // One turn of the daemon's loop: the server's run with the engine's group commit.
+  void serve() {
+    server->run([this] { engine.commit(); });
+  }
+
   void restart(const ServerLimits& limits) {
     server.reset();
     auto listener = ListenSocket::create(dir.file("jitd.sock"), std::nullopt, 0600);
@@ -57,7 +62,7 @@ class ServerTest : public ::testing::Test, protected test::FakeEngine {
   // Runs the server for up to `rounds` x 2 ms; whether the server closed `client` (EOF).
   bool closed_by_server(int client, int rounds) {
     for (int round = 0; round < rounds; ++round) {
-      server->run();
+      serve();
       pollfd readable{client, POLLIN, 0};
       if (poll(&readable, 1, 2) <= 0) continue;
       char buffer[4096];
@@ -73,7 +78,7 @@ class ServerTest : public ::testing::Test, protected test::FakeEngine {
               static_cast<ssize_t>(request.size()));
     std::string reply;
     for (int round = 0; round < 500; ++round) {
-      server->run();
+      serve();
       pollfd readable{client.get(), POLLIN, 0};
       if (poll(&readable, 1, 2) <= 0) continue;
       char buffer[4096];
@@ -94,7 +99,8 @@ TEST_F(ServerTest, PathThatIsNotUtf8IsAnsweredAndTheServerGoesOn) {
     EXPECT_EQ(reply.rfind("HTTP/1.1 ", 0), 0u) << reply;
     EXPECT_NE(reply.find(status), std::string::npos) << reply;
   }
-  const auto listed = exchange("GET /v1/grants HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
+  const auto listed =
+      exchange("GET /v1/grants HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
   EXPECT_NE(listed.find(" 200 "), std::string::npos) << listed;
   EXPECT_NE(listed.find(R"({"grants":[]})"), std::string::npos) << listed;
 }
@@ -155,7 +161,7 @@ TEST_F(ServerTest, NextRunIsDueWhileAConnectionWaits) {
   // loop's timer must be armed for it, or a stalled client would never be timed out.
   const auto client = connect_client();
   ASSERT_EQ(send(client.get(), "GET /v1/gr", 10, 0), 10);
-  for (int round = 0; round < 5; ++round) server->run();
+  for (int round = 0; round < 5; ++round) serve();
   const auto next = server->next_run();
   ASSERT_TRUE(next.has_value());
   EXPECT_GT(*next, std::chrono::seconds(1));
@@ -172,7 +178,7 @@ TEST_F(ServerTest, ConnectionOverTheCapOfItsUidIsClosedAtOnceAndItsSlotComesBack
   EXPECT_TRUE(closed_by_server(over.get(), 100)) << "a third connection of one uid was kept";
   EXPECT_FALSE(closed_by_server(held[1].get(), 1));
   held.pop_back();  // its close frees the slot for the next connection of the same uid
-  for (int round = 0; round < 10; ++round) server->run();
+  for (int round = 0; round < 10; ++round) serve();
   const auto listed =
       exchange("GET /v1/grants HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
   EXPECT_NE(listed.find(" 200 "), std::string::npos) << listed;
@@ -187,7 +193,7 @@ TEST_F(ServerTest, ConnectionThatDripsIsClosedAtItsDeadline) {
   bool closed = false;
   for (std::size_t sent = 0; sent < request.size() && !closed; ++sent) {
     send(client.get(), &request[sent], 1, MSG_NOSIGNAL);
-    server->run();
+    serve();
     const auto next = server->next_run();
     ASSERT_TRUE(next.has_value());
     ASSERT_LE(*next, std::chrono::milliseconds(300));  // the loop's timer is armed for it
@@ -214,7 +220,7 @@ TEST_F(ServerTest, KeptAliveConnectionGetsADeadlinePerRequest) {
     std::string reply;
     for (int round = 0; round < 200 && reply.find(R"({"grants":[]})") == std::string::npos;
          ++round) {
-      server->run();
+      serve();
       pollfd readable{client.get(), POLLIN, 0};
       if (poll(&readable, 1, 2) <= 0) continue;
       char buffer[4096];
@@ -234,6 +240,55 @@ TEST_F(ServerTest, RequestHeadOverTheMemoryLimitIsRefused) {
       exchange("GET /v1/grants HTTP/1.1\r\nHost: jitd\r\nX-Big: " + std::string(20 * 1024, 'a') +
                "\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(reply.rfind("HTTP/1.1 431 ", 0), 0u) << reply.substr(0, 200);
+}
+
+// Requests read in one run share one journal sync and one kernel transaction, and each is
+// answered with its own grant.
+TEST_F(ServerTest, GrantsReadInOneRunShareOneSyncAndOneTransaction) {
+  core::Policy policy;
+  core::PortRule ssh;
+  ssh.port = {22, core::ProtocolSpec::tcp};
+  ssh.any_source = true;
+  ssh.max_duration = std::chrono::hours(1);
+  policy.rules = {ssh};
+  ASSERT_TRUE(engine.replace_policy(policy).has_value());
+  const auto syncs_before = journal.syncs;
+  const auto applies_before = backend.applies.size();
+
+  constexpr int clients = 4;
+  std::vector<sys::UniqueFd> connections;
+  for (int i = 0; i < clients; ++i) {
+    connections.push_back(connect_client());
+    const std::string body = R"({"allowedSourceAddressPrefix":"10.0.0.)" +
+                             std::to_string(2 * i + 1) +
+                             R"(","ports":[{"number":22,"protocol":"TCP"}],"duration":"PT10M"})";
+    const std::string request =
+        "POST /v1/grants HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n"
+        "Content-Type: application/json\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
+    ASSERT_EQ(send(connections.back().get(), request.data(), request.size(), 0),
+              static_cast<ssize_t>(request.size()));
+  }
+  std::vector<std::string> replies(clients);
+  for (int round = 0; round < 500; ++round) {
+    serve();
+    bool all_closed = true;
+    for (int i = 0; i < clients; ++i) {
+      char buffer[4096];
+      const auto got = recv(connections[i].get(), buffer, sizeof buffer, MSG_DONTWAIT);
+      if (got > 0) replies[i].append(buffer, static_cast<std::size_t>(got));
+      if (got != 0) all_closed = false;
+    }
+    if (all_closed) break;
+    poll(nullptr, 0, 2);
+  }
+  for (const auto& reply : replies) {
+    EXPECT_EQ(reply.rfind("HTTP/1.1 201 ", 0), 0u) << reply;
+  }
+  EXPECT_EQ(journal.syncs - syncs_before, 1u);
+  ASSERT_EQ(backend.applies.size() - applies_before, 1u);
+  EXPECT_EQ(backend.applies.back().add.size(), static_cast<std::size_t>(clients));
+  EXPECT_EQ(engine.active_grants().size(), static_cast<std::size_t>(clients));
 }
 
 }  // namespace

@@ -5,8 +5,8 @@
 // All three can write to one shared CallLog, so a test can check the order of the calls
 // across them ("journal before kernel").
 #include <algorithm>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <map>
 #include <optional>
 #include <string>
@@ -45,6 +45,9 @@ class FakeBackend final : public core::Backend {
   void fail_next_apply(int sys_errno = ENOBUFS) { fail_next_apply_ = sys_errno; }
   // The next install() fails with a kernel error and changes nothing.
   void fail_next_install(int sys_errno = ENOBUFS) { fail_next_install_ = sys_errno; }
+  // Every transaction that adds an element for this source fails, as a kernel refusing one
+  // element fails its whole batch.
+  std::optional<core::AddressRange> refused_source;
 
   core::Result<void> install(const core::EnforcementSpec& spec) override {
     installs.push_back(spec);
@@ -54,6 +57,7 @@ class FakeBackend final : public core::Backend {
       fail_next_install_.reset();
       return core::fail(core::ErrorCode::kernel, "netlink: injected install failure", sys_errno);
     }
+    if (refuses(spec.grants)) return refusal();
     Elements next;  // one transaction: the old table stays unless every element goes in
     const auto now = clock_.boot_now();
     for (const auto& element : spec.grants) {
@@ -76,6 +80,7 @@ class FakeBackend final : public core::Backend {
       fail_next_apply_.reset();
       return core::fail(core::ErrorCode::kernel, "netlink: injected failure", sys_errno);
     }
+    if (refuses(changes.add)) return refusal();
     drop_expired();
     auto next = elements_;  // one transaction: committed only when every step succeeds
     for (const auto& key : changes.remove) {
@@ -164,6 +169,15 @@ class FakeBackend final : public core::Backend {
   }
 
   const core::Clock& clock_;
+  [[nodiscard]] bool refuses(const std::vector<core::TimedElement>& added) const {
+    return refused_source && std::any_of(added.begin(), added.end(), [this](const auto& element) {
+             return element.key.source == *refused_source;
+           });
+  }
+  static core::Result<void> refusal() {
+    return core::fail(core::ErrorCode::kernel, "netlink: injected refusal of one element", EINVAL);
+  }
+
   std::optional<int> fail_next_apply_;
   std::optional<int> fail_next_install_;
   bool installed_ = false;
@@ -176,10 +190,10 @@ class FakeJournal final : public core::Journal {
  public:
   struct Call {
     enum class Kind { grant, end } kind = Kind::grant;
-    core::Grant grant;  // Kind::grant: the grant as recorded
-    std::string id;     // both kinds
+    core::Grant grant;                                        // Kind::grant: the grant as recorded
+    std::string id;                                           // both kinds
     core::GrantStatus status = core::GrantStatus::initiated;  // Kind::end
-    std::string reason;                                        // Kind::end
+    std::string reason;                                       // Kind::end
     bool failed = false;
   };
 
@@ -237,7 +251,7 @@ class FakeJournal final : public core::Journal {
     ++syncs;
     return {};
   }
-  std::size_t syncs = 0;         // successful
+  std::size_t syncs = 0;  // successful
   std::size_t failed_syncs = 0;
 
   // What an earlier run left in the file (not counted as calls).
@@ -305,8 +319,9 @@ struct FakeEngine {
   explicit FakeEngine(core::Policy policy = {},
                       core::TimePoint start = core::TimePoint{std::chrono::hours(24 * 20000)})
       : clock(start),
-        engine(backend, journal, audit, clock, [this] { return grant_id(++next_id); },
-               std::move(policy)) {}
+        engine(
+            backend, journal, audit, clock, [this] { return grant_id(++next_id); },
+            std::move(policy)) {}
   FakeEngine(const FakeEngine&) = delete;
   FakeEngine& operator=(const FakeEngine&) = delete;
 

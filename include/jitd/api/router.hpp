@@ -58,6 +58,12 @@ class Router {
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
                                 std::string_view path, std::string_view body,
                                 const QueryArguments& query = {}) const;
+  // As handle(), but a grant request is only submitted to the engine: `respond` is called once
+  // the engine's next commit() decided it (group commit). Every other call, and a request
+  // refused before it reaches the engine, is answered before this returns.
+  void handle_async(const core::Caller& caller, std::string_view method, std::string_view path,
+                    std::string_view body, const QueryArguments& query,
+                    std::function<void(Response)> respond) const;
 
  private:
   // A 403 naming the missing right, audited as `event`, when the caller lacks it.
@@ -66,6 +72,7 @@ class Router {
                                                        std::string_view action) const;
   [[nodiscard]] Response list_grants(const core::Caller& caller) const;
   [[nodiscard]] Response create_grant(const core::Caller& caller, std::string_view body) const;
+  [[nodiscard]] Response grant_response(const core::Result<core::Grant>& grant) const;
   [[nodiscard]] Response revoke_grant(const core::Caller& caller, std::string_view id) const;
   [[nodiscard]] Response show_policy(const core::Caller& caller) const;
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;

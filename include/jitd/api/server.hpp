@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -47,8 +48,10 @@ class Server {
   // The listening socket: jitd accepts itself, to count connections by the caller's uid.
   [[nodiscard]] int listener_fd() const;
   // Does all pending work without blocking: accepts, closes connections past their deadline,
-  // serves requests.
-  void run();
+  // serves requests. A grant request is submitted to the engine and its connection suspended;
+  // `commit` (the engine's group commit) then decides every request this run read, and their
+  // answers are sent before run() returns.
+  void run(const std::function<void()>& commit);
   // When run() is due even without I/O (timeouts, deadlines; 0 means "now": work is left over, and
   // libmicrohttpd's edge-triggered epoll will not say so again); nullopt: only on I/O.
   [[nodiscard]] std::optional<std::chrono::milliseconds> next_run() const;

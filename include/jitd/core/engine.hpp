@@ -153,7 +153,7 @@ class AccessEngine {
   std::set<std::pair<Deadline, std::string>> by_deadline_;  // active_, soonest end first
   // The disjoint ranges of the live grants: what the kernel holds unless kernel_pending_.
   RangeIndex index_;
-  bool kernel_pending_ = false;  // the kernel may differ from index_: install again
+  bool kernel_pending_ = false;               // the kernel may differ from index_: install again
   std::vector<PendingRequest> pending_;       // submitted, waiting for commit()
   std::vector<PendingEnd> unjournaled_ends_;  // ends the journal refused; retried
 };

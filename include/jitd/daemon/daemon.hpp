@@ -58,6 +58,9 @@ class Daemon {
   void repair();
   void housekeeping();
   void serve_http();
+  // The audit log is written at once and synced shortly after, so a burst shares one sync.
+  void sync_audit_soon();
+  void sync_audit();
 
   config::MainConfig settings_;
   SystemClock clock_;
@@ -76,6 +79,7 @@ class Daemon {
   std::unique_ptr<Timer> reload_timer_;
   std::unique_ptr<Timer> repair_timer_;
   std::unique_ptr<Timer> housekeeping_timer_;
+  std::unique_ptr<Timer> audit_sync_timer_;
   std::unique_ptr<Coalescer> reload_settle_;
   std::unique_ptr<Coalescer> repair_coalesce_;
 

@@ -56,6 +56,8 @@ class EventLoop {
   // Watches a descriptor that someone else owns and that outlives the loop.
   [[nodiscard]] core::Result<void> on_io(int fd, std::uint32_t events, std::string description,
                                          IoHandler handler);
+  // Runs after every dispatch of another source (sd-event's post source).
+  [[nodiscard]] core::Result<void> after_each_event(std::string description, TimerHandler handler);
   // A disarmed timer; the loop keeps running it as long as the Timer lives.
   [[nodiscard]] core::Result<std::unique_ptr<Timer>> make_timer(std::string description,
                                                                 TimerHandler handler);

@@ -1,10 +1,10 @@
 #pragma once
 // The grant journal on disk: <state dir>/grants.journal.
 //
-// Records are appended with O_APPEND, one write() each, and fdatasync'd together by sync(); the format and its
-// replay are in journal_format.hpp. Compaction rewrites the file with the live grants only
-// (write temp, fsync, rename, fsync directory), at open and as ended records pile up; the
-// history of ended grants stays in the audit log.
+// Records are appended with O_APPEND, one write() each, and fdatasync'd together by sync(); the
+// format and its replay are in journal_format.hpp. Compaction rewrites the file with the live
+// grants only (write temp, fsync, rename, fsync directory), at open and as ended records pile up;
+// the history of ended grants stays in the audit log.
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -28,8 +28,9 @@ class FileJournal final : public core::Journal {
  public:
   // Reads (and replays) the journal, compacts it, and opens it for appending. A damaged
   // file never fails the open; an unreadable one, or one of a newer format version, does.
-  [[nodiscard]] static core::Result<std::unique_ptr<FileJournal>> open(
-      std::filesystem::path path, std::string boot_id, JournalReplay& replay);
+  [[nodiscard]] static core::Result<std::unique_ptr<FileJournal>> open(std::filesystem::path path,
+                                                                       std::string boot_id,
+                                                                       JournalReplay& replay);
 
   [[nodiscard]] core::Result<void> record_grant(const core::Grant& grant) override;
   [[nodiscard]] core::Result<void> record_end(const std::string& id, core::GrantStatus status,

@@ -26,16 +26,15 @@ inline constexpr int journal_format_version = 1;
 
 // What a replay of a journal's text leaves.
 struct TextReplay {
-  std::vector<core::JournalEntry> live;  // grants without an end record, in file order
-  std::size_t records = 0;               // intact records read
-  std::vector<std::string> dropped;      // one line per dropped part: where, how long, why
+  std::vector<core::JournalEntry> live;           // grants without an end record, in file order
+  std::size_t records = 0;                        // intact records read
+  std::vector<std::string> dropped;               // one line per dropped part: where, how long, why
   std::map<std::string, std::string> live_lines;  // id → its latest grant record line
 };
 
 // Replays `text`, a whole journal; each dropped report starts with `name`. Damage never fails
 // the replay; a newer format version does, since this code could misread it.
-[[nodiscard]] core::Result<TextReplay> replay_journal(std::string_view text,
-                                                      std::string_view name);
+[[nodiscard]] core::Result<TextReplay> replay_journal(std::string_view text, std::string_view name);
 
 // A journal of the header and `live_lines` (as TextReplay::live_lines), ordered by id.
 [[nodiscard]] std::string compacted_journal(const std::map<std::string, std::string>& live_lines);

@@ -15,7 +15,8 @@ namespace jitd::sys {
 // Reads `fd` to its end; an error reads "<what>: <strerror>". More than `max_bytes` is an
 // error ("<what>: larger than <max_bytes> bytes"), found without reading much past the bound.
 [[nodiscard]] core::Result<std::string> read_all(
-    int fd, const std::string& what, std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
+    int fd, const std::string& what,
+    std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
 
 // Writes all of `text`, however many write() calls it takes.
 [[nodiscard]] core::Result<void> write_all(int fd, std::string_view text, const std::string& what);
