@@ -3,6 +3,9 @@
  *   connect_rate serve PORT...                     accept and close on each port (one process
  *                                                  per port and CPU, SO_REUSEPORT); prints
  *                                                  "ready" once every port listens
+ *   connect_rate canned SOCKET REPLYFILE            an HTTP/1.1 server on a Unix socket answering
+ *                                                  every request with REPLYFILE's bytes (one
+ *                                                  process, epoll); prints "ready"
  *   connect_rate connect HOST PORT SECONDS PARALLEL [SOURCE]
  *                                                  keeps PARALLEL non-blocking connects in
  *                                                  flight for SECONDS; prints one JSON line
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -158,13 +162,93 @@ static int connect_loop(const char *host, int port, double seconds, int parallel
   return 0;
 }
 
+/* The client-side baseline of scale.py's throughput: a server that costs next to nothing. */
+struct conn {
+  char *buffer;
+  size_t used, size;
+};
+
+static int canned(const char *path, const char *reply_file) {
+  FILE *f = fopen(reply_file, "rb");
+  if (!f) die("reply file");
+  static char reply[1 << 16];
+  size_t reply_len = fread(reply, 1, sizeof reply, f);
+  fclose(f);
+  int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (listener < 0) die("socket");
+  struct sockaddr_un address = {.sun_family = AF_UNIX};
+  snprintf(address.sun_path, sizeof address.sun_path, "%s", path);
+  if (bind(listener, (struct sockaddr *)&address, sizeof address) < 0) die("bind");
+  if (listen(listener, 256) < 0) die("listen");
+  int ep = epoll_create1(0);
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = listener};
+  epoll_ctl(ep, EPOLL_CTL_ADD, listener, &ev);
+  enum { MAX_FD = 4096 };
+  static struct conn conns[MAX_FD];
+  printf("ready\n");
+  fflush(stdout);
+  struct epoll_event events[64];
+  for (;;) {
+    int n = epoll_wait(ep, events, 64, -1);
+    for (int k = 0; k < n; k++) {
+      int fd = events[k].data.fd;
+      if (fd == listener) {
+        int c;
+        while ((c = accept4(listener, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
+          if (c >= MAX_FD) {
+            close(c);
+            continue;
+          }
+          conns[c].used = 0;
+          if (!conns[c].buffer) {
+            conns[c].size = 1 << 17;
+            conns[c].buffer = malloc(conns[c].size);
+          }
+          struct epoll_event cev = {.events = EPOLLIN, .data.fd = c};
+          epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+        }
+        continue;
+      }
+      struct conn *cn = &conns[fd];
+      ssize_t got = read(fd, cn->buffer + cn->used, cn->size - cn->used);
+      if (got <= 0) {
+        close(fd);
+        continue;
+      }
+      cn->used += (size_t)got;
+      for (;;) { /* every complete request in the buffer */
+        char *end = memmem(cn->buffer, cn->used, "\r\n\r\n", 4);
+        if (!end) break;
+        size_t head = (size_t)(end - cn->buffer) + 4, length = 0;
+        char *cl = memmem(cn->buffer, head, "Content-Length:", 15);
+        if (cl) length = (size_t)strtoul(cl + 15, NULL, 10);
+        if (cn->used < head + length) break;
+        size_t off = 0;
+        while (off < reply_len) { /* small replies: the socket buffer takes them at once */
+          ssize_t w = write(fd, reply + off, reply_len - off);
+          if (w < 0 && errno != EAGAIN) break;
+          if (w > 0) off += (size_t)w;
+        }
+        memmove(cn->buffer, cn->buffer + head + length, cn->used - head - length);
+        cn->used -= head + length;
+      }
+      if (cn->used == cn->size) { /* a request larger than the buffer: not ours */
+        close(fd);
+      }
+    }
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 3 && strcmp(argv[1], "serve") == 0) return serve(argc - 2, argv + 2);
+  if (argc == 4 && strcmp(argv[1], "canned") == 0) return canned(argv[2], argv[3]);
   if ((argc == 6 || argc == 7) && strcmp(argv[1], "connect") == 0)
     return connect_loop(argv[2], atoi(argv[3]), atof(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : NULL);
   fprintf(stderr,
           "usage: connect_rate serve PORT...\n"
+          "       connect_rate canned SOCKET REPLYFILE\n"
           "       connect_rate connect HOST PORT SECONDS PARALLEL [SOURCE]\n");
   return 2;
 }

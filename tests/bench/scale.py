@@ -30,9 +30,9 @@ report):
      level's rounds start at exactly that many live grants.
   2. throughput: every fill segment is --clients processes, each with its own keep-alive
      connection, splitting the segment's grants; grants/s = grants / wall time. Baselines: the
-     same processes against GET /v1/policy and against a canned-reply server (one forked
-     process per connection replies the bytes jitd replied to a grant): what the client side
-     alone can do.
+     same processes against GET /v1/policy and against a canned-reply server (connect_rate
+     canned: one epoll process in C replying the bytes jitd replied to a grant): what the
+     client side alone can do.
   3. fill and restart: the fill total (to --fill live), jitd's VmRSS, the journal's size;
      SIGTERM, start again, time to a GET /v1/grants answer listing every live grant (the
      restart reads and compacts the journal, installs the table and opens the socket);
@@ -293,38 +293,6 @@ def concurrent(path, per_client, label, children):
 
 def split(items, n):
     return [items[i::n] for i in range(n)]
-
-
-def _canned_server(path, reply):
-    """A forking HTTP/1.1 server on a Unix socket answering every request with `reply`."""
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(64)
-    while True:
-        connection, _ = listener.accept()
-        if os.fork() == 0:
-            listener.close()
-            buffer = b""
-            while True:
-                while b"\r\n\r\n" not in buffer:
-                    data = connection.recv(65536)
-                    if not data:
-                        os._exit(0)
-                    buffer += data
-                head, buffer = buffer.split(b"\r\n\r\n", 1)
-                match = re.search(rb"(?i)content-length:\s*(\d+)", head)
-                length = int(match.group(1)) if match else 0
-                while len(buffer) < length:
-                    data = connection.recv(65536)
-                    if not data:
-                        os._exit(0)
-                    buffer += data
-                buffer = buffer[length:]
-                connection.sendall(reply)
-        connection.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,13 +640,13 @@ class Scale(JitdNamespace):
                 all_seen = now
                 break
             time.sleep(0.1)
-        time.sleep(1)  # a second of "after"
+        storm_end = max(all_seen or time.monotonic(), end_mono + 2)
+        time.sleep(max(0.0, storm_end + 1 - time.monotonic()))  # a second of "after"
         stop.set()
         samples, error = out.get(timeout=60)
         probe.join(timeout=10)
         if error:
             raise RuntimeError(f"storm probe: {error}")
-        storm_end = all_seen or time.monotonic()
         warm = fill_end + 1
         before = [ns for t, ns in samples if warm <= t / 1e9 < end_mono]
         during = [ns for t, ns in samples if end_mono <= t / 1e9 <= storm_end]
@@ -707,14 +675,15 @@ class Scale(JitdNamespace):
         body = response.read()
         connection.close()
         client.revoke(json.loads(body)["id"])
-        canned = (f"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-                  .encode() + body)
-        canned_process = multiprocessing.get_context("fork").Process(target=_canned_server,
-                                                                     args=(self.canned_socket, canned), daemon=True)
-        canned_process.start()
-        self.procs.append(canned_process)
-        while not os.path.exists(self.canned_socket):
-            time.sleep(0.01)
+        reply_file = os.path.join(canned_dir, "reply")
+        with open(reply_file, "wb") as f:
+            f.write(f"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                    .encode() + body)
+        canned = subprocess.Popen([self.connect_rate, "canned", self.canned_socket, reply_file], stdout=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+        self.children.append(canned)
+        if canned.stdout.readline().strip() != "ready":
+            raise RuntimeError("connect_rate canned did not start")
 
         progress("restart baseline: 0 live grants")
         r["rss_0"] = self.rss_kib()
@@ -850,9 +819,9 @@ def report(r, args, info, commit, command, elapsed_s):
                      f"{f['nft_f_s'] * 1000:.1f} ms |")
         targets.append((f"throughput {f['from']} → {f['to']} ≥ 5,000 grants/s", f"{f['rate']:.0f}/s"
                         + (" (client-bound)" if f["rate"] >= 0.8 * f["canned_rate"] else ""), f["rate"] >= 5000))
-    lines += ["", "The canned-reply server answers each request with the bytes jitd replied to a grant, one "
-              "forked process per connection, so its rate is what these client processes can drive at all on "
-              "this machine; a jitd rate near it (≥ 0.8×) means the client, not jitd, bounds the figure."]
+    lines += ["", "The canned-reply server (`connect_rate canned`, one epoll process in C) answers each request "
+              "with the bytes jitd replied to a grant, so its rate is about what these client processes can drive "
+              "at all on this machine; a jitd rate near it (≥ 0.8×) means the client, not jitd, bounds the figure."]
 
     fills = r.get("fills", [])
     fill_s = sum(f["wall_s"] for f in fills)
@@ -913,7 +882,7 @@ def report(r, args, info, commit, command, elapsed_s):
               "(the audit log polled every 0.1 s).", "",
               "| probe POST | n | p50 / p99 / max |", "|---|---|---|",
               f"| before the end time (baseline) | {(s['probe_before'] or {}).get('n', 0)} | {cell(s['probe_before'])} |",
-              f"| during the storm (end time → all expiries audited) | {(s['probe_during'] or {}).get('n', 0)} | "
+              f"| during the storm (end time → all expiries audited, at least 2 s) | {(s['probe_during'] or {}).get('n', 0)} | "
               f"{cell(s['probe_during'])} |",
               f"| after | {(s['probe_after'] or {}).get('n', 0)} | {cell(s['probe_after'])} |"]
     during, before = s["probe_during"], s["probe_before"]
@@ -958,8 +927,8 @@ packet-path client) joined by a veth pair, deleted at the end also on failure or
    /v1/policy` (HTTP round trip) and one append + `fdatasync` in jitd's state directory.
 2. **Throughput**: each fill segment is split over `--clients` processes, one keep-alive
    connection each; grants/s over the segment's wall time. Baselines: the same processes
-   against `GET /v1/policy` and against a canned-reply server (one forked process per
-   connection, replying the bytes of a real grant reply): what the client side can drive.
+   against `GET /v1/policy` and against a canned-reply server (`connect_rate canned`, one epoll
+   process in C replying the bytes of a real grant reply): what the client side can drive.
 3. **Fill and restart**: the fill's total time (baseline: one `nft -f` of the same elements);
    jitd's VmRSS (baseline: at 0); `grants.journal` before and after the restart (compacted at
    open); SIGTERM, start, time until `GET /v1/grants` lists every grant (baseline: the same
