@@ -37,7 +37,7 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void die(const char *what) {
+static void die(const char* what) {
   perror(what);
   exit(2);
 }
@@ -49,12 +49,12 @@ static int listen_on(int port) {
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
-  if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) die("bind");
+  if (bind(fd, (struct sockaddr*)&address, sizeof address) < 0) die("bind");
   if (listen(fd, 4096) < 0) die("listen");
   return fd;
 }
 
-static int serve(int argc, char **argv) {
+static int serve(int argc, char** argv) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   if (cpus < 1) cpus = 1;
   if (cpus > 4) cpus = 4;
@@ -88,38 +88,39 @@ struct slot {
   double started;
 };
 
-static int connect_loop(const char *host, int port, double seconds, int parallel, const char *source) {
+static int connect_loop(const char* host, int port, double seconds, int parallel,
+                        const char* source) {
   struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
   if (inet_pton(AF_INET, host, &to.sin_addr) != 1) die("host");
   struct sockaddr_in from = {.sin_family = AF_INET};
   if (source && inet_pton(AF_INET, source, &from.sin_addr) != 1) die("source");
   int ep = epoll_create1(0);
   if (ep < 0) die("epoll_create1");
-  struct slot *slots = calloc((size_t)parallel, sizeof *slots);
+  struct slot* slots = calloc((size_t)parallel, sizeof *slots);
   long done = 0, failed = 0, timeouts = 0;
   double start = now_s(), end = start + seconds;
 
-#define OPEN(i)                                                                                   \
-  do {                                                                                            \
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);                                     \
-    if (fd < 0) die("socket");                                                                    \
-    struct linger lg = {1, 0};                                                                    \
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);                                        \
-    if (source) {                                                                                 \
-      int one = 1;                                                                                \
-      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);                      \
-      if (bind(fd, (struct sockaddr *)&from, sizeof from) < 0) die("bind source");                \
-    }                                                                                             \
-    slots[i].fd = fd;                                                                             \
-    slots[i].started = now_s();                                                                   \
-    if (connect(fd, (struct sockaddr *)&to, sizeof to) < 0 && errno != EINPROGRESS) {             \
-      failed++;                                                                                   \
-      close(fd);                                                                                  \
-      slots[i].fd = -1;                                                                           \
-    } else {                                                                                      \
-      struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (unsigned)i};                      \
-      if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");                            \
-    }                                                                                             \
+#define OPEN(i)                                                                      \
+  do {                                                                               \
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);                        \
+    if (fd < 0) die("socket");                                                       \
+    struct linger lg = {1, 0};                                                       \
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);                           \
+    if (source) {                                                                    \
+      int one = 1;                                                                   \
+      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);         \
+      if (bind(fd, (struct sockaddr*)&from, sizeof from) < 0) die("bind source");    \
+    }                                                                                \
+    slots[i].fd = fd;                                                                \
+    slots[i].started = now_s();                                                      \
+    if (connect(fd, (struct sockaddr*)&to, sizeof to) < 0 && errno != EINPROGRESS) { \
+      failed++;                                                                      \
+      close(fd);                                                                     \
+      slots[i].fd = -1;                                                              \
+    } else {                                                                         \
+      struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (unsigned)i};         \
+      if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");               \
+    }                                                                                \
   } while (0)
 
   for (int i = 0; i < parallel; i++) OPEN(i);
@@ -157,19 +158,21 @@ static int connect_loop(const char *host, int port, double seconds, int parallel
     }
   }
   double elapsed = now_s() - start;
-  printf("{\"connections\": %ld, \"failures\": %ld, \"timeouts\": %ld, \"seconds\": %.6f, \"rate\": %.1f}\n", done,
-         failed, timeouts, elapsed, (double)done / elapsed);
+  printf(
+      "{\"connections\": %ld, \"failures\": %ld, \"timeouts\": %ld, \"seconds\": %.6f, \"rate\": "
+      "%.1f}\n",
+      done, failed, timeouts, elapsed, (double)done / elapsed);
   return 0;
 }
 
 /* The client-side baseline of scale.py's throughput: a server that costs next to nothing. */
 struct conn {
-  char *buffer;
+  char* buffer;
   size_t used, size;
 };
 
-static int canned(const char *path, const char *reply_file) {
-  FILE *f = fopen(reply_file, "rb");
+static int canned(const char* path, const char* reply_file) {
+  FILE* f = fopen(reply_file, "rb");
   if (!f) die("reply file");
   static char reply[1 << 16];
   size_t reply_len = fread(reply, 1, sizeof reply, f);
@@ -178,7 +181,7 @@ static int canned(const char *path, const char *reply_file) {
   if (listener < 0) die("socket");
   struct sockaddr_un address = {.sun_family = AF_UNIX};
   snprintf(address.sun_path, sizeof address.sun_path, "%s", path);
-  if (bind(listener, (struct sockaddr *)&address, sizeof address) < 0) die("bind");
+  if (bind(listener, (struct sockaddr*)&address, sizeof address) < 0) die("bind");
   if (listen(listener, 256) < 0) die("listen");
   int ep = epoll_create1(0);
   struct epoll_event ev = {.events = EPOLLIN, .data.fd = listener};
@@ -209,7 +212,7 @@ static int canned(const char *path, const char *reply_file) {
         }
         continue;
       }
-      struct conn *cn = &conns[fd];
+      struct conn* cn = &conns[fd];
       ssize_t got = read(fd, cn->buffer + cn->used, cn->size - cn->used);
       if (got <= 0) {
         close(fd);
@@ -217,10 +220,10 @@ static int canned(const char *path, const char *reply_file) {
       }
       cn->used += (size_t)got;
       for (;;) { /* every complete request in the buffer */
-        char *end = memmem(cn->buffer, cn->used, "\r\n\r\n", 4);
+        char* end = memmem(cn->buffer, cn->used, "\r\n\r\n", 4);
         if (!end) break;
         size_t head = (size_t)(end - cn->buffer) + 4, length = 0;
-        char *cl = memmem(cn->buffer, head, "Content-Length:", 15);
+        char* cl = memmem(cn->buffer, head, "Content-Length:", 15);
         if (cl) length = (size_t)strtoul(cl + 15, NULL, 10);
         if (cn->used < head + length) break;
         size_t off = 0;
@@ -240,12 +243,13 @@ static int canned(const char *path, const char *reply_file) {
   return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 3 && strcmp(argv[1], "serve") == 0) return serve(argc - 2, argv + 2);
   if (argc == 4 && strcmp(argv[1], "canned") == 0) return canned(argv[2], argv[3]);
   if ((argc == 6 || argc == 7) && strcmp(argv[1], "connect") == 0)
-    return connect_loop(argv[2], atoi(argv[3]), atof(argv[4]), atoi(argv[5]), argc == 7 ? argv[6] : NULL);
+    return connect_loop(argv[2], atoi(argv[3]), atof(argv[4]), atoi(argv[5]),
+                        argc == 7 ? argv[6] : NULL);
   fprintf(stderr,
           "usage: connect_rate serve PORT...\n"
           "       connect_rate canned SOCKET REPLYFILE\n"
