@@ -174,10 +174,12 @@ class Client:
 # ---------------------------------------------------------------------------------------------
 class JitdNamespace:
     """One network namespace `<prefix>-<8 hex>` and one temporary directory, with jitd running
-    in the namespace under `ip netns exec` with a temporary config and the tcp/22 policy."""
+    in the namespace under `ip netns exec` with a temporary config and the tcp/22 policy (or
+    `policy`, a policy file's text)."""
 
-    def __init__(self, jitd_binary, prefix="jitd-bench", log_level="info", extra_config=""):
+    def __init__(self, jitd_binary, prefix="jitd-bench", log_level="info", extra_config="", policy=POLICY):
         self.jitd_binary = jitd_binary
+        self.policy = policy
         self.log_level = log_level
         self.extra_config = extra_config
         self.ns = f"{prefix}-{secrets.token_hex(4)}"
@@ -197,7 +199,7 @@ class JitdNamespace:
         self.in_ns("ip", "link", "set", "lo", "up")
         os.makedirs(os.path.join(self.dir, "policies.d"))
         with open(os.path.join(self.dir, "policies.d", "10-bench.yaml"), "w") as f:
-            f.write(POLICY)
+            f.write(self.policy)
         self.socket = os.path.join(self.dir, "jitd.sock")
         self.config = os.path.join(self.dir, "jitd.yaml")
         with open(self.config, "w") as f:
