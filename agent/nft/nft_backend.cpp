@@ -199,7 +199,8 @@ core::Result<core::KernelSnapshot> NftBackend::snapshot() {
       }
       auto decoded = decode_element(kind, element);
       if (!decoded) return tl::unexpected(decoded.error());
-      if (kind == SetKind::grants4 || kind == SetKind::grants6) {
+      // Both grant sets of a family merge into one list: the split is the backend's own.
+      if (is_grant_set(kind)) {
         snapshot.grants.push_back(*decoded);
       } else {
         snapshot.permanent.push_back(decoded->key);
