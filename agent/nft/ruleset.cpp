@@ -276,6 +276,10 @@ bool is_grant_set(SetKind kind) {
   return std::find(grant_sets.begin(), grant_sets.end(), kind) != grant_sets.end();
 }
 
+bool is_hash_set(SetKind kind) {
+  return kind == SetKind::grants4_single || kind == SetKind::grants6_single;
+}
+
 SetKind grant_set(const core::ElementKey& key) {
   const bool v4 = key.source.family == core::Family::ipv4;
   if (key.source.first == key.source.last) {

@@ -43,6 +43,8 @@ inline constexpr std::array all_sets{
 
 [[nodiscard]] std::string_view set_name(SetKind kind);
 [[nodiscard]] bool is_grant_set(SetKind kind);
+// grants4_single or grants6_single: the kernel's resizable hash set.
+[[nodiscard]] bool is_hash_set(SetKind kind);
 [[nodiscard]] SetKind allow_set(core::Family family);
 // The set a grant element belongs to: the hash set when its source is one address, else the
 // interval set of its family.
