@@ -78,6 +78,14 @@ bool run(jitd::nft::NftBackend& backend, std::size_t n, std::size_t m) {
     }
     adds.push_back(milliseconds(Clock::now() - start));
   }
+  // The timed calls must really have added: every element is in the kernel.
+  auto snapshot = backend.snapshot();
+  if (!snapshot) return report_failure("snapshot", snapshot.error());
+  if (snapshot->grants.size() != n + m) {
+    std::fprintf(stderr, "expected %zu elements, the kernel holds %zu\n", n + m,
+                 snapshot->grants.size());
+    return false;
+  }
   for (std::size_t j = 0; j < m; ++j) {
     const auto start = Clock::now();
     if (auto applied = backend.apply(ElementChanges{{single(probe_base + j)}, {}}); !applied) {
