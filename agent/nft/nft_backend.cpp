@@ -122,6 +122,47 @@ struct NftBackend::Impl {
     if (!dumped) return tl::unexpected(dumped.error());
     return set;
   }
+
+  // The elements of a grant or allow set, sorted.
+  core::Result<std::vector<core::TimedElement>> read_elements(SetKind kind) {
+    auto set = dump(kind);
+    if (!set) return tl::unexpected(set.error());
+    std::vector<core::TimedElement> elements;
+    for (nftnl_set_elem* element : elements_of(*set)) {
+      auto decoded = decode_element(kind, element);
+      if (!decoded) return tl::unexpected(decoded.error());
+      elements.push_back(*decoded);
+    }
+    std::sort(elements.begin(), elements.end());
+    return elements;
+  }
+
+  // The kernel resizes a hash set in a worker whenever inserts or removals cross a load
+  // threshold, and continues a dump in each further netlink message by skipping as many
+  // elements as it has sent: a resize in between skips some elements and repeats others. So a
+  // dump counts only when no key repeats and the next dump lists the same keys.
+  core::Result<std::vector<core::TimedElement>> read_hash_set(SetKind kind) {
+    constexpr int attempts = 8;
+    std::optional<std::vector<core::ElementKey>> previous;
+    for (int attempt = 0; attempt < attempts; ++attempt) {
+      auto elements = read_elements(kind);
+      if (!elements) return elements;
+      std::vector<core::ElementKey> keys;
+      keys.reserve(elements->size());
+      for (const auto& element : *elements) keys.push_back(element.key);
+      const bool repeated = std::adjacent_find(keys.begin(), keys.end()) != keys.end();
+      if (!repeated && previous == keys) return elements;
+      if (repeated) {
+        previous.reset();
+      } else {
+        previous = std::move(keys);
+      }
+    }
+    return core::fail(core::ErrorCode::kernel,
+                      "list set inet " + table + " " + std::string(set_name(kind)) +
+                          ": the set kept changing while it was read",
+                      EAGAIN);
+  }
 };
 
 NftBackend::NftBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -187,22 +228,23 @@ core::Result<core::KernelSnapshot> NftBackend::snapshot() {
   if (!*table) return snapshot;
   snapshot.installed = true;
 
+  auto ports = impl_->dump(SetKind::protected_ports);
+  if (!ports) return tl::unexpected(ports.error());
+  for (nftnl_set_elem* element : elements_of(*ports)) {
+    auto port = decode_port(element);
+    if (!port) return tl::unexpected(port.error());
+    snapshot.protected_ports.push_back(*port);
+  }
   for (const SetKind kind : all_sets) {
-    auto set = impl_->dump(kind);
-    if (!set) return tl::unexpected(set.error());
-    for (nftnl_set_elem* element : elements_of(*set)) {
-      if (kind == SetKind::protected_ports) {
-        auto port = decode_port(element);
-        if (!port) return tl::unexpected(port.error());
-        snapshot.protected_ports.push_back(*port);
-        continue;
-      }
-      auto decoded = decode_element(kind, element);
-      if (!decoded) return tl::unexpected(decoded.error());
-      if (kind == SetKind::grants4 || kind == SetKind::grants6) {
-        snapshot.grants.push_back(*decoded);
+    if (kind == SetKind::protected_ports) continue;
+    auto elements = is_hash_set(kind) ? impl_->read_hash_set(kind) : impl_->read_elements(kind);
+    if (!elements) return tl::unexpected(elements.error());
+    // Both grant sets of a family merge into one list: the split is the backend's own.
+    for (const auto& element : *elements) {
+      if (is_grant_set(kind)) {
+        snapshot.grants.push_back(element);
       } else {
-        snapshot.permanent.push_back(decoded->key);
+        snapshot.permanent.push_back(element.key);
       }
     }
   }

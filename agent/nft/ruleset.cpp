@@ -38,15 +38,32 @@ struct SetSpec {
 
 constexpr std::uint32_t interval = NFT_SET_INTERVAL | NFT_SET_CONCAT;
 
+constexpr std::array grant_sets{SetKind::grants4_single, SetKind::grants6_single, SetKind::grants4,
+                                SetKind::grants6};
+
 const SetSpec& spec(SetKind kind) {
   static constexpr std::array<SetSpec, all_sets.size()> specs{{
       {"protected", 0, concat(inet_proto, inet_service), {1, 2, 0}},
       {"allow4", interval, concat(concat(ipv4_addr, inet_proto), inet_service), {4, 1, 2}},
       {"allow6", interval, concat(concat(ipv6_addr, inet_proto), inet_service), {16, 1, 2}},
-      {"grants4", interval | NFT_SET_TIMEOUT,
-       concat(concat(ipv4_addr, inet_proto), inet_service), {4, 1, 2}},
-      {"grants6", interval | NFT_SET_TIMEOUT,
-       concat(concat(ipv6_addr, inet_proto), inet_service), {16, 1, 2}},
+      // No interval flag: the kernel picks its resizable hash set (rhash). No size either: a
+      // set without one has no element limit, and the table grows as needed.
+      {"grants4_single",
+       NFT_SET_TIMEOUT,
+       concat(concat(ipv4_addr, inet_proto), inet_service),
+       {4, 1, 2}},
+      {"grants6_single",
+       NFT_SET_TIMEOUT,
+       concat(concat(ipv6_addr, inet_proto), inet_service),
+       {16, 1, 2}},
+      {"grants4",
+       interval | NFT_SET_TIMEOUT,
+       concat(concat(ipv4_addr, inet_proto), inet_service),
+       {4, 1, 2}},
+      {"grants6",
+       interval | NFT_SET_TIMEOUT,
+       concat(concat(ipv6_addr, inet_proto), inet_service),
+       {16, 1, 2}},
   }};
   return specs.at(static_cast<std::size_t>(kind));
 }
@@ -103,12 +120,15 @@ SetElem make_element(const Key& key) {
   return element;
 }
 
-// Interval concatenations take the inclusive range as key .. key_end.
-SetElem make_element(const core::ElementKey& element) {
+// Interval concatenations take the inclusive range as key .. key_end; a hash set has keys only
+// (the caller routes only single addresses there).
+SetElem make_element(SetKind kind, const core::ElementKey& element) {
   const auto& [family, first, last] = element.source;
   auto result = make_element(address_key(family, first, element.port));
-  const Key end = address_key(family, last, element.port);
-  nftnl_set_elem_set(result.get(), NFTNL_SET_ELEM_KEY_END, end.bytes.data(), end.length);
+  if (spec(kind).flags & NFT_SET_INTERVAL) {
+    const Key end = address_key(family, last, element.port);
+    nftnl_set_elem_set(result.get(), NFTNL_SET_ELEM_KEY_END, end.bytes.data(), end.length);
+  }
   return result;
 }
 
@@ -235,6 +255,8 @@ std::vector<std::vector<Expr>> rules() {
                            cmp(NFT_CMP_NEQ, reg(0), std::uint32_t{0}), verdict(NF_ACCEPT)));
   rules.push_back(source_lookup(core::Family::ipv4, SetKind::allow4));
   rules.push_back(source_lookup(core::Family::ipv6, SetKind::allow6));
+  rules.push_back(source_lookup(core::Family::ipv4, SetKind::grants4_single));
+  rules.push_back(source_lookup(core::Family::ipv6, SetKind::grants6_single));
   rules.push_back(source_lookup(core::Family::ipv4, SetKind::grants4));
   rules.push_back(source_lookup(core::Family::ipv6, SetKind::grants6));
   // counter drop
@@ -250,8 +272,20 @@ SetKind allow_set(core::Family family) {
   return family == core::Family::ipv4 ? SetKind::allow4 : SetKind::allow6;
 }
 
-SetKind grants_set(core::Family family) {
-  return family == core::Family::ipv4 ? SetKind::grants4 : SetKind::grants6;
+bool is_grant_set(SetKind kind) {
+  return std::find(grant_sets.begin(), grant_sets.end(), kind) != grant_sets.end();
+}
+
+bool is_hash_set(SetKind kind) {
+  return kind == SetKind::grants4_single || kind == SetKind::grants6_single;
+}
+
+SetKind grant_set(const core::ElementKey& key) {
+  const bool v4 = key.source.family == core::Family::ipv4;
+  if (key.source.first == key.source.last) {
+    return v4 ? SetKind::grants4_single : SetKind::grants6_single;
+  }
+  return v4 ? SetKind::grants4 : SetKind::grants6;
 }
 
 TableWriter::TableWriter(Batch& batch, std::string table)
@@ -332,33 +366,35 @@ void TableWriter::add_permanent(const std::vector<core::ElementKey>& elements) {
   for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
     std::vector<SetElem> family_elements;
     for (const auto& element : elements) {
-      if (element.source.family == family) family_elements.push_back(make_element(element));
+      if (element.source.family == family) {
+        family_elements.push_back(make_element(allow_set(family), element));
+      }
     }
     write_elements(NFT_MSG_NEWSETELEM, allow_set(family), std::move(family_elements));
   }
 }
 
 void TableWriter::add_grants(const std::vector<core::TimedElement>& grants) {
-  for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
+  for (const SetKind kind : grant_sets) {
     std::vector<SetElem> elements;
     for (const auto& grant : grants) {
-      if (grant.key.source.family != family) continue;
-      auto element = make_element(grant.key);
+      if (grant_set(grant.key) != kind) continue;
+      auto element = make_element(kind, grant.key);
       nftnl_set_elem_set_u64(element.get(), NFTNL_SET_ELEM_TIMEOUT,
                              static_cast<std::uint64_t>(grant.timeout.count()));
       elements.push_back(std::move(element));
     }
-    write_elements(NFT_MSG_NEWSETELEM, grants_set(family), std::move(elements));
+    write_elements(NFT_MSG_NEWSETELEM, kind, std::move(elements));
   }
 }
 
 void TableWriter::delete_grants(const std::vector<core::ElementKey>& keys) {
-  for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
+  for (const SetKind kind : grant_sets) {
     std::vector<SetElem> elements;
     for (const auto& key : keys) {
-      if (key.source.family == family) elements.push_back(make_element(key));
+      if (grant_set(key) == kind) elements.push_back(make_element(kind, key));
     }
-    write_elements(NFT_MSG_DELSETELEM, grants_set(family), std::move(elements));
+    write_elements(NFT_MSG_DELSETELEM, kind, std::move(elements));
   }
 }
 
@@ -387,11 +423,12 @@ core::Result<core::PortKey> decode_port(nftnl_set_elem* element) {
 }
 
 core::Result<core::TimedElement> decode_element(SetKind kind, nftnl_set_elem* element) {
-  const bool v4 = kind == SetKind::allow4 || kind == SetKind::grants4;
+  const bool v4 =
+      kind == SetKind::allow4 || kind == SetKind::grants4_single || kind == SetKind::grants4;
   const std::size_t address_size = v4 ? 4 : 16;
   auto key = element_bytes(kind, element, NFTNL_SET_ELEM_KEY);
   if (!key) return tl::unexpected(key.error());
-  // A single address may come back without key_end.
+  // A hash set's element, and at times an interval set's single address, has no key_end.
   auto key_end = nftnl_set_elem_is_set(element, NFTNL_SET_ELEM_KEY_END)
                      ? element_bytes(kind, element, NFTNL_SET_ELEM_KEY_END)
                      : key;

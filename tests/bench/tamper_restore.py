@@ -22,7 +22,7 @@ PT1H each, /32 sources two addresses apart) the script runs --count rounds (defa
 
     nft flush ruleset
     nft delete table inet jitd
-    nft flush set inet jitd grants4
+    nft flush set inet jitd grants4_single
 
 Each command is spawned by a helper (this script re-invoked with `ip netns exec`) that already
 lives in the namespace, so no `ip netns exec` start-up is counted. Before each command the
@@ -31,9 +31,9 @@ into a fixed phase with jitd's timers. The helper takes t_spawn just before it s
 then polls the kernel directly over its own NETLINK_NETFILTER socket (no process per probe):
 every probe asks for the ruleset generation (NFT_MSG_GETGEN, one round trip); when it moved,
 or while the table is not back yet, it dumps the rules of chain `input` and the elements of
-`grants4` and compares their counts with the baseline taken before the command (the
-generation moves at the start of a commit, before a dump shows the commit's result, so a
-change of generation alone is not enough). jitd's re-install is one atomic transaction, so
+`grants4_single` (the hash set that holds the /32 grants) and compares their counts with the
+baseline taken before the command (the generation moves at the start of a commit, before a
+dump shows the commit's result, so a change of generation alone is not enough). jitd's re-install is one atomic transaction, so
 "same counts, generation at least baseline + 2" (the tampering commit and jitd's commit)
 means restored. Between probes the helper sleeps --poll-interval-us (default 200 µs) so that
 it does not take a whole CPU from jitd and nft; the report gives the measured median time
@@ -76,7 +76,7 @@ from benchlib import (DEFAULT_JITD, Client, JitdNamespace, NamespaceHelper, benc
 COMMANDS = {
     "flush-ruleset": ["nft", "flush", "ruleset"],
     "delete-table": ["nft", "delete", "table", "inet", "jitd"],
-    "flush-set": ["nft", "flush", "set", "inet", "jitd", "grants4"],
+    "flush-set": ["nft", "flush", "set", "inet", "jitd", "grants4_single"],
 }
 GRANT_DURATION = "PT1H"
 TRIAL_TIMEOUT_S = 10
@@ -191,11 +191,11 @@ class Nftables:
         return count
 
     def state(self):
-        """(generation, rules in jitd's input chain, elements in grants4), one consistent reading."""
+        """(generation, rules in jitd's input chain, elements in grants4_single), one consistent reading."""
         while True:
             try:
                 generation = self.generation()
-                state = (generation, self.rules("jitd", "input"), self.elements("jitd", "grants4"))
+                state = (generation, self.rules("jitd", "input"), self.elements("jitd", "grants4_single"))
                 if self.generation() == generation:
                     return state
             except DumpInterrupted:
@@ -410,7 +410,7 @@ def report(results, args, info):
                          f"generations per trial {sorted({sample['generations'] for sample in samples})}; "
                          f"jitd logged: {logged}")
     lines += [""] + notes
-    lines += [""] + [f"{phase['grants']} live grant(s): {phase['elements']} kernel elements in grants4, "
+    lines += [""] + [f"{phase['grants']} live grant(s): {phase['elements']} kernel elements in grants4_single, "
                      f"{phase['rules']} rules in chain input; load average before {phase['loadavg_before']}, "
                      f"after {phase['loadavg_after']}" for phase in results["phases"]]
     return "\n".join(lines), stats

@@ -28,6 +28,9 @@ SERVER4, SERVER6 = "10.77.0.1", "fd00:77::1"
 CLIENT_A, CLIENT_B, CLIENT_C = "10.77.0.2", "10.77.0.3", "10.77.0.4"
 CLIENT6 = "fd00:77::2"
 
+# jitd's grant sets per family: a hash set for single addresses, an interval set for ranges.
+GRANT_SETS = {4: ("grants4_single", "grants4"), 6: ("grants6_single", "grants6")}
+
 DEFAULT_POLICY = """
 ports:
   - number: 22
@@ -324,10 +327,16 @@ class Lab:
         items = [i for i in sets["nftables"] if "set" in i and i["set"]["table"] == "jitd"]
         return {"nftables": [i for i in chain["nftables"] if "metainfo" not in i] + items}
 
-    def grant_elements(self, name="grants4"):
-        """The elements of a grants/allow set as dicts: first, last (ipaddress objects), protocol
-        ("tcp"/"udp"), port, expires and timeout (seconds, None for sets without timeouts)."""
-        return [parse_element(e) for e in self.set_elements(name)]
+    def grant_set_elements(self, family=4):
+        """The elements of jitd's two grant sets of a family (4 or 6), as `nft -j` lists them:
+        single addresses are in the hash set grants<family>_single, wider ranges in the interval
+        set grants<family>."""
+        return [e for name in GRANT_SETS[family] for e in self.set_elements(name)]
+
+    def grant_elements(self, family=4):
+        """The elements of both grant sets of a family (see grant_set_elements) as dicts: first,
+        last (ipaddress objects), protocol ("tcp"/"udp"), port, expires and timeout (seconds)."""
+        return [parse_element(e) for e in self.grant_set_elements(family)]
 
     def wait_for(self, predicate, timeout=2.0, interval=0.01):
         """Polls predicate() every `interval` s; the seconds it took to hold, or None."""

@@ -108,13 +108,34 @@ TEST_F(NftMonitorTest, FlushRulesetIsReported) {
   EXPECT_TRUE(begins_with(report(), "rule deleted from chain input (netlink port "));
 }
 
+// grant_key is one address, so it lives in the hash set grants4_single.
 TEST_F(NftMonitorTest, FlushSetIsReported) {
+  ASSERT_EQ(run("nft flush set inet jitd grants4_single").status, 0);
+  EXPECT_TRUE(begins_with(report(), "set grants4_single: elements deleted (netlink port "));
+}
+
+// Ranges live in the interval set; changes to either grant set are foreign the same way.
+TEST_F(NftMonitorTest, ChangesToTheIntervalSetAreReported) {
+  const ElementKey range{AddressRange{Family::ipv4, 0xC6336400, 0xC63364FF}, {Protocol::tcp, 22}};
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{}, {{range, 1h}}})));
+  EXPECT_EQ(own_changes(), "");
   ASSERT_EQ(run("nft flush set inet jitd grants4").status, 0);
   EXPECT_TRUE(begins_with(report(), "set grants4: elements deleted (netlink port "));
+  ASSERT_EQ(
+      run("nft add element inet jitd grants4 '{ 192.0.2.0/24 . tcp . 22 timeout 1h }'").status, 0);
+  EXPECT_TRUE(begins_with(report(), "set grants4: elements added (netlink port "));
+}
+
+TEST_F(NftMonitorTest, ForeignElementInTheHashSetIsReported) {
+  ASSERT_EQ(run("nft add element inet jitd grants6_single '{ 2001:db8::1 . udp . 53 }'").status, 0);
+  EXPECT_TRUE(begins_with(report(), "set grants6_single: elements added (netlink port "));
+  ASSERT_EQ(run("nft delete element inet jitd grants4_single '{ 198.51.100.7 . tcp . 22 }'").status,
+            0);
+  EXPECT_TRUE(begins_with(report(), "set grants4_single: elements deleted (netlink port "));
 }
 
 TEST_F(NftMonitorTest, DeleteRuleIsReported) {
-  const std::string handle = rule_handle(7);  // counter drop
+  const std::string handle = rule_handle(9);  // counter drop
   ASSERT_EQ(run("nft delete rule inet jitd input handle " + handle).status, 0) << handle;
   EXPECT_TRUE(begins_with(report(), "rule deleted from chain input (netlink port "));
 }
@@ -132,10 +153,10 @@ TEST_F(NftMonitorTest, DormantTableIsReported) {
 // The report names the sender: `nft` binds its socket to its own pid.
 TEST_F(NftMonitorTest, ReportNamesTheSendersPort) {
   const Output output =
-      run("nft add element inet jitd grants4 '{ 192.0.2.1 . tcp . 22 }' & "
+      run("nft add element inet jitd grants4_single '{ 192.0.2.1 . tcp . 22 }' & "
           "echo $!; wait");
   ASSERT_EQ(output.status, 0);
-  EXPECT_EQ(report(), "set grants4: elements added (netlink port " +
+  EXPECT_EQ(report(), "set grants4_single: elements added (netlink port " +
                           output.text.substr(0, output.text.find('\n')) + ")");
 }
 
@@ -160,7 +181,8 @@ TEST_F(NftMonitorTest, ElementExpiryIsNotReported) {
   EXPECT_EQ(own_changes(), "");
   std::this_thread::sleep_for(1200ms);
   EXPECT_FALSE(readable(0ms));
-  EXPECT_EQ(run("nft list set inet jitd grants4").text.find("198.51.100.8"), std::string::npos);
+  EXPECT_EQ(run("nft list set inet jitd grants4_single").text.find("198.51.100.8"),
+            std::string::npos);
   // The next transaction on the set makes the kernel collect the expired element.
   ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{}, {{short_lived, 1h}}})));
   EXPECT_EQ(own_changes(), "");
@@ -190,8 +212,8 @@ TEST_F(NftMonitorTest, OverrunIsReported) {
   }
   EXPECT_EQ(report(), "events lost (ENOBUFS)");
   // The socket works on afterwards.
-  ASSERT_EQ(run("nft flush set inet jitd grants4").status, 0);
-  EXPECT_TRUE(begins_with(report(), "set grants4: elements deleted"));
+  ASSERT_EQ(run("nft flush set inet jitd grants4_single").status, 0);
+  EXPECT_TRUE(begins_with(report(), "set grants4_single: elements deleted"));
 }
 
 }  // namespace

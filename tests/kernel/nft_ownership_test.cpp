@@ -58,13 +58,13 @@ bool owned(const json& flags) {
 struct Listing {
   std::size_t sets = 0;
   std::size_t rules = 0;
-  std::string grants;  // the elements line of grants4, without expiry
+  std::string grants;  // the elements line of grants4_single (grant_key's set), without expiry
   bool operator==(const Listing&) const = default;
 };
 
 std::ostream& operator<<(std::ostream& out, const Listing& listing) {
-  return out << listing.sets << " sets, " << listing.rules << " rules, grants4 \"" << listing.grants
-             << "\"";
+  return out << listing.sets << " sets, " << listing.rules << " rules, grants4_single \""
+             << listing.grants << "\"";
 }
 
 Listing listing() {
@@ -75,7 +75,7 @@ Listing listing() {
     result.sets += item.contains("set");
     result.rules += item.contains("rule");
   }
-  const std::string text = run("nft list set inet jitd grants4").text;
+  const std::string text = run("nft list set inet jitd grants4_single").text;
   const auto begin = text.find("elements = { ");
   if (begin != std::string::npos) {
     result.grants = text.substr(begin, text.find(" expires", begin) - begin);
@@ -143,7 +143,7 @@ class NftOwnershipTest : public testing::Test {
     ASSERT_TRUE(succeeded(backend_->uninstall()));
     ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
     installed_ = listing();
-    ASSERT_EQ(installed_, (Listing{5, 8, "elements = { " + std::string(grant_text)}));
+    ASSERT_EQ(installed_, (Listing{7, 10, "elements = { " + std::string(grant_text)}));
   }
 
   std::unique_ptr<NftBackend> backend_;
@@ -170,7 +170,7 @@ TEST_F(NftOwnershipTest, FlushRulesetSkipsTheTable) {
 }
 
 TEST_F(NftOwnershipTest, FlushSetByAnotherProcessIsRefused) {
-  EXPECT_NE(run("nft flush set inet jitd grants4").status, 0);
+  EXPECT_NE(run("nft flush set inet jitd grants4_single").status, 0);
   EXPECT_NE(run("nft add rule inet jitd input accept").status, 0);
   EXPECT_EQ(listing(), installed_);
 }
@@ -211,7 +211,7 @@ TEST_F(NftOwnershipTest, MonitorSeesNothingOfRefusedChanges) {
   auto monitor = backend_->open_monitor();
   ASSERT_TRUE(succeeded(monitor));
   EXPECT_NE(run("nft delete table inet jitd").status, 0);
-  EXPECT_NE(run("nft flush set inet jitd grants4").status, 0);
+  EXPECT_NE(run("nft flush set inet jitd grants4_single").status, 0);
   EXPECT_EQ(run("nft flush ruleset").status, 0);
   ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{grant_key}, {{grant_key, 2h}}})));
   pollfd readable{(*monitor)->fd(), POLLIN, 0};
@@ -259,7 +259,7 @@ TEST_F(NftOwnershipTest, TableOutlivesKilledOwnerAndIsClaimedByInstall) {
 TEST_F(NftOwnershipTest, OrphanedTableIsUnprotectedUntilClaimed) {
   backend_.reset();
   EXPECT_EQ(listing(), installed_);
-  EXPECT_EQ(run("nft flush set inet jitd grants4").status, 0);
+  EXPECT_EQ(run("nft flush set inet jitd grants4_single").status, 0);
   EXPECT_EQ(run("nft flush ruleset").status, 0);
   EXPECT_EQ(run("nft list tables").text, "");
 }

@@ -17,7 +17,7 @@ class Crash(LabTest):
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.9))
         sleep_until(end + 1.0)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
-        self.assertEqual(lab.set_elements("grants4"), [])
+        self.assertEqual(lab.grant_set_elements(4), [])
 
     def test_sigterm_leaves_table_in_force(self):
         lab = self.lab

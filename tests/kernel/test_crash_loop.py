@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from lab import CLIENT_B, SERVER4, LabTest, parse_element, parse_utc
+from lab import CLIENT_B, GRANT_SETS, SERVER4, LabTest, parse_element, parse_utc
 
 SEED = int(os.environ.get("JITD_CRASH_SEED", "4242"))
 FAILPOINTS = "after_journal_sync=0.15,after_kernel_ack=0.15,journal_mid_record=0.15"
@@ -146,7 +146,8 @@ class CrashLoop(LabTest):
                 state["sets"][item["set"]["name"]] = item["set"].get("elem", [])
             elif "rule" in item:
                 state["rules"].append(item["rule"])
-        state["grants"] = [parse_element(e) for e in state["sets"].get("grants4", [])]
+        state["grants"] = [parse_element(e) for name in GRANT_SETS[4]
+                           for e in state["sets"].get(name, [])]
         return state
 
     def possible(self, extra=()):
@@ -212,7 +213,7 @@ class CrashLoop(LabTest):
         protected = {tuple(e["concat"]) for e in state["sets"]["protected"]}
         self.assertTrue({("tcp", 22), ("tcp", 3389)} <= protected, protected)
         self.assertTrue(any(any("drop" in x for x in r["expr"]) for r in state["rules"]), state["rules"])
-        self.assertEqual(state["sets"].get("grants6", []), [])
+        self.assertEqual([e for name in GRANT_SETS[6] for e in state["sets"].get(name, [])], [])
         elements = state["grants"]
         for element in elements:
             self.assertEqual(element["protocol"], "tcp", element)

@@ -14,7 +14,7 @@ class Established(LabTest):
         self.assertTrue(held.connected)
         self.assertEqual(held.send("during"), "during")
         sleep_until(parse_utc(grant["endTimeUtc"]) + 1.0)
-        self.assertEqual(lab.set_elements("grants4"), [])
+        self.assertEqual(lab.grant_set_elements(4), [])
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
         self.assertEqual(held.send("after expiry"), "after expiry")
 

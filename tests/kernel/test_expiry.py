@@ -16,7 +16,7 @@ class Expiry(LabTest):
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.9))
         sleep_until(end + 1.0)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
-        self.assertEqual(lab.set_elements("grants4"), [])
+        self.assertEqual(lab.grant_set_elements(4), [])
         time.sleep(1.5)  # the daemon records the expiry on its own
         self.assertEqual(lab.api("GET", "/v1/grants")[1]["grants"], [])
         self.assertIn(("expire", "expired"), [(l["event"], l["outcome"]) for l in lab.audit()])

@@ -12,7 +12,7 @@ class Grants(LabTest):
         grant = lab.grant(CLIENT_A)
         self.assertEqual(grant["ports"][0]["status"], "Initiated")
         self.assertEqual(grant["requestor"]["uid"], 0)
-        elements = lab.set_elements("grants4")
+        elements = lab.grant_set_elements(4)
         self.assertEqual(len(elements), 1, elements)
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
@@ -31,7 +31,7 @@ class Grants(LabTest):
         lab.start_jitd()
         self.assertFalse(lab.connect(SERVER6, 22, CLIENT6, timeout=0.5))
         lab.grant(CLIENT6)
-        self.assertEqual(len(lab.set_elements("grants6")), 1)
+        self.assertEqual(len(lab.grant_set_elements(6)), 1)
         self.assertTrue(lab.connect(SERVER6, 22, CLIENT6))
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
 

@@ -26,7 +26,7 @@ class Journal(LabTest):
         return first, second, lines
 
     def grant_keys(self):
-        return {(str(e["first"]), e["protocol"], e["port"]) for e in self.lab.grant_elements("grants4")}
+        return {(str(e["first"]), e["protocol"], e["port"]) for e in self.lab.grant_elements(4)}
 
     def damaged_audits(self):
         return [l for l in self.lab.audit() if (l["event"], l["outcome"]) == ("journal", "damaged")]

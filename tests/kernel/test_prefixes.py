@@ -2,7 +2,7 @@
 request width limit holds."""
 import unittest
 
-from lab import CLIENT_A, CLIENT_B, DEFAULT_POLICY, SERVER4, LabTest
+from lab import CLIENT_A, CLIENT_B, CLIENT_C, DEFAULT_POLICY, SERVER4, LabTest
 
 WIDTH_LIMITED = DEFAULT_POLICY.replace(
     "    maxRequestAccessDuration: PT1H\n",
@@ -19,9 +19,32 @@ class V4MappedSources(LabTest):
         grant = lab.grant("::ffff:" + CLIENT_A)
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
         self.assertEqual(grant["allowedSourceAddressPrefix"], CLIENT_A)
-        self.assertEqual(len(lab.set_elements("grants4")), 1)
-        self.assertEqual(lab.set_elements("grants6"), [])
+        self.assertEqual(len(lab.set_elements("grants4_single")), 1)
+        self.assertEqual(lab.grant_set_elements(6), [])
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
+
+
+class SingleAndRangeTogether(LabTest):
+    def test_single_in_the_hash_set_and_range_in_the_interval_set_both_admit(self):
+        # A /30 for 10 minutes and its last address for an hour: the kernel holds the range
+        # 10.77.0.0-10.77.0.2 in grants4 (interval) and 10.77.0.3 in grants4_single (hash).
+        lab = self.lab
+        lab.start_jitd()
+        network = lab.grant("10.77.0.0/30", duration="PT10M")
+        lab.grant(CLIENT_B, duration="PT1H")
+        ranges = lab.grant_elements(4)
+        self.assertEqual(sorted((str(e["first"]), str(e["last"])) for e in ranges),
+                         [("10.77.0.0", "10.77.0.2"), (CLIENT_B, CLIENT_B)], ranges)
+        self.assertEqual(len(lab.set_elements("grants4_single")), 1)
+        self.assertEqual(len(lab.set_elements("grants4")), 1)
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))  # in the range
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_B))  # the single address
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_C, timeout=0.5))
+        # Revoking the /30 removes the range; the single address stays open.
+        self.assertEqual(lab.api("DELETE", f"/v1/grants/{network['id']}")[0], 200)
+        self.assertEqual(lab.set_elements("grants4"), [])
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_B))
 
 
 class RequestWidthLimit(LabTest):
@@ -36,7 +59,7 @@ class RequestWidthLimit(LabTest):
         self.assertEqual(status, 403, reply)
         self.assertIn("wider than port 22/tcp", reply["error"]["message"])
         self.assertIn("/24 or longer", reply["error"]["message"])
-        self.assertEqual(lab.set_elements("grants4"), [])
+        self.assertEqual(lab.grant_set_elements(4), [])
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
         lab.grant("10.77.0.0/24")
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))

@@ -67,7 +67,7 @@ def protected(lab):
 
 def grant_keys(lab):
     return {(str(e["first"]), str(e["last"]), e["protocol"], e["port"])
-            for e in lab.grant_elements("grants4")}
+            for e in lab.grant_elements(4)}
 
 
 def listed_ids(lab):
@@ -224,13 +224,13 @@ class Reload(LabTest):
         end = parse_utc(listed["endTimeUtc"])
         self.assertAlmostEqual(end, start + 4, delta=0.002, msg=listed)
         self.assertIn("clamped 1", self.reloads("applied")[-1]["reason"])
-        (element,) = lab.grant_elements("grants4")
+        (element,) = lab.grant_elements(4)
         self.assertLessEqual(element["expires"], 4, element)
         sleep_until(end - 1.0)
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.9), "closed before the new end")
         sleep_until(end + 1.0)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5), "open after the new end")
-        self.assertEqual(lab.set_elements("grants4"), [])
+        self.assertEqual(lab.grant_set_elements(4), [])
 
     def test_sighup_and_api_reload(self):
         lab = self.lab

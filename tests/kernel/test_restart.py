@@ -12,9 +12,9 @@ from lab import CLIENT_A, CLIENT_B, CLIENT_C, SERVER4, Lab, LabTest, parse_utc, 
 ORPHAN = "10.77.0.9"
 
 
-def keys(lab, name="grants4"):
+def keys(lab, family=4):
     return {(str(e["first"]), str(e["last"]), e["protocol"], e["port"])
-            for e in lab.grant_elements(name)}
+            for e in lab.grant_elements(family)}
 
 
 class Restart(LabTest):
@@ -43,7 +43,7 @@ class Restart(LabTest):
                          [(grant["id"], grant["endTimeUtc"])])
         # Re-added with the time it had left, not the full 20 s again (nft shows whole seconds).
         before = time.time()
-        (element,) = lab.grant_elements("grants4")
+        (element,) = lab.grant_elements(4)
         after = time.time()
         self.assertLessEqual(before + element["expires"], end + 0.5, element)
         self.assertGreaterEqual(after + element["expires"] + 1, end - 0.5, element)
@@ -53,7 +53,7 @@ class Restart(LabTest):
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.9), "closed before endTimeUtc")
         sleep_until(end + 1.0)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5), "open after endTimeUtc")
-        self.assertEqual(lab.set_elements("grants4"), [])
+        self.assertEqual(lab.grant_set_elements(4), [])
 
     def test_grant_ending_while_down_is_audited_and_not_restored(self):
         lab = self.lab
@@ -91,7 +91,7 @@ class Restart(LabTest):
                 lab.start_jitd()
                 grant = lab.grant(CLIENT_A, duration="5m")
                 lab.kill_jitd(15)
-                added = lab.ns(lab.server_ns, "nft", "add", "element", "inet", "jitd", "grants4",
+                added = lab.ns(lab.server_ns, "nft", "add", "element", "inet", "jitd", "grants4_single",
                                f"{{ {ORPHAN} . tcp . 22 timeout 1h }}", check=False)
                 if added.returncode != 0:
                     # The orphaned owned table refused a foreign write: nothing to clean, but

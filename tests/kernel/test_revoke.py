@@ -14,7 +14,7 @@ class Revoke(LabTest):
         self.assertEqual(status, 200, revoked)
         self.assertEqual(revoked["ports"][0]["status"], "Revoked")
         self.assertEqual(revoked["ports"][0]["statusReason"], "UserRequested")
-        self.assertEqual(lab.set_elements("grants4"), [])
+        self.assertEqual(lab.grant_set_elements(4), [])
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
         self.assertEqual(lab.api("DELETE", f"/v1/grants/{grant['id']}")[0], 404)
 
@@ -62,7 +62,7 @@ class Revoke(LabTest):
         lab.grant(CLIENT_A, duration="6m")
         self.assertEqual(lab.api("DELETE", f"/v1/grants/{first['id']}")[0], 200)
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
-        elements = lab.set_elements("grants4")
+        elements = lab.grant_set_elements(4)
         self.assertEqual(len(elements), 1)
         self.assertGreater(elements[0]["elem"]["expires"], 300)
 

@@ -9,17 +9,20 @@ import re
 import time
 import unittest
 
-from lab import CLIENT_A, CLIENT_B, SERVER4, LabTest, _strip_key, parse_utc
+from lab import CLIENT_A, CLIENT_B, CLIENT_C, SERVER4, LabTest, _strip_key, parse_utc
 
 # Each in the server namespace, by another process than jitd.
 TAMPERING = [
     ("flush ruleset", ("flush", "ruleset")),
     ("delete table", ("delete", "table", "inet", "jitd")),
-    ("flush set grants4", ("flush", "set", "inet", "jitd", "grants4")),
+    # The grant below is one address, so it is in the hash set.
+    ("flush set grants4_single", ("flush", "set", "inet", "jitd", "grants4_single")),
     # Two more ways to open the port: an accept in front, and a grant nobody asked for.
     ("insert accept rule", ("insert", "rule", "inet", "jitd", "input", "accept")),
-    ("add foreign grant", ("add", "element", "inet", "jitd", "grants4",
+    ("add foreign grant", ("add", "element", "inet", "jitd", "grants4_single",
                            f"{{ {CLIENT_B} . tcp . 22 timeout 1h }}")),
+    ("add foreign range", ("add", "element", "inet", "jitd", "grants4",
+                           f"{{ {CLIENT_B}-{CLIENT_C} . tcp . 22 timeout 1h }}")),
 ]
 
 
@@ -51,9 +54,9 @@ def snapshot(lab):
 
 
 def grant_expires(lab):
-    """Remaining seconds of each grants4 element, by key."""
+    """Remaining seconds of each IPv4 grant element (both grant sets), by key."""
     return {(str(e["first"]), str(e["last"]), e["protocol"], e["port"]): e["expires"]
-            for e in lab.grant_elements("grants4")}
+            for e in lab.grant_elements(4)}
 
 
 class TamperSelfHealing(LabTest):
@@ -65,7 +68,7 @@ class TamperSelfHealing(LabTest):
         self.assertIn("not owned (self-healing only)", lab.log())
         end = parse_utc(lab.grant(CLIENT_A, duration="PT2M")["endTimeUtc"])
         baseline = snapshot(lab)
-        self.assertEqual(len(baseline["sets"]["grants4"]), 1, baseline)
+        self.assertEqual(len(baseline["sets"]["grants4_single"]), 1, baseline)
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
         tamper_before = 0
