@@ -6,7 +6,10 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <unordered_map>
 #include <vector>
@@ -33,6 +36,20 @@ constexpr int accept_batch = 64;
 constexpr std::size_t max_logged_method = 16;
 constexpr std::size_t max_logged_url = 256;
 constexpr std::size_t max_logged_error = 256;
+
+// libmicrohttpd's own messages go to jitd's log. It treats a connection handed to it as a TCP
+// one and reports, for every reply, that TCP-only socket options failed on the Unix socket:
+// true and harmless, so those are debug lines, not one warning per request.
+void log_libmicrohttpd(void* /*context*/, const char* format, va_list arguments) {
+  std::array<char, 512> text{};
+  std::vsnprintf(text.data(), text.size(), format, arguments);
+  std::string_view message(text.data());
+  while (!message.empty() && message.back() == '\n') message.remove_suffix(1);
+  const bool tcp_only = message.find("TCP_CORK") != std::string_view::npos ||
+                        message.find("TCP_NODELAY") != std::string_view::npos ||
+                        message.starts_with("Failed to push the data from buffers");
+  spdlog::log(tcp_only ? spdlog::level::debug : spdlog::level::warn, "libmicrohttpd: {}", message);
+}
 
 // Per-request state that libmicrohttpd keeps between calls of the handler.
 struct PendingRequest {
@@ -313,7 +330,7 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
       static_cast<unsigned>(limits.connections + limits.connections_per_uid),
       MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       connection_memory_limit, MHD_OPTION_UNESCAPE_CALLBACK, &Impl::unescape, impl.get(),
-      MHD_OPTION_END);
+      MHD_OPTION_EXTERNAL_LOGGER, &log_libmicrohttpd, nullptr, MHD_OPTION_END);
   if (impl->daemon == nullptr) {
     return core::fail(core::ErrorCode::io, "start HTTP server on " + path);
   }

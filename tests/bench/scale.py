@@ -84,10 +84,30 @@ UNPROTECTED = 8080
 SERVER_IP, CLIENT_IP = "192.168.77.1", "192.168.77.2"
 MAX_CLIENTS = 16  # jitd closes a uid's 17th connection at once (docs/architecture.md)
 
+# The same sets as jitd's (docs/architecture.md): single addresses in a hash set, ranges in an
+# interval set, so the nft baseline pays for the same kernel work as jitd.
 BENCH_TABLE = """table inet scalebench {
+  set grants4_single { type ipv4_addr . inet_proto . inet_service; flags timeout; }
   set grants4 { type ipv4_addr . inet_proto . inet_service; flags interval, timeout; }
 }
 """
+GRANT_SETS = ("grants4_single", "grants4")
+
+
+def set_for(prefix):
+    """The set jitd (and the baseline) keeps an element for `prefix` in."""
+    return "grants4_single" if "/" not in prefix or prefix.endswith("/32") else "grants4"
+
+
+def element_file(verb, prefixes, suffix=""):
+    """nft -f text that adds or deletes the elements of `prefixes`, each in its set."""
+    lines = []
+    for name in GRANT_SETS:
+        chosen = [p for p in prefixes if set_for(p) == name]
+        if chosen:
+            lines.append(f"{verb} element inet scalebench {name} {{\n" + ",\n".join(
+                f"  {p} . {PROTO} . {PORT}{suffix}" for p in chosen) + "\n}\n")
+    return "".join(lines)
 BASE_TABLE = """table inet scalebase {
   chain input {
     type filter hook input priority filter - 10; policy accept;
@@ -164,7 +184,7 @@ def stats(samples_ns):
 # ---------------------------------------------------------------------------------------------
 def handle(words):
     if words[0] == "add":  # add <prefix>: one nft process, one element
-        return {"ns": spawn(["nft", "add", "element", "inet", "scalebench", "grants4",
+        return {"ns": spawn(["nft", "add", "element", "inet", "scalebench", set_for(words[1]),
                              f"{{ {words[1]} . {PROTO} . {PORT} timeout {NFT_TIMEOUT} }}"])}
     if words[0] == "file":  # file <path>: one nft -f
         return {"ns": spawn(["nft", "-f", words[1]])}
@@ -434,8 +454,11 @@ class Scale(JitdNamespace):
             return 0
 
     def elements(self, table):
-        listing = json.loads(self.in_ns("nft", "-j", "list", "set", "inet", table, "grants4").stdout)
-        return sum(len(i["set"].get("elem", [])) for i in listing["nftables"] if "set" in i)
+        count = 0
+        for name in GRANT_SETS:
+            listing = json.loads(self.in_ns("nft", "-j", "list", "set", "inet", table, name).stdout)
+            count += sum(len(i["set"].get("elem", [])) for i in listing["nftables"] if "set" in i)
+        return count
 
     def new_client(self):
         if self.client:
@@ -470,8 +493,7 @@ class Scale(JitdNamespace):
                                                                for p in prefixes[:base_n]], a.clients),
                                     f"{label} canned server", self.procs)
         nft_file = os.path.join(self.dir, "fill.nft")
-        self.write(nft_file, "add element inet scalebench grants4 {\n" + ",\n".join(
-            f"  {p} . {PROTO} . {PORT} timeout {NFT_TIMEOUT}" for p in prefixes) + "\n}\n")
+        self.write(nft_file, element_file("add", prefixes, f" timeout {NFT_TIMEOUT}"))
         nft_s = self.helper.request("file", nft_file)["ns"] / 1e9
         os.unlink(nft_file)
         self.fill_i += count
@@ -528,8 +550,7 @@ class Scale(JitdNamespace):
         for grant_id in ids:
             client.revoke(grant_id)
         nft_file = os.path.join(self.dir, "delete.nft")
-        self.write(nft_file, "delete element inet scalebench grants4 {\n" + ",\n".join(
-            f"  {p} . {PROTO} . {PORT}" for p in nft_elements) + "\n}\n")
+        self.write(nft_file, element_file("delete", nft_elements))
         self.helper.request("file", nft_file)
         os.unlink(nft_file)
         self.close_client()
@@ -701,7 +722,7 @@ class Scale(JitdNamespace):
         progress(f"fill and restart at {self.live} live")
         live = self.elements("jitd")
         if live != self.live:
-            raise RuntimeError(f"expected {self.live} elements in jitd's grants4, found {live}")
+            raise RuntimeError(f"expected {self.live} elements in jitd's grant sets, found {live}")
         r["rss_fill"] = self.rss_kib()
         r["journal_before_restart"] = self.journal_size()
         started = time.monotonic()
