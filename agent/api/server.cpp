@@ -39,16 +39,18 @@ constexpr std::size_t max_logged_error = 256;
 
 // libmicrohttpd's own messages go to jitd's log. It treats a connection handed to it as a TCP
 // one and reports, for every reply, that TCP-only socket options failed on the Unix socket:
-// true and harmless, so those are debug lines, not one warning per request.
+// true and meaningless here, so those are dropped rather than logged once per request.
 void log_libmicrohttpd(void* /*context*/, const char* format, va_list arguments) {
   std::array<char, 512> text{};
   std::vsnprintf(text.data(), text.size(), format, arguments);
   std::string_view message(text.data());
   while (!message.empty() && message.back() == '\n') message.remove_suffix(1);
-  const bool tcp_only = message.find("TCP_CORK") != std::string_view::npos ||
-                        message.find("TCP_NODELAY") != std::string_view::npos ||
-                        message.starts_with("Failed to push the data from buffers");
-  spdlog::log(tcp_only ? spdlog::level::debug : spdlog::level::warn, "libmicrohttpd: {}", message);
+  if (message.find("TCP_CORK") != std::string_view::npos ||
+      message.find("TCP_NODELAY") != std::string_view::npos ||
+      message.starts_with("Failed to push the data from buffers")) {
+    return;
+  }
+  spdlog::warn("libmicrohttpd: {}", message);
 }
 
 // Per-request state that libmicrohttpd keeps between calls of the handler.

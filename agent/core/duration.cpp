@@ -24,9 +24,9 @@ constexpr Unit second{'S', std::chrono::seconds(1)};
 constexpr Milliseconds max_total{1'000'000'000'000'000};
 
 Result<Milliseconds> invalid(std::string_view text, std::string_view why) {
-  return fail(ErrorCode::invalid_argument,
-              "'" + std::string(text) + "' is not a valid duration: " + std::string(why) +
-                  " (examples: PT3H, PT30M, 3h, 30m, 45s)");
+  return fail(ErrorCode::invalid_argument, "'" + std::string(text) +
+                                               "' is not a valid duration: " + std::string(why) +
+                                               " (examples: PT3H, PT30M, 3h, 30m, 45s)");
 }
 
 // Reads "<number><unit>" pairs; `units` lists the allowed units in their required order.
@@ -37,7 +37,7 @@ Result<Milliseconds> parse_components(std::string_view whole, std::string_view t
   while (!text.empty()) {
     std::size_t digits = 0;
     while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) ||
-                                     text[digits] == '.' || text[digits] == ',')) {
+                                    text[digits] == '.' || text[digits] == ',')) {
       ++digits;
     }
     if (digits == 0) return invalid(whole, "expected a number");

@@ -9,6 +9,10 @@ namespace jitd::core {
 namespace {
 
 constexpr const char* policy_changed = "PolicyChanged";
+// Ends recorded per expire_due() call: an expiry storm (100,000 grants ending in one second)
+// is recorded in passes that share one sync each, with requests served in between. The kernel
+// enforced every end already; only the records wait.
+constexpr std::size_t expiry_batch = 512;
 
 std::string describe_error(const Error& error) {
   return std::string(to_string(error.code)) + ": " + error.message;
@@ -235,6 +239,40 @@ RetryOutcome AccessEngine::retry_pending() {
     if (auto installed = install(); !installed) outcome.kernel = installed.error();
   }
   return outcome;
+}
+
+Result<bool> AccessEngine::kernel_intact() {
+  commit();
+  if (kernel_pending_) return false;
+  auto kernel = backend_.snapshot();
+  if (!kernel) return tl::unexpected(kernel.error());
+  auto expected = enforcement_spec(clock_.boot_now());
+  if (!kernel->installed) return false;
+  const auto sorted = [](auto items) {
+    std::sort(items.begin(), items.end());
+    return items;
+  };
+  if (sorted(kernel->protected_ports) != sorted(expected.protected_ports) ||
+      sorted(kernel->permanent) != sorted(expected.permanent)) {
+    return false;
+  }
+  // Timeouts count down between the two reads, and an element about to end may be in one
+  // and not the other: those are left out of the comparison.
+  constexpr Milliseconds slack{2000};
+  const auto lasting = [slack](std::vector<TimedElement> grants) {
+    std::erase_if(grants,
+                  [slack](const TimedElement& element) { return element.timeout <= slack; });
+    std::sort(grants.begin(), grants.end());
+    return grants;
+  };
+  const auto held = lasting(std::move(kernel->grants));
+  const auto wanted = lasting(std::move(expected.grants));
+  return std::equal(held.begin(), held.end(), wanted.begin(), wanted.end(),
+                    [slack](const TimedElement& a, const TimedElement& b) {
+                      const auto apart =
+                          a.timeout > b.timeout ? a.timeout - b.timeout : b.timeout - a.timeout;
+                      return a.key == b.key && apart <= slack;
+                    });
 }
 
 Result<void> AccessEngine::repair(std::string_view what) {
@@ -617,7 +655,8 @@ void AccessEngine::expire_due() {
   commit();
   const auto now = clock_.boot_now();
   std::vector<Ending> expired;
-  while (!by_deadline_.empty() && by_deadline_.begin()->first <= now) {
+  while (!by_deadline_.empty() && by_deadline_.begin()->first <= now &&
+         expired.size() < expiry_batch) {
     const auto found = active_.find(by_deadline_.begin()->second);
     expired.push_back({deactivate(found), GrantStatus::expired, "Expired", std::nullopt});
   }

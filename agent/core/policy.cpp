@@ -69,7 +69,8 @@ const PortRule* Policy::find_rule(std::uint16_t port, Protocol protocol) const {
 std::vector<PortKey> Policy::protected_ports() const {
   std::vector<PortKey> keys;
   for (const auto& rule : rules) {
-    for (const auto protocol : expand(rule.port.protocol)) keys.push_back({protocol, rule.port.number});
+    for (const auto protocol : expand(rule.port.protocol))
+      keys.push_back({protocol, rule.port.number});
   }
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());

@@ -81,9 +81,9 @@ Result<Prefix> Prefix::parse(std::string_view text) {
         std::from_chars(length_text.data(), length_text.data() + length_text.size(), length);
     if (ec != std::errc{} || end != length_text.data() + length_text.size() ||
         length_text.empty() || length > prefix.length_) {
-      return fail(ErrorCode::invalid_argument,
-                  "'" + std::string(text) + "': prefix length must be 0.." +
-                      std::to_string(prefix.length_));
+      return fail(ErrorCode::invalid_argument, "'" + std::string(text) +
+                                                   "': prefix length must be 0.." +
+                                                   std::to_string(prefix.length_));
     }
     prefix.length_ = length;
   }
@@ -99,11 +99,12 @@ Result<Prefix> Prefix::parse(std::string_view text) {
     prefix.length_ -= v4_mapped_length;
   }
   if ((prefix.address_ & host_mask(prefix.family_, prefix.length_)) != 0) {
-    return fail(ErrorCode::invalid_argument,
-                "'" + std::string(text) + "' has host bits set; did you mean " +
-                    address_to_string(prefix.family_,
-                                      prefix.address_ & ~host_mask(prefix.family_, prefix.length_)) +
-                    "/" + std::to_string(prefix.length_) + "?");
+    return fail(
+        ErrorCode::invalid_argument,
+        "'" + std::string(text) + "' has host bits set; did you mean " +
+            address_to_string(prefix.family_,
+                              prefix.address_ & ~host_mask(prefix.family_, prefix.length_)) +
+            "/" + std::to_string(prefix.length_) + "?");
   }
   return prefix;
 }

@@ -6,14 +6,6 @@
 
 namespace jitd::core {
 
-namespace {
-
-AddressValue family_max(Family family) {
-  return family == Family::ipv4 ? AddressValue{0xffffffffU} : ~AddressValue{0};
-}
-
-}  // namespace
-
 // ---------------------------------------------------------------- RangeChanges
 
 void RangeChanges::removed(const TimedRange& element) {
@@ -38,46 +30,6 @@ ElementChanges RangeChanges::to_elements(Deadline now) const {
 bool RangeChanges::empty() const { return removed_.empty() && added_.empty(); }
 
 // ---------------------------------------------------------------- RangeIndex
-
-// The same sweep as derive_disjoint(): at each boundary the latest end among the pieces
-// covering the following segment; touching segments with one end become one piece.
-std::vector<RangeIndex::Piece> RangeIndex::sweep(const std::vector<Piece>& pieces,
-                                                 AddressValue max) {
-  struct Event {
-    AddressValue position;
-    bool opens;
-    Deadline end;
-  };
-  std::vector<Event> events;
-  events.reserve(pieces.size() * 2);
-  for (const auto& piece : pieces) {
-    events.push_back({piece.first, true, piece.end});
-    if (piece.last != max) events.push_back({piece.last + 1, false, piece.end});
-  }
-  std::sort(events.begin(), events.end(),
-            [](const Event& a, const Event& b) { return a.position < b.position; });
-  std::vector<Piece> out;
-  std::multiset<Deadline> active;
-  for (auto it = events.begin(); it != events.end();) {
-    const AddressValue position = it->position;
-    for (; it != events.end() && it->position == position; ++it) {
-      if (it->opens) {
-        active.insert(it->end);
-      } else {
-        active.erase(active.find(it->end));
-      }
-    }
-    if (active.empty()) continue;
-    const AddressValue last = it == events.end() ? max : it->position - 1;
-    const Deadline end = *active.rbegin();
-    if (!out.empty() && out.back().end == end && out.back().last + 1 == position) {
-      out.back().last = last;
-      continue;
-    }
-    out.push_back({position, last, end});
-  }
-  return out;
-}
 
 std::vector<RangeIndex::Piece> RangeIndex::overlapping(const GroupState& state, AddressValue lo,
                                                        AddressValue hi) {
@@ -138,7 +90,7 @@ void RangeIndex::add(const TimedRange& coverage, RangeChanges& changes) {
       overlapping(state, first == 0 ? first : first - 1, last == max ? last : last + 1);
   auto pieces = old_elements;
   pieces.push_back({first, last, coverage.end});
-  replace_elements(group, state, old_elements, sweep(pieces, max), changes);
+  replace_elements(group, state, old_elements, latest_end_runs(pieces, max), changes);
 }
 
 bool RangeIndex::remove(const TimedRange& coverage, RangeChanges& changes) {
@@ -196,7 +148,7 @@ bool RangeIndex::remove(const TimedRange& coverage, RangeChanges& changes) {
                           it->second});
       }
     }
-    replace_elements(group, state, old_elements, sweep(pieces, max), changes);
+    replace_elements(group, state, old_elements, latest_end_runs(pieces, max), changes);
   }
   drop_if_empty(group);
   return true;

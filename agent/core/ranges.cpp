@@ -8,59 +8,70 @@ namespace jitd::core {
 
 namespace {
 
-AddressValue family_max(Family family) {
-  return family == Family::ipv4 ? AddressValue{0xffffffffU} : ~AddressValue{0};
-}
-
 struct Group {
   Family family;
   PortKey port;
   auto operator<=>(const Group&) const = default;
 };
 
-// A sweep over one (family, port): at each boundary the latest end among the ranges
-// covering the following segment is read from a multiset of active ends.
-void sweep(const Group& group, const std::vector<const TimedRange*>& ranges,
-           std::vector<TimedRange>& out) {
-  std::multimap<AddressValue, std::pair<bool, Deadline>> events;  // position → (opens, end)
-  for (const auto* range : ranges) {
-    events.emplace(range->key.source.first, std::pair{true, range->end});
-    if (range->key.source.last != family_max(group.family)) {
-      events.emplace(range->key.source.last + 1, std::pair{false, range->end});
-    }
+}  // namespace
+
+AddressValue family_max(Family family) {
+  return family == Family::ipv4 ? AddressValue{0xffffffffU} : ~AddressValue{0};
+}
+
+// At each boundary the latest end among the segments covering the following stretch is read
+// from a multiset of the ends open there.
+std::vector<Segment> latest_end_runs(const std::vector<Segment>& segments, AddressValue max) {
+  struct Event {
+    AddressValue position;
+    bool opens;
+    Deadline end;
+  };
+  std::vector<Event> events;
+  events.reserve(segments.size() * 2);
+  for (const auto& segment : segments) {
+    events.push_back({segment.first, true, segment.end});
+    if (segment.last != max) events.push_back({segment.last + 1, false, segment.end});
   }
+  std::sort(events.begin(), events.end(),
+            [](const Event& a, const Event& b) { return a.position < b.position; });
+  std::vector<Segment> out;
   std::multiset<Deadline> active;
   for (auto it = events.begin(); it != events.end();) {
-    const AddressValue position = it->first;
-    for (; it != events.end() && it->first == position; ++it) {
-      if (it->second.first) {
-        active.insert(it->second.second);
+    const AddressValue position = it->position;
+    for (; it != events.end() && it->position == position; ++it) {
+      if (it->opens) {
+        active.insert(it->end);
       } else {
-        active.erase(active.find(it->second.second));
+        active.erase(active.find(it->end));
       }
     }
     if (active.empty()) continue;
-    const AddressValue last = it == events.end() ? family_max(group.family) : it->first - 1;
+    const AddressValue last = it == events.end() ? max : it->position - 1;
     const Deadline end = *active.rbegin();
-    if (!out.empty() && out.back().key.port == group.port &&
-        out.back().key.source.family == group.family && out.back().end == end &&
-        out.back().key.source.last + 1 == position) {
-      out.back().key.source.last = last;  // touching segments with one end are one element
+    if (!out.empty() && out.back().end == end && out.back().last + 1 == position) {
+      out.back().last = last;  // touching segments with one end are one element
       continue;
     }
-    out.push_back({ElementKey{AddressRange{group.family, position, last}, group.port}, end});
+    out.push_back({position, last, end});
   }
+  return out;
 }
 
-}  // namespace
-
 std::vector<TimedRange> derive_disjoint(std::vector<TimedRange> coverage) {
-  std::map<Group, std::vector<const TimedRange*>> groups;
+  std::map<Group, std::vector<Segment>> groups;
   for (const auto& range : coverage) {
-    groups[Group{range.key.source.family, range.key.port}].push_back(&range);
+    groups[Group{range.key.source.family, range.key.port}].push_back(
+        {range.key.source.first, range.key.source.last, range.end});
   }
   std::vector<TimedRange> out;
-  for (const auto& [group, ranges] : groups) sweep(group, ranges, out);
+  for (const auto& [group, segments] : groups) {
+    for (const auto& run : latest_end_runs(segments, family_max(group.family))) {
+      out.push_back(
+          {ElementKey{AddressRange{group.family, run.first, run.last}, group.port}, run.end});
+    }
+  }
   return out;
 }
 

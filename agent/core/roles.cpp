@@ -58,8 +58,8 @@ std::string Roles::refusal(const Caller& caller, Right right, std::string_view a
     case Right::read: holders = role("readers", readers, "everyone"); break;
   }
   return "user " + caller.name + " (uid " + std::to_string(caller.uid) + ") may not " +
-         std::string(action) + ": that needs the " + std::string(to_string(right)) +
-         " right (" + holders + ")";
+         std::string(action) + ": that needs the " + std::string(to_string(right)) + " right (" +
+         holders + ")";
 }
 
 }  // namespace jitd::core

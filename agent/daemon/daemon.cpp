@@ -421,18 +421,34 @@ void Daemon::on_policy_directory_event() {
 }
 
 void Daemon::on_ruleset_event() {
-  auto foreign = monitor_->drain();
-  const std::string what =
-      foreign ? *foreign : "ruleset events unreadable: " + foreign.error().message;
-  if (what.empty()) return;
-  if (repair_coalesce_->add()) {
-    tamper_detected_ = what;
-    tamper_since_ = std::chrono::steady_clock::now();
+  auto events = monitor_->drain();
+  std::string foreign;
+  if (!events) {
+    foreign = "ruleset events unreadable: " + events.error().message;
+  } else {
+    foreign = std::move(events->foreign);
+    if (!events->lost.empty() && events_lost_.empty()) events_lost_ = std::move(events->lost);
   }
+  if (foreign.empty() && events_lost_.empty()) return;
+  if (repair_coalesce_->add()) tamper_since_ = std::chrono::steady_clock::now();
+  if (!foreign.empty() && tamper_detected_.empty()) tamper_detected_ = std::move(foreign);
 }
 
 void Daemon::repair() {
-  const auto what = std::exchange(tamper_detected_, {});
+  auto what = std::exchange(tamper_detected_, {});
+  const auto lost = std::exchange(events_lost_, {});
+  if (what.empty()) {
+    // Only lost events: read the table back; re-install only if it differs. A blind re-install
+    // of a large table would overrun the queue again and loop.
+    const auto intact = engine_.kernel_intact();
+    if (intact && *intact) {
+      spdlog::info("ruleset monitor: {}; table inet {} read back and intact", lost,
+                   settings_.nft_table);
+      return;
+    }
+    what = lost + (intact ? "; the table read back differs"
+                          : "; the table could not be read back: " + intact.error().message);
+  }
   auto repaired = engine_.repair(what);
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - tamper_since_);

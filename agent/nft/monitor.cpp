@@ -83,7 +83,8 @@ bool is_string(const nlattr* attribute) {
 core::Result<std::unique_ptr<RulesetMonitor::Impl>> RulesetMonitor::Impl::open(
     std::string table, std::uint32_t own_portid) {
   MnlSocket socket(mnl_socket_open2(NETLINK_NETFILTER, SOCK_NONBLOCK | SOCK_CLOEXEC));
-  if (!socket) return sys::fail_system(core::ErrorCode::kernel, "open nftables event socket", errno);
+  if (!socket)
+    return sys::fail_system(core::ErrorCode::kernel, "open nftables event socket", errno);
   if (mnl_socket_bind(socket.get(), 1U << (NFNLGRP_NFTABLES - 1), MNL_SOCKET_AUTOPID) < 0) {
     return sys::fail_system(core::ErrorCode::kernel, "subscribe to nftables events", errno);
   }
@@ -97,10 +98,13 @@ core::Result<std::unique_ptr<RulesetMonitor::Impl>> RulesetMonitor::Impl::open(
       Impl{std::move(socket), std::move(table), own_portid, std::vector<char>(datagram_size)});
 }
 
-core::Result<std::string> RulesetMonitor::Impl::drain() {
-  std::string first;
-  const auto note = [&first](std::string change) {
-    if (first.empty()) first = std::move(change);
+core::Result<RulesetEvents> RulesetMonitor::Impl::drain() {
+  RulesetEvents events;
+  const auto note = [&events](std::string change) {
+    if (events.foreign.empty()) events.foreign = std::move(change);
+  };
+  const auto lost = [&events](std::string why) {
+    if (events.lost.empty()) events.lost = std::move(why);
   };
   const int fd = mnl_socket_get_fd(socket.get());
   for (;;) {
@@ -108,16 +112,16 @@ core::Result<std::string> RulesetMonitor::Impl::drain() {
     const ssize_t received = recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT | MSG_TRUNC);
     if (received < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return first;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return events;
       // The queue overflowed and the kernel dropped events; the socket itself stays usable.
       if (errno == ENOBUFS) {
-        note("events lost (ENOBUFS)");
+        lost("events lost (ENOBUFS)");
         continue;
       }
       return sys::fail_system(core::ErrorCode::kernel, "read nftables events", errno);
     }
     if (static_cast<std::size_t>(received) > buffer.size()) {
-      note("events lost (datagram truncated)");
+      lost("events lost (datagram truncated)");
       continue;
     }
     auto length = static_cast<int>(received);
@@ -153,6 +157,6 @@ RulesetMonitor::~RulesetMonitor() = default;
 
 int RulesetMonitor::fd() const { return mnl_socket_get_fd(impl_->socket.get()); }
 
-core::Result<std::string> RulesetMonitor::drain() { return impl_->drain(); }
+core::Result<RulesetEvents> RulesetMonitor::drain() { return impl_->drain(); }
 
 }  // namespace jitd::nft

@@ -15,7 +15,7 @@ struct RulesetMonitor::Impl {
   // of `own_portid` (the backend's socket) are ours.
   static core::Result<std::unique_ptr<Impl>> open(std::string table, std::uint32_t own_portid);
 
-  core::Result<std::string> drain();
+  core::Result<RulesetEvents> drain();
 
   MnlSocket socket;
   std::string table;

@@ -135,5 +135,32 @@ TEST_F(CoreEngineTest, AnExpiryStormSharesOneSync) {
   EXPECT_TRUE(journal.replay().empty());
 }
 
+TEST_F(CoreEngineTest, AnExpiryStormIsRecordedInPassesWithRequestsServedBetween) {
+  constexpr int storm = 1200;
+  for (int i = 0; i < storm; ++i) {
+    grant_ok(
+        ask({ssh}, "10.1." + std::to_string(i / 100) + "." + std::to_string(2 * (i % 100)), 10min));
+  }
+  clock.advance(10min);
+  const auto syncs_before = journal.syncs;
+  engine.expire_due();
+  const auto first_pass = audit.named("expire").size();
+  EXPECT_GT(first_pass, 0U);
+  EXPECT_LT(first_pass, static_cast<std::size_t>(storm))
+      << "one pass held the loop for the whole storm";
+  ASSERT_TRUE(engine.next_expiry().has_value());
+  EXPECT_LE(*engine.next_expiry(), clock.boot_now()) << "the rest must still be due";
+  grant_ok(ask({ssh}, "10.2.0.1", 1h));  // served between two passes
+  int passes = 1;
+  while (engine.next_expiry() && *engine.next_expiry() <= clock.boot_now()) {
+    engine.expire_due();
+    ASSERT_LT(++passes, storm) << "expiry makes no progress";
+  }
+  EXPECT_EQ(audit.named("expire").size(), static_cast<std::size_t>(storm));
+  EXPECT_EQ(journal.syncs - syncs_before, static_cast<std::size_t>(passes) + 1);  // + the grant
+  EXPECT_EQ(ids_of(engine.active_grants()).size(), 1U);
+  EXPECT_EQ(journal.replay().size(), 1U);
+}
+
 }  // namespace
 }  // namespace jitd::core

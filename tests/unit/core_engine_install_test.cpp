@@ -38,13 +38,12 @@ TEST_F(CoreEngineInstallTest, InstallPassesProtectedPortsAndMergedAllowList) {
   ASSERT_TRUE(engine.install().has_value());
   ASSERT_EQ(backend.installs.size(), 1U);
   const auto& spec = backend.installs[0];
-  EXPECT_EQ(spec.protected_ports,
-            (std::vector<PortKey>{ssh_key, dns_tcp, https_key, dns_udp}));
+  EXPECT_EQ(spec.protected_ports, (std::vector<PortKey>{ssh_key, dns_tcp, https_key, dns_udp}));
   const std::vector<ElementKey> expected = {
-      key("10.0.0.0/8", ssh_key),      key("172.16.0.0/12", ssh_key),
-      key("192.168.0.0/23", ssh_key),  key("192.168.0.0/23", dns_tcp),
+      key("10.0.0.0/8", ssh_key),       key("172.16.0.0/12", ssh_key),
+      key("192.168.0.0/23", ssh_key),   key("192.168.0.0/23", dns_tcp),
       key("192.168.0.0/23", https_key), key("192.168.0.0/23", dns_udp),
-      key("fd00::/8", dns_tcp),        key("fd00::/8", dns_udp)};
+      key("fd00::/8", dns_tcp),         key("fd00::/8", dns_udp)};
   EXPECT_EQ(spec.permanent, expected);
   EXPECT_TRUE(spec.grants.empty());
   EXPECT_TRUE(backend.applies.empty());
@@ -56,15 +55,16 @@ TEST_F(CoreEngineInstallTest, InstallDropsAllowListPortsThePolicyDoesNotProtect)
   extra.sources = {prefix("198.51.100.0/24")};
   extra.ports = {PortSpec{22, ProtocolSpec::any}, PortSpec{8080, ProtocolSpec::tcp}};
   policy.permanent_allow = {extra};
-  AccessEngine custom(backend, journal, audit, clock, [] { return std::string("x"); }, policy);
+  AccessEngine custom(
+      backend, journal, audit, clock, [] { return std::string("x"); }, policy);
   ASSERT_TRUE(custom.install().has_value());
   EXPECT_EQ(backend.installs.back().permanent,
             (std::vector<ElementKey>{key("198.51.100.0/24", ssh_key)}));
 }
 
 TEST_F(CoreEngineInstallTest, InstallWithoutAllowList) {
-  AccessEngine custom(backend, journal, audit, clock, [] { return std::string("x"); },
-                      default_policy());
+  AccessEngine custom(
+      backend, journal, audit, clock, [] { return std::string("x"); }, default_policy());
   ASSERT_TRUE(custom.install().has_value());
   EXPECT_TRUE(backend.installs.back().permanent.empty());
   EXPECT_EQ(backend.installs.back().protected_ports,
@@ -82,8 +82,7 @@ TEST_F(CoreEngineInstallTest, InstallCarriesLiveGrantsWithRemainingTime) {
             (std::vector<TimedElement>{
                 {key(Family::ipv4, ip4(203, 0, 113, 0), ip4(203, 0, 113, 8), ssh_key), 45min},
                 {key("203.0.113.9", ssh_key), 105min},
-                {key(Family::ipv4, ip4(203, 0, 113, 10), ip4(203, 0, 113, 255), ssh_key),
-                 45min}}));
+                {key(Family::ipv4, ip4(203, 0, 113, 10), ip4(203, 0, 113, 255), ssh_key), 45min}}));
   EXPECT_EQ(spec.permanent.size(), 8U);
 
   // Once the network grant has ended, a new install carries only the host.
@@ -192,6 +191,37 @@ TEST_F(CoreEngineTest, RevokeAfterFailedRepairInstallsTheWholeTable) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), std::nullopt);
   EXPECT_EQ(kernel_end("10.0.0.2", ssh_key), other.deadline);
   EXPECT_FALSE(engine.kernel_pending());
+}
+
+// Lost ruleset events are checked by reading the table back, not by a blind re-install.
+TEST_F(CoreEngineTest, KernelIntactComparesTheTableReadBack) {
+  const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  grant_ok(ask({ssh}, "10.0.0.0/24", 30min));
+  ASSERT_TRUE(engine.install().has_value());
+  clock.advance(10min);  // timeouts counted down alike in both
+  auto intact = engine.kernel_intact();
+  ASSERT_TRUE(intact.has_value()) << intact.error().message;
+  EXPECT_TRUE(*intact);
+
+  // Someone took one element out while the events were lost.
+  ASSERT_TRUE(backend.apply(ElementChanges{{key("10.0.0.1", ssh_key)}, {}}).has_value());
+  intact = engine.kernel_intact();
+  ASSERT_TRUE(intact.has_value());
+  EXPECT_FALSE(*intact);
+  ASSERT_TRUE(engine.repair("events lost (ENOBUFS); the table read back differs").has_value());
+  EXPECT_TRUE(*engine.kernel_intact());
+
+  // ... or gave it a longer timeout.
+  ASSERT_TRUE(
+      backend.apply(ElementChanges{{key("10.0.0.1", ssh_key)}, {{key("10.0.0.1", ssh_key), 3h}}})
+          .has_value());
+  EXPECT_FALSE(*engine.kernel_intact());
+
+  // ... or deleted the table.
+  ASSERT_TRUE(engine.install().has_value());
+  ASSERT_TRUE(backend.uninstall().has_value());
+  EXPECT_FALSE(*engine.kernel_intact());
+  EXPECT_EQ(shell.id, "g1");
 }
 
 }  // namespace

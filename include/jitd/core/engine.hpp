@@ -78,6 +78,11 @@ class AccessEngine {
   [[nodiscard]] Result<PolicyChange> replace_policy(Policy policy);
   // Another tool changed our table: audit it and put everything back.
   [[nodiscard]] Result<void> repair(std::string_view what);
+  // Reads the table back and compares it with what jitd put there (grant timeouts within a
+  // second or two: they count down). For when events about the table were lost: a large
+  // install of jitd's own overruns the monitor's queue, and re-installing blindly would
+  // overrun it again, for ever.
+  [[nodiscard]] Result<bool> kernel_intact();
   // Re-writes end records the journal refused, and re-installs when an earlier kernel
   // transaction failed after its journal record. Neither waits for the other: a full disk
   // must not keep a revoke the kernel refused in force.
@@ -85,7 +90,8 @@ class AccessEngine {
   // Audits a call refused before it reached the engine (a body that does not parse, a reload
   // the caller may not make), so every refusal leaves a trace. `event`: "request", "reload".
   void audit_refused_call(const Caller& caller, std::string event, const Error& error);
-  // Records grants whose end has passed as expired; the kernel already enforced it.
+  // Records grants whose end has passed as expired (the kernel already enforced it), at most
+  // a few hundred per call, in one journal sync; next_expiry() is then still due when more are.
   void expire_due();
 
   [[nodiscard]] std::vector<Grant> active_grants() const;

@@ -14,11 +14,11 @@ enum class ErrorCode {
   source_not_allowed,  // requested prefix lies outside every allowed prefix
   duration_too_long,   // longer than the port's maxRequestAccessDuration
   end_time_in_past,
-  forbidden,           // caller may not do this
+  forbidden,  // caller may not do this
   not_found,
-  policy_invalid,      // config / policy file errors (file:line:col: message)
-  kernel,              // netlink / nftables failure, carries errno
-  io,                  // file system failure, carries errno
+  policy_invalid,  // config / policy file errors (file:line:col: message)
+  kernel,          // netlink / nftables failure, carries errno
+  io,              // file system failure, carries errno
 };
 
 // Stable text used by the API ("error.code") and the audit log.
@@ -33,7 +33,8 @@ struct Error {
 template <class T>
 using Result = tl::expected<T, Error>;
 
-[[nodiscard]] inline tl::unexpected<Error> fail(ErrorCode code, std::string message, int sys_errno = 0) {
+[[nodiscard]] inline tl::unexpected<Error> fail(ErrorCode code, std::string message,
+                                                int sys_errno = 0) {
   return tl::unexpected<Error>(Error{code, std::move(message), sys_errno});
 }
 

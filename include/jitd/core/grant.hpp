@@ -33,9 +33,9 @@ struct Grant {
   Requestor requestor;
   Prefix source;
   std::vector<PortSpec> ports;
-  TimePoint start;      // UTC, for people
-  TimePoint end;        // UTC, for people
-  Deadline deadline;    // when access ends, on this boot's clock: what enforcement uses
+  TimePoint start;    // UTC, for people
+  TimePoint end;      // UTC, for people
+  Deadline deadline;  // when access ends, on this boot's clock: what enforcement uses
   std::string justification;
   GrantStatus status = GrantStatus::initiated;
   std::string status_reason;  // "UserRequested", "Expired", "PolicyChanged", ...

@@ -53,8 +53,8 @@ struct SourceLocation {
 
 struct PortRule {
   PortSpec port;
-  bool any_source = false;                // "*": every address, v4 and v6
-  std::vector<Prefix> allowed_sources;    // when !any_source
+  bool any_source = false;              // "*": every address, v4 and v6
+  std::vector<Prefix> allowed_sources;  // when !any_source
   Milliseconds max_duration{0};
   // The shortest prefix one request may name, per family (24: at most 256 addresses). 0 is no
   // limit, as in Azure, where a "*" rule may be requested as "Any". "*" must not mean that

@@ -88,15 +88,7 @@ class RangeIndex {
     auto operator<=>(const ByEnd&) const = default;
   };
 
-  struct Piece {  // a range of one group's addresses with one end
-    AddressValue first = 0;
-    AddressValue last = 0;
-    Deadline end;
-    auto operator<=>(const Piece&) const = default;
-  };
-
-  // derive_disjoint() over one group's pieces.
-  [[nodiscard]] static std::vector<Piece> sweep(const std::vector<Piece>& pieces, AddressValue max);
+  using Piece = Segment;  // a range of one group's addresses with one end
   // The elements overlapping [lo, hi], sorted.
   [[nodiscard]] static std::vector<Piece> overlapping(const GroupState& state, AddressValue lo,
                                                       AddressValue hi);

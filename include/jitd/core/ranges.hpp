@@ -15,6 +15,22 @@ struct TimedRange {
   auto operator<=>(const TimedRange&) const = default;
 };
 
+// A range of one (family, protocol, port)'s addresses with one end.
+struct Segment {
+  AddressValue first = 0;
+  AddressValue last = 0;
+  Deadline end;
+  auto operator<=>(const Segment&) const = default;
+};
+
+// The family's last address (the sweep's upper bound).
+[[nodiscard]] AddressValue family_max(Family family);
+
+// The sweep under both derive_disjoint() and RangeIndex: over one group's (possibly
+// overlapping) segments, the maximal runs of the latest end covering each address, sorted.
+[[nodiscard]] std::vector<Segment> latest_end_runs(const std::vector<Segment>& segments,
+                                                   AddressValue max);
+
 // Disjoint, sorted ranges per (family, protocol, port); touching ranges with the
 // same end are merged into one.
 [[nodiscard]] std::vector<TimedRange> derive_disjoint(std::vector<TimedRange> coverage);

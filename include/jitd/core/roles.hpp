@@ -20,7 +20,7 @@ struct Caller {
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
   std::string name;
-  bool in_socket_group = false;      // root, or a member of the socket's group
+  bool in_socket_group = false;       // root, or a member of the socket's group
   std::vector<std::uint32_t> groups;  // supplementary groups
 };
 

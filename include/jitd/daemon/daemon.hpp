@@ -86,6 +86,7 @@ class Daemon {
   int inotify_fd_ = -1;  // owned by its loop source
   bool policy_watched_ = false;
   std::string tamper_detected_;
+  std::string events_lost_;  // why ruleset events were lost since the last repair pass
   std::chrono::steady_clock::time_point tamper_since_;
   std::string stop_reason_ = "event loop ended";
 };

@@ -11,6 +11,12 @@ namespace jitd::nft {
 // Watches netfilter's netlink events (NFNLGRP_NFTABLES) for changes to jitd's table made
 // by anyone else (`nft flush ruleset`, `nft delete table`, a flushed set, a reloaded
 // nftables.service), so the daemon can restore it at once instead of polling.
+// What the monitor read since the last drain.
+struct RulesetEvents {
+  std::string foreign;  // the first foreign change; empty: none was seen
+  std::string lost;     // why events were lost (the queue overran); empty: none were
+};
+
 class RulesetMonitor {
  public:
   ~RulesetMonitor();
@@ -22,9 +28,10 @@ class RulesetMonitor {
   // Reads every pending event without blocking. Returns a description of the first foreign
   // change to our table ("table deleted", "set grants4: elements deleted", ...), or an empty
   // string when nothing foreign happened. Our own transactions are recognised by the
-  // sender's netlink port id and ignored. An overrun (ENOBUFS) counts as a foreign change:
-  // events were lost, so the table must be checked.
-  [[nodiscard]] core::Result<std::string> drain();
+  // sender's netlink port id and ignored. An overrun (ENOBUFS, a truncated datagram) is
+  // reported apart: events were lost, so the table must be read back and checked (a large
+  // install of jitd's own overruns the queue too).
+  [[nodiscard]] core::Result<RulesetEvents> drain();
 
   struct Impl;
 
@@ -42,7 +49,7 @@ class NftBackend final : public core::Backend {
   // delete nor change it, `flush ruleset` skips it, and it outlives jitd. The probe uses a
   // scratch table with a unique name that is deleted in the same transaction.
   [[nodiscard]] static core::Result<std::unique_ptr<NftBackend>> open(std::string table_name,
-                                                                       bool claim_ownership);
+                                                                      bool claim_ownership);
   ~NftBackend() override;
   NftBackend(const NftBackend&) = delete;
   NftBackend& operator=(const NftBackend&) = delete;
