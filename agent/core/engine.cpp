@@ -660,8 +660,9 @@ void AccessEngine::expire_due() {
     const auto found = active_.find(by_deadline_.begin()->second);
     expired.push_back({deactivate(found), GrantStatus::expired, "Expired", std::nullopt});
   }
-  // The kernel dropped the ended elements itself; forget them without a transaction.
-  index_.forget_ended(now);
+  // The kernel dropped the ended elements itself; forget them without a transaction, in passes
+  // like the records.
+  index_.forget_ended(now, 8 * expiry_batch);
   end_grants(std::move(expired));
 }
 
@@ -677,8 +678,12 @@ std::vector<Grant> AccessEngine::active_grants() const {
 }
 
 std::optional<Deadline> AccessEngine::next_expiry() const {
-  if (by_deadline_.empty()) return std::nullopt;
-  return by_deadline_.begin()->first;
+  // Ended index entries are due work too, though the kernel needs nothing from them.
+  std::optional<Deadline> next = index_.earliest_end();
+  if (!by_deadline_.empty() && (!next || by_deadline_.begin()->first < *next)) {
+    next = by_deadline_.begin()->first;
+  }
+  return next;
 }
 
 }  // namespace jitd::core

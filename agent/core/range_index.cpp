@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
 #include <utility>
 
 namespace jitd::core {
@@ -174,21 +175,41 @@ void RangeIndex::assign(const std::vector<TimedRange>& coverage) {
 }
 
 void RangeIndex::forget_ended(Deadline now) {
+  while (forget_ended(now, std::numeric_limits<std::size_t>::max())) {
+  }
+}
+
+std::optional<Deadline> RangeIndex::earliest_end() const {
+  std::optional<Deadline> earliest;
+  if (!coverage_by_end_.empty()) earliest = coverage_by_end_.begin()->end;
+  if (!elements_by_end_.empty() && (!earliest || elements_by_end_.begin()->end < *earliest)) {
+    earliest = elements_by_end_.begin()->end;
+  }
+  return earliest;
+}
+
+bool RangeIndex::forget_ended(Deadline now, std::size_t limit) {
   std::set<Group> touched;
-  for (auto it = coverage_by_end_.begin(); it != coverage_by_end_.end() && it->end <= now;
-       it = coverage_by_end_.erase(it)) {
+  std::size_t taken = 0;
+  for (auto it = coverage_by_end_.begin();
+       it != coverage_by_end_.end() && it->end <= now && taken < limit;
+       it = coverage_by_end_.erase(it), ++taken) {
     auto& state = groups_.at(it->group);
     const auto bucket = state.coverage.find(it->last - it->first);
     bucket->second.erase(bucket->second.find({it->first, it->end}));
     if (bucket->second.empty()) state.coverage.erase(bucket);
     touched.insert(it->group);
   }
-  for (auto it = elements_by_end_.begin(); it != elements_by_end_.end() && it->end <= now;
-       it = elements_by_end_.erase(it)) {
+  taken = 0;
+  for (auto it = elements_by_end_.begin();
+       it != elements_by_end_.end() && it->end <= now && taken < limit;
+       it = elements_by_end_.erase(it), ++taken) {
     groups_.at(it->group).elements.erase(it->first);
     touched.insert(it->group);
   }
   for (const auto& group : touched) drop_if_empty(group);
+  const auto next = earliest_end();
+  return next && *next <= now;
 }
 
 std::vector<TimedRange> RangeIndex::elements() const {

@@ -170,7 +170,7 @@ NftBackend::NftBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 NftBackend::~NftBackend() = default;
 
 core::Result<std::unique_ptr<NftBackend>> NftBackend::open(std::string table_name,
-                                                          bool claim_ownership) {
+                                                           bool claim_ownership) {
   auto netlink = Netlink::open();
   if (!netlink) return tl::unexpected(netlink.error());
   bool owns_table = false;
@@ -179,8 +179,7 @@ core::Result<std::unique_ptr<NftBackend>> NftBackend::open(std::string table_nam
     if (!probed) return tl::unexpected(probed.error());
     owns_table = *probed;
   }
-  auto impl =
-      std::make_unique<Impl>(Impl{std::move(*netlink), std::move(table_name), owns_table});
+  auto impl = std::make_unique<Impl>(Impl{std::move(*netlink), std::move(table_name), owns_table});
   return std::unique_ptr<NftBackend>(new NftBackend(std::move(impl)));
 }
 
@@ -219,6 +218,12 @@ core::Result<void> NftBackend::apply(const core::ElementChanges& changes) {
                [&](const core::ElementKey& key) { return present.contains(key); });
   if (retry.remove.size() == changes.remove.size()) return applied;
   return impl_->apply_once(retry);
+}
+
+core::Result<bool> NftBackend::table_installed() {
+  auto table = impl_->get_table();
+  if (!table) return tl::unexpected(table.error());
+  return table->has_value();
 }
 
 core::Result<core::KernelSnapshot> NftBackend::snapshot() {

@@ -62,7 +62,6 @@ core::Result<std::unique_ptr<FileJournal>> FileJournal::open(std::filesystem::pa
                         "journal " + journal->path_.string() + ": " + replayed.error().message);
     }
     static_cast<TextReplay&>(replay) = std::move(*replayed);
-    journal->live_records_ = std::exchange(replay.live_lines, {});
     if (!replay.dropped.empty()) {
       // Compaction drops the damaged bytes; keep the original for whoever investigates.
       const auto copy = journal->path_.string() + ".damaged";
@@ -74,7 +73,7 @@ core::Result<std::unique_ptr<FileJournal>> FileJournal::open(std::filesystem::pa
   }
   // Also what creates a missing journal, and what cuts a torn tail off before the first
   // append could glue a record onto it. It leaves fd_ open for appending.
-  if (auto compacted = journal->compact(); !compacted) {
+  if (auto compacted = journal->compact_from(std::exchange(replay.live_lines, {})); !compacted) {
     return tl::unexpected(std::move(compacted.error()));
   }
   return journal;
@@ -83,23 +82,23 @@ core::Result<std::unique_ptr<FileJournal>> FileJournal::open(std::filesystem::pa
 core::Result<void> FileJournal::record_grant(const core::Grant& grant) {
   auto line = grant_record(grant, boot_id_);
   if (!line) return tl::unexpected(std::move(line.error()));
+  const auto offset = size_;
   if (auto appended = append(*line); !appended) return appended;
-  live_records_[grant.id] = std::move(*line);
+  live_spans_[grant.id] = Span{offset, line->size()};
   return {};
 }
 
 core::Result<void> FileJournal::record_end(const std::string& id, core::GrantStatus status,
                                            const std::string& reason) {
   if (auto appended = append(end_record(id, status, reason)); !appended) return appended;
-  live_records_.erase(id);
+  live_spans_.erase(id);
   ++ended_since_compaction_;
-  if (ended_since_compaction_ > compaction_min_ended &&
-      ended_since_compaction_ > 2 * live_records_.size()) {
-    // The end record is written and the journal valid whether or not this works; a failed
-    // compaction leaves the counter up, so the next end record (or the next open) retries.
-    (void)compact();
-  }
   return {};
+}
+
+bool FileJournal::compaction_due() const {
+  return ended_since_compaction_ > compaction_min_ended &&
+         ended_since_compaction_ > 2 * live_spans_.size();
 }
 
 core::Result<void> FileJournal::append(std::string_view line) {
@@ -113,9 +112,11 @@ core::Result<void> FileJournal::append(std::string_view line) {
       sys::cut_tail(fd_.get(), half.size());
       return rest;
     }
-    return {};
+  } else if (auto whole = sys::append_record(fd_.get(), line, what); !whole) {
+    return whole;
   }
-  return sys::append_record(fd_.get(), line, what);
+  size_ += line.size();
+  return {};
 }
 
 core::Result<void> FileJournal::sync() {
@@ -127,11 +128,37 @@ core::Result<void> FileJournal::sync() {
 }
 
 core::Result<void> FileJournal::compact() {
-  auto replaced = sys::replace_synced(path_, compacted_journal(live_records_));
+  // The live records are read back from the current file for the rewrite; the text is gone
+  // again when the rewrite is done.
+  auto text = read_whole(path_);
+  if (!text) return tl::unexpected(text.error());
+  if (!*text || (*text)->size() < size_) {
+    return core::fail(core::ErrorCode::io, "compact journal " + path_.string() +
+                                               ": the file is shorter than what was appended");
+  }
+  std::map<std::string, std::string> live_lines;
+  for (const auto& [id, span] : live_spans_) {
+    live_lines.emplace(id, (*text)->substr(span.offset, span.length));
+  }
+  return compact_from(live_lines);
+}
+
+core::Result<void> FileJournal::compact_from(const std::map<std::string, std::string>& live_lines) {
+  const auto text = compacted_journal(live_lines);
+  auto replaced = sys::replace_synced(path_, text);
   if (!replaced) return tl::unexpected(replaced.error());
   // The old descriptor refers to the replaced file: appends go to the new one from here.
   fd_ = std::move(*replaced);
   ended_since_compaction_ = 0;
+  // compacted_journal() writes the header, then the lines in id order.
+  std::map<std::string, Span> spans;
+  std::uint64_t offset = text.size();
+  for (auto it = live_lines.rbegin(); it != live_lines.rend(); ++it) {
+    offset -= it->second.size();
+    spans.emplace_hint(spans.begin(), it->first, Span{offset, it->second.size()});
+  }
+  live_spans_ = std::move(spans);
+  size_ = text.size();
   return sys::sync_directory_of(path_);
 }
 

@@ -637,3 +637,54 @@ TEST(CoreRangeIndex, HundredThousandHostsAddAndRemove) {
 
 }  // namespace
 }  // namespace jitd::core
+
+namespace jitd::core {
+namespace {
+
+// An expiry storm is forgotten in passes; between passes the ended entries that linger never
+// reach the kernel, and the live elements are what a from-scratch derivation gives.
+TEST(CoreRangeIndexPasses, ForgetInPassesKeepsTheLiveElementsExact) {
+  const Deadline t0{std::chrono::hours(1)};
+  const PortKey ssh{Protocol::tcp, 22};
+  const auto host = [&](AddressValue address, Deadline end) {
+    return TimedRange{ElementKey{AddressRange{Family::ipv4, address, address}, ssh}, end};
+  };
+  RangeIndex index;
+  RangeChanges ignored;
+  std::vector<TimedRange> live;
+  for (AddressValue i = 0; i < 1000; ++i) index.add(host(0x0a000000 + 2 * i, t0), ignored);
+  for (AddressValue i = 0; i < 50; ++i) {
+    live.push_back(host(0x0b000000 + 2 * i, t0 + std::chrono::hours(1)));
+    index.add(live.back(), ignored);
+  }
+  const auto now = t0;
+  const auto live_elements = [&] {
+    auto elements = index.elements();
+    std::erase_if(elements, [&](const TimedRange& element) { return element.end <= now; });
+    return elements;
+  };
+  int passes = 0;
+  while (index.forget_ended(now, 100)) {
+    ++passes;
+    EXPECT_EQ(live_elements(), derive_disjoint(live)) << "after pass " << passes;
+    ASSERT_TRUE(index.earliest_end().has_value());
+    EXPECT_LE(*index.earliest_end(), now);
+    // A grant between passes, over an address whose ended element may still linger.
+    RangeChanges changes;
+    const auto again =
+        host(0x0a000000 + 2 * static_cast<AddressValue>(passes), now + std::chrono::minutes(5));
+    index.add(again, changes);
+    live.push_back(again);
+    const auto elements = changes.to_elements(now);
+    EXPECT_TRUE(elements.remove.empty()) << "an ended element was removed from the kernel";
+    ASSERT_EQ(elements.add.size(), 1U);
+    EXPECT_EQ(elements.add[0].key, again.key);
+  }
+  EXPECT_GE(passes, 9);
+  EXPECT_EQ(index.elements(), derive_disjoint(live));
+  EXPECT_EQ(index.coverage_count(), live.size());
+  EXPECT_GT(*index.earliest_end(), now);
+}
+
+}  // namespace
+}  // namespace jitd::core

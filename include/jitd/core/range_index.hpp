@@ -7,6 +7,7 @@
 // the maximal runs of one end, so any part of the result can be recomputed locally.
 #include <cstddef>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -56,6 +57,13 @@ class RangeIndex {
   // and dropping coverage never merges elements, so the rest is unchanged.
   // Cost: O(m log n), m = coverage and elements that ended.
   void forget_ended(Deadline now);
+  // The same, at most `limit` coverage entries and `limit` elements per call, so an expiry
+  // storm is forgotten in passes. Between passes ended entries linger; they never reach the
+  // kernel (RangeChanges leaves ended elements out) and the next pass takes them. Returns
+  // whether ended entries remain.
+  bool forget_ended(Deadline now, std::size_t limit);
+  // The earliest end among coverage and elements (what forget_ended() takes next).
+  [[nodiscard]] std::optional<Deadline> earliest_end() const;
   // The disjoint elements, equal to derive_disjoint(all coverage added and not
   // removed/forgotten), sorted like derive_disjoint's output. O(number of elements).
   [[nodiscard]] std::vector<TimedRange> elements() const;

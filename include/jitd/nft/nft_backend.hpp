@@ -57,6 +57,8 @@ class NftBackend final : public core::Backend {
   [[nodiscard]] core::Result<void> install(const core::EnforcementSpec& spec) override;
   [[nodiscard]] core::Result<void> apply(const core::ElementChanges& changes) override;
   [[nodiscard]] core::Result<core::KernelSnapshot> snapshot() override;
+  // Whether jitd's table exists, without reading its elements (snapshot() reads them all).
+  [[nodiscard]] core::Result<bool> table_installed();
   [[nodiscard]] core::Result<void> uninstall() override;
 
   // Whether the table is created with owner + persist (probed at open).

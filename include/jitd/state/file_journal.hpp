@@ -5,6 +5,7 @@
 // format and its replay are in journal_format.hpp. Compaction rewrites the file with the live
 // grants only (write temp, fsync, rename, fsync directory), at open and as ended records pile up;
 // the history of ended grants stays in the audit log.
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -39,16 +40,34 @@ class FileJournal final : public core::Journal {
 
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 
+  // Whether ended records clearly outnumber the live ones. Compaction costs in proportion to
+  // the live records, so the daemon runs it between expiry passes, not in one: after a storm
+  // few are left.
+  [[nodiscard]] bool compaction_due() const;
+  // Rewrites the file with the live records only (write temp, fsync, rename, fsync directory).
+  // On failure the journal stays valid and compaction_due() stays true.
+  [[nodiscard]] core::Result<void> compact();
+
  private:
   FileJournal(std::filesystem::path path, std::string boot_id);
   [[nodiscard]] core::Result<void> append(std::string_view line);
-  [[nodiscard]] core::Result<void> compact();
+  // compact() from `live_lines` (at open) rather than from the records in the current file.
+  [[nodiscard]] core::Result<void> compact_from(
+      const std::map<std::string, std::string>& live_lines);
+
+  // Where a live grant's latest record is in the current file. Only the place is kept, not
+  // the line: at 100,000 live grants the lines would take tens of MiB for compaction alone.
+  struct Span {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+  };
 
   std::filesystem::path path_;
   std::string boot_id_;
   sys::UniqueFd fd_;
   sys::UniqueFd lock_;  // flock'd for the journal's lifetime: one writer per state directory
-  std::map<std::string, std::string> live_records_;  // id → its latest grant record line
+  std::map<std::string, Span> live_spans_;  // id → its latest grant record
+  std::uint64_t size_ = 0;                  // of the current file, as appended
   std::size_t ended_since_compaction_ = 0;
 };
 
