@@ -26,6 +26,8 @@ constexpr auto reload_settle_time = 200ms;  // editors and fleet tools write in 
 // How long an audit record may wait for its sync: a burst of records (an expiry storm, a
 // batch of grants) shares one, and a crash of jitd loses none of them, only a power loss could.
 constexpr auto audit_sync_delay = 50ms;
+// Between two passes of an expiry storm's records (512 each): 100,000 ends in about 4 s.
+constexpr auto expiry_pass_interval = 20ms;
 constexpr auto repair_coalesce_time = 2ms;  // one foreign transaction sends many events
 
 // A failure here costs old sessions, never protection, so it is logged, not fatal.
@@ -483,15 +485,18 @@ void Daemon::housekeeping() {
   }
   const auto next = engine_.next_expiry();
   const auto now = clock_.boot_now();
+  const bool backlog = next && *next <= now;
   // Not between two passes of an expiry storm: compaction rewrites every live record, and
   // after the storm few are left.
-  if (journal_->compaction_due() && !(next && *next <= now)) {
+  if (journal_->compaction_due() && !backlog) {
     if (auto compacted = journal_->compact(); !compacted) {
       spdlog::warn("compact journal: {}; the journal stays valid, retried later",
                    compacted.error().message);
     }
   }
-  housekeeping_timer_->arm(housekeeping_delay(next, now));
+  // An expiry storm's records are written at a steady pace rather than in one burst: a burst
+  // of audit lines is tens of MiB the disk must write while the next journal sync waits.
+  housekeeping_timer_->arm(backlog ? expiry_pass_interval : housekeeping_delay(next, now));
 }
 
 void Daemon::sync_audit_soon() {

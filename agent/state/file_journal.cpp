@@ -19,6 +19,8 @@ namespace {
 
 // Ended records are dead weight; rewrite once they clearly outnumber the live ones.
 constexpr std::size_t compaction_min_ended = 256;
+// Below this many live records compaction reads them back one by one instead of the whole file.
+constexpr std::size_t few_live_records = 4096;
 
 tl::unexpected<core::Error> io_failure(const std::string& what, int error) {
   return sys::fail_system(core::ErrorCode::io, what, error);
@@ -128,17 +130,31 @@ core::Result<void> FileJournal::sync() {
 }
 
 core::Result<void> FileJournal::compact() {
-  // The live records are read back from the current file for the rewrite; the text is gone
-  // again when the rewrite is done.
-  auto text = read_whole(path_);
-  if (!text) return tl::unexpected(text.error());
-  if (!*text || (*text)->size() < size_) {
-    return core::fail(core::ErrorCode::io, "compact journal " + path_.string() +
-                                               ": the file is shorter than what was appended");
-  }
   std::map<std::string, std::string> live_lines;
+  const auto what = "compact journal " + path_.string();
+  sys::UniqueFd file(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!file) return io_failure(what, errno);
+  if (live_spans_.size() < few_live_records) {
+    // After an expiry storm: a few records to read back from a large file, one by one.
+    for (const auto& [id, span] : live_spans_) {
+      std::string line(span.length, '\0');
+      const auto got = ::pread(file.get(), line.data(), line.size(), static_cast<off_t>(span.offset));
+      if (got != static_cast<ssize_t>(line.size())) {
+        return got < 0 ? io_failure(what, errno)
+                       : core::fail(core::ErrorCode::io, what + ": a live record is cut short");
+      }
+      live_lines.emplace(id, std::move(line));
+    }
+    return compact_from(live_lines);
+  }
+  // Many: the whole file in one read; the text is gone again when the rewrite is done.
+  auto text = sys::read_all(file.get(), what);
+  if (!text) return tl::unexpected(text.error());
+  if (text->size() < size_) {
+    return core::fail(core::ErrorCode::io, what + ": the file is shorter than what was appended");
+  }
   for (const auto& [id, span] : live_spans_) {
-    live_lines.emplace(id, (*text)->substr(span.offset, span.length));
+    live_lines.emplace(id, text->substr(span.offset, span.length));
   }
   return compact_from(live_lines);
 }

@@ -213,6 +213,35 @@ TEST(FileJournal, CompactsAsEndedRecordsPileUp) {
   EXPECT_EQ(reopened_replay.records, 2u);
 }
 
+// Many live records are read back in one read of the whole file, few one by one: both give
+// the same compacted journal.
+TEST(FileJournal, CompactionWithManyLiveRecordsKeepsThemAll) {
+  TempDir dir;
+  const auto path = dir.file("grants.journal");
+  JournalReplay replay;
+  auto journal = open_ok(path, replay);
+  ASSERT_TRUE(journal);
+  constexpr int live = 5000;
+  std::vector<std::string> kept;
+  for (int i = 0; i < 3 * live + 300; ++i) {
+    const auto id = "g-" + std::to_string(100000 + i);
+    ASSERT_TRUE(journal->record_grant(make_grant(id, "10.0.0.2", {ssh})).has_value());
+    if (i % 3 == 0 && static_cast<int>(kept.size()) < live) {
+      kept.push_back(id);
+    } else {
+      ASSERT_TRUE(journal->record_end(id, core::GrantStatus::expired, "Expired").has_value());
+    }
+  }
+  ASSERT_TRUE(journal->compaction_due());
+  ASSERT_TRUE(journal->compact().has_value());
+  journal.reset();
+  JournalReplay reopened_replay;
+  auto reopened = open_ok(path, reopened_replay);
+  EXPECT_TRUE(reopened_replay.dropped.empty());
+  EXPECT_EQ(ids_of(reopened_replay.live), kept);
+  EXPECT_EQ(reopened_replay.records, kept.size());
+}
+
 TEST(FileJournal, RefusesNewerFormatAndLeavesItAlone) {
   TempDir dir;
   const auto path = dir.file("grants.journal");
