@@ -12,7 +12,7 @@ constexpr const char* policy_changed = "PolicyChanged";
 // Ends recorded per expire_due() call: an expiry storm (100,000 grants ending in one second)
 // is recorded in passes that share one sync each, with requests served in between. The kernel
 // enforced every end already; only the records wait.
-constexpr std::size_t expiry_batch = 512;
+constexpr std::size_t expiry_batch = 128;
 
 std::string describe_error(const Error& error) {
   return std::string(to_string(error.code)) + ": " + error.message;

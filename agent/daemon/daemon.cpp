@@ -26,8 +26,8 @@ constexpr auto reload_settle_time = 200ms;  // editors and fleet tools write in 
 // How long an audit record may wait for its sync: a burst of records (an expiry storm, a
 // batch of grants) shares one, and a crash of jitd loses none of them, only a power loss could.
 constexpr auto audit_sync_delay = 50ms;
-// Between two passes of an expiry storm's records (512 each): 100,000 ends in about 4 s.
-constexpr auto expiry_pass_interval = 20ms;
+// Between two passes of an expiry storm's records (128 each): 100,000 ends in about 4 s.
+constexpr auto expiry_pass_interval = 5ms;
 constexpr auto repair_coalesce_time = 2ms;  // one foreign transaction sends many events
 
 // A failure here costs old sessions, never protection, so it is logged, not fatal.
