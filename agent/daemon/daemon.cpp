@@ -228,12 +228,16 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
     spdlog::info("table inet {} is already in the kernel: not adopting sessions",
                  settings_.nft_table);
   }
+  const auto installing = std::chrono::steady_clock::now();
   if (auto installed = engine_.install(); !installed) {
     return core::fail(installed.error().code, "install enforcement: " + installed.error().message);
   }
+  const auto install_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - installing)
+                              .count();
   if (adopt) adopt_sessions(protected_ports, "after install");
-  spdlog::info("table inet {} installed: {} protected port(s), {} ({})", settings_.nft_table,
-               protected_ports.size(),
+  spdlog::info("table inet {} installed in {} ms: {} protected port(s), {} ({})",
+               settings_.nft_table, install_ms, protected_ports.size(),
                backend_->owns_table() ? "owned by jitd and persistent (owner + persist flags)"
                                       : "not owned (self-healing only)",
                settings_.claim_table_ownership ? "kernel probed" : "ownership off");

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -157,12 +158,17 @@ int main(int argc, char** argv) {
   }
   state::JournalReplay replay;
   const auto boot_id = daemon::current_boot_id();
+  const auto opening = std::chrono::steady_clock::now();
   auto journal =
       state::FileJournal::open(settings.state_directory / "grants.journal", boot_id, replay);
   if (!journal) {
     spdlog::critical("{}", journal.error().message);
     return 1;
   }
+  spdlog::info("journal: {} record(s) read, replayed and compacted in {} ms", replay.records,
+               std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - opening)
+                   .count());
   // The event loop reads these signals from a signalfd: they must not be delivered.
   sigset_t signals;
   sigemptyset(&signals);
