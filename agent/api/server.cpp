@@ -50,7 +50,11 @@ void log_libmicrohttpd(void* /*context*/, const char* format, va_list arguments)
       message.starts_with("Failed to push the data from buffers")) {
     return;
   }
-  spdlog::warn("libmicrohttpd: {}", message);
+  // What a client did (closed mid-request, sent a head too large) is not jitd's problem to warn
+  // about; the rest is.
+  const bool by_client = message.starts_with("Connection socket is closed") ||
+                         message.starts_with("Error processing request");
+  spdlog::log(by_client ? spdlog::level::debug : spdlog::level::warn, "libmicrohttpd: {}", message);
 }
 
 // Per-request state that libmicrohttpd keeps between calls of the handler.
@@ -326,13 +330,15 @@ core::Result<std::unique_ptr<Server>> Server::start(const ServerOptions& options
   const auto& limits = options.limits;
   impl->daemon = MHD_start_daemon(
       MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0,
-      nullptr, nullptr, &Impl::on_request, impl.get(), MHD_OPTION_NOTIFY_COMPLETED,
+      nullptr, nullptr, &Impl::on_request, impl.get(),
+      // First: what libmicrohttpd reports before it goes to its own stderr logger.
+      MHD_OPTION_EXTERNAL_LOGGER, &log_libmicrohttpd, nullptr, MHD_OPTION_NOTIFY_COMPLETED,
       &Impl::on_completed, impl.get(), MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection,
       impl.get(), MHD_OPTION_CONNECTION_LIMIT,
       static_cast<unsigned>(limits.connections + limits.connections_per_uid),
       MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout_seconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       connection_memory_limit, MHD_OPTION_UNESCAPE_CALLBACK, &Impl::unescape, impl.get(),
-      MHD_OPTION_EXTERNAL_LOGGER, &log_libmicrohttpd, nullptr, MHD_OPTION_END);
+      MHD_OPTION_END);
   if (impl->daemon == nullptr) {
     return core::fail(core::ErrorCode::io, "start HTTP server on " + path);
   }
