@@ -74,6 +74,22 @@ core::Result<std::unique_ptr<FileJournal>> FileJournal::open(std::filesystem::pa
       }
     }
   }
+  // A clean journal of this version with little dead weight is kept as it is: rewriting 38 MB
+  // at every start with 100,000 live grants costs a third of a second and a sync.
+  if (*text && replay.dropped.empty() && replay.current_header) {
+    const auto dead = replay.records - replay.live.size();
+    if (dead <= compaction_min_ended || dead <= 2 * replay.live.size()) {
+      journal->fd_.reset(::open(journal->path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC));
+      if (!journal->fd_) return io_failure("open journal " + journal->path_.string(), errno);
+      for (const auto& [id, line] : replay.live_lines) {
+        journal->live_spans_.emplace(id, Span{replay.live_offsets.at(id), line.size()});
+      }
+      journal->size_ = (*text)->size();
+      journal->ended_since_compaction_ = dead;
+      replay.live_lines.clear();
+      return journal;
+    }
+  }
   // Also what creates a missing journal, and what cuts a torn tail off before the first
   // append could glue a record onto it. It leaves fd_ open for appending.
   if (auto compacted = journal->compact_from(std::exchange(replay.live_lines, {})); !compacted) {

@@ -200,8 +200,9 @@ Parsed parse_record(std::string_view line) {
 // What a replay leaves: the live grants in first-appearance order, and their record lines.
 class LiveSet {
  public:
-  void apply(Record record, std::string line) {
+  void apply(Record record, std::string line, std::uint64_t offset) {
     if (record.grant) {
+      offsets_[record.id] = offset;
       const auto [it, inserted] = position_.try_emplace(record.id, entries_.size());
       if (inserted) {
         entries_.push_back(std::move(record.grant));
@@ -213,6 +214,7 @@ class LiveSet {
       entries_[it->second].reset();
       position_.erase(it);
       lines_.erase(record.id);
+      offsets_.erase(record.id);
     }
   }
 
@@ -224,11 +226,13 @@ class LiveSet {
     return live;
   }
   [[nodiscard]] std::map<std::string, std::string> take_lines() { return std::move(lines_); }
+  [[nodiscard]] std::map<std::string, std::uint64_t> take_offsets() { return std::move(offsets_); }
 
  private:
   std::vector<std::optional<core::JournalEntry>> entries_;  // ended ones reset
   std::unordered_map<std::string, std::size_t> position_;   // live id → index in entries_
   std::map<std::string, std::string> lines_;
+  std::map<std::string, std::uint64_t> offsets_;
 };
 
 // The header's version, or nullopt when the line is not a well-formed header.
@@ -279,6 +283,7 @@ core::Result<TextReplay> replay_journal(std::string_view text, std::string_view 
                                 " is newer than version " + std::to_string(journal_format_version) +
                                 " that this jitd reads; refusing to use it");
         }
+        replay.current_header = *version == static_cast<std::uint64_t>(journal_format_version);
         begin = end;
         continue;
       }
@@ -310,12 +315,13 @@ core::Result<TextReplay> replay_journal(std::string_view text, std::string_view 
     }
     if (parsed) {
       ++replay.records;
-      live.apply(std::move(*parsed), std::string(line.substr(skipped)) + "\n");
+      live.apply(std::move(*parsed), std::string(line.substr(skipped)) + "\n", begin + skipped);
     }
     begin = end;
   }
   replay.live = live.take_entries();
   replay.live_lines = live.take_lines();
+  replay.live_offsets = live.take_offsets();
   return replay;
 }
 

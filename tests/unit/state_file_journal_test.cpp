@@ -1,3 +1,5 @@
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -136,7 +138,9 @@ TEST(FileJournal, EndRemovesAndUpsertReplacesInPlace) {
   expect_same(replay.live[0].grant, a2);
 }
 
-TEST(FileJournal, CompactionAtOpenKeepsExactlyTheLiveLines) {
+// A clean journal with little dead weight is opened as it is (no rewrite at every start);
+// compaction keeps exactly the live lines, found at the places the replay gave.
+TEST(FileJournal, CleanJournalIsKeptAtOpenAndCompactionKeepsExactlyTheLiveLines) {
   TempDir dir;
   const auto path = dir.file("grants.journal");
   auto a = make_grant("g-a", "10.0.0.1", {ssh});
@@ -155,10 +159,18 @@ TEST(FileJournal, CompactionAtOpenKeepsExactlyTheLiveLines) {
         journal->record_end("g-b", core::GrantStatus::revoked, "UserRequested").has_value());
     ASSERT_TRUE(journal->record_grant(a2).has_value());
   }
+  const auto before = read_text(path);
+  struct stat original {};
+  ASSERT_EQ(stat(path.c_str(), &original), 0);
   JournalReplay replay;
   auto reopened = open_ok(path, replay, "boot-2");
   ASSERT_TRUE(reopened);
   EXPECT_EQ(ids_of(replay.live), (std::vector<std::string>{"g-c", "g-a"}));
+  struct stat opened {};
+  ASSERT_EQ(stat(path.c_str(), &opened), 0);
+  EXPECT_EQ(opened.st_ino, original.st_ino) << "a clean journal was rewritten at open";
+  EXPECT_EQ(read_text(path), before);
+  ASSERT_TRUE(reopened->compact().has_value());
   // Kept lines are the original records, boot id included; the order is by id.
   EXPECT_EQ(read_text(path), journal_header + journal_line(grant_to_json(a2, "boot-1")) +
                                  journal_line(grant_to_json(c, "boot-1")));
@@ -169,6 +181,7 @@ TEST(FileJournal, CompactionAtOpenKeepsExactlyTheLiveLines) {
   JournalReplay again;
   auto third = open_ok(path, again);
   EXPECT_EQ(ids_of(again.live), (std::vector<std::string>{"g-a"}));
+  ASSERT_TRUE(third->compact().has_value());
   EXPECT_EQ(read_text(path), journal_header + journal_line(grant_to_json(a2, "boot-1")));
 }
 

@@ -11,6 +11,7 @@
 // A line whose CRC or JSON does not check out (a torn tail after a crash, a flipped bit) is
 // dropped and reported; every intact record is kept.
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -30,6 +31,8 @@ struct TextReplay {
   std::size_t records = 0;                        // intact records read
   std::vector<std::string> dropped;               // one line per dropped part: where, how long, why
   std::map<std::string, std::string> live_lines;  // id → its latest grant record line
+  std::map<std::string, std::uint64_t> live_offsets;  // id → where that line starts in the text
+  bool current_header = false;                        // the first line is this version's header
 };
 
 // Replays `text`, a whole journal; each dropped report starts with `name`. Damage never fails
