@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", journal.error().message);
     return 1;
   }
-  spdlog::info("journal: {} record(s) read, replayed and compacted in {} ms", replay.records,
+  spdlog::info("journal: {} record(s) read and replayed in {} ms", replay.records,
                std::chrono::duration_cast<std::chrono::milliseconds>(
                    std::chrono::steady_clock::now() - opening)
                    .count());

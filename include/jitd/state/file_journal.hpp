@@ -3,8 +3,9 @@
 //
 // Records are appended with O_APPEND, one write() each, and fdatasync'd together by sync(); the
 // format and its replay are in journal_format.hpp. Compaction rewrites the file with the live
-// grants only (write temp, fsync, rename, fsync directory), at open and as ended records pile up;
-// the history of ended grants stays in the audit log.
+// grants only (write temp, fsync, rename, fsync directory): at open when the file is damaged, of
+// an older format or mostly dead weight (a clean one is kept as it is), and, by the daemon's
+// housekeeping, once ended records pile up; the history of ended grants stays in the audit log.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -27,7 +28,7 @@ struct JournalReplay : TextReplay {
 
 class FileJournal final : public core::Journal {
  public:
-  // Reads (and replays) the journal, compacts it, and opens it for appending. A damaged
+  // Reads (and replays) the journal, compacts it if it needs it, and opens it for appending. A damaged
   // file never fails the open; an unreadable one, or one of a newer format version, does.
   [[nodiscard]] static core::Result<std::unique_ptr<FileJournal>> open(std::filesystem::path path,
                                                                        std::string boot_id,
