@@ -891,10 +891,10 @@ def report(r, args, info, commit, command, elapsed_s):
               f"| jitd VmRSS | {rssf / 1024:.1f} MiB (after the restart {r['rss_fill_after_restart']['VmRSS'] / 1024:.1f}"
               f" MiB) | at 0 live: {rss0 / 1024:.1f} MiB | {ratio(rssf, rss0)} |",
               f"| grants.journal | {r['journal_before_restart'] / 1e6:.2f} MB before the restart, "
-              f"{r['journal_after_restart'] / 1e6:.2f} MB after (compacted at open); "
+              f"{r['journal_after_restart'] / 1e6:.2f} MB after the restart; "
               f"{r['journal_after_restart'] / max(1, r['live']):.0f} B per live grant | — | — |",
-              "", "The serving time is everything jitd does at start before it answers: read and compact the "
-              "journal, replay it, install the table with every live grant in one transaction, serve the socket "
+              "", "The serving time is everything jitd does at start before it answers: read the "
+              "journal (compacting it when it is damaged or mostly ended records), replay it, install the table with every live grant in one transaction, serve the socket "
               "(the reconcile; the target applies to it). The listing time adds one GET /v1/grants of them all, "
               "which builds a JSON document of every grant. jitd's log at that start:", ""]
     lines += [f"    {line}" for line in rf["log"]] or ["    (nothing about the journal)"]
