@@ -985,9 +985,10 @@ packet-path client) joined by a veth pair, deleted at the end also on failure or
    against `GET /v1/policy` and against a canned-reply server (`connect_rate canned`, one epoll
    process in C replying the bytes of a real grant reply): what the client side can drive.
 3. **Fill and restart**: the fill's total time (baseline: one `nft -f` of the same elements);
-   jitd's VmRSS (baseline: at 0); `grants.journal` before and after the restart (compacted at
-   open); SIGTERM, start, time until `GET /v1/grants` lists every grant (baseline: the same
-   restart at 0 grants), and jitd's log lines about the journal at that start.
+   jitd's VmRSS (baseline: at 0); `grants.journal` before and after the restart; SIGTERM,
+   start, time until jitd first answers (reconciled: the table with every grant installed) and
+   until `GET /v1/grants` lists every grant (baseline: the same restart at 0 grants), and
+   jitd's log lines about the journal and the install at that start.
 4. **Packet path**: new TCP connections/s (`connect_rate`: non-blocking connects, RST on
    close) from the client namespace to an unprotected port and to the protected, granted port
    with `--fill` grants live; baseline: the same namespaces with jitd stopped and its table
