@@ -9,60 +9,12 @@
 #include <vector>
 
 #include "jitd/core/range_index.hpp"
+#include "range_test_support.hpp"
 
 namespace jitd::core {
 namespace {
 
-using namespace std::chrono_literals;
-
-const Deadline t0 = Deadline{std::chrono::hours(5)};
-constexpr PortKey ssh{Protocol::tcp, 22};
-constexpr PortKey https{Protocol::tcp, 443};
-constexpr PortKey udp22{Protocol::udp, 22};  // same number as ssh, other protocol
-
-constexpr AddressValue v4_max = 0xFFFFFFFFU;
-constexpr AddressValue v6_max = ~AddressValue{0};
-
-constexpr AddressValue ip4(unsigned a, unsigned b, unsigned c, unsigned d) {
-  return (AddressValue{a} << 24) | (AddressValue{b} << 16) | (AddressValue{c} << 8) | d;
-}
-
-AddressRange cidr(std::string_view text) {
-  auto parsed = Prefix::parse(text);
-  EXPECT_TRUE(parsed.has_value()) << text;
-  return parsed ? parsed->range() : AddressRange{};
-}
-
-TimedRange timed(std::string_view prefix, PortKey port, Milliseconds end_after) {
-  return {ElementKey{cidr(prefix), port}, t0 + end_after};
-}
-
-TimedRange span(Family family, AddressValue first, AddressValue last, PortKey port,
-                Milliseconds end_after) {
-  return {ElementKey{AddressRange{family, first, last}, port}, t0 + end_after};
-}
-
-std::string describe(const TimedRange& range) {
-  return address_to_string(range.key.source.family, range.key.source.first) + "-" +
-         address_to_string(range.key.source.family, range.key.source.last) + " " +
-         std::string(to_string(range.key.port.protocol)) + "/" +
-         std::to_string(range.key.port.port) + " until boot+" +
-         std::to_string(range.end.time_since_epoch().count()) + "ms";
-}
-
-std::string describe(const std::vector<TimedRange>& ranges) {
-  std::string text;
-  for (const auto& range : ranges) text += "\n  " + describe(range);
-  return text;
-}
-
-#define EXPECT_RANGES(actual, ...)                                                             \
-  do {                                                                                         \
-    const std::vector<TimedRange>& expected_ranges = __VA_ARGS__;                              \
-    const auto& actual_ranges = (actual);                                                      \
-    EXPECT_EQ(actual_ranges, expected_ranges)                                                  \
-        << "actual:" << describe(actual_ranges) << "\nexpected:" << describe(expected_ranges); \
-  } while (false)
+using namespace range_test;
 
 // The kernel's view of the changes: keys removed, and elements added with their end.
 struct Applied {

@@ -10,75 +10,19 @@
 #include <vector>
 
 #include "jitd/core/ranges.hpp"
+#include "range_test_support.hpp"
 
 namespace jitd::core {
 namespace {
 
-using namespace std::chrono_literals;
-
-// Ranges end on the boot clock; any origin will do.
-const Deadline t0 = Deadline{std::chrono::hours(5)};
-constexpr PortKey ssh{Protocol::tcp, 22};
-constexpr PortKey https{Protocol::tcp, 443};
-constexpr PortKey dns_udp{Protocol::udp, 22};  // same number as ssh, other protocol
-
-constexpr AddressValue v4_max = 0xFFFFFFFFU;
-constexpr AddressValue v6_max = ~AddressValue{0};
-
-constexpr AddressValue ip4(unsigned a, unsigned b, unsigned c, unsigned d) {
-  return (AddressValue{a} << 24) | (AddressValue{b} << 16) | (AddressValue{c} << 8) | d;
-}
-
-AddressRange cidr(std::string_view text) {
-  auto parsed = Prefix::parse(text);
-  EXPECT_TRUE(parsed.has_value()) << text;
-  return parsed ? parsed->range() : AddressRange{};
-}
-
-TimedRange timed(std::string_view prefix, PortKey port, Milliseconds end_after) {
-  return {ElementKey{cidr(prefix), port}, t0 + end_after};
-}
-
-TimedRange span(Family family, AddressValue first, AddressValue last, PortKey port,
-                Milliseconds end_after) {
-  return {ElementKey{AddressRange{family, first, last}, port}, t0 + end_after};
-}
-
-std::string boot_time(Deadline when) {
-  return "boot+" + std::to_string(when.time_since_epoch().count()) + "ms";
-}
-
-std::string describe(const TimedRange& range) {
-  return address_to_string(range.key.source.family, range.key.source.first) + "-" +
-         address_to_string(range.key.source.family, range.key.source.last) + " " +
-         std::string(to_string(range.key.port.protocol)) + "/" +
-         std::to_string(range.key.port.port) + " until " + boot_time(range.end);
-}
-
-std::string describe(const std::vector<TimedRange>& ranges) {
-  std::string text;
-  for (const auto& range : ranges) text += "\n  " + describe(range);
-  return text;
-}
-
-#define EXPECT_RANGES(actual, ...)                                                   \
-  do {                                                                               \
-    const std::vector<TimedRange> expected_ranges = __VA_ARGS__;                     \
-    const auto& actual_ranges = (actual);                                            \
-    EXPECT_EQ(actual_ranges, expected_ranges)                                        \
-        << "actual:" << describe(actual_ranges)                                      \
-        << "\nexpected:" << describe(expected_ranges);                              \
-  } while (false)
+using namespace range_test;
 
 // ---------------------------------------------------------------- derive_disjoint
 
-TEST(CoreRanges, EmptyInputGivesEmptyOutput) {
-  EXPECT_TRUE(derive_disjoint({}).empty());
-}
+TEST(CoreRanges, EmptyInputGivesEmptyOutput) { EXPECT_TRUE(derive_disjoint({}).empty()); }
 
 TEST(CoreRanges, SingleRangeIsKept) {
-  EXPECT_RANGES(derive_disjoint({timed("10.0.0.0/24", ssh, 1h)}),
-                {timed("10.0.0.0/24", ssh, 1h)});
+  EXPECT_RANGES(derive_disjoint({timed("10.0.0.0/24", ssh, 1h)}), {timed("10.0.0.0/24", ssh, 1h)});
 }
 
 TEST(CoreRanges, HostInsideNetworkWithLaterEndSplitsNetwork) {
@@ -111,10 +55,9 @@ TEST(CoreRanges, HostAtNetworkEdgesWithLaterEnd) {
 }
 
 TEST(CoreRanges, ThreeLevelsOfNesting) {
-  const auto derived = derive_disjoint({timed("10.0.0.0/16", ssh, 1h),
-                                        timed("10.0.1.0/24", ssh, 3h),
-                                        timed("10.0.1.10", ssh, 2h),
-                                        timed("10.0.1.20", ssh, 4h)});
+  const auto derived =
+      derive_disjoint({timed("10.0.0.0/16", ssh, 1h), timed("10.0.1.0/24", ssh, 3h),
+                       timed("10.0.1.10", ssh, 2h), timed("10.0.1.20", ssh, 4h)});
   EXPECT_RANGES(derived, {span(Family::ipv4, ip4(10, 0, 0, 0), ip4(10, 0, 0, 255), ssh, 1h),
                           span(Family::ipv4, ip4(10, 0, 1, 0), ip4(10, 0, 1, 19), ssh, 3h),
                           span(Family::ipv4, ip4(10, 0, 1, 20), ip4(10, 0, 1, 20), ssh, 4h),
@@ -123,42 +66,41 @@ TEST(CoreRanges, ThreeLevelsOfNesting) {
 }
 
 TEST(CoreRanges, PartialOverlapLaterRangeEndsLater) {
-  const auto derived = derive_disjoint({span(Family::ipv4, 100, 200, ssh, 1h),
-                                        span(Family::ipv4, 150, 300, ssh, 2h)});
-  EXPECT_RANGES(derived, {span(Family::ipv4, 100, 149, ssh, 1h),
-                          span(Family::ipv4, 150, 300, ssh, 2h)});
+  const auto derived = derive_disjoint(
+      {span(Family::ipv4, 100, 200, ssh, 1h), span(Family::ipv4, 150, 300, ssh, 2h)});
+  EXPECT_RANGES(derived,
+                {span(Family::ipv4, 100, 149, ssh, 1h), span(Family::ipv4, 150, 300, ssh, 2h)});
 }
 
 TEST(CoreRanges, PartialOverlapEarlierRangeEndsLater) {
-  const auto derived = derive_disjoint({span(Family::ipv4, 150, 300, ssh, 1h),
-                                        span(Family::ipv4, 100, 200, ssh, 2h)});
-  EXPECT_RANGES(derived, {span(Family::ipv4, 100, 200, ssh, 2h),
-                          span(Family::ipv4, 201, 300, ssh, 1h)});
+  const auto derived = derive_disjoint(
+      {span(Family::ipv4, 150, 300, ssh, 1h), span(Family::ipv4, 100, 200, ssh, 2h)});
+  EXPECT_RANGES(derived,
+                {span(Family::ipv4, 100, 200, ssh, 2h), span(Family::ipv4, 201, 300, ssh, 1h)});
 }
 
 TEST(CoreRanges, PartialOverlapEqualEndsBecomeOneRange) {
-  const auto derived = derive_disjoint({span(Family::ipv4, 100, 200, ssh, 1h),
-                                        span(Family::ipv4, 150, 300, ssh, 1h)});
+  const auto derived = derive_disjoint(
+      {span(Family::ipv4, 100, 200, ssh, 1h), span(Family::ipv4, 150, 300, ssh, 1h)});
   EXPECT_RANGES(derived, {span(Family::ipv4, 100, 300, ssh, 1h)});
 }
 
 TEST(CoreRanges, OverlapSharingOneAddress) {
-  const auto derived = derive_disjoint({span(Family::ipv4, 100, 200, ssh, 1h),
-                                        span(Family::ipv4, 200, 300, ssh, 2h)});
-  EXPECT_RANGES(derived, {span(Family::ipv4, 100, 199, ssh, 1h),
-                          span(Family::ipv4, 200, 300, ssh, 2h)});
+  const auto derived = derive_disjoint(
+      {span(Family::ipv4, 100, 200, ssh, 1h), span(Family::ipv4, 200, 300, ssh, 2h)});
+  EXPECT_RANGES(derived,
+                {span(Family::ipv4, 100, 199, ssh, 1h), span(Family::ipv4, 200, 300, ssh, 2h)});
 }
 
 TEST(CoreRanges, IdenticalRangesTakeTheLatestEnd) {
-  const auto derived = derive_disjoint({timed("10.0.0.0/24", ssh, 1h),
-                                        timed("10.0.0.0/24", ssh, 3h),
-                                        timed("10.0.0.0/24", ssh, 2h)});
+  const auto derived =
+      derive_disjoint({timed("10.0.0.0/24", ssh, 1h), timed("10.0.0.0/24", ssh, 3h),
+                       timed("10.0.0.0/24", ssh, 2h)});
   EXPECT_RANGES(derived, {timed("10.0.0.0/24", ssh, 3h)});
 }
 
 TEST(CoreRanges, ExactDuplicatesCollapse) {
-  const auto derived =
-      derive_disjoint({timed("10.0.0.5", ssh, 1h), timed("10.0.0.5", ssh, 1h)});
+  const auto derived = derive_disjoint({timed("10.0.0.5", ssh, 1h), timed("10.0.0.5", ssh, 1h)});
   EXPECT_RANGES(derived, {timed("10.0.0.5", ssh, 1h)});
 }
 
@@ -186,56 +128,51 @@ TEST(CoreRanges, RangesWithAGapDoNotMerge) {
       derive_disjoint({timed("10.0.0.0/25", ssh, 1h), timed("10.0.1.0/25", ssh, 1h)});
   EXPECT_RANGES(derived, {timed("10.0.0.0/25", ssh, 1h), timed("10.0.1.0/25", ssh, 1h)});
   // One address apart is still a gap.
-  EXPECT_RANGES(derive_disjoint({span(Family::ipv4, 10, 19, ssh, 1h),
-                                 span(Family::ipv4, 21, 30, ssh, 1h)}),
-                {span(Family::ipv4, 10, 19, ssh, 1h), span(Family::ipv4, 21, 30, ssh, 1h)});
+  EXPECT_RANGES(
+      derive_disjoint({span(Family::ipv4, 10, 19, ssh, 1h), span(Family::ipv4, 21, 30, ssh, 1h)}),
+      {span(Family::ipv4, 10, 19, ssh, 1h), span(Family::ipv4, 21, 30, ssh, 1h)});
 }
 
 TEST(CoreRanges, InnerRangesNotEndingLaterDoNotSplit) {
   // Inner ranges ending at the same time or earlier do not cut the outer one.
-  EXPECT_RANGES(derive_disjoint({span(Family::ipv4, 100, 300, ssh, 1h),
-                                 span(Family::ipv4, 150, 160, ssh, 1h),
-                                 span(Family::ipv4, 155, 158, ssh, 30min)}),
-                {span(Family::ipv4, 100, 300, ssh, 1h)});
+  EXPECT_RANGES(
+      derive_disjoint({span(Family::ipv4, 100, 300, ssh, 1h), span(Family::ipv4, 150, 160, ssh, 1h),
+                       span(Family::ipv4, 155, 158, ssh, 30min)}),
+      {span(Family::ipv4, 100, 300, ssh, 1h)});
 }
 
 TEST(CoreRanges, FamiliesKeptApart) {
   // ::/96 and 0.0.0.0/0 cover the same numbers but are different address families.
-  const auto derived =
-      derive_disjoint({timed("0.0.0.0/0", ssh, 1h), timed("::/96", ssh, 1h),
-                       timed("::5", ssh, 2h)});
-  EXPECT_RANGES(derived, {span(Family::ipv4, 0, v4_max, ssh, 1h),
-                          span(Family::ipv6, 0, 4, ssh, 1h),
-                          span(Family::ipv6, 5, 5, ssh, 2h),
-                          span(Family::ipv6, 6, v4_max, ssh, 1h)});
+  const auto derived = derive_disjoint(
+      {timed("0.0.0.0/0", ssh, 1h), timed("::/96", ssh, 1h), timed("::5", ssh, 2h)});
+  EXPECT_RANGES(derived,
+                {span(Family::ipv4, 0, v4_max, ssh, 1h), span(Family::ipv6, 0, 4, ssh, 1h),
+                 span(Family::ipv6, 5, 5, ssh, 2h), span(Family::ipv6, 6, v4_max, ssh, 1h)});
 }
 
 TEST(CoreRanges, PortsAndProtocolsKeptApart) {
-  const auto derived = derive_disjoint({timed("10.0.0.0/24", ssh, 1h),
-                                        timed("10.0.0.7", https, 2h),
-                                        timed("10.0.0.0/25", dns_udp, 3h),
-                                        timed("10.0.0.128/25", ssh, 1h),
-                                        timed("10.0.0.7", dns_udp, 4h)});
+  const auto derived = derive_disjoint(
+      {timed("10.0.0.0/24", ssh, 1h), timed("10.0.0.7", https, 2h), timed("10.0.0.0/25", udp22, 3h),
+       timed("10.0.0.128/25", ssh, 1h), timed("10.0.0.7", udp22, 4h)});
   std::vector<TimedRange> ssh_ranges, https_ranges, udp_ranges;
   for (const auto& range : derived) {
     if (range.key.port == ssh) ssh_ranges.push_back(range);
     if (range.key.port == https) https_ranges.push_back(range);
-    if (range.key.port == dns_udp) udp_ranges.push_back(range);
+    if (range.key.port == udp22) udp_ranges.push_back(range);
   }
   EXPECT_EQ(derived.size(), ssh_ranges.size() + https_ranges.size() + udp_ranges.size());
   EXPECT_RANGES(ssh_ranges, {timed("10.0.0.0/24", ssh, 1h)});
   EXPECT_RANGES(https_ranges, {timed("10.0.0.7", https, 2h)});
-  EXPECT_RANGES(udp_ranges, {span(Family::ipv4, ip4(10, 0, 0, 0), ip4(10, 0, 0, 6), dns_udp, 3h),
-                             timed("10.0.0.7", dns_udp, 4h),
-                             span(Family::ipv4, ip4(10, 0, 0, 8), ip4(10, 0, 0, 127), dns_udp,
-                                  3h)});
+  EXPECT_RANGES(udp_ranges, {span(Family::ipv4, ip4(10, 0, 0, 0), ip4(10, 0, 0, 6), udp22, 3h),
+                             timed("10.0.0.7", udp22, 4h),
+                             span(Family::ipv4, ip4(10, 0, 0, 8), ip4(10, 0, 0, 127), udp22, 3h)});
 }
 
 TEST(CoreRanges, GroupsComeOutContiguous) {
   // Interleaved input: each (family, port) group must come out as one sorted block.
-  const auto derived = derive_disjoint(
-      {timed("10.0.0.9", ssh, 1h), timed("fd00::1", ssh, 1h), timed("10.0.0.1", https, 1h),
-       timed("10.0.0.1", ssh, 1h), timed("fd00::9", https, 1h), timed("fd00::3", ssh, 1h)});
+  const auto derived = derive_disjoint({timed("10.0.0.9", ssh, 1h), timed("fd00::1", ssh, 1h),
+                                        timed("10.0.0.1", https, 1h), timed("10.0.0.1", ssh, 1h),
+                                        timed("fd00::9", https, 1h), timed("fd00::3", ssh, 1h)});
   ASSERT_EQ(derived.size(), 6U);
   std::set<std::pair<Family, PortKey>> finished;
   for (std::size_t i = 0; i < derived.size(); ++i) {
@@ -253,19 +190,18 @@ TEST(CoreRanges, GroupsComeOutContiguous) {
 }
 
 TEST(CoreRanges, FullIpv4RangeWithNestedPrefix) {
-  const auto derived =
-      derive_disjoint({timed("0.0.0.0/0", ssh, 1h), timed("10.0.0.0/8", ssh, 2h)});
-  EXPECT_RANGES(derived, {span(Family::ipv4, 0, ip4(9, 255, 255, 255), ssh, 1h),
-                          timed("10.0.0.0/8", ssh, 2h),
-                          span(Family::ipv4, ip4(11, 0, 0, 0), v4_max, ssh, 1h)});
+  const auto derived = derive_disjoint({timed("0.0.0.0/0", ssh, 1h), timed("10.0.0.0/8", ssh, 2h)});
+  EXPECT_RANGES(
+      derived, {span(Family::ipv4, 0, ip4(9, 255, 255, 255), ssh, 1h), timed("10.0.0.0/8", ssh, 2h),
+                span(Family::ipv4, ip4(11, 0, 0, 0), v4_max, ssh, 1h)});
 }
 
 TEST(CoreRanges, FullIpv4RangeWithTopAndBottomHosts) {
-  const auto derived = derive_disjoint({timed("255.255.255.255", ssh, 2h),
-                                        timed("0.0.0.0/0", ssh, 1h), timed("0.0.0.0", ssh, 3h)});
-  EXPECT_RANGES(derived, {span(Family::ipv4, 0, 0, ssh, 3h),
-                          span(Family::ipv4, 1, v4_max - 1, ssh, 1h),
-                          span(Family::ipv4, v4_max, v4_max, ssh, 2h)});
+  const auto derived = derive_disjoint(
+      {timed("255.255.255.255", ssh, 2h), timed("0.0.0.0/0", ssh, 1h), timed("0.0.0.0", ssh, 3h)});
+  EXPECT_RANGES(derived,
+                {span(Family::ipv4, 0, 0, ssh, 3h), span(Family::ipv4, 1, v4_max - 1, ssh, 1h),
+                 span(Family::ipv4, v4_max, v4_max, ssh, 2h)});
 }
 
 TEST(CoreRanges, FullIpv6RangeAloneAndWithTopHost) {
@@ -280,8 +216,8 @@ TEST(CoreRanges, FullIpv6RangeAloneAndWithTopHost) {
 }
 
 TEST(CoreRanges, FullIpv6RangeWithTopHalfEndingLater) {
-  const auto derived = derive_disjoint(
-      {timed("8000::/1", ssh, 2h), timed("::/0", ssh, 1h), timed("::/1", ssh, 1h)});
+  const auto derived =
+      derive_disjoint({timed("8000::/1", ssh, 2h), timed("::/0", ssh, 1h), timed("::/1", ssh, 1h)});
   EXPECT_RANGES(derived, {span(Family::ipv6, 0, v6_max >> 1, ssh, 1h),
                           span(Family::ipv6, (v6_max >> 1) + 1, v6_max, ssh, 2h)});
 }
@@ -294,10 +230,10 @@ TEST(CoreRanges, TopRangesWithEqualEndMergeAtFamilyMax) {
 }
 
 TEST(CoreRanges, ResultDoesNotDependOnInputOrder) {
-  std::vector<TimedRange> input = {
-      timed("10.0.0.0/16", ssh, 1h),  timed("10.0.1.0/24", ssh, 3h), timed("10.0.1.10", ssh, 2h),
-      timed("10.0.1.20", ssh, 4h),    timed("fd00::/64", ssh, 1h),   timed("fd00::1", https, 5h),
-      timed("0.0.0.0/0", https, 1h), timed("10.0.0.0/8", https, 1h)};
+  std::vector<TimedRange> input = {timed("10.0.0.0/16", ssh, 1h), timed("10.0.1.0/24", ssh, 3h),
+                                   timed("10.0.1.10", ssh, 2h),   timed("10.0.1.20", ssh, 4h),
+                                   timed("fd00::/64", ssh, 1h),   timed("fd00::1", https, 5h),
+                                   timed("0.0.0.0/0", https, 1h), timed("10.0.0.0/8", https, 1h)};
   const auto reference = derive_disjoint(input);
   std::mt19937 random(7);
   for (int i = 0; i < 20; ++i) {
@@ -321,7 +257,7 @@ struct PropertyCase {
 };
 
 PropertyCase random_case(std::mt19937_64& random) {
-  const PortKey ports[] = {ssh, https, dns_udp};
+  const PortKey ports[] = {ssh, https, udp22};
   const AddressValue bases[] = {ip4(10, 0, 0, 0), AddressValue{0xfd00} << 112};
   PropertyCase result;
   const int count = std::uniform_int_distribution<int>(1, 12)(random);
@@ -333,17 +269,26 @@ PropertyCase random_case(std::mt19937_64& random) {
     const auto end = Milliseconds(std::uniform_int_distribution<int>(1, 4)(random) * 600'000);
     AddressValue first = 0, last = 0;
     switch (random() % 8) {
-      case 0: first = 0; last = max; break;                               // whole family
-      case 1: first = base + random() % 64; last = max; break;            // to the top
-      case 2: first = 0; last = base + random() % 64; break;              // from the bottom
-      case 3: first = last = max - random() % 3; break;                   // top hosts
-      case 4: {                                                           // aligned prefix
+      case 0:
+        first = 0;
+        last = max;
+        break;  // whole family
+      case 1:
+        first = base + random() % 64;
+        last = max;
+        break;  // to the top
+      case 2:
+        first = 0;
+        last = base + random() % 64;
+        break;                                           // from the bottom
+      case 3: first = last = max - random() % 3; break;  // top hosts
+      case 4: {                                          // aligned prefix
         const unsigned bits = random() % 6;
         first = base + ((random() % 64) & ~((1U << bits) - 1));
         last = first + (AddressValue{1} << bits) - 1;
         break;
       }
-      default: {                                                          // arbitrary span
+      default: {  // arbitrary span
         first = base + random() % 64;
         last = first + random() % 24;
         break;
@@ -352,8 +297,7 @@ PropertyCase random_case(std::mt19937_64& random) {
     result.raw.push_back(span(family, first, last, port, end));
   }
   for (const auto& range : result.raw) {
-    auto& samples =
-        range.key.source.family == Family::ipv4 ? result.samples_v4 : result.samples_v6;
+    auto& samples = range.key.source.family == Family::ipv4 ? result.samples_v4 : result.samples_v6;
     const AddressValue max = range.key.source.family == Family::ipv4 ? v4_max : v6_max;
     for (const AddressValue edge : {range.key.source.first, range.key.source.last}) {
       samples.push_back(edge);
@@ -375,7 +319,7 @@ PropertyCase random_case(std::mt19937_64& random) {
 }
 
 std::optional<Deadline> reference_end(const std::vector<TimedRange>& ranges, Family family,
-                                       PortKey port, AddressValue address) {
+                                      PortKey port, AddressValue address) {
   std::optional<Deadline> end;
   for (const auto& range : ranges) {
     if (range.key.source.family == family && range.key.port == port &&
@@ -387,7 +331,7 @@ std::optional<Deadline> reference_end(const std::vector<TimedRange>& ranges, Fam
 }
 
 std::optional<Deadline> derived_end(const std::vector<TimedRange>& derived, Family family,
-                                     PortKey port, AddressValue address, int& holders) {
+                                    PortKey port, AddressValue address, int& holders) {
   std::optional<Deadline> end;
   holders = 0;
   for (const auto& range : derived) {
@@ -402,7 +346,7 @@ std::optional<Deadline> derived_end(const std::vector<TimedRange>& derived, Fami
 
 TEST(CoreRanges, PropertyDerivedEndIsMaxOverRawRanges) {
   std::mt19937_64 random(20261124);
-  const PortKey ports[] = {ssh, https, dns_udp};
+  const PortKey ports[] = {ssh, https, udp22};
   for (int iteration = 0; iteration < 400; ++iteration) {
     const auto input = random_case(random);
     const auto derived = derive_disjoint(input.raw);
@@ -459,8 +403,7 @@ TEST(CoreRanges, PropertyDerivedEndIsMaxOverRawRanges) {
 // ---------------------------------------------------------------- diff_ranges
 
 TEST(CoreRanges, DiffOfEqualStatesIsEmpty) {
-  const auto state =
-      derive_disjoint({timed("10.0.0.0/24", ssh, 1h), timed("10.0.0.7", ssh, 2h)});
+  const auto state = derive_disjoint({timed("10.0.0.0/24", ssh, 1h), timed("10.0.0.7", ssh, 2h)});
   EXPECT_TRUE(diff_ranges(state, state, t0).empty());
   EXPECT_TRUE(diff_ranges({}, {}, t0).empty());
 }
@@ -512,8 +455,8 @@ TEST(CoreRanges, DiffSplitRange) {
 TEST(CoreRanges, DiffDoesNotRemoveRangesAlreadyEnded) {
   // The kernel dropped them itself; removing would fail with ENOENT.
   const auto ended = timed("10.0.0.7", ssh, 1h);
-  EXPECT_TRUE(diff_ranges({ended}, {}, t0 + 1h).empty());    // ended exactly now
-  EXPECT_TRUE(diff_ranges({ended}, {}, t0 + 2h).empty());    // ended earlier
+  EXPECT_TRUE(diff_ranges({ended}, {}, t0 + 1h).empty());                // ended exactly now
+  EXPECT_TRUE(diff_ranges({ended}, {}, t0 + 2h).empty());                // ended earlier
   EXPECT_EQ(diff_ranges({ended}, {}, t0 + 1h - 1ms).remove.size(), 1U);  // still live
 }
 
@@ -528,30 +471,29 @@ TEST(CoreRanges, DiffDoesNotAddRangesAlreadyEnded) {
 
 TEST(CoreRanges, DiffReAddsKeyWhoseOldElementEnded) {
   // Same key, the old element timed out in the kernel: add only, nothing to remove.
-  const auto changes = diff_ranges({timed("10.0.0.7", ssh, 1h)}, {timed("10.0.0.7", ssh, 3h)},
-                                   t0 + 2h);
+  const auto changes =
+      diff_ranges({timed("10.0.0.7", ssh, 1h)}, {timed("10.0.0.7", ssh, 3h)}, t0 + 2h);
   EXPECT_TRUE(changes.remove.empty());
-  EXPECT_EQ(changes.add,
-            (std::vector<TimedElement>{{timed("10.0.0.7", ssh, 0h).key, 1h}}));
+  EXPECT_EQ(changes.add, (std::vector<TimedElement>{{timed("10.0.0.7", ssh, 0h).key, 1h}}));
 }
 
 TEST(CoreRanges, DiffMixed) {
   const auto now = t0 + 30min;
   const std::vector<TimedRange> current = {
-      timed("10.0.0.1", ssh, 1h),      // kept
-      timed("10.0.0.2", ssh, 1h),      // removed
-      timed("10.0.0.3", ssh, 20min),   // ended, silently forgotten
-      timed("10.0.0.4", ssh, 1h),      // end moves
-      timed("10.0.0.1", https, 1h)};   // removed: other port
-  const std::vector<TimedRange> desired = {
-      timed("10.0.0.1", ssh, 1h), timed("10.0.0.4", ssh, 2h), timed("10.0.0.5", ssh, 25min),
-      timed("10.0.0.6", ssh, 45min)};
+      timed("10.0.0.1", ssh, 1h),     // kept
+      timed("10.0.0.2", ssh, 1h),     // removed
+      timed("10.0.0.3", ssh, 20min),  // ended, silently forgotten
+      timed("10.0.0.4", ssh, 1h),     // end moves
+      timed("10.0.0.1", https, 1h)};  // removed: other port
+  const std::vector<TimedRange> desired = {timed("10.0.0.1", ssh, 1h), timed("10.0.0.4", ssh, 2h),
+                                           timed("10.0.0.5", ssh, 25min),
+                                           timed("10.0.0.6", ssh, 45min)};
   const auto changes = diff_ranges(current, desired, now);
   std::set<ElementKey> removed(changes.remove.begin(), changes.remove.end());
   EXPECT_EQ(removed.size(), changes.remove.size());
-  EXPECT_EQ(removed, (std::set<ElementKey>{timed("10.0.0.2", ssh, 0h).key,
-                                           timed("10.0.0.4", ssh, 0h).key,
-                                           timed("10.0.0.1", https, 0h).key}));
+  EXPECT_EQ(removed,
+            (std::set<ElementKey>{timed("10.0.0.2", ssh, 0h).key, timed("10.0.0.4", ssh, 0h).key,
+                                  timed("10.0.0.1", https, 0h).key}));
   std::map<ElementKey, Milliseconds> added;
   for (const auto& element : changes.add) added[element.key] = element.timeout;
   EXPECT_EQ(added.size(), changes.add.size());
@@ -606,10 +548,10 @@ TEST(CoreRanges, PropertyDiffTurnsKernelIntoDesired) {
 
 TEST(CoreRanges, TimedElementsLeaveOutEndedAndCountFromNow) {
   const auto now = t0 + 1h;
-  const auto elements = timed_elements(
-      {timed("10.0.0.1", ssh, 30min), timed("10.0.0.2", ssh, 1h), timed("10.0.0.3", ssh, 90min),
-       timed("fd00::/64", https, 3h)},
-      now);
+  const auto elements =
+      timed_elements({timed("10.0.0.1", ssh, 30min), timed("10.0.0.2", ssh, 1h),
+                      timed("10.0.0.3", ssh, 90min), timed("fd00::/64", https, 3h)},
+                     now);
   EXPECT_EQ(elements, (std::vector<TimedElement>{{timed("10.0.0.3", ssh, 0h).key, 30min},
                                                  {timed("fd00::/64", https, 0h).key, 2h}}));
   EXPECT_TRUE(timed_elements({}, now).empty());
