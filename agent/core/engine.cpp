@@ -45,6 +45,18 @@ Milliseconds longest_allowed(const Policy& policy, const Grant& grant) {
   return longest;
 }
 
+// Calls `each` with the grant's coverage: its source for every (protocol, port) it names,
+// ending at its deadline.
+template <class Each>
+void for_each_coverage(const Grant& grant, Each each) {
+  for (const auto& port : grant.ports) {
+    for (const auto protocol : expand(port.protocol)) {
+      each(TimedRange{ElementKey{grant.source.range(), PortKey{protocol, port.number}},
+                      grant.deadline});
+    }
+  }
+}
+
 }  // namespace
 
 std::string_view to_string(GrantStatus status) {
@@ -116,22 +128,12 @@ Grant AccessEngine::deactivate(std::map<std::string, Grant, std::less<>>::iterat
 }
 
 void AccessEngine::add_coverage(const Grant& grant, RangeChanges& changes) {
-  for (const auto& port : grant.ports) {
-    for (const auto protocol : expand(port.protocol)) {
-      index_.add({ElementKey{grant.source.range(), PortKey{protocol, port.number}}, grant.deadline},
-                 changes);
-    }
-  }
+  for_each_coverage(grant, [&](const TimedRange& coverage) { index_.add(coverage, changes); });
 }
 
 void AccessEngine::remove_coverage(const Grant& grant, RangeChanges& changes) {
-  for (const auto& port : grant.ports) {
-    for (const auto protocol : expand(port.protocol)) {
-      (void)index_.remove(
-          {ElementKey{grant.source.range(), PortKey{protocol, port.number}}, grant.deadline},
-          changes);
-    }
-  }
+  for_each_coverage(grant,
+                    [&](const TimedRange& coverage) { (void)index_.remove(coverage, changes); });
 }
 
 RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::string_view boot_id) {
@@ -168,12 +170,7 @@ Result<void> AccessEngine::install() {
   commit();
   std::vector<TimedRange> coverage;
   for (const auto& [id, grant] : active_) {
-    for (const auto& port : grant.ports) {
-      for (const auto protocol : expand(port.protocol)) {
-        coverage.push_back(
-            {ElementKey{grant.source.range(), PortKey{protocol, port.number}}, grant.deadline});
-      }
-    }
+    for_each_coverage(grant, [&](const TimedRange& range) { coverage.push_back(range); });
   }
   index_.assign(coverage);
   return install_index(clock_.boot_now());
