@@ -2,6 +2,10 @@
 // The seam between the engine and the kernel. Implementations: nft (libnftnl),
 // later ebpf, and a fake for unit tests. A backend makes no policy or time
 // decisions: it is told exact elements and relative timeouts.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "jitd/core/duration.hpp"
@@ -55,6 +59,48 @@ class Backend {
   [[nodiscard]] virtual Result<void> apply(const ElementChanges& changes) = 0;
   [[nodiscard]] virtual Result<KernelSnapshot> snapshot() = 0;
   [[nodiscard]] virtual Result<void> uninstall() = 0;
+};
+
+// What a ChangeWatch read since its last drain.
+struct ForeignChanges {
+  std::string foreign;  // the first change someone else made to jitd's enforcement; empty: none
+  std::string lost;     // why events were lost (a queue overran); empty: none were
+};
+
+// Notices changes to jitd's enforcement made behind its back (a deleted table, a removed tc
+// filter, an unpinned map) so the daemon can restore it at once instead of polling.
+class ChangeWatch {
+ public:
+  virtual ~ChangeWatch() = default;
+  // For the daemon's event loop: readable when events are pending.
+  [[nodiscard]] virtual int fd() const = 0;
+  // Reads every pending event without blocking; jitd's own changes are not foreign. Lost
+  // events are reported apart: the kernel state must then be read back and checked.
+  [[nodiscard]] virtual Result<ForeignChanges> drain() = 0;
+};
+
+// Packets dropped so far for one protected (protocol, port), as the kernel counts them.
+struct PortDrops {
+  PortKey port;
+  std::uint64_t packets = 0;
+  auto operator<=>(const PortDrops&) const = default;
+};
+
+// A backend as the daemon runs it: the engine's seam plus what start-up, tamper repair and
+// status need. Implementations: nft::NftBackend, ebpf::EbpfBackend.
+class KernelBackend : public Backend {
+ public:
+  // "nftables" or "ebpf", as the main config's `backend:` spells it.
+  [[nodiscard]] virtual std::string_view name() const = 0;
+  // Where it enforces, for log lines and status: "table inet jitd", "tc ingress on eth0, ...".
+  [[nodiscard]] virtual std::string where() const = 0;
+  // How it is protected against other tools, for the start-up log line.
+  [[nodiscard]] virtual std::string protection() const = 0;
+  // Whether jitd's enforcement is in the kernel, without reading every element.
+  [[nodiscard]] virtual Result<bool> installed() = 0;
+  // Per protected port, the packets dropped since the enforcement was installed.
+  [[nodiscard]] virtual Result<std::vector<PortDrops>> dropped() = 0;
+  [[nodiscard]] virtual Result<std::unique_ptr<ChangeWatch>> watch() = 0;
 };
 
 }  // namespace jitd::core
