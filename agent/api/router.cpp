@@ -264,6 +264,8 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
     if (method == "GET") return show_policy(caller);
   } else if (path == "/v1/audit") {
     if (method == "GET") return read_audit(caller, query);
+  } else if (path == "/v1/status") {
+    if (method == "GET") return show_status(caller);
   } else if (path == "/v1/policy/reload") {
     if (method == "POST") return reload_policy(caller);
   } else {
@@ -424,6 +426,52 @@ Response Router::refuse(const core::Caller& caller, std::string event,
                         const core::Error& error) const {
   engine_.audit_refused_call(caller, std::move(event), error);
   return error_response(error);
+}
+
+Response Router::show_status(const core::Caller& caller) const {
+  if (auto refused = refuse_without(caller, core::Right::read, "read", "read the status")) {
+    return *refused;
+  }
+  const auto grants = engine_.active_grants();
+  const auto live_on = [&](const core::PortKey& port) {
+    return std::count_if(grants.begin(), grants.end(), [&](const core::Grant& grant) {
+      return std::any_of(grant.ports.begin(), grant.ports.end(), [&](const core::PortSpec& spec) {
+        const auto protocols = core::expand(spec.protocol);
+        return spec.number == port.port &&
+               std::find(protocols.begin(), protocols.end(), port.protocol) != protocols.end();
+      });
+    });
+  };
+  const auto enforcement = status_ ? status_() : EnforcementStatus{};
+  json errors = json::array();
+  if (!enforcement.dropped) errors.push_back("dropped packets: " + enforcement.dropped.error().message);
+  json ports = json::array();
+  for (const auto& port : engine_.policy().protected_ports()) {
+    json entry{{"number", port.port},
+               {"protocol", core::to_string(port.protocol)},
+               {"liveGrants", live_on(port)},
+               {"droppedPackets", nullptr}};
+    if (enforcement.dropped) {
+      std::uint64_t packets = 0;
+      for (const auto& drops : *enforcement.dropped) {
+        if (drops.port == port) packets += drops.packets;
+      }
+      entry["droppedPackets"] = packets;
+    }
+    ports.push_back(std::move(entry));
+  }
+  json features = json::object();
+  for (const auto& [name, value] : enforcement.features) features[name] = value;
+  const bool last_valid = policy_status_ != nullptr && policy_status_->last_valid_copy;
+  return json_response(200, json{{"backend", enforcement.backend},
+                                 {"enforcement",
+                                  {{"where", enforcement.where},
+                                   {"protection", enforcement.protection},
+                                   {"kernelFeatures", std::move(features)}}},
+                                 {"policySource", last_valid ? "lastValidCopy" : "files"},
+                                 {"liveGrants", grants.size()},
+                                 {"ports", std::move(ports)},
+                                 {"errors", std::move(errors)}});
 }
 
 Response Router::show_policy(const core::Caller& caller) const {

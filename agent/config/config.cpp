@@ -543,6 +543,36 @@ core::Result<bool> parse_ownership(std::string_view text) {
                     in_quotes(text) + " is not a table ownership mode; expected auto or off");
 }
 
+core::Result<Enforcement> parse_backend(std::string_view text) {
+  if (text == "nftables") return Enforcement::nftables;
+  if (text == "ebpf") return Enforcement::ebpf;
+  return core::fail(ErrorCode::invalid_argument,
+                    in_quotes(text) + " is not a backend; expected nftables or ebpf");
+}
+
+core::Result<Attach> parse_attach(std::string_view text) {
+  if (text == "tc") return Attach::tc;
+  if (text == "xdp") return Attach::xdp;
+  return core::fail(ErrorCode::invalid_argument,
+                    in_quotes(text) + " is not an attach point; expected tc or xdp");
+}
+
+// What the kernel takes as a network interface name (IFNAMSIZ, no '/', ':' or blanks).
+core::Result<std::string> parse_interface_name(std::string_view text) {
+  const auto allowed = [](unsigned char c) { return std::isgraph(c) && c != '/' && c != ':'; };
+  if (text.empty() || text.size() > 15 || !std::all_of(text.begin(), text.end(), allowed) ||
+      text == "." || text == "..") {
+    return core::fail(ErrorCode::invalid_argument,
+                      in_quotes(text) + " is not a network interface name; use 1 to 15 "
+                                        "printable characters other than '/' and ':'");
+  }
+  if (text == "lo") {
+    return core::fail(ErrorCode::invalid_argument,
+                      "loopback is never filtered; leave \"lo\" out of interfaces");
+  }
+  return std::string(text);
+}
+
 // Role members are resolved once, when the policy loads, so that checking a caller's rights
 // needs no name-service lookup (which may block on LDAP) per request.
 core::Result<std::uint32_t> parse_user(std::string_view text) {
@@ -881,7 +911,8 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
     const auto mapping = Mapping::read(doc, *root, "main config",
                                        {"socketPath", "socketGroup", "socketMode", "policyDirectory",
                                         "stateDirectory", "nftTable", "nftTableOwnership",
-                                        "logLevel"});
+                                        "logLevel", "backend", "attach", "interfaces",
+                                        "bpfFilesystem"});
     if (mapping) {
       auto& config = loaded.value;
       read_optional(doc, *mapping, "socketPath", parse_absolute_path, config.socket_path);
@@ -894,11 +925,41 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
       read_optional(doc, *mapping, "nftTableOwnership", parse_ownership,
                     config.claim_table_ownership);
       read_optional(doc, *mapping, "logLevel", parse_log_level, config.log_level);
+      read_optional(doc, *mapping, "backend", parse_backend, config.backend);
+      read_optional(doc, *mapping, "attach", parse_attach, config.attach);
+      read_optional(doc, *mapping, "bpfFilesystem", parse_absolute_path, config.bpf_filesystem);
+      if (const auto* list = mapping->find("interfaces")) {
+        for (const auto& item : read_list(doc, *list).value_or(std::vector<YAML::Node>{})) {
+          auto name = read_scalar(doc, item, item, "an interface in \"interfaces\"",
+                                  parse_interface_name);
+          if (!name) continue;
+          if (std::find(config.interfaces.begin(), config.interfaces.end(), *name) !=
+              config.interfaces.end()) {
+            doc.error(item, "interface " + in_quotes(*name) + " is listed twice");
+            continue;
+          }
+          config.interfaces.push_back(std::move(*name));
+        }
+      }
+      if (config.backend != Enforcement::ebpf) {
+        for (const char* key : {"attach", "interfaces", "bpfFilesystem"}) {
+          if (const auto* entry = mapping->find(key)) {
+            doc.error(entry->at(), in_quotes(key) + " applies to backend: ebpf only; this "
+                                   "config uses nftables");
+          }
+        }
+      }
     }
   }
   loaded.errors = doc.take_errors();
   return loaded;
 }
+
+std::string_view to_string(Enforcement backend) {
+  return backend == Enforcement::ebpf ? "ebpf" : "nftables";
+}
+
+std::string_view to_string(Attach attach) { return attach == Attach::xdp ? "xdp" : "tc"; }
 
 Loaded<core::Policy> parse_policy_text(const std::string& text, const std::string& file_name) {
   return PolicyParser(file_name).parse(text);

@@ -288,6 +288,39 @@ Outcome<std::string> policy_table(const json& reply) {
   return read.result(out.str());
 }
 
+Outcome<std::string> status_text(const json& reply) {
+  ReplyReader read(200);
+  const Node status{reply, ""};
+  std::ostringstream out;
+  if (read.text(status, "policySource") == "lastValidCopy") {
+    out << "WARNING: the policy files are invalid; jitd enforces its last valid copy "
+           "(jitctl policy says why)\n";
+  }
+  const Node enforcement = read.object(status, "enforcement");
+  out << "backend:     " << read.text(status, "backend") << ", " << read.text(enforcement, "where")
+      << "\nprotection:  " << read.text(enforcement, "protection") << "\n";
+  const Node features = read.object(enforcement, "kernelFeatures");
+  if (features.value.is_object()) {
+    for (const auto& [name, value] : features.value.items()) {
+      out << "  " << jitd::core::escaped(name) << ": "
+          << jitd::core::escaped(value.is_string() ? value.get<std::string>() : value.dump())
+          << "\n";
+    }
+  }
+  out << "live grants: " << read.integer(status, "liveGrants") << "\n\n"
+      << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL" << std::setw(13)
+      << "LIVE GRANTS" << "DROPPED PACKETS\n";
+  for (const Node& port : read.elements(status, "ports")) {
+    const bool counted = port.value.contains("droppedPackets") &&
+                         !port.value.at("droppedPackets").is_null();
+    out << std::setw(8) << read.integer(port, "number") << std::setw(10)
+        << read.text(port, "protocol") << std::setw(13) << read.integer(port, "liveGrants")
+        << (counted ? std::to_string(read.integer(port, "droppedPackets")) : "unknown") << "\n";
+  }
+  for (const auto& error : read.texts(status, "errors")) out << "error: " << error << "\n";
+  return read.result(out.str());
+}
+
 // What a command prints: jitd's JSON as it came, or the printer's text.
 Outcome<std::string> shown(Outcome<json> reply, bool as_json,
                            Outcome<std::string> (*printer)(const json&)) {
@@ -360,6 +393,9 @@ int main(int argc, char** argv) {
   revoke->add_flag("--json", as_json, "print JSON");
   auto* policy = app.add_subcommand("policy", "show the effective policy");
   policy->add_flag("--json", as_json, "print JSON");
+  auto* status = app.add_subcommand(
+      "status", "show the backend, live grants and dropped packets per protected port");
+  status->add_flag("--json", as_json, "print JSON");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -389,6 +425,8 @@ int main(int argc, char** argv) {
     output = shown(request(socket, "DELETE", "/v1/grants/" + revoke_id), as_json, revoked_text);
   } else if (policy->parsed()) {
     output = shown(request(socket, "GET", "/v1/policy"), as_json, policy_table);
+  } else if (status->parsed()) {
+    output = shown(request(socket, "GET", "/v1/status"), as_json, status_text);
   }
   curl_global_cleanup();
   if (!output) {

@@ -47,12 +47,13 @@ void adopt_sessions(const std::vector<core::PortKey>& protected_ports, std::stri
   }
 }
 
-// Whether jitd's table is in the kernel before this start installs it. Unknown counts as yes:
-// adoption could then revive sessions the table is cutting off.
-bool table_present(nft::NftBackend& backend) {
-  const auto installed = backend.table_installed();
+// Whether jitd's enforcement is in the kernel before this start installs it. Unknown counts as
+// yes: adoption could then revive sessions the enforcement is cutting off.
+bool enforcement_present(core::KernelBackend& backend) {
+  const auto installed = backend.installed();
   if (!installed) {
-    spdlog::warn("read the kernel's table before install: {}", installed.error().message);
+    spdlog::warn("read the kernel's {} before install: {}", backend.where(),
+                 installed.error().message);
     return true;
   }
   return *installed;
@@ -151,7 +152,7 @@ core::Result<StartingPolicy> load_starting_policy(const config::MainConfig& sett
   return starting;
 }
 
-Daemon::Daemon(config::MainConfig settings, std::unique_ptr<nft::NftBackend> backend,
+Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend> backend,
                std::unique_ptr<state::AuditLog> audit, std::unique_ptr<state::FileJournal> journal,
                StartingPolicy policy)
     : settings_(std::move(settings)),
@@ -164,7 +165,11 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<nft::NftBackend> bac
       router_(
           engine_, clock_,
           [this](const core::Caller& caller) { return reload("API by " + caller.name); },
-          audit_.get(), &policy_status_) {}
+          audit_.get(), &policy_status_, [this] {
+            return api::EnforcementStatus{std::string(backend_->name()), backend_->where(),
+                                          backend_->protection(), backend_->features(),
+                                          backend_->dropped()};
+          }) {}
 
 int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) {
   if (auto started = start(replay, boot_id); !started) {
@@ -182,8 +187,8 @@ int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) 
   // The table and its live grants stay: protection and access outlive the daemon.
   record("stop", "ok", stop_reason_);
   sync_audit();
-  spdlog::info("stopping ({}); table inet {} and live grants stay in force", stop_reason_,
-               settings_.nft_table);
+  spdlog::info("stopping ({}); {} and live grants stay in force", stop_reason_,
+               backend_->where());
   return loop < 0 ? 1 : 0;
 }
 
@@ -211,22 +216,22 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
   spdlog::info("journal: {} live grant(s) restored, {} ended while jitd was not running",
                restored.restored, restored.expired);
 
-  auto monitor = backend_->open_monitor();  // before install: no change goes unseen
+  auto monitor = backend_->watch();  // before install: no change goes unseen
   if (!monitor) {
-    return core::fail(monitor.error().code, "watch ruleset events: " + monitor.error().message);
+    return core::fail(monitor.error().code, "watch for changes to " + backend_->where() + ": " +
+                                                monitor.error().message);
   }
   monitor_ = std::move(*monitor);
 
   // Sessions are adopted only into a table that did not exist: once it exists, an established
   // socket without a conntrack entry is one the table is dropping (its entry was flushed or
   // timed out and no grant covers it), and adopting it would revive a session jitd cut off.
-  const bool adopt = !table_present(*backend_);
+  const bool adopt = !enforcement_present(*backend_);
   const auto& protected_ports = engine_.policy().protected_ports();
   if (adopt) {
     adopt_sessions(protected_ports, "before install");
   } else {
-    spdlog::info("table inet {} is already in the kernel: not adopting sessions",
-                 settings_.nft_table);
+    spdlog::info("{} is already in the kernel: not adopting sessions", backend_->where());
   }
   const auto installing = std::chrono::steady_clock::now();
   if (auto installed = engine_.install(); !installed) {
@@ -236,11 +241,8 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
                               std::chrono::steady_clock::now() - installing)
                               .count();
   if (adopt) adopt_sessions(protected_ports, "after install");
-  spdlog::info("table inet {} installed in {} ms: {} protected port(s), {} ({})",
-               settings_.nft_table, install_ms, protected_ports.size(),
-               backend_->owns_table() ? "owned by jitd and persistent (owner + persist flags)"
-                                      : "not owned (self-healing only)",
-               settings_.claim_table_ownership ? "kernel probed" : "ownership off");
+  spdlog::info("{} installed in {} ms ({} backend): {} protected port(s), {}", backend_->where(),
+               install_ms, backend_->name(), protected_ports.size(), backend_->protection());
   if (policy_status_.last_valid_copy) {
     record("policy", "last-valid-copy",
            "policy files invalid, enforcing the copy saved " + policy_status_.saved_utc + ": " +
@@ -452,8 +454,7 @@ void Daemon::repair() {
     // of a large table would overrun the queue again and loop.
     const auto intact = engine_.kernel_intact();
     if (intact && *intact) {
-      spdlog::info("ruleset monitor: {}; table inet {} read back and intact", lost,
-                   settings_.nft_table);
+      spdlog::info("change watch: {}; {} read back and intact", lost, backend_->where());
       return;
     }
     what = lost + (intact ? "; the table read back differs"
@@ -463,11 +464,11 @@ void Daemon::repair() {
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - tamper_since_);
   if (repaired) {
-    spdlog::warn("table inet {} changed by another tool ({}); restored in {} us",
-                 settings_.nft_table, what, took.count());
+    spdlog::warn("{} changed by another tool ({}); restored in {} us", backend_->where(), what,
+                 took.count());
   } else {
-    spdlog::error("table inet {} changed by another tool ({}); restore failed: {}",
-                  settings_.nft_table, what, repaired.error().message);
+    spdlog::error("{} changed by another tool ({}); restore failed: {}", backend_->where(), what,
+                  repaired.error().message);
   }
 }
 

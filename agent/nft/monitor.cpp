@@ -98,8 +98,8 @@ core::Result<std::unique_ptr<RulesetMonitor::Impl>> RulesetMonitor::Impl::open(
       Impl{std::move(socket), std::move(table), own_portid, std::vector<char>(datagram_size)});
 }
 
-core::Result<RulesetEvents> RulesetMonitor::Impl::drain() {
-  RulesetEvents events;
+core::Result<core::ForeignChanges> RulesetMonitor::Impl::drain() {
+  core::ForeignChanges events;
   const auto note = [&events](std::string change) {
     if (events.foreign.empty()) events.foreign = std::move(change);
   };
@@ -157,6 +157,6 @@ RulesetMonitor::~RulesetMonitor() = default;
 
 int RulesetMonitor::fd() const { return mnl_socket_get_fd(impl_->socket.get()); }
 
-core::Result<RulesetEvents> RulesetMonitor::drain() { return impl_->drain(); }
+core::Result<core::ForeignChanges> RulesetMonitor::drain() { return impl_->drain(); }
 
 }  // namespace jitd::nft

@@ -15,7 +15,7 @@ struct RulesetMonitor::Impl {
   // of `own_portid` (the backend's socket) are ours.
   static core::Result<std::unique_ptr<Impl>> open(std::string table, std::uint32_t own_portid);
 
-  core::Result<RulesetEvents> drain();
+  core::Result<core::ForeignChanges> drain();
 
   MnlSocket socket;
   std::string table;

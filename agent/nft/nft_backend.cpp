@@ -66,6 +66,7 @@ core::Result<bool> probe_ownership(Netlink& netlink) {
 struct NftBackend::Impl {
   Netlink netlink;
   std::string table;
+  bool claim_ownership = false;
   bool owns_table = false;
 
   // With owner + persist flags only our socket may change the table; the kernel refuses
@@ -179,7 +180,8 @@ core::Result<std::unique_ptr<NftBackend>> NftBackend::open(std::string table_nam
     if (!probed) return tl::unexpected(probed.error());
     owns_table = *probed;
   }
-  auto impl = std::make_unique<Impl>(Impl{std::move(*netlink), std::move(table_name), owns_table});
+  auto impl = std::make_unique<Impl>(
+      Impl{std::move(*netlink), std::move(table_name), claim_ownership, owns_table});
   return std::unique_ptr<NftBackend>(new NftBackend(std::move(impl)));
 }
 
@@ -269,6 +271,38 @@ core::Result<void> NftBackend::uninstall() {
 }
 
 bool NftBackend::owns_table() const { return impl_->owns_table; }
+
+std::string NftBackend::where() const { return "table inet " + impl_->table; }
+
+std::string NftBackend::protection() const {
+  return impl_->owns_table ? "owned by jitd and persistent (owner + persist flags)"
+                           : "not owned (self-healing only)";
+}
+
+std::vector<std::pair<std::string, std::string>> NftBackend::features() const {
+  return {{"tableOwnership", impl_->owns_table        ? "owner + persist"
+                             : impl_->claim_ownership ? "unavailable (Linux < 6.9)"
+                                                      : "off"}};
+}
+
+core::Result<std::vector<core::PortDrops>> NftBackend::dropped() {
+  auto ports = impl_->dump(SetKind::protected_ports);
+  if (!ports) return tl::unexpected(ports.error());
+  std::vector<core::PortDrops> drops;
+  for (nftnl_set_elem* element : elements_of(*ports)) {
+    auto decoded = decode_port_drops(element);
+    if (!decoded) return tl::unexpected(decoded.error());
+    drops.push_back(*decoded);
+  }
+  std::sort(drops.begin(), drops.end());
+  return drops;
+}
+
+core::Result<std::unique_ptr<core::ChangeWatch>> NftBackend::watch() {
+  auto monitor = open_monitor();
+  if (!monitor) return tl::unexpected(monitor.error());
+  return std::unique_ptr<core::ChangeWatch>(std::move(*monitor));
+}
 
 core::Result<std::unique_ptr<RulesetMonitor>> NftBackend::open_monitor() const {
   auto impl = RulesetMonitor::Impl::open(impl_->table, impl_->netlink.portid());

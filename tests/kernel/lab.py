@@ -358,6 +358,17 @@ class Lab:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def element_value(element):
+    """A set element's key as `nft -j` lists it: elements with a counter or a timeout come
+    wrapped as {"elem": {"val": key, ...}}."""
+    return element["elem"]["val"] if isinstance(element, dict) and "elem" in element else element
+
+
+def protected_pairs(elements):
+    """(protocol, port) of each element of the set `protected`."""
+    return [tuple(element_value(e)["concat"]) for e in elements]
+
+
 def parse_element(element):
     """One set element from `nft -j` (address . protocol . port, optionally with a timeout)."""
     timeout = expires = None

@@ -29,6 +29,7 @@ using jitd::core::EnforcementSpec;
 using jitd::core::Family;
 using jitd::core::Milliseconds;
 using jitd::core::PortKey;
+using jitd::core::PortDrops;
 using jitd::core::Protocol;
 using jitd::core::TimedElement;
 using jitd::nft::NftBackend;
@@ -180,8 +181,10 @@ TEST_P(NftBackendOwnershipTest, InstallCreatesTheRuleset) {
   for (std::size_t i = 0; i < lookups.size(); ++i) {
     EXPECT_EQ(rules[3 + i]["expr"][0]["match"]["right"], lookups[i]) << rules[3 + i].dump();
   }
-  EXPECT_TRUE(rules[9]["expr"][0].contains("counter"));
-  EXPECT_TRUE(rules[9]["expr"][1].contains("drop"));
+  // The drop rule looks the port up again for the element's counter: per-port drops.
+  EXPECT_EQ(rules[9]["expr"][0]["match"]["right"], "@protected");
+  EXPECT_TRUE(rules[9]["expr"][1].contains("counter"));
+  EXPECT_TRUE(rules[9]["expr"][2].contains("drop"));
 
   EXPECT_EQ(element_texts(nft_set("protected")),
             (std::vector<std::string>{"tcp . 22", "udp . 53"}));
@@ -199,6 +202,11 @@ TEST_P(NftBackendOwnershipTest, InstallCreatesTheRuleset) {
   EXPECT_EQ(snapshot->protected_ports, spec.protected_ports);
   EXPECT_EQ(snapshot->permanent, spec.permanent);
   EXPECT_EQ(keys_of(snapshot->grants), (std::vector<ElementKey>{host_tcp22, net_udp53}));
+
+  // One drop counter per protected port, nothing dropped yet (no traffic in this namespace).
+  auto dropped = backend_->dropped();
+  ASSERT_TRUE(succeeded(dropped));
+  EXPECT_EQ(*dropped, (std::vector<PortDrops>{{spec.protected_ports[0], 0}, {spec.protected_ports[1], 0}}));
 }
 
 // nft itself, given the ruleset as text, must produce a table that lists identically.
@@ -207,7 +215,7 @@ TEST_P(NftBackendOwnershipTest, RulesetListsLikeNftsOwn) {
   spec.grants.clear();  // "expires" would differ
   ASSERT_TRUE(succeeded(backend_->install(spec)));
   const std::string reference = R"(table inet reference {
-    set protected { type inet_proto . inet_service; elements = { tcp . 22, udp . 53 } }
+    set protected { type inet_proto . inet_service; counter; elements = { tcp . 22, udp . 53 } }
     set allow4 { type ipv4_addr . inet_proto . inet_service; flags interval;
                  elements = { 192.0.2.0/24 . tcp . 22 } }
     set allow6 { type ipv6_addr . inet_proto . inet_service; flags interval;
@@ -227,7 +235,7 @@ TEST_P(NftBackendOwnershipTest, RulesetListsLikeNftsOwn) {
       meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @grants6_single accept
       meta nfproto ipv4 ip saddr . meta l4proto . th dport @grants4 accept
       meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @grants6 accept
-      counter drop
+      meta l4proto . th dport @protected counter drop
     }
   })";
   ASSERT_EQ(feed("nft -f -", reference), 0);

@@ -1,7 +1,7 @@
 """Test 1: deny by default, and only for the protected ports."""
 import unittest
 
-from lab import CLIENT_A, SERVER4, SERVER6, LabTest
+from lab import CLIENT_A, SERVER4, SERVER6, LabTest, protected_pairs
 
 
 class Blocking(LabTest):
@@ -29,7 +29,7 @@ class Blocking(LabTest):
         lab = self.lab
         lab.start_jitd()
         protected = lab.set_elements("protected")
-        keys = sorted((e["concat"][0], e["concat"][1]) for e in protected)
+        keys = sorted(protected_pairs(protected))
         self.assertEqual(keys, [("tcp", 22), ("tcp", 53), ("tcp", 3389), ("udp", 53)])
         listing = lab.nft("list", "table", "inet", "jitd")["nftables"]
         sets = {i["set"]["name"]: i["set"] for i in listing if "set" in i}

@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from lab import CLIENT_B, GRANT_SETS, SERVER4, LabTest, parse_element, parse_utc
+from lab import CLIENT_B, GRANT_SETS, SERVER4, LabTest, parse_element, parse_utc, protected_pairs
 
 SEED = int(os.environ.get("JITD_CRASH_SEED", "4242"))
 FAILPOINTS = "after_journal_sync=0.15,after_kernel_ack=0.15,journal_mid_record=0.15"
@@ -210,7 +210,7 @@ class CrashLoop(LabTest):
         # break the upper bound below): forget them.
         self.acked = {i: g for i, g in self.acked.items() if g.end > before - 2}
         # The table itself: both ports protected, the drop rule in place, nothing for IPv6.
-        protected = {tuple(e["concat"]) for e in state["sets"]["protected"]}
+        protected = set(protected_pairs(state["sets"]["protected"]))
         self.assertTrue({("tcp", 22), ("tcp", 3389)} <= protected, protected)
         self.assertTrue(any(any("drop" in x for x in r["expr"]) for r in state["rules"]), state["rules"])
         self.assertEqual([e for name in GRANT_SETS[6] for e in state["sets"].get(name, [])], [])

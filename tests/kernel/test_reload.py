@@ -11,7 +11,7 @@ import signal
 import time
 import unittest
 
-from lab import CLIENT_A, CLIENT_B, CLIENT_C, DEFAULT_POLICY, SERVER4, LabTest, parse_utc, sleep_until
+from lab import CLIENT_A, CLIENT_B, CLIENT_C, DEFAULT_POLICY, SERVER4, LabTest, parse_utc, protected_pairs, sleep_until
 
 WITH_8080 = DEFAULT_POLICY + """
   - number: 8080
@@ -62,7 +62,7 @@ INVALID = """ports:
 
 
 def protected(lab):
-    return {tuple(e["concat"]) for e in lab.set_elements("protected")}
+    return set(protected_pairs(lab.set_elements("protected")))
 
 
 def grant_keys(lab):

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "jitd/core/audit.hpp"
+#include "jitd/core/backend.hpp"
 #include "jitd/core/clock.hpp"
 #include "jitd/core/engine.hpp"
 #include "jitd/core/grant.hpp"
@@ -40,6 +41,16 @@ struct PolicyStatus {
   std::vector<std::string> file_errors;  // why the files on disk are not in force; empty: they are
 };
 
+// The kernel side as GET /v1/status shows it; read from the backend on each call.
+struct EnforcementStatus {
+  std::string backend;     // "nftables" or "ebpf"
+  std::string where;       // "table inet jitd", "tc ingress on eth0"
+  std::string protection;  // how it resists other tools
+  std::vector<std::pair<std::string, std::string>> features;  // what the start-up probe chose
+  core::Result<std::vector<core::PortDrops>> dropped = std::vector<core::PortDrops>{};
+};
+using StatusReader = std::function<EnforcementStatus()>;
+
 // The query string's arguments, decoded, in the order given.
 using QueryArguments = std::vector<std::pair<std::string, std::string>>;
 
@@ -47,13 +58,16 @@ class Router {
  public:
   // Runs on the daemon's event loop, the engine's only thread. Without `audit`, GET
   // /v1/audit answers that there is no audit log to read.
+  // Without `status`, GET /v1/status shows the engine's side only.
   Router(core::AccessEngine& engine, const core::Clock& clock, PolicyReloader reload,
-         const core::AuditReader* audit = nullptr, const PolicyStatus* policy_status = nullptr)
+         const core::AuditReader* audit = nullptr, const PolicyStatus* policy_status = nullptr,
+         StatusReader status = nullptr)
       : engine_(engine),
         clock_(clock),
         reload_(std::move(reload)),
         audit_(audit),
-        policy_status_(policy_status) {}
+        policy_status_(policy_status),
+        status_(std::move(status)) {}
 
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
                                 std::string_view path, std::string_view body,
@@ -75,6 +89,7 @@ class Router {
   [[nodiscard]] Response grant_response(const core::Result<core::Grant>& grant) const;
   [[nodiscard]] Response revoke_grant(const core::Caller& caller, std::string_view id) const;
   [[nodiscard]] Response show_policy(const core::Caller& caller) const;
+  [[nodiscard]] Response show_status(const core::Caller& caller) const;
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
   [[nodiscard]] Response read_audit(const core::Caller& caller, const QueryArguments& query) const;
   // Audits a call refused before it reached the engine and answers its error.
@@ -86,6 +101,7 @@ class Router {
   PolicyReloader reload_;
   const core::AuditReader* audit_;
   const PolicyStatus* policy_status_;
+  StatusReader status_;
 };
 
 }  // namespace jitd::api

@@ -15,6 +15,11 @@ namespace jitd::config {
 
 inline constexpr const char* default_config_path = "/etc/jitd/jitd.yaml";
 
+enum class Enforcement { nftables, ebpf };
+enum class Attach { tc, xdp };
+[[nodiscard]] std::string_view to_string(Enforcement backend);
+[[nodiscard]] std::string_view to_string(Attach attach);
+
 struct MainConfig {
   std::filesystem::path socket_path = "/run/jitd/jitd.sock";
   std::string socket_group = "jitd";  // members may request and revoke; empty: root only
@@ -28,6 +33,12 @@ struct MainConfig {
   // cannot delete or flush the table; "off": rely on self-healing alone.
   bool claim_table_ownership = true;
   std::string log_level = "info";
+  // The kernel side (docs/ebpf.md): nftables' input hook, or jitd's eBPF program at tc ingress
+  // or XDP on `interfaces` (empty: every interface but loopback, also ones that appear later).
+  Enforcement backend = Enforcement::nftables;
+  Attach attach = Attach::tc;
+  std::vector<std::string> interfaces;
+  std::filesystem::path bpf_filesystem = "/sys/fs/bpf";  // pins under <it>/jitd/
 };
 
 // One problem in one file: "file:line:col: message".

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "jitd/core/duration.hpp"
@@ -96,6 +97,8 @@ class KernelBackend : public Backend {
   [[nodiscard]] virtual std::string where() const = 0;
   // How it is protected against other tools, for the start-up log line.
   [[nodiscard]] virtual std::string protection() const = 0;
+  // What the start-up probe found and chose, as (name, value) pairs for status.
+  [[nodiscard]] virtual std::vector<std::pair<std::string, std::string>> features() const = 0;
   // Whether jitd's enforcement is in the kernel, without reading every element.
   [[nodiscard]] virtual Result<bool> installed() = 0;
   // Per protected port, the packets dropped since the enforcement was installed.

@@ -15,7 +15,7 @@
 #include "jitd/daemon/event_loop.hpp"
 #include "jitd/daemon/host.hpp"
 #include "jitd/daemon/schedule.hpp"
-#include "jitd/nft/nft_backend.hpp"
+#include "jitd/core/backend.hpp"
 #include "jitd/state/audit_log.hpp"
 #include "jitd/state/file_journal.hpp"
 
@@ -34,7 +34,7 @@ struct StartingPolicy {
 
 class Daemon {
  public:
-  Daemon(config::MainConfig settings, std::unique_ptr<nft::NftBackend> backend,
+  Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend> backend,
          std::unique_ptr<state::AuditLog> audit, std::unique_ptr<state::FileJournal> journal,
          StartingPolicy policy);
   Daemon(const Daemon&) = delete;
@@ -64,7 +64,7 @@ class Daemon {
 
   config::MainConfig settings_;
   SystemClock clock_;
-  std::unique_ptr<nft::NftBackend> backend_;
+  std::unique_ptr<core::KernelBackend> backend_;
   std::unique_ptr<state::AuditLog> audit_;
   std::unique_ptr<state::FileJournal> journal_;
   core::AccessEngine engine_;
@@ -72,7 +72,7 @@ class Daemon {
   std::vector<config::PolicySource> starting_sources_;  // saved once the start succeeded
   api::Router router_;
   // Declared before the loop, destroyed after it: the loop's sources watch their descriptors.
-  std::unique_ptr<nft::RulesetMonitor> monitor_;
+  std::unique_ptr<core::ChangeWatch> monitor_;
   std::unique_ptr<api::Server> server_;
   std::unique_ptr<EventLoop> loop_;
   std::unique_ptr<Timer> http_timer_;

@@ -11,27 +11,21 @@ namespace jitd::nft {
 // Watches netfilter's netlink events (NFNLGRP_NFTABLES) for changes to jitd's table made
 // by anyone else (`nft flush ruleset`, `nft delete table`, a flushed set, a reloaded
 // nftables.service), so the daemon can restore it at once instead of polling.
-// What the monitor read since the last drain.
-struct RulesetEvents {
-  std::string foreign;  // the first foreign change; empty: none was seen
-  std::string lost;     // why events were lost (the queue overran); empty: none were
-};
-
-class RulesetMonitor {
+class RulesetMonitor final : public core::ChangeWatch {
  public:
-  ~RulesetMonitor();
+  ~RulesetMonitor() override;
   RulesetMonitor(const RulesetMonitor&) = delete;
   RulesetMonitor& operator=(const RulesetMonitor&) = delete;
 
   // For the daemon's event loop: readable when events are pending.
-  [[nodiscard]] int fd() const;
+  [[nodiscard]] int fd() const override;
   // Reads every pending event without blocking. Returns a description of the first foreign
   // change to our table ("table deleted", "set grants4: elements deleted", ...), or an empty
   // string when nothing foreign happened. Our own transactions are recognised by the
   // sender's netlink port id and ignored. An overrun (ENOBUFS, a truncated datagram) is
   // reported apart: events were lost, so the table must be read back and checked (a large
   // install of jitd's own overruns the queue too).
-  [[nodiscard]] core::Result<RulesetEvents> drain();
+  [[nodiscard]] core::Result<core::ForeignChanges> drain() override;
 
   struct Impl;
 
@@ -41,7 +35,7 @@ class RulesetMonitor {
   std::unique_ptr<Impl> impl_;
 };
 
-class NftBackend final : public core::Backend {
+class NftBackend final : public core::KernelBackend {
  public:
   // Opens the netlink socket in the caller's network namespace. With `claim_ownership`,
   // probes the kernel for owner + persist table flags (Linux 6.9+) and, where present,
@@ -64,6 +58,16 @@ class NftBackend final : public core::Backend {
   // Whether the table is created with owner + persist (probed at open).
   [[nodiscard]] bool owns_table() const;
   [[nodiscard]] core::Result<std::unique_ptr<RulesetMonitor>> open_monitor() const;
+
+  [[nodiscard]] std::string_view name() const override { return "nftables"; }
+  [[nodiscard]] std::string where() const override;
+  [[nodiscard]] std::string protection() const override;
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> features() const override;
+  [[nodiscard]] core::Result<bool> installed() override { return table_installed(); }
+  // The counter of each element of the set `protected`: the drop rule's lookup is the only
+  // one that matches it (the earlier one is inverted), so it counts exactly the drops.
+  [[nodiscard]] core::Result<std::vector<core::PortDrops>> dropped() override;
+  [[nodiscard]] core::Result<std::unique_ptr<core::ChangeWatch>> watch() override;
 
  private:
   struct Impl;
