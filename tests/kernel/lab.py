@@ -31,6 +31,19 @@ CLIENT6 = "fd00:77::2"
 # jitd's grant sets per family: a hash set for single addresses, an interval set for ranges.
 GRANT_SETS = {4: ("grants4_single", "grants4"), 6: ("grants6_single", "grants6")}
 
+# The backend under test: tests/kernel/CMakeLists.txt runs the backend-agnostic files once per
+# backend (and the core ones again at XDP). The Lab reads the kernel through the backend's own
+# state (nft -j, or bpftool on the pinned maps) behind one interface.
+BACKEND = os.environ.get("JITD_TEST_BACKEND", "nftables")
+ATTACH = os.environ.get("JITD_TEST_ATTACH", "tc")
+BPF_LAYOUT_VERSION = 1  # bpf/jitd_abi.h JITD_BPF_LAYOUT_VERSION
+PROTOCOL_NAMES = {6: "tcp", 17: "udp"}
+
+
+def nftables_only(reason):
+    """For a test of nftables' own table (its shape, its flags, nft tampering with it)."""
+    return unittest.skipIf(BACKEND != "nftables", f"nftables only: {reason}")
+
 DEFAULT_POLICY = """
 ports:
   - number: 22
@@ -62,7 +75,8 @@ def run(*args, check=True, **kwargs):
 # (scripts/install-deps.sh installs them all). setpriv runs jitctl as another user; without
 # /etc/protocols nft prints "6" where the tests expect "tcp".
 REQUIREMENTS = (("ip", "iproute2"), ("nft", "nftables"), ("python3", "python3"),
-                ("setpriv", "util-linux"), ("/etc/protocols", "netbase"))
+                ("setpriv", "util-linux"), ("/etc/protocols", "netbase"),
+                ("bpftool", "bpftool"), ("tc", "iproute2"), ("mount", "mount"))
 
 
 def missing_requirement():
@@ -122,10 +136,18 @@ class Lab:
         self.write_policy(policy)
         self.socket = os.path.join(self.dir, "jitd.sock")
         self.config = os.path.join(self.dir, "jitd.yaml")
+        self.bpffs = os.path.join(self.dir, "bpffs")
         with open(self.config, "w") as f:
             f.write(f"socketPath: {self.socket}\nsocketGroup: '{socket_group}'\n"
                     f"policyDirectory: {self.dir}/policies.d\nstateDirectory: {self.dir}/state\n"
                     f"nftTable: jitd\nlogLevel: debug\n")
+            if BACKEND == "ebpf":
+                # A bpffs of the lab's own, mounted in the test's mount namespace so that it
+                # outlives each `ip netns exec` (which remounts /sys): a restarted jitd must
+                # find its pins, as it would under systemd at /sys/fs/bpf.
+                os.makedirs(self.bpffs)
+                run("mount", "-t", "bpf", "bpf", self.bpffs)
+                f.write(f"backend: ebpf\nattach: {ATTACH}\nbpfFilesystem: {self.bpffs}\n")
             if extra_config:
                 f.write(extra_config if extra_config.endswith("\n") else extra_config + "\n")
         self._start_listener(tcp_ports, udp_ports)
@@ -289,9 +311,102 @@ class Lab:
         return json.loads(result.stdout) if result.returncode == 0 else None
 
     def table_present(self):
+        """Whether jitd's enforcement is in the kernel: its table, or its pinned maps with the
+        program attached to the lab's interface."""
+        if BACKEND == "ebpf":
+            return self.bpf_map("protected_ports") is not None and self.bpf_attached()
         return self.table_listing() is not None
 
+    # ---- the eBPF backend's state, read with bpftool and tc/ip (never through jitd) ----
+    @property
+    def server_if(self):
+        return f"vs{self.server_ns.split('-')[1]}"
+
+    @property
+    def pin_dir(self):
+        """<bpffs>/jitd/<inode of the server namespace>/v<layout>: where jitd pins its maps."""
+        inode = os.stat(f"/run/netns/{self.server_ns}").st_ino
+        return os.path.join(self.bpffs, "jitd", str(inode), f"v{BPF_LAYOUT_VERSION}")
+
+    def bpf_map(self, name):
+        """A pinned map's entries as (key bytes, value as an integer; per-CPU values summed), or
+        None when the map is not pinned."""
+        path = os.path.join(self.pin_dir, name)
+        if not os.path.exists(path):
+            return None
+        entries = json.loads(run("bpftool", "-j", "map", "dump", "pinned", path).stdout)
+
+        def raw(field):
+            return bytes(int(b, 16) for b in field)
+        result = []
+        for entry in entries:
+            if "values" in entry:
+                value = sum(int.from_bytes(raw(v["value"]), "little") for v in entry["values"])
+            else:
+                value = int.from_bytes(raw(entry["value"]), "little")
+            result.append((raw(entry["key"]), value))
+        return result
+
+    def bpf_attached(self):
+        """Whether jitd's program is attached to the server's interface, read with tc or ip."""
+        if ATTACH == "xdp":
+            (link,) = json.loads(self.ns(self.server_ns, "ip", "-j", "link", "show", "dev",
+                                         self.server_if).stdout)
+            return "xdp" in link
+        filters = json.loads(self.ns(self.server_ns, "tc", "-j", "filter", "show", "dev",
+                                     self.server_if, "ingress").stdout or "[]")
+        return any("jitd" in json.dumps(f) for f in filters)
+
+    def _bpf_ranges(self, family, map_name, live_only):
+        """The LPM entries of a trie as merged ranges, as `nft -j` would list set elements."""
+        size = 4 if family == 4 else 16
+        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        prefixes = []
+        for key, end in self.bpf_map(map_name) or []:
+            if live_only and end <= now:
+                continue  # the program no longer admits it (nft hides expired elements too)
+            length = int.from_bytes(key[0:4], "little") - 32
+            protocol, port = key[4], int.from_bytes(key[6:8], "big")
+            network = ipaddress.ip_network((key[8:8 + size], length))
+            prefixes.append((protocol, port, int(network[0]), int(network[-1]), end))
+        prefixes.sort()
+        merged = []
+        for protocol, port, first, last, end in prefixes:
+            if merged and merged[-1][:2] == (protocol, port) and merged[-1][3] + 1 == first \
+                    and merged[-1][4] == end:
+                merged[-1][3] = last
+            else:
+                merged.append([protocol, port, first, last, end])
+        elements = []
+        for protocol, port, first, last, end in merged:
+            kind = ipaddress.IPv4Address if size == 4 else ipaddress.IPv6Address
+            first, last = kind(first), kind(last)
+            address = str(first) if first == last else {"range": [str(first), str(last)]}
+            key = {"concat": [address, PROTOCOL_NAMES.get(protocol, protocol), port]}
+            if end == (1 << 64) - 1:
+                elements.append(key)
+            else:
+                seconds = max(0, (end - now) // 1_000_000_000)
+                elements.append({"elem": {"val": key, "timeout": seconds, "expires": seconds}})
+        return elements
+
+    def _bpf_set_elements(self, name):
+        if name == "protected":
+            return [{"elem": {"val": {"concat": [PROTOCOL_NAMES.get(key[0], key[0]),
+                                                 int.from_bytes(key[2:4], "big")]}}}
+                    for key, _ in self.bpf_map("protected_ports") or []]
+        family = 6 if "6" in name else 4
+        if name.startswith("allow"):
+            return self._bpf_ranges(family, name, live_only=False)
+        single = name.endswith("_single")
+        return [e for e in self._bpf_ranges(family, f"grants{family}", live_only=True)
+                if isinstance(element_value(e)["concat"][0], str) == single]
+
     def set_elements(self, name):
+        """The elements of one of jitd's nftables sets; with the eBPF backend the same view of
+        its maps (single addresses stand for grants<family>_single, ranges for grants<family>)."""
+        if BACKEND == "ebpf":
+            return self._bpf_set_elements(name)
         listing = self.nft("list", "set", "inet", "jitd", name)
         for item in listing["nftables"]:
             if "set" in item:
@@ -299,13 +414,19 @@ class Lab:
         return []
 
     def kernel_state(self):
-        """Everything in jitd's table except counters and remaining timeouts."""
+        """Everything in jitd's table (or maps) except counters and remaining timeouts."""
+        if BACKEND == "ebpf":
+            return json.dumps({name: sorted((k.hex(), v) for k, v in self.bpf_map(name) or [])
+                               for name in ("protected_ports", "allow4", "allow6", "grants4",
+                                            "grants6")})
         text = json.dumps(self.table_listing())
         for volatile in ("expires", "packets", "bytes", "handle"):
             text = _strip_key(text, volatile)
         return text
 
     def drop_count(self):
+        if BACKEND == "ebpf":
+            return sum(value for _, value in self.bpf_map("drops") or [])
         listing = self.nft("list", "chain", "inet", "jitd", "input")
         for item in listing["nftables"]:
             rule = item.get("rule")
@@ -355,6 +476,8 @@ class Lab:
                 process.wait()
         for namespace in (self.server_ns, self.client_ns):
             run("ip", "netns", "del", namespace, check=False)
+        if os.path.ismount(self.bpffs):
+            run("umount", self.bpffs, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

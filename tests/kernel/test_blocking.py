@@ -1,7 +1,7 @@
 """Test 1: deny by default, and only for the protected ports."""
 import unittest
 
-from lab import CLIENT_A, SERVER4, SERVER6, LabTest, protected_pairs
+from lab import CLIENT_A, SERVER4, SERVER6, LabTest, nftables_only, protected_pairs
 
 
 class Blocking(LabTest):
@@ -25,6 +25,7 @@ class Blocking(LabTest):
         self.assertTrue(lab.connect("::1", 22, from_server=True))
         self.assertTrue(lab.connect(SERVER4, 22, from_server=True))
 
+    @nftables_only("the table's sets and chain")
     def test_ruleset_shape(self):
         lab = self.lab
         lab.start_jitd()
