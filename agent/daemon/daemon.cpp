@@ -14,6 +14,7 @@
 #include "jitd/config/last_valid.hpp"
 #include "jitd/conntrack/session_adoption.hpp"
 #include "jitd/core/text.hpp"
+#include "jitd/daemon/backends.hpp"
 #include "jitd/sys/system_error.hpp"
 
 namespace jitd::daemon {
@@ -241,6 +242,15 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
                               std::chrono::steady_clock::now() - installing)
                               .count();
   if (adopt) adopt_sessions(protected_ports, "after install");
+  // Only now, so that protection never lapses while the host switches backends.
+  if (auto removed = remove_other_backend(settings_); !removed) {
+    spdlog::error("remove the other backend's enforcement after a switch of backend: {}; it "
+                  "may drop what this one admits",
+                  removed.error().message);
+  } else if (!removed->empty()) {
+    spdlog::warn("backend switched to {}: removed the old {}", backend_->name(), *removed);
+    record("backend", "switched", "removed the old " + *removed);
+  }
   spdlog::info("{} installed in {} ms ({} backend): {} protected port(s), {}", backend_->where(),
                install_ms, backend_->name(), protected_ports.size(), backend_->protection());
   if (policy_status_.last_valid_copy) {

@@ -12,10 +12,11 @@
 
 #include "jitd/api/listen_socket.hpp"
 #include "jitd/config/config.hpp"
+#include "jitd/core/text.hpp"
+#include "jitd/daemon/backends.hpp"
 #include "jitd/daemon/daemon.hpp"
 #include "jitd/daemon/failpoints.hpp"
 #include "jitd/daemon/host.hpp"
-#include "jitd/nft/nft_backend.hpp"
 #include "jitd/state/audit_log.hpp"
 #include "jitd/state/file_journal.hpp"
 
@@ -136,25 +137,32 @@ int main(int argc, char** argv) {
     spdlog::critical("{}; nothing was changed", audit.error().message);
     return 1;
   }
-  auto backend = nft::NftBackend::open(settings.nft_table, settings.claim_table_ownership);
-  if (!backend) {
-    spdlog::critical("{}", backend.error().message);
-    return 1;
-  }
   if (uninstall) {
-    if (auto removed = (*backend)->uninstall(); !removed) {
+    // Both backends: the host may have switched since jitd last ran.
+    auto removed = daemon::remove_all_backends(settings);
+    if (!removed) {
       spdlog::critical("{}", removed.error().message);
       return 1;
     }
+    const auto what = removed->empty() ? std::string("nothing was installed")
+                                       : core::join(*removed) + " removed";
     core::AuditEvent event;
     event.time = daemon::SystemClock().now();
     event.event = "uninstall";
     event.outcome = "ok";
     event.user = "jitd";
-    event.reason = "table inet " + settings.nft_table + " removed by jitd --uninstall";
+    event.reason = what + " by jitd --uninstall";
     (*audit)->record(event);
-    spdlog::info("removed table inet {}; protected ports are open", settings.nft_table);
+    spdlog::info("{}; protected ports are open", what);
     return 0;
+  }
+  // Before the journal is opened: a kernel that lacks what the backend needs is reported
+  // first, and jitd refuses to start rather than run unprotected.
+  auto backend = daemon::open_backend(settings);
+  if (!backend) {
+    spdlog::critical("{} backend: {}", config::to_string(settings.backend),
+                     backend.error().message);
+    return 1;
   }
   state::JournalReplay replay;
   const auto boot_id = daemon::current_boot_id();
