@@ -548,6 +548,10 @@ void expect_defaults(const MainConfig& config) {
   EXPECT_EQ(config.nft_table, defaults.nft_table);
   EXPECT_EQ(config.claim_table_ownership, defaults.claim_table_ownership);
   EXPECT_EQ(config.log_level, defaults.log_level);
+  EXPECT_EQ(config.backend, jitd::config::Enforcement::nftables);
+  EXPECT_EQ(config.attach, jitd::config::Attach::tc);
+  EXPECT_EQ(config.interfaces, std::vector<std::string>{});
+  EXPECT_EQ(config.bpf_filesystem, defaults.bpf_filesystem);
 }
 
 Lines main_config_errors(const TempDir& dir, const std::string& text) {
@@ -590,7 +594,8 @@ TEST(ConfigMain, UnknownKey) {
   EXPECT_EQ(main_config_errors(dir, "logLevel: info\nsocket: /run/x.sock\n"),
             Lines{dir.at("jitd.yaml") + ":2:1: unknown key 'socket' in main config; expected one "
                                         "of: socketPath, socketGroup, socketMode, policyDirectory, "
-                                        "stateDirectory, nftTable, nftTableOwnership, logLevel"});
+                                        "stateDirectory, nftTable, nftTableOwnership, logLevel, backend, "
+                                        "attach, interfaces, bpfFilesystem"});
 }
 
 TEST(ConfigMain, PathsMustBeAbsolute) {
@@ -615,6 +620,46 @@ TEST(ConfigMain, NftTableName) {
     EXPECT_EQ(main_config_errors(dir, "nftTable: \"" + name + "\"\n"), Lines{error(name)});
   }
   EXPECT_EQ(main_config_errors(dir, "nftTable: \"\"\n"), Lines{error("")});
+}
+
+TEST(ConfigMain, EbpfBackend) {
+  TempDir dir;
+  const auto loaded = load_main_config(dir.write("jitd.yaml",
+                                                 "backend: ebpf\n"
+                                                 "attach: xdp\n"
+                                                 "interfaces: [eth0, ens3]\n"
+                                                 "bpfFilesystem: /run/bpf\n"));
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  EXPECT_EQ(loaded.value.backend, jitd::config::Enforcement::ebpf);
+  EXPECT_EQ(loaded.value.attach, jitd::config::Attach::xdp);
+  EXPECT_EQ(loaded.value.interfaces, (std::vector<std::string>{"eth0", "ens3"}));
+  EXPECT_EQ(loaded.value.bpf_filesystem, "/run/bpf");
+}
+
+TEST(ConfigMain, EbpfBackendErrors) {
+  TempDir dir;
+  const auto at = [&](const char* where) { return dir.at("jitd.yaml") + ":" + where + ": "; };
+  EXPECT_EQ(main_config_errors(dir, "backend: iptables\n"),
+            Lines{at("1:10") + "'iptables' is not a backend; expected nftables or ebpf"});
+  EXPECT_EQ(main_config_errors(dir, "backend: ebpf\nattach: tcx\n"),
+            Lines{at("2:9") + "'tcx' is not an attach point; expected tc or xdp"});
+  EXPECT_EQ(main_config_errors(dir, "backend: ebpf\ninterfaces: [eth0, lo, eth0, \"a/b\", "
+                                    "abcdefghijklmnop]\n"),
+            (Lines{at("2:20") + "loopback is never filtered; leave \"lo\" out of interfaces",
+                   at("2:24") + "interface 'eth0' is listed twice",
+                   at("2:30") + "'a/b' is not a network interface name; use 1 to 15 printable "
+                                "characters other than '/' and ':'",
+                   at("2:37") + "'abcdefghijklmnop' is not a network interface name; use 1 to 15 "
+                                "printable characters other than '/' and ':'"}));
+  EXPECT_EQ(main_config_errors(dir, "backend: ebpf\ninterfaces: eth0\n"),
+            Lines{at("2:1") + "'interfaces' must be a list, got a single value"});
+  // Settings of the eBPF backend under nftables are a mistake, not something to ignore.
+  EXPECT_EQ(main_config_errors(dir, "attach: xdp\ninterfaces: [eth0]\nbpfFilesystem: /x\n"),
+            (Lines{at("1:1") + "'attach' applies to backend: ebpf only; this config uses nftables",
+                   at("2:1") + "'interfaces' applies to backend: ebpf only; this config uses "
+                               "nftables",
+                   at("3:1") + "'bpfFilesystem' applies to backend: ebpf only; this config uses "
+                               "nftables"}));
 }
 
 TEST(ConfigMain, LogLevel) {
