@@ -22,8 +22,11 @@ bool skipping = false;  // set outside CI when no namespace could be created or 
 
 // What the C++ kernel tests run or read, each with the Debian package that provides it
 // (scripts/install-deps.sh installs them all). Without /etc/protocols nft prints "6" for "tcp".
-constexpr std::array<std::pair<std::string_view, std::string_view>, 3> requirements = {{
-    {"nft", "nftables"}, {"conntrack", "conntrack"}, {"/etc/protocols", "netbase"}}};
+constexpr std::array<std::pair<std::string_view, std::string_view>, 4> requirements = {
+    {{"nft", "nftables"},
+     {"conntrack", "conntrack"},
+     {"ip", "iproute2"},
+     {"/etc/protocols", "netbase"}}};
 
 // Why the tests cannot run on this machine as set up, or nothing.
 std::optional<std::string> missing_requirement() {
@@ -39,12 +42,12 @@ std::optional<std::string> missing_requirement() {
   return std::nullopt;
 }
 
+}  // namespace
+
 bool running_under_ci() {
   const char* ci = std::getenv("CI");
   return ci != nullptr && std::string_view(ci) == "true";
 }
-
-}  // namespace
 
 Output run(const std::string& command) {
   Output output;

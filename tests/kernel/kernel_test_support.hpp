@@ -39,6 +39,9 @@ testing::AssertionResult succeeded(const core::Result<T>& result) {
   return testing::AssertionFailure() << result.error().message;
 }
 
+// True when CI=true: there a test that cannot run fails instead of skipping.
+bool running_under_ci();
+
 // True when run_in_private_network_namespace() found, outside CI, no privilege for a namespace
 // or a missing program or file; every test should then skip itself.
 bool skip_all();
