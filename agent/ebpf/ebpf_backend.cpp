@@ -55,7 +55,7 @@ int log_libbpf(libbpf_print_level level, const char* format, va_list arguments) 
   return 0;
 }
 
-// A grant without time left would never end in the trie's terms.
+// As with nftables: a grant element has time left (with none it would be written ended).
 core::Result<void> check_timeouts(const std::vector<core::TimedElement>& grants) {
   const bool all_positive = std::all_of(grants.begin(), grants.end(), [](const auto& grant) {
     return grant.timeout > core::Milliseconds(0);
@@ -299,7 +299,6 @@ namespace {
 struct Writer {
   EbpfBackend::Impl& impl;
 
-  [[nodiscard]] Map map(const bpf_map* map) const { return Map(map); }
   [[nodiscard]] Map allow(core::Family family) const {
     return Map(family == core::Family::ipv4 ? impl.skeleton->maps.allow4
                                             : impl.skeleton->maps.allow6);
@@ -363,8 +362,8 @@ struct Writer {
       if (!granted) return tl::unexpected(granted.error());
       have_grants[family_index(family)] = std::move(*granted);
     }
-    const Map protected_ports = map(impl.skeleton->maps.protected_ports);
-    const Map drops = map(impl.skeleton->maps.drops);
+    const Map protected_ports(impl.skeleton->maps.protected_ports);
+    const Map drops(impl.skeleton->maps.drops);
     auto have_ports = read_ports(protected_ports);
     if (!have_ports) return tl::unexpected(have_ports.error());
     auto have_drops = read_ports(drops);

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cerrno>
+#include <filesystem>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -64,7 +65,12 @@ class EbpfWatch final : public core::ChangeWatch {
       }
       if (check_pins) {
         const auto broken = impl->broken_pins();
-        if (!broken.empty()) note("pin " + broken.front() + " removed");
+        if (!std::filesystem::exists(impl->pin_directory)) {
+          note("pin directory " + impl->pin_directory.string() + " removed");
+        } else if (!broken.empty()) {
+          const bool there = std::filesystem::exists(impl->pin_directory / broken.front());
+          note("pin " + broken.front() + (there ? " replaced" : " removed"));
+        }
       }
     }
     if (pins_->descriptor < 0) pins_->arm(impl->pin_directory);

@@ -182,6 +182,7 @@ class EbpfBackendTest : public testing::Test {
     unsetenv("JITD_EBPF_PROBE_FAIL");
     backend_.reset();
     run("ip link del veth0 2>/dev/null; ip link del veth2 2>/dev/null; "
+        "ip link del br0 2>/dev/null; "
         "nft delete table inet jitd_conntrack");
     if (mounted_) umount2(bpffs_.c_str(), MNT_DETACH);
     if (!bpffs_.empty()) std::filesystem::remove(bpffs_);
@@ -354,6 +355,27 @@ TEST_F(EbpfBackendTest, ApplyAddsRemovesAndUpdates) {
   EXPECT_EQ(refused.error().code, jitd::core::ErrorCode::invalid_argument);
 }
 
+// A map frozen by someone else (bpftool map freeze) refuses writes from user space: the IPv6
+// step of an apply fails after the IPv4 one, which is then undone.
+TEST_F(EbpfBackendTest, ApplyUndoesItsStepsWhenOneFails) {
+  ASSERT_NO_FATAL_FAILURE(open(options()));
+  ASSERT_TRUE(succeeded(backend_->install(EnforcementSpec{{{Protocol::tcp, 22}}, {}, {}})));
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{}, {{host_tcp22, 1h}, {net_udp53, 1h}}})));
+  ASSERT_EQ(run("bpftool map freeze pinned " + pin("grants6").string()).status, 0);
+
+  const ElementKey other = key("198.51.100.99", Protocol::tcp, 22);
+  auto failed = backend_->apply(
+      ElementChanges{{host_tcp22, net_udp53}, {{host_tcp22, 2h}, {other, 1h}, {v6_tcp22, 1h}}});
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, jitd::core::ErrorCode::kernel);
+  EXPECT_EQ(failed.error().sys_errno, EPERM);
+  EXPECT_NE(failed.error().message.find("update map grants6 2001:db8::7/128 tcp/22: "),
+            std::string::npos)
+      << failed.error().message;
+  expect_grants(grants(), {{host_tcp22, 1h}, {net_udp53, 1h}});
+  EXPECT_EQ(pinned_entries(pin("grants4")).size(), 2U);
+}
+
 // The program ignores an entry whose end has passed; snapshot() leaves it out, as nftables
 // does, and the next apply() deletes it, so a wider grant added later is not hidden by it.
 TEST_F(EbpfBackendTest, EndedGrantsAreOmittedAndDeletedByTheNextApply) {
@@ -394,6 +416,10 @@ TEST_F(EbpfBackendTest, RestartReusesPinnedMapsAndSwapsTheProgram) {
   ASSERT_TRUE(succeeded(before));
   EXPECT_FALSE(before->installed);  // the filter still runs the old program
   expect_grants(before->grants, sample_spec().grants);
+
+  // Changes before the first install work on what the maps hold.
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{host_tcp22}, {}})));
+  EXPECT_EQ(pinned_entries(directory / "grants4").size(), 3U);
 
   ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
   // Replaced in place (same handle and priority), never removed: one filter, the new program.
@@ -548,7 +574,7 @@ TEST_F(EbpfBackendTest, RemovedFilterOrPinIsForeignAndInstallRepairs) {
     ASSERT_EQ(poll(&ready, 1, 2000), 1);
     changes = (*watch)->drain();
     ASSERT_TRUE(succeeded(changes));
-    EXPECT_NE(changes->foreign.find("removed"), std::string::npos) << changes->foreign;
+    EXPECT_EQ(changes->foreign, "pin directory " + backend_->pin_directory().string() + " removed");
     ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
     auto restored = backend_->snapshot();
     ASSERT_TRUE(succeeded(restored));
@@ -601,6 +627,23 @@ TEST_F(EbpfBackendTest, XdpAttachesNativeWhereTheDriverCanAndDetaches) {
   ASSERT_TRUE(succeeded(backend_->uninstall()));
   EXPECT_EQ(xdp_id("veth0"), 0U);
   EXPECT_FALSE(std::filesystem::exists(bpffs_ / "jitd"));
+}
+
+// A bridge has no native XDP: generic there, native on the veth.
+TEST_F(EbpfBackendTest, XdpFallsBackToGenericWhereNativeIsRefused) {
+  ASSERT_EQ(run("ip link add br0 type bridge").status, 0);
+  ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::xdp, {"veth0", "br0"})));
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_EQ(backend_->where(), "xdp (generic) on br0; xdp (native) on veth0");
+  EXPECT_EQ(backend_->features().xdp_mode, "native and generic");
+  const json links = parsed("ip -j link show dev br0");
+  ASSERT_TRUE(links.is_array() && !links.empty());
+  EXPECT_EQ(links[0]["xdp"].value("mode", 0), XDP_ATTACHED_SKB) << links.dump();
+  auto installed = backend_->installed();
+  ASSERT_TRUE(succeeded(installed));
+  EXPECT_TRUE(*installed);
+  ASSERT_TRUE(succeeded(backend_->uninstall()));
+  EXPECT_EQ(xdp_id("br0"), 0U);
 }
 
 // Another tool's XDP program is never replaced at start; one put in place of jitd's is.
