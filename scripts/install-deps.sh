@@ -8,8 +8,8 @@ packages=(
   libnftnl-dev libmnl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libcli11-dev libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev libexpected-dev
   libgtest-dev libgmock-dev libnetfilter-conntrack-dev zlib1g-dev
-  # The eBPF backend (bpf/): libbpf loads the program, bpftool makes vmlinux.h and the skeleton
-  # (clang, below, compiles it).
+  # The eBPF backend: libbpf to load and attach, bpftool for vmlinux.h and the skeleton at build
+  # time (bpf/CMakeLists.txt) and for the kernel tests to read pinned maps.
   libbpf-dev bpftool
   # What the tests and benchmarks run or read; tests/kernel/lab.py and kernel_test_support.cpp
   # check for each up front. ip, nft, conntrack, python3, setpriv (util-linux, for jitctl as

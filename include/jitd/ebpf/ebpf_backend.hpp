@@ -27,9 +27,9 @@ struct EbpfOptions {
 
 // What the start-up probe found; logged once.
 struct KernelFeatures {
-  std::string conntrack_btf;   // "vmlinux" or the module ("nf_conntrack") whose BTF has the kfuncs
+  std::string conntrack_btf;  // "vmlinux" or the module ("nf_conntrack") whose BTF has the kfuncs
   std::uint32_t ct_opts_size = 0;  // sizeof(struct bpf_ct_opts) the kernel takes: 12 or 16
-  std::string xdp_mode;        // "native" or "generic" when attach is xdp
+  std::string xdp_mode;  // "native", "generic" or "native and generic" once attached with xdp
   [[nodiscard]] std::string describe() const;
 };
 
@@ -60,10 +60,12 @@ class EbpfBackend final : public core::KernelBackend {
   // <bpffs>/jitd/<netns inode>/v<layout version>
   [[nodiscard]] const std::filesystem::path& pin_directory() const;
 
- private:
+  // Shared with the change watches; a watch drained after its backend is gone says so.
   struct Impl;
-  explicit EbpfBackend(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+
+ private:
+  explicit EbpfBackend(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
 };
 
 }  // namespace jitd::ebpf

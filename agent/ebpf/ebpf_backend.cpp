@@ -1,0 +1,787 @@
+#include "jitd/ebpf/ebpf_backend.hpp"
+
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <utility>
+
+#include <spdlog/spdlog.h>
+
+#include "conntrack.hpp"
+#include "impl.hpp"
+#include "jitd.skel.h"
+#include "jitd/sys/system_error.hpp"
+#include "maps.hpp"
+#include "probe.hpp"
+
+namespace jitd::ebpf {
+namespace {
+
+constexpr const char* tc_program_pin = "prog_tc";
+constexpr const char* xdp_program_pin = "prog_xdp";
+constexpr std::uint8_t protected_value = 1;
+constexpr std::uint64_t ns_per_ms = 1'000'000;
+
+// What bpf_ktime_get_boot_ns() returns in the program.
+std::uint64_t boottime_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_BOOTTIME, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000U +
+         static_cast<std::uint64_t>(now.tv_nsec);
+}
+
+// libbpf's messages, the verifier's log among them, go to jitd's log.
+int log_libbpf(libbpf_print_level level, const char* format, va_list arguments) {
+  std::array<char, 1024> line{};
+  const int length = std::vsnprintf(line.data(), line.size(), format, arguments);
+  if (length <= 0) return 0;
+  std::string_view text(line.data(), std::min<std::size_t>(length, line.size() - 1));
+  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  if (level == LIBBPF_WARN) {
+    spdlog::warn("libbpf: {}", text);
+  } else {
+    spdlog::debug("libbpf: {}", text);
+  }
+  return 0;
+}
+
+// As with nftables: a grant element has time left (with none it would be written ended).
+core::Result<void> check_timeouts(const std::vector<core::TimedElement>& grants) {
+  const bool all_positive = std::all_of(grants.begin(), grants.end(), [](const auto& grant) {
+    return grant.timeout > core::Milliseconds(0);
+  });
+  if (all_positive) return {};
+  return core::fail(core::ErrorCode::invalid_argument, "grant element without a positive timeout");
+}
+
+std::string describe(const core::PortKey& port) {
+  return std::string(core::to_string(port.protocol)) + "/" + std::to_string(port.port);
+}
+
+std::size_t family_index(core::Family family) { return family == core::Family::ipv4 ? 0 : 1; }
+
+std::array<bpf_map*, 6> pinned_maps(const jitd_bpf& skeleton) {
+  return {skeleton.maps.protected_ports, skeleton.maps.drops,   skeleton.maps.allow4,
+          skeleton.maps.allow6,          skeleton.maps.grants4, skeleton.maps.grants6};
+}
+
+// The kernel's id of a map or program, 0 when the descriptor holds neither.
+template <class Info>
+std::uint32_t object_id(int fd) {
+  Info info{};
+  std::uint32_t length = sizeof info;
+  if (bpf_obj_get_info_by_fd(fd, &info, &length) != 0) return 0;
+  return info.id;
+}
+
+// The id of what a pin holds, 0 when there is no such pin.
+template <class Info>
+std::uint32_t pinned_id(const std::filesystem::path& path) {
+  const sys::UniqueFd object(bpf_obj_get(path.c_str()));
+  return object ? object_id<Info>(object.get()) : 0;
+}
+
+// Pins beside the final name and renames over it, so whatever was there is replaced at once.
+// (bpffs refuses names with a dot.)
+core::Result<void> pin(int fd, const std::filesystem::path& path) {
+  const std::filesystem::path staged = path.string() + "_staged";
+  ::unlink(staged.c_str());
+  if (bpf_obj_pin(fd, staged.c_str()) != 0) {
+    return sys::fail_system(core::ErrorCode::kernel, "pin " + path.string(), errno);
+  }
+  if (::rename(staged.c_str(), path.c_str()) != 0) {
+    const int error = errno;
+    ::unlink(staged.c_str());
+    return sys::fail_system(core::ErrorCode::kernel, "pin " + path.string(), error);
+  }
+  return {};
+}
+
+// Each level under the bpffs, mode 0700: pins are jitd's alone.
+core::Result<void> make_directories(const std::filesystem::path& bpffs,
+                                    const std::filesystem::path& directory) {
+  std::filesystem::path partial = bpffs;
+  for (const auto& component : directory.lexically_relative(bpffs)) {
+    partial /= component;
+    if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST) {
+      return sys::fail_system(core::ErrorCode::io, "create " + partial.string(), errno);
+    }
+  }
+  return {};
+}
+
+struct Coverage {
+  std::vector<Link> links;
+  std::vector<std::string> missing;  // named interfaces that do not exist
+};
+
+core::Result<Coverage> coverage(const EbpfOptions& options) {
+  auto links = list_links();
+  if (!links) return tl::unexpected(links.error());
+  Coverage covered;
+  if (options.interfaces.empty()) {
+    std::copy_if(links->begin(), links->end(), std::back_inserter(covered.links),
+                 [](const Link& link) { return !link.loopback; });
+    return covered;
+  }
+  for (const auto& name : options.interfaces) {
+    const auto found = std::find_if(links->begin(), links->end(),
+                                    [&name](const Link& link) { return link.name == name; });
+    if (found == links->end()) {
+      covered.missing.push_back(name);
+    } else if (!found->loopback) {
+      covered.links.push_back(*found);
+    }
+  }
+  return covered;
+}
+
+core::Error missing_interfaces(const std::vector<std::string>& names) {
+  std::string list;
+  for (const auto& name : names) list += (list.empty() ? "" : ", ") + name;
+  return core::Error{core::ErrorCode::kernel,
+                     "network interface " + list + " not found in this network namespace", ENODEV};
+}
+
+std::string join(const std::vector<std::string>& names) {
+  std::string text;
+  for (const auto& name : names) text += (text.empty() ? "" : ", ") + name;
+  return text;
+}
+
+// Every entry of one trie by prefix; a key listed twice (the walk restarted) counts once.
+core::Result<std::map<LpmPrefix, std::uint64_t>> read_trie(const Map& map, core::Family family) {
+  std::map<LpmPrefix, std::uint64_t> entries;
+  auto listed = map.for_each_key([&](std::span<const std::uint8_t> key) -> core::Result<void> {
+    auto prefix = decode(family, key);
+    if (!prefix) return tl::unexpected(prefix.error());
+    RawKey raw;
+    std::copy(key.begin(), key.end(), raw.bytes.begin());
+    raw.size = static_cast<std::uint32_t>(key.size());
+    std::uint64_t value = 0;
+    auto found = map.lookup(raw, &value, describe(*prefix));
+    if (!found) return tl::unexpected(found.error());
+    if (*found) entries[*prefix] = value;  // else deleted since it was listed
+    return {};
+  });
+  if (!listed) return tl::unexpected(listed.error());
+  return entries;
+}
+
+core::Result<std::set<core::PortKey>> read_ports(const Map& map) {
+  std::set<core::PortKey> ports;
+  auto listed = map.for_each_key([&](std::span<const std::uint8_t> key) -> core::Result<void> {
+    auto port = decode_port(key);
+    if (!port) return tl::unexpected(port.error());
+    ports.insert(*port);
+    return {};
+  });
+  if (!listed) return tl::unexpected(listed.error());
+  return ports;
+}
+
+}  // namespace
+
+void destroy_skeleton(jitd_bpf* skeleton) { jitd_bpf__destroy(skeleton); }
+
+void GrantShadow::set(const LpmPrefix& prefix, std::uint64_t end) {
+  erase(prefix);
+  ends_.emplace(prefix, end);
+  by_end_.emplace(end, prefix);
+}
+
+void GrantShadow::erase(const LpmPrefix& prefix) {
+  const auto found = ends_.find(prefix);
+  if (found == ends_.end()) return;
+  by_end_.erase({found->second, prefix});
+  ends_.erase(found);
+}
+
+std::optional<std::uint64_t> GrantShadow::find(const LpmPrefix& prefix) const {
+  const auto found = ends_.find(prefix);
+  if (found == ends_.end()) return std::nullopt;
+  return found->second;
+}
+
+std::vector<LpmPrefix> GrantShadow::ended(std::uint64_t now) const {
+  std::vector<LpmPrefix> prefixes;
+  for (auto it = by_end_.begin(); it != by_end_.end() && it->first <= now; ++it) {
+    prefixes.push_back(it->second);
+  }
+  return prefixes;
+}
+
+void PinWatch::arm(const std::filesystem::path& directory) {
+  // Adding a watch for a directory already watched returns the same descriptor.
+  descriptor =
+      inotify_add_watch(inotify.get(), directory.c_str(),
+                        IN_DELETE | IN_DELETE_SELF | IN_MOVED_FROM | IN_MOVE_SELF | IN_ONLYDIR);
+}
+
+bool EbpfBackend::Impl::covers(const Link& link) const {
+  if (link.loopback) return false;
+  return options.interfaces.empty() ||
+         std::find(options.interfaces.begin(), options.interfaces.end(), link.name) !=
+             options.interfaces.end();
+}
+
+core::Result<void> EbpfBackend::Impl::attach(const Link& link) {
+  if (options.attach == AttachPoint::tc) {
+    auto attached_tc = attach_tc(link, bpf_program__fd(skeleton->progs.jitd_tc));
+    if (!attached_tc) return attached_tc;
+    attached[link.ifindex] = Attachment{link, std::nullopt};
+    return {};
+  }
+  auto mode =
+      attach_xdp(link, bpf_program__fd(skeleton->progs.jitd_xdp),
+                 bpf_program__name(skeleton->progs.jitd_xdp), xdp_held.contains(link.ifindex));
+  if (!mode) return tl::unexpected(mode.error());
+  attached[link.ifindex] = Attachment{link, *mode};
+  xdp_held.insert(link.ifindex);
+  // One word while every interface runs in the same mode.
+  std::set<std::string_view> modes;
+  for (const auto& [ifindex, attachment] : attached) modes.insert(to_string(*attachment.xdp_mode));
+  features.xdp_mode = modes.size() == 1 ? std::string(*modes.begin()) : "native and generic";
+  return {};
+}
+
+core::Result<std::string> EbpfBackend::Impl::attachment_change(const Link& link) const {
+  if (options.attach == AttachPoint::tc) {
+    auto program = tc_program(link);
+    if (!program) return tl::unexpected(program.error());
+    if (!*program) return "tc filter removed from " + link.name;
+    if (**program != tc_program_id) {
+      return "tc filter on " + link.name + " replaced (program id " + std::to_string(**program) +
+             ")";
+    }
+    return std::string();
+  }
+  auto program = xdp_program(link);
+  if (!program) return tl::unexpected(program.error());
+  if (!*program) return "xdp program removed from " + link.name;
+  if ((*program)->id != xdp_program_id) {
+    return "xdp program on " + link.name + " replaced (program id " +
+           std::to_string((*program)->id) + ")";
+  }
+  return std::string();
+}
+
+std::vector<std::string> EbpfBackend::Impl::broken_pins() const {
+  std::vector<std::string> broken;
+  for (const bpf_map* map : pinned_maps(*skeleton)) {
+    const std::string name = bpf_map__name(map);
+    if (pinned_id<bpf_map_info>(pin_directory / name) != map_ids.at(name)) {
+      broken.push_back(name);
+    }
+  }
+  if (pinned_id<bpf_prog_info>(pin_directory / tc_program_pin) != tc_program_id) {
+    broken.emplace_back(tc_program_pin);
+  }
+  if (pinned_id<bpf_prog_info>(pin_directory / xdp_program_pin) != xdp_program_id) {
+    broken.emplace_back(xdp_program_pin);
+  }
+  return broken;
+}
+
+namespace {
+
+// The parts of install() and apply() that need the Impl's insides.
+struct Writer {
+  EbpfBackend::Impl& impl;
+
+  [[nodiscard]] Map allow(core::Family family) const {
+    return Map(family == core::Family::ipv4 ? impl.skeleton->maps.allow4
+                                            : impl.skeleton->maps.allow6);
+  }
+  [[nodiscard]] Map grants(core::Family family) const {
+    return Map(family == core::Family::ipv4 ? impl.skeleton->maps.grants4
+                                            : impl.skeleton->maps.grants6);
+  }
+
+  // Pins what is missing or replaced; a pin directory someone removed is made again and
+  // watched again.
+  core::Result<void> ensure_pins() const {
+    const auto broken = impl.broken_pins();
+    if (broken.empty()) return {};
+    if (auto made = make_directories(impl.options.bpffs, impl.pin_directory); !made) return made;
+    for (const auto& name : broken) {
+      int fd = -1;
+      if (name == tc_program_pin) {
+        fd = bpf_program__fd(impl.skeleton->progs.jitd_tc);
+      } else if (name == xdp_program_pin) {
+        fd = bpf_program__fd(impl.skeleton->progs.jitd_xdp);
+      } else {
+        fd = bpf_map__fd(bpf_object__find_map_by_name(impl.skeleton->obj, name.c_str()));
+      }
+      if (auto pinned = pin(fd, impl.pin_directory / name); !pinned) return pinned;
+    }
+    std::erase_if(impl.pin_watches, [](const auto& watch) { return watch.expired(); });
+    for (const auto& weak : impl.pin_watches) {
+      if (const auto watch = weak.lock()) watch->arm(impl.pin_directory);
+    }
+    return {};
+  }
+
+  // Makes the maps hold exactly `spec`, grants ending at `now` + their timeout. Entries are
+  // added and updated before any is deleted, and a port is protected only once its allowed
+  // and granted sources are in, so no source the spec admits is refused on the way.
+  core::Result<void> write_spec(const core::EnforcementSpec& spec, std::uint64_t now) const {
+    std::array<std::map<LpmPrefix, std::uint64_t>, 2> want_allow;
+    std::array<std::map<LpmPrefix, std::uint64_t>, 2> want_grants;
+    for (const auto& key : spec.permanent) {
+      for (const auto& prefix : split(key)) {
+        want_allow[family_index(prefix.family)][prefix] = JITD_NEVER;
+      }
+    }
+    for (const auto& grant : spec.grants) {
+      const std::uint64_t end = now + static_cast<std::uint64_t>(grant.timeout.count()) * ns_per_ms;
+      for (const auto& prefix : split(grant.key)) {
+        want_grants[family_index(prefix.family)][prefix] = end;
+      }
+    }
+    const std::set<core::PortKey> want_ports(spec.protected_ports.begin(),
+                                             spec.protected_ports.end());
+
+    std::array<std::map<LpmPrefix, std::uint64_t>, 2> have_allow;
+    std::array<std::map<LpmPrefix, std::uint64_t>, 2> have_grants;
+    for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
+      auto allowed = read_trie(allow(family), family);
+      if (!allowed) return tl::unexpected(allowed.error());
+      have_allow[family_index(family)] = std::move(*allowed);
+      auto granted = read_trie(grants(family), family);
+      if (!granted) return tl::unexpected(granted.error());
+      have_grants[family_index(family)] = std::move(*granted);
+    }
+    const Map protected_ports(impl.skeleton->maps.protected_ports);
+    const Map drops(impl.skeleton->maps.drops);
+    auto have_ports = read_ports(protected_ports);
+    if (!have_ports) return tl::unexpected(have_ports.error());
+    auto have_drops = read_ports(drops);
+    if (!have_drops) return tl::unexpected(have_drops.error());
+
+    const auto upsert = [](const Map& target, const std::map<LpmPrefix, std::uint64_t>& entries) {
+      for (const auto& [prefix, value] : entries) {
+        if (auto updated = target.update(encode(prefix), &value, BPF_ANY, describe(prefix));
+            !updated) {
+          return updated;
+        }
+      }
+      return core::Result<void>();
+    };
+    const auto remove_stale = [](const Map& target,
+                                 const std::map<LpmPrefix, std::uint64_t>& present,
+                                 const std::map<LpmPrefix, std::uint64_t>& wanted) {
+      for (const auto& [prefix, value] : present) {
+        if (wanted.contains(prefix)) continue;
+        if (auto erased = target.erase(encode(prefix), describe(prefix)); !erased) {
+          return core::Result<void>(tl::unexpected(erased.error()));
+        }
+      }
+      return core::Result<void>();
+    };
+
+    for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
+      const auto index = family_index(family);
+      if (auto done = upsert(allow(family), want_allow[index]); !done) return done;
+      if (auto done = upsert(grants(family), want_grants[index]); !done) return done;
+    }
+    // Counters start at zero for a newly protected port and keep counting for one that stays.
+    const std::vector<std::uint64_t> zero(impl.possible_cpus, 0);
+    for (const auto& port : want_ports) {
+      if (auto updated =
+              protected_ports.update(encode(port), &protected_value, BPF_ANY, describe(port));
+          !updated) {
+        return updated;
+      }
+      auto counted = drops.update(encode(port), zero.data(), BPF_NOEXIST, describe(port));
+      if (!counted && counted.error().sys_errno != EEXIST) return counted;
+    }
+    for (const auto& [target, present] :
+         {std::pair{&protected_ports, &*have_ports}, std::pair{&drops, &*have_drops}}) {
+      for (const auto& port : *present) {
+        if (want_ports.contains(port)) continue;
+        if (auto erased = target->erase(encode(port), describe(port)); !erased) {
+          return tl::unexpected(erased.error());
+        }
+      }
+    }
+    for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
+      const auto index = family_index(family);
+      if (auto done = remove_stale(allow(family), have_allow[index], want_allow[index]); !done) {
+        return done;
+      }
+      if (auto done = remove_stale(grants(family), have_grants[index], want_grants[index]); !done) {
+        return done;
+      }
+    }
+    GrantShadow shadow;
+    for (const auto& entries : want_grants) {
+      for (const auto& [prefix, end] : entries) shadow.set(prefix, end);
+    }
+    impl.shadow = std::move(shadow);
+    return {};
+  }
+
+  core::Result<void> load_shadow() const {
+    GrantShadow shadow;
+    for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
+      auto entries = read_trie(grants(family), family);
+      if (!entries) return tl::unexpected(entries.error());
+      for (const auto& [prefix, end] : *entries) shadow.set(prefix, end);
+    }
+    impl.shadow = std::move(shadow);
+    return {};
+  }
+
+  // One grant entry as it was before this call changed it: its end, or nullopt when absent.
+  struct Undo {
+    LpmPrefix prefix;
+    std::optional<std::uint64_t> previous;
+  };
+
+  core::Result<void> set_entry(const LpmPrefix& prefix, std::optional<std::uint64_t> end) const {
+    const Map trie = grants(prefix.family);
+    if (end) {
+      auto updated = trie.update(encode(prefix), &*end, BPF_ANY, describe(prefix));
+      if (updated) impl.shadow->set(prefix, *end);
+      return updated;
+    }
+    auto erased = trie.erase(encode(prefix), describe(prefix));
+    if (!erased) return tl::unexpected(erased.error());
+    impl.shadow->erase(prefix);
+    return {};
+  }
+
+  // Puts back what a failed apply() changed, newest first.
+  void undo(const std::vector<Undo>& done) const {
+    for (auto it = done.rbegin(); it != done.rend(); ++it) {
+      if (auto restored = set_entry(it->prefix, it->previous); !restored) {
+        spdlog::warn("ebpf: undo of a failed change: {}", restored.error().message);
+        impl.shadow.reset();  // the tries are read again before the next change
+        return;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+EbpfBackend::EbpfBackend(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+EbpfBackend::~EbpfBackend() = default;
+
+core::Result<std::unique_ptr<EbpfBackend>> EbpfBackend::open(EbpfOptions options) {
+  static std::once_flag libbpf_logging;
+  std::call_once(libbpf_logging, [] { libbpf_set_print(log_libbpf); });
+
+  auto vmlinux = probe_btf();
+  if (!vmlinux) return tl::unexpected(vmlinux.error());
+  if (auto capable = probe_capabilities(); !capable) return tl::unexpected(capable.error());
+  auto mounted = ensure_bpffs(options.bpffs);
+  if (!mounted) return tl::unexpected(mounted.error());
+  auto links = list_links();
+  if (!links) return tl::unexpected(links.error());
+  std::vector<std::string> missing;
+  for (const auto& name : options.interfaces) {
+    const auto found = std::find_if(links->begin(), links->end(),
+                                    [&name](const Link& link) { return link.name == name; });
+    if (found == links->end()) {
+      missing.push_back(name);
+    } else if (found->loopback) {
+      return core::fail(core::ErrorCode::invalid_argument,
+                        "network interface " + name + " is loopback, which jitd never filters");
+    }
+  }
+  if (!missing.empty()) return tl::unexpected(missing_interfaces(missing));
+
+  // Before the program loads: where conntrack is a module, this loads it, and with it the BTF
+  // that has the kfuncs. A failure later leaves the table: a running program of an earlier
+  // jitd may still rely on it.
+  if (auto active = activate_conntrack(); !active) {
+    core::Error error = active.error();
+    error.message = "make conntrack active: " + error.message;
+    return tl::unexpected(std::move(error));
+  }
+  auto conntrack = probe_conntrack(vmlinux->get());
+  if (!conntrack) return tl::unexpected(conntrack.error());
+
+  struct stat netns {};
+  if (::stat("/proc/self/ns/net", &netns) != 0) {
+    return sys::fail_system(core::ErrorCode::io, "stat /proc/self/ns/net", errno);
+  }
+  // A per-CPU map's value is one u64 per possible CPU.
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return sys::fail_system(core::ErrorCode::kernel, "count possible CPUs", -cpus);
+  auto impl = std::make_shared<Impl>();
+  impl->options = std::move(options);
+  impl->possible_cpus = static_cast<std::size_t>(cpus);
+  impl->pin_directory = impl->options.bpffs / "jitd" / std::to_string(netns.st_ino) /
+                        ("v" + std::to_string(JITD_BPF_LAYOUT_VERSION));
+  if (auto made = make_directories(impl->options.bpffs, impl->pin_directory); !made) {
+    return tl::unexpected(made.error());
+  }
+  const bool reused = ::access((impl->pin_directory / "grants4").c_str(), F_OK) == 0;
+
+  impl->skeleton.reset(jitd_bpf__open());
+  if (!impl->skeleton) return sys::fail_system(core::ErrorCode::kernel, "open BPF object", errno);
+  impl->skeleton->rodata->ct_opts_size = conntrack->ct_opts_size;
+  // libbpf reuses a map pinned at its path (refusing one of another shape) or pins the one it
+  // creates: a restarted jitd keeps the maps, and with them the grants.
+  for (bpf_map* map : pinned_maps(*impl->skeleton)) {
+    const auto path = impl->pin_directory / bpf_map__name(map);
+    if (const int set = bpf_map__set_pin_path(map, path.c_str()); set != 0) {
+      return sys::fail_system(core::ErrorCode::kernel, "pin path of map " + path.string(), -set);
+    }
+  }
+  if (const int loaded = jitd_bpf__load(impl->skeleton.get()); loaded != 0) {
+    return sys::fail_system(core::ErrorCode::kernel,
+                            "load BPF program (maps pinned in " + impl->pin_directory.string() +
+                                "; libbpf's log above says more)",
+                            -loaded);
+  }
+  for (const bpf_map* map : pinned_maps(*impl->skeleton)) {
+    impl->map_ids[bpf_map__name(map)] = object_id<bpf_map_info>(bpf_map__fd(map));
+  }
+  impl->tc_program_id = object_id<bpf_prog_info>(bpf_program__fd(impl->skeleton->progs.jitd_tc));
+  impl->xdp_program_id = object_id<bpf_prog_info>(bpf_program__fd(impl->skeleton->progs.jitd_xdp));
+  impl->features.conntrack_btf = conntrack->module;
+  impl->features.ct_opts_size = conntrack->ct_opts_size;
+
+  spdlog::info("ebpf: {}; bpffs at {} ({}); maps {} in {}", impl->features.describe(),
+               impl->options.bpffs.string(), *mounted ? "mounted by jitd" : "present",
+               reused ? "reused" : "new", impl->pin_directory.string());
+  return std::unique_ptr<EbpfBackend>(new EbpfBackend(std::move(impl)));
+}
+
+std::string KernelFeatures::describe() const {
+  std::string text = "kernel BTF; conntrack kfuncs in " + conntrack_btf +
+                     " BTF; struct bpf_ct_opts " + std::to_string(ct_opts_size) + " bytes";
+  if (!xdp_mode.empty()) text += "; xdp " + xdp_mode;
+  return text;
+}
+
+core::Result<void> EbpfBackend::install(const core::EnforcementSpec& spec) {
+  if (auto checked = check_timeouts(spec.grants); !checked) return checked;
+  // A failure part way leaves the tries partly written: read them again before a change.
+  impl_->shadow.reset();
+  // Repairs: the conntrack table and pins may have been removed by someone else.
+  if (auto active = activate_conntrack(); !active) return active;
+  const Writer writer{*impl_};
+  if (auto pinned = writer.ensure_pins(); !pinned) return pinned;
+  if (auto written = writer.write_spec(spec, boottime_ns()); !written) return written;
+
+  auto covered = coverage(impl_->options);
+  if (!covered) return tl::unexpected(covered.error());
+  impl_->enforcing = true;
+  // Every interface is tried; the first failure is reported after the others are covered.
+  std::optional<core::Error> failure;
+  std::set<int> present;
+  for (const auto& link : covered->links) {
+    present.insert(link.ifindex);
+    if (auto attached = impl_->attach(link); !attached && !failure) failure = attached.error();
+  }
+  std::erase_if(impl_->attached,
+                [&present](const auto& entry) { return !present.contains(entry.first); });
+  if (failure) return tl::unexpected(*failure);
+  if (!covered->missing.empty()) return tl::unexpected(missing_interfaces(covered->missing));
+  return {};
+}
+
+// The interface promises one transaction; maps have none. Each update or delete is atomic on
+// its own and the program sees it at once. Additions and updates go first, deletions after,
+// so every source admitted before or after the call is admitted throughout; an entry that has
+// ended is deleted here too (see GrantShadow). If a step fails, the steps this call made are
+// undone newest first, best effort, and the error names the map, the entry and the errno.
+core::Result<void> EbpfBackend::apply(const core::ElementChanges& changes) {
+  if (changes.empty()) return {};
+  if (auto checked = check_timeouts(changes.add); !checked) return checked;
+  const Writer writer{*impl_};
+  if (!impl_->shadow) {
+    if (auto loaded = writer.load_shadow(); !loaded) return loaded;
+  }
+  const std::uint64_t now = boottime_ns();
+  std::map<LpmPrefix, std::uint64_t> additions;
+  for (const auto& grant : changes.add) {
+    const std::uint64_t end = now + static_cast<std::uint64_t>(grant.timeout.count()) * ns_per_ms;
+    for (const auto& prefix : split(grant.key)) additions[prefix] = end;
+  }
+  std::set<LpmPrefix> deletions;
+  for (const auto& key : changes.remove) {
+    for (const auto& prefix : split(key)) deletions.insert(prefix);
+  }
+  for (const auto& prefix : impl_->shadow->ended(now)) deletions.insert(prefix);
+  // A key both removed and added is updated in place.
+  std::erase_if(deletions,
+                [&additions](const LpmPrefix& prefix) { return additions.contains(prefix); });
+
+  std::vector<Writer::Undo> done;
+  const auto step = [&](const LpmPrefix& prefix,
+                        std::optional<std::uint64_t> end) -> core::Result<void> {
+    const auto previous = impl_->shadow->find(prefix);
+    if (auto changed = writer.set_entry(prefix, end); !changed) {
+      writer.undo(done);
+      return changed;
+    }
+    done.push_back({prefix, previous});
+    return {};
+  };
+  for (const auto& [prefix, end] : additions) {
+    if (auto added = step(prefix, end); !added) return added;
+  }
+  for (const auto& prefix : deletions) {
+    if (auto deleted = step(prefix, std::nullopt); !deleted) return deleted;
+  }
+  return {};
+}
+
+core::Result<core::KernelSnapshot> EbpfBackend::snapshot() {
+  core::KernelSnapshot snapshot;
+  auto installed_now = installed();
+  if (!installed_now) return tl::unexpected(installed_now.error());
+  snapshot.installed = *installed_now;
+
+  using Entries = std::vector<std::pair<LpmPrefix, std::uint64_t>>;
+  const Writer reader{*impl_};
+  auto ports = read_ports(Map(impl_->skeleton->maps.protected_ports));
+  if (!ports) return tl::unexpected(ports.error());
+  snapshot.protected_ports.assign(ports->begin(), ports->end());
+  const std::uint64_t now = boottime_ns();
+  for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
+    auto allowed = read_trie(reader.allow(family), family);
+    if (!allowed) return tl::unexpected(allowed.error());
+    for (const auto& [key, end] : merge(Entries(allowed->begin(), allowed->end()))) {
+      snapshot.permanent.push_back(key);
+    }
+    auto granted = read_trie(reader.grants(family), family);
+    if (!granted) return tl::unexpected(granted.error());
+    // Ended entries are gone as far as the program is concerned, as in nftables.
+    std::erase_if(*granted, [now](const auto& entry) { return entry.second <= now; });
+    for (const auto& [key, end] : merge(Entries(granted->begin(), granted->end()))) {
+      // Rounded up: time is left, and a re-install of the snapshot keeps it positive.
+      const auto remaining = core::Milliseconds((end - now + ns_per_ms - 1) / ns_per_ms);
+      snapshot.grants.push_back({key, remaining});
+    }
+  }
+  std::sort(snapshot.protected_ports.begin(), snapshot.protected_ports.end());
+  std::sort(snapshot.permanent.begin(), snapshot.permanent.end());
+  std::sort(snapshot.grants.begin(), snapshot.grants.end());
+  return snapshot;
+}
+
+core::Result<void> EbpfBackend::uninstall() {
+  impl_->enforcing = false;
+  std::optional<core::Error> failure;
+  const auto note = [&failure](const core::Result<void>& result) {
+    if (!result && !failure) failure = result.error();
+  };
+  // Both attach points, wherever jitd's program is: an earlier jitd may have used the other.
+  auto links = list_links();
+  if (links) {
+    const std::string own_xdp = bpf_program__name(impl_->skeleton->progs.jitd_xdp);
+    for (const auto& link : *links) {
+      if (link.loopback) continue;
+      note(detach_tc(link));
+      note(detach_xdp(link, own_xdp));
+    }
+  } else {
+    note(tl::unexpected(links.error()));
+  }
+  impl_->attached.clear();
+  impl_->xdp_held.clear();
+
+  std::vector<std::string> pins{tc_program_pin, xdp_program_pin};
+  for (const bpf_map* map : pinned_maps(*impl_->skeleton)) pins.emplace_back(bpf_map__name(map));
+  for (const auto& name : pins) {
+    const auto path = impl_->pin_directory / name;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      note(sys::fail_system(core::ErrorCode::io, "unpin " + path.string(), errno));
+    }
+  }
+  // v<version>, <netns inode> and jitd, each only when nothing else is left in it.
+  auto directory = impl_->pin_directory;
+  for (int level = 0; level < 3; ++level, directory = directory.parent_path()) {
+    if (::rmdir(directory.c_str()) == 0 || errno == ENOENT) continue;
+    if (errno != ENOTEMPTY && errno != EEXIST) {
+      note(sys::fail_system(core::ErrorCode::io, "remove " + directory.string(), errno));
+    }
+    break;
+  }
+  note(remove_conntrack_table());
+  if (failure) return tl::unexpected(*failure);
+  return {};
+}
+
+std::string EbpfBackend::where() const {
+  if (impl_->attached.empty()) {
+    const std::string names = impl_->options.interfaces.empty()
+                                  ? std::string("every interface but loopback")
+                                  : join(impl_->options.interfaces);
+    return (impl_->options.attach == AttachPoint::tc ? "tc ingress on " : "xdp on ") + names;
+  }
+  std::map<std::string, std::vector<std::string>> by_place;  // "tc ingress", "xdp (native)"
+  for (const auto& [ifindex, attachment] : impl_->attached) {
+    const std::string place = attachment.xdp_mode
+                                  ? "xdp (" + std::string(to_string(*attachment.xdp_mode)) + ")"
+                                  : "tc ingress";
+    by_place[place].push_back(attachment.link.name);
+  }
+  std::string text;
+  for (auto& [place, names] : by_place) {
+    std::sort(names.begin(), names.end());
+    text += (text.empty() ? "" : "; ") + place + " on " + join(names);
+  }
+  return text;
+}
+
+std::string EbpfBackend::protection() const {
+  return "maps pinned in " + impl_->pin_directory.string() + "; " +
+         (impl_->options.attach == AttachPoint::tc ? "tc filters" : "XDP programs") +
+         " outlive jitd";
+}
+
+core::Result<bool> EbpfBackend::installed() {
+  if (!impl_->broken_pins().empty()) return false;
+  auto covered = coverage(impl_->options);
+  if (!covered) return tl::unexpected(covered.error());
+  for (const auto& link : covered->links) {
+    auto change = impl_->attachment_change(link);
+    if (!change) return tl::unexpected(change.error());
+    if (!change->empty()) return false;
+  }
+  return true;
+}
+
+core::Result<std::vector<core::PortDrops>> EbpfBackend::dropped() {
+  const Map drops(impl_->skeleton->maps.drops);
+  auto ports = read_ports(Map(impl_->skeleton->maps.protected_ports));
+  if (!ports) return tl::unexpected(ports.error());
+  std::vector<std::uint64_t> per_cpu(impl_->possible_cpus);
+  std::vector<core::PortDrops> counted;
+  for (const auto& port : *ports) {
+    std::fill(per_cpu.begin(), per_cpu.end(), 0);
+    auto found = drops.lookup(encode(port), per_cpu.data(), describe(port));
+    if (!found) return tl::unexpected(found.error());
+    std::uint64_t sum = 0;
+    for (const auto count : per_cpu) sum += count;
+    counted.push_back({port, sum});
+  }
+  return counted;
+}
+
+core::Result<std::unique_ptr<core::ChangeWatch>> EbpfBackend::watch() { return open_watch(impl_); }
+
+const KernelFeatures& EbpfBackend::features() const { return impl_->features; }
+
+const std::filesystem::path& EbpfBackend::pin_directory() const { return impl_->pin_directory; }
+
+}  // namespace jitd::ebpf

@@ -1,0 +1,730 @@
+// EbpfBackend against the running kernel. main() moves the process into a new network
+// namespace and a private mount namespace first; each test mounts a bpffs of its own in a
+// temporary directory and builds a veth pair, so nothing here touches the host's interfaces,
+// ruleset or /sys/fs/bpf. `bpftool`, `tc`, `ip` and `nft` children inherit both namespaces and
+// read the kernel independently of the backend.
+#include <arpa/inet.h>
+#include <linux/bpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "jitd/ebpf/ebpf_backend.hpp"
+#include "jitd/sys/unique_fd.hpp"
+#include "kernel_test_support.hpp"
+
+namespace {
+
+using jitd::core::AddressRange;
+using jitd::core::AddressValue;
+using jitd::core::ElementChanges;
+using jitd::core::ElementKey;
+using jitd::core::EnforcementSpec;
+using jitd::core::Family;
+using jitd::core::Milliseconds;
+using jitd::core::PortKey;
+using jitd::core::Protocol;
+using jitd::core::TimedElement;
+using jitd::ebpf::AttachPoint;
+using jitd::ebpf::EbpfBackend;
+using jitd::ebpf::EbpfOptions;
+using jitd::sys::UniqueFd;
+using namespace jitd::test;  // run, nft_objects, succeeded, skip_all
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* own_handle = "0x6a17";
+
+AddressValue address(const char* text) {
+  std::array<unsigned char, 16> bytes{};
+  const bool v4 = inet_pton(AF_INET, text, bytes.data()) == 1;
+  if (!v4 && inet_pton(AF_INET6, text, bytes.data()) != 1) throw std::invalid_argument(text);
+  AddressValue value = 0;
+  for (int i = 0; i < (v4 ? 4 : 16); ++i) value = value << 8 | bytes[i];
+  return value;
+}
+
+ElementKey key(const char* first, const char* last, Protocol protocol, std::uint16_t port) {
+  const Family family = std::strchr(first, ':') ? Family::ipv6 : Family::ipv4;
+  return ElementKey{AddressRange{family, address(first), address(last)}, PortKey{protocol, port}};
+}
+
+ElementKey key(const char* single, Protocol protocol, std::uint16_t port) {
+  return key(single, single, protocol, port);
+}
+
+std::vector<ElementKey> keys_of(const std::vector<TimedElement>& grants) {
+  std::vector<ElementKey> keys;
+  for (const auto& grant : grants) keys.push_back(grant.key);
+  return keys;
+}
+
+const ElementKey host_tcp22 = key("198.51.100.7", Protocol::tcp, 22);
+// Touches host_tcp22 but ends at another time: the two stay apart.
+const ElementKey odd_range_tcp22 = key("198.51.100.8", "198.51.100.10", Protocol::tcp, 22);
+const ElementKey net_udp53 = key("203.0.113.0", "203.0.113.255", Protocol::udp, 53);
+const ElementKey v6_tcp22 = key("2001:db8::7", Protocol::tcp, 22);
+const ElementKey v6_range_tcp22 = key("2001:db8:1::1", "2001:db8:1::1ff", Protocol::tcp, 22);
+
+EnforcementSpec sample_spec() {
+  EnforcementSpec spec;
+  spec.protected_ports = {{Protocol::tcp, 22}, {Protocol::udp, 53}, {Protocol::tcp, 2222}};
+  spec.permanent = {key("10.1.0.1", "10.1.0.6", Protocol::tcp, 22),
+                    key("192.0.2.0", "192.0.2.255", Protocol::tcp, 22),
+                    key("2001:db8::", "2001:db8::ffff:ffff:ffff:ffff", Protocol::tcp, 22),
+                    key("0.0.0.0", "255.255.255.255", Protocol::tcp, 2222)};
+  spec.grants = {{host_tcp22, 1h},
+                 {odd_range_tcp22, 2h},
+                 {net_udp53, 30min},
+                 {v6_tcp22, 45min},
+                 {v6_range_tcp22, 3h}};
+  std::sort(spec.protected_ports.begin(), spec.protected_ports.end());
+  std::sort(spec.permanent.begin(), spec.permanent.end());
+  std::sort(spec.grants.begin(), spec.grants.end());
+  return spec;
+}
+
+// Keys equal, timeouts counted down by less than a few seconds.
+void expect_grants(const std::vector<TimedElement>& held, std::vector<TimedElement> given) {
+  std::sort(given.begin(), given.end());
+  ASSERT_EQ(keys_of(held), keys_of(given));
+  for (std::size_t i = 0; i < given.size(); ++i) {
+    EXPECT_LE(held[i].timeout, given[i].timeout);
+    EXPECT_GT(held[i].timeout, given[i].timeout - 5s);
+  }
+}
+
+json parsed(const std::string& command) {
+  const Output output = run(command);
+  if (output.status != 0 || output.text.empty()) return json();
+  return json::parse(output.text);
+}
+
+// jitd's filter (our handle) on the interface's ingress hook, or null.
+json own_filter(const std::string& interface) {
+  const json filters = parsed("tc -j filter show dev " + interface + " ingress");
+  if (!filters.is_array()) return json();
+  for (const json& filter : filters) {
+    const json options = filter.value("options", json::object());
+    if (filter.value("kind", "") == "bpf" && options.value("handle", "") == own_handle) {
+      return filter;
+    }
+  }
+  return json();
+}
+
+// The XDP program id on an interface (ip -j link), 0 without one.
+std::uint32_t xdp_id(const std::string& interface) {
+  const json links = parsed("ip -j link show dev " + interface);
+  if (!links.is_array() || links.empty() || !links[0].contains("xdp")) return 0;
+  return links[0]["xdp"].value("prog", json::object()).value("id", 0U);
+}
+
+bool has_clsact(const std::string& interface) {
+  const json qdiscs = parsed("tc -j qdisc show dev " + interface);
+  return qdiscs.is_array() && std::any_of(qdiscs.begin(), qdiscs.end(), [](const json& qdisc) {
+           return qdisc.value("kind", "") == "clsact";
+         });
+}
+
+// Entries of a pinned map, as bpftool reads them.
+json pinned_entries(const std::filesystem::path& pin) {
+  return parsed("bpftool -j map dump pinned " + pin.string());
+}
+
+bool tools_present() {
+  return run("command -v bpftool && command -v tc && command -v ip").status == 0;
+}
+
+class EbpfBackendTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    if (skip_all()) GTEST_SKIP() << "no private network namespace (needs root)";
+    if (!tools_present()) {
+      const char* ci = std::getenv("CI");
+      ASSERT_FALSE(ci != nullptr && std::string(ci) == "true") << "bpftool, tc or ip missing";
+      GTEST_SKIP() << "bpftool, tc or ip missing: run scripts/install-deps.sh";
+    }
+    std::string directory = (std::filesystem::temp_directory_path() / "jitd-bpffs-XXXXXX").string();
+    ASSERT_NE(mkdtemp(directory.data()), nullptr) << std::strerror(errno);
+    bpffs_ = directory;
+    ASSERT_EQ(mount("bpf", bpffs_.c_str(), "bpf", 0, "mode=0700"), 0) << std::strerror(errno);
+    mounted_ = true;
+    ASSERT_EQ(run("ip link add veth0 type veth peer name veth1 && ip link set veth0 up && "
+                  "ip link set veth1 up")
+                  .status,
+              0);
+  }
+
+  // Also after a failed test: the interfaces take their filters and XDP programs with them,
+  // and the unmounted bpffs its pins.
+  void TearDown() override {
+    unsetenv("JITD_EBPF_PROBE_FAIL");
+    backend_.reset();
+    run("ip link del veth0 2>/dev/null; ip link del veth2 2>/dev/null; "
+        "ip link del br0 2>/dev/null; "
+        "nft delete table inet jitd_conntrack");
+    if (mounted_) umount2(bpffs_.c_str(), MNT_DETACH);
+    if (!bpffs_.empty()) std::filesystem::remove(bpffs_);
+  }
+
+  EbpfOptions options(AttachPoint attach = AttachPoint::tc,
+                      std::vector<std::string> interfaces = {"veth0"}) const {
+    return EbpfOptions{std::move(interfaces), attach, bpffs_};
+  }
+
+  void open(EbpfOptions with) {
+    auto opened = EbpfBackend::open(std::move(with));
+    ASSERT_TRUE(succeeded(opened));
+    backend_ = std::move(*opened);
+  }
+
+  void install_sample() {
+    ASSERT_NO_FATAL_FAILURE(open(options()));
+    ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  }
+
+  std::vector<TimedElement> grants() {
+    auto snapshot = backend_->snapshot();
+    EXPECT_TRUE(succeeded(snapshot));
+    return snapshot ? snapshot->grants : std::vector<TimedElement>{};
+  }
+
+  std::filesystem::path pin(const std::string& name) const {
+    return backend_->pin_directory() / name;
+  }
+
+  std::filesystem::path bpffs_;
+  bool mounted_ = false;
+  std::unique_ptr<EbpfBackend> backend_;
+};
+
+TEST_F(EbpfBackendTest, OpenProbesTheKernelAndAttachesNothing) {
+  ASSERT_NO_FATAL_FAILURE(open(options()));
+  const auto& features = backend_->features();
+  EXPECT_TRUE(features.conntrack_btf == "vmlinux" || features.conntrack_btf == "nf_conntrack");
+  EXPECT_TRUE(features.ct_opts_size == 12 || features.ct_opts_size == 16);
+  EXPECT_NE(features.describe().find("struct bpf_ct_opts"), std::string::npos);
+
+  // <bpffs>/jitd/<netns inode>/v<layout version>, each level 0700.
+  struct stat netns {};
+  ASSERT_EQ(stat("/proc/self/ns/net", &netns), 0);
+  EXPECT_EQ(backend_->pin_directory(),
+            bpffs_ / "jitd" / std::to_string(netns.st_ino) / ("v" + std::to_string(1)));
+  for (auto directory = backend_->pin_directory(); directory != bpffs_;
+       directory = directory.parent_path()) {
+    EXPECT_EQ(std::filesystem::status(directory).permissions(), std::filesystem::perms::owner_all)
+        << directory;
+  }
+  for (const char* map : {"protected_ports", "drops", "allow4", "allow6", "grants4", "grants6"}) {
+    EXPECT_TRUE(std::filesystem::exists(pin(map))) << map;
+  }
+
+  // Conntrack is made active by a chain nothing jumps to, holding one ct rule.
+  const auto chains = nft_objects("table inet jitd_conntrack", "chain");
+  ASSERT_EQ(chains.size(), 1U);
+  EXPECT_FALSE(chains[0].contains("hook"));
+  const auto rules = nft_objects("table inet jitd_conntrack", "rule");
+  ASSERT_EQ(rules.size(), 1U);
+  EXPECT_EQ(rules[0]["expr"][0]["match"]["left"]["ct"]["key"], "state") << rules[0].dump();
+
+  EXPECT_TRUE(own_filter("veth0").is_null());
+  auto installed = backend_->installed();
+  ASSERT_TRUE(succeeded(installed));
+  EXPECT_FALSE(*installed);
+  EXPECT_EQ(backend_->where(), "tc ingress on veth0");
+}
+
+TEST_F(EbpfBackendTest, InstallAttachesAndTheSnapshotEqualsTheSpec) {
+  ASSERT_NO_FATAL_FAILURE(install_sample());
+  const json filter = own_filter("veth0");
+  ASSERT_FALSE(filter.is_null());
+  EXPECT_EQ(filter["options"]["prog"].value("name", ""), "jitd_tc") << filter.dump();
+  EXPECT_TRUE(filter["options"].value("direct-action", false)) << filter.dump();
+  EXPECT_EQ(filter.value("pref", 0), 1) << filter.dump();
+  EXPECT_TRUE(own_filter("veth1").is_null());  // not named
+  EXPECT_EQ(backend_->where(), "tc ingress on veth0");
+  EXPECT_NE(backend_->protection().find(backend_->pin_directory().string()), std::string::npos);
+  for (const char* program : {"prog_tc", "prog_xdp"}) {
+    EXPECT_TRUE(std::filesystem::exists(pin(program))) << program;
+  }
+
+  auto snapshot = backend_->snapshot();
+  ASSERT_TRUE(succeeded(snapshot));
+  const EnforcementSpec spec = sample_spec();
+  EXPECT_TRUE(snapshot->installed);
+  EXPECT_EQ(snapshot->protected_ports, spec.protected_ports);
+  EXPECT_EQ(snapshot->permanent, spec.permanent);
+  expect_grants(snapshot->grants, spec.grants);
+  auto installed = backend_->installed();
+  ASSERT_TRUE(succeeded(installed));
+  EXPECT_TRUE(*installed);
+
+  // Installing what was read gives the same content; a second install replaces everything.
+  ASSERT_TRUE(succeeded(backend_->install(
+      EnforcementSpec{snapshot->protected_ports, snapshot->permanent, snapshot->grants})));
+  auto again = backend_->snapshot();
+  ASSERT_TRUE(succeeded(again));
+  EXPECT_EQ(again->permanent, spec.permanent);
+  EXPECT_EQ(keys_of(again->grants), keys_of(spec.grants));
+
+  const ElementKey other = key("192.0.2.99", Protocol::tcp, 2222);
+  ASSERT_TRUE(
+      succeeded(backend_->install(EnforcementSpec{{{Protocol::tcp, 2222}}, {}, {{other, 1h}}})));
+  auto replaced = backend_->snapshot();
+  ASSERT_TRUE(succeeded(replaced));
+  EXPECT_EQ(replaced->protected_ports, (std::vector<PortKey>{{Protocol::tcp, 2222}}));
+  EXPECT_TRUE(replaced->permanent.empty());
+  EXPECT_EQ(keys_of(replaced->grants), (std::vector<ElementKey>{other}));
+  EXPECT_EQ(pinned_entries(pin("allow4")).size(), 0U);
+  EXPECT_EQ(pinned_entries(pin("grants6")).size(), 0U);
+  EXPECT_EQ(pinned_entries(pin("protected_ports")).size(), 1U);
+  EXPECT_EQ(pinned_entries(pin("drops")).size(), 1U);
+}
+
+// A range is its fewest CIDR prefixes in the trie: 198.51.100.8-10 is .8/31 and .10/32,
+// 10.1.0.1-6 is .1/32, .2/31, .4/31, .6/32; the trie key's prefix length counts the 32 bits
+// of protocol, pad and port too.
+TEST_F(EbpfBackendTest, RangesAreStoredAsTheirFewestPrefixes) {
+  ASSERT_NO_FATAL_FAILURE(install_sample());
+  const auto prefix_lengths = [](const json& entries) {
+    std::vector<int> lengths;
+    for (const json& entry : entries) lengths.push_back(entry["formatted"]["key"]["prefixlen"]);
+    std::sort(lengths.begin(), lengths.end());
+    return lengths;
+  };
+  const json grants4 = pinned_entries(pin("grants4"));
+  EXPECT_EQ(prefix_lengths(grants4), (std::vector<int>{32 + 24, 32 + 31, 32 + 32, 32 + 32}))
+      << grants4.dump();
+  EXPECT_EQ(prefix_lengths(pinned_entries(pin("allow4"))),
+            (std::vector<int>{32 + 0, 32 + 24, 32 + 31, 32 + 31, 32 + 32, 32 + 32}));
+  // 2001:db8:1::1-1ff: ::1, ::2/127, ::4/126, ..., ::100/120.
+  EXPECT_EQ(pinned_entries(pin("grants6")).size(), 1U + 9U);
+  // Allowed sources never end.
+  for (const json& entry : pinned_entries(pin("allow6"))) {
+    EXPECT_EQ(entry["formatted"]["value"].get<std::uint64_t>(), ~std::uint64_t{0});
+  }
+}
+
+TEST_F(EbpfBackendTest, ApplyAddsRemovesAndUpdates) {
+  ASSERT_NO_FATAL_FAILURE(open(options()));
+  ASSERT_TRUE(succeeded(backend_->install(EnforcementSpec{{{Protocol::tcp, 22}}, {}, {}})));
+  ASSERT_TRUE(succeeded(backend_->apply(
+      ElementChanges{{}, {{host_tcp22, 60s}, {net_udp53, 120s}, {v6_range_tcp22, 90s}}})));
+  EXPECT_TRUE(succeeded(backend_->apply(ElementChanges{})));
+  expect_grants(grants(), {{host_tcp22, 60s}, {net_udp53, 120s}, {v6_range_tcp22, 90s}});
+
+  // Removed and added in one call: updated in place. Removing what is not there is fine.
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{host_tcp22, v6_range_tcp22, v6_tcp22},
+                                                       {{host_tcp22, 1h}, {v6_range_tcp22, 2h}}})));
+  expect_grants(grants(), {{host_tcp22, 1h}, {net_udp53, 120s}, {v6_range_tcp22, 2h}});
+
+  // A range replaced by a part of it: the rest of its prefixes go.
+  const ElementKey part = key("2001:db8:1::100", "2001:db8:1::1ff", Protocol::tcp, 22);
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{v6_range_tcp22}, {{part, 1h}}})));
+  expect_grants(grants(), {{host_tcp22, 1h}, {net_udp53, 120s}, {part, 1h}});
+  EXPECT_EQ(pinned_entries(pin("grants6")).size(), 1U);
+
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{host_tcp22, net_udp53, part}, {}})));
+  EXPECT_TRUE(grants().empty());
+  EXPECT_EQ(pinned_entries(pin("grants4")).size(), 0U);
+  EXPECT_EQ(pinned_entries(pin("grants6")).size(), 0U);
+
+  auto refused = backend_->apply(ElementChanges{{}, {{host_tcp22, 0ms}}});
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, jitd::core::ErrorCode::invalid_argument);
+}
+
+// A map frozen by someone else (bpftool map freeze) refuses writes from user space: the IPv6
+// step of an apply fails after the IPv4 one, which is then undone.
+TEST_F(EbpfBackendTest, ApplyUndoesItsStepsWhenOneFails) {
+  ASSERT_NO_FATAL_FAILURE(open(options()));
+  ASSERT_TRUE(succeeded(backend_->install(EnforcementSpec{{{Protocol::tcp, 22}}, {}, {}})));
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{}, {{host_tcp22, 1h}, {net_udp53, 1h}}})));
+  ASSERT_EQ(run("bpftool map freeze pinned " + pin("grants6").string()).status, 0);
+
+  const ElementKey other = key("198.51.100.99", Protocol::tcp, 22);
+  auto failed = backend_->apply(
+      ElementChanges{{host_tcp22, net_udp53}, {{host_tcp22, 2h}, {other, 1h}, {v6_tcp22, 1h}}});
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, jitd::core::ErrorCode::kernel);
+  EXPECT_EQ(failed.error().sys_errno, EPERM);
+  EXPECT_NE(failed.error().message.find("update map grants6 2001:db8::7/128 tcp/22: "),
+            std::string::npos)
+      << failed.error().message;
+  expect_grants(grants(), {{host_tcp22, 1h}, {net_udp53, 1h}});
+  EXPECT_EQ(pinned_entries(pin("grants4")).size(), 2U);
+}
+
+// The program ignores an entry whose end has passed; snapshot() leaves it out, as nftables
+// does, and the next apply() deletes it, so a wider grant added later is not hidden by it.
+TEST_F(EbpfBackendTest, EndedGrantsAreOmittedAndDeletedByTheNextApply) {
+  ASSERT_NO_FATAL_FAILURE(open(options()));
+  ASSERT_TRUE(succeeded(backend_->install(EnforcementSpec{{{Protocol::tcp, 22}}, {}, {}})));
+  const ElementKey inside = key("10.3.0.5", Protocol::tcp, 22);
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{}, {{inside, 1000ms}, {v6_tcp22, 1h}}})));
+  std::this_thread::sleep_for(1500ms);
+  expect_grants(grants(), {{v6_tcp22, 1h}});
+  EXPECT_EQ(pinned_entries(pin("grants4")).size(), 1U);  // still in the trie
+
+  const ElementKey wider = key("10.3.0.0", "10.3.0.255", Protocol::tcp, 22);
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{}, {{wider, 1h}}})));
+  const json grants4 = pinned_entries(pin("grants4"));
+  ASSERT_EQ(grants4.size(), 1U);
+  EXPECT_EQ(grants4[0]["formatted"]["key"]["prefixlen"], 32 + 24);
+  expect_grants(grants(), {{wider, 1h}, {v6_tcp22, 1h}});
+}
+
+TEST_F(EbpfBackendTest, RestartReusesPinnedMapsAndSwapsTheProgram) {
+  ASSERT_NO_FATAL_FAILURE(install_sample());
+  const auto directory = backend_->pin_directory();
+  const auto first_program = own_filter("veth0")["options"]["prog"].value("id", 0U);
+  ASSERT_NE(first_program, 0U);
+  backend_.reset();
+
+  // With no jitd: the filter and the maps stay, and so does the program behind the filter.
+  EXPECT_EQ(own_filter("veth0")["options"]["prog"].value("id", 0U), first_program);
+  EXPECT_EQ(pinned_entries(directory / "grants4").size(), 4U);
+  EXPECT_EQ(pinned_entries(directory / "grants6").size(), 1U + 9U);
+  EXPECT_EQ(pinned_entries(directory / "protected_ports").size(), 3U);
+  const json program = parsed("bpftool -j prog show pinned " + (directory / "prog_tc").string());
+  EXPECT_EQ(program.value("id", 0U), first_program) << program.dump();
+
+  ASSERT_NO_FATAL_FAILURE(open(options()));
+  EXPECT_EQ(backend_->pin_directory(), directory);
+  auto before = backend_->snapshot();
+  ASSERT_TRUE(succeeded(before));
+  EXPECT_FALSE(before->installed);  // the filter still runs the old program
+  expect_grants(before->grants, sample_spec().grants);
+
+  // Changes before the first install work on what the maps hold.
+  ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{host_tcp22}, {}})));
+  EXPECT_EQ(pinned_entries(directory / "grants4").size(), 3U);
+
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  // Replaced in place (same handle and priority), never removed: one filter, the new program.
+  const json filters = parsed("tc -j filter show dev veth0 ingress");
+  EXPECT_EQ(std::count_if(filters.begin(), filters.end(),
+                          [](const json& filter) { return filter.contains("options"); }),
+            1)
+      << filters.dump();
+  const auto second_program = own_filter("veth0")["options"]["prog"].value("id", 0U);
+  EXPECT_NE(second_program, first_program);
+  EXPECT_EQ(
+      parsed("bpftool -j prog show pinned " + (directory / "prog_tc").string()).value("id", 0U),
+      second_program);
+  auto after = backend_->snapshot();
+  ASSERT_TRUE(succeeded(after));
+  EXPECT_TRUE(after->installed);
+  expect_grants(after->grants, sample_spec().grants);
+}
+
+TEST_F(EbpfBackendTest, UninstallLeavesNothing) {
+  ASSERT_NO_FATAL_FAILURE(install_sample());
+  ASSERT_TRUE(has_clsact("veth0"));
+  ASSERT_TRUE(succeeded(backend_->uninstall()));
+  EXPECT_TRUE(own_filter("veth0").is_null());
+  EXPECT_FALSE(has_clsact("veth0"));  // nothing else used it
+  EXPECT_FALSE(std::filesystem::exists(bpffs_ / "jitd"));
+  EXPECT_NE(run("nft list table inet jitd_conntrack").status, 0);
+  auto installed = backend_->installed();
+  ASSERT_TRUE(succeeded(installed));
+  EXPECT_FALSE(*installed);
+  EXPECT_TRUE(succeeded(backend_->uninstall()));  // idempotent
+}
+
+// Another tool's filters (classic BPF ones here: this kernel may lack matchall) stay, on
+// either hook, and with them the clsact qdisc.
+TEST_F(EbpfBackendTest, UninstallLeavesOtherFiltersAndTheirQdisc) {
+  ASSERT_EQ(run("ip link add veth2 type veth peer name veth3").status, 0);
+  ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::tc, {"veth0", "veth2"})));
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  const std::string accept_all = " pref 5 bpf bytecode '1,6 0 0 4294967295,'";
+  ASSERT_EQ(run("tc filter add dev veth0 ingress" + accept_all).status, 0);
+  ASSERT_EQ(run("tc filter add dev veth2 egress" + accept_all).status, 0);
+  ASSERT_TRUE(succeeded(backend_->uninstall()));
+  for (const char* interface : {"veth0", "veth2"}) {
+    EXPECT_TRUE(own_filter(interface).is_null()) << interface;
+    EXPECT_TRUE(has_clsact(interface)) << interface;
+  }
+  const json filters = parsed("tc -j filter show dev veth0 ingress");
+  ASSERT_TRUE(filters.is_array());
+  EXPECT_TRUE(std::any_of(filters.begin(), filters.end(), [](const json& filter) {
+    return filter.value("pref", 0) == 5;
+  })) << filters.dump();
+}
+
+TEST_F(EbpfBackendTest, ForcedProbeFailuresNameWhatIsMissing) {
+  const std::vector<std::pair<const char*, std::string>> probes = {
+      {"btf", "no BTF: /sys/kernel/btf/vmlinux"},
+      {"kfunc", "conntrack kfuncs not found in vmlinux or nf_conntrack BTF"},
+      {"ct_opts", "struct bpf_ct_opts not found"},
+      {"cap_bpf", "needs CAP_BPF"},
+      {"bpffs", "no bpffs at " + bpffs_.string()}};
+  for (const auto& [probe, message] : probes) {
+    ASSERT_EQ(setenv("JITD_EBPF_PROBE_FAIL", probe, 1), 0);
+    auto opened = EbpfBackend::open(options());
+    ASSERT_FALSE(opened) << probe;
+    EXPECT_NE(opened.error().message.find(message), std::string::npos)
+        << probe << ": " << opened.error().message;
+  }
+  unsetenv("JITD_EBPF_PROBE_FAIL");
+  // No probe loaded anything.
+  EXPECT_FALSE(std::filesystem::exists(bpffs_ / "jitd"));
+}
+
+TEST_F(EbpfBackendTest, NamedInterfacesMustExist) {
+  auto opened = EbpfBackend::open(options(AttachPoint::tc, {"veth0", "nosuch0"}));
+  ASSERT_FALSE(opened);
+  EXPECT_NE(opened.error().message.find("nosuch0"), std::string::npos) << opened.error().message;
+  auto loopback = EbpfBackend::open(options(AttachPoint::tc, {"lo"}));
+  ASSERT_FALSE(loopback);
+  EXPECT_NE(loopback.error().message.find("loopback"), std::string::npos);
+}
+
+// With no interfaces named, every interface but loopback, also those created later.
+TEST_F(EbpfBackendTest, NewInterfaceGetsTheProgramOnDrain) {
+  ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::tc, {})));
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_FALSE(own_filter("veth0").is_null());
+  EXPECT_FALSE(own_filter("veth1").is_null());
+  EXPECT_TRUE(own_filter("lo").is_null());
+  auto watch = backend_->watch();
+  ASSERT_TRUE(succeeded(watch));
+  auto quiet = (*watch)->drain();  // jitd's own install is not foreign
+  ASSERT_TRUE(succeeded(quiet));
+  EXPECT_EQ(quiet->foreign, "");
+
+  ASSERT_EQ(run("ip link add veth2 type veth peer name veth3").status, 0);
+  pollfd ready{(*watch)->fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&ready, 1, 2000), 1);
+  auto changes = (*watch)->drain();
+  ASSERT_TRUE(succeeded(changes));
+  EXPECT_EQ(changes->foreign, "");
+  EXPECT_EQ(changes->lost, "");
+  EXPECT_FALSE(own_filter("veth2").is_null());
+  EXPECT_FALSE(own_filter("veth3").is_null());
+  EXPECT_EQ(backend_->where(), "tc ingress on veth0, veth1, veth2, veth3");
+  auto installed = backend_->installed();
+  ASSERT_TRUE(succeeded(installed));
+  EXPECT_TRUE(*installed);
+
+  // Gone again: forgotten, not foreign.
+  ASSERT_EQ(run("ip link del veth2").status, 0);
+  ASSERT_EQ(poll(&ready, 1, 2000), 1);
+  auto removed = (*watch)->drain();
+  ASSERT_TRUE(succeeded(removed));
+  EXPECT_EQ(removed->foreign, "");
+  EXPECT_EQ(backend_->where(), "tc ingress on veth0, veth1");
+}
+
+TEST_F(EbpfBackendTest, RemovedFilterOrPinIsForeignAndInstallRepairs) {
+  ASSERT_NO_FATAL_FAILURE(install_sample());
+  auto watch = backend_->watch();
+  ASSERT_TRUE(succeeded(watch));
+  pollfd ready{(*watch)->fd(), POLLIN, 0};
+
+  ASSERT_EQ(run(std::string("tc filter del dev veth0 ingress pref 1 handle ") + own_handle + " bpf")
+                .status,
+            0);
+  ASSERT_EQ(poll(&ready, 1, 2000), 1);
+  auto changes = (*watch)->drain();
+  ASSERT_TRUE(succeeded(changes));
+  EXPECT_EQ(changes->foreign, "tc filter removed from veth0");
+  auto installed = backend_->installed();
+  ASSERT_TRUE(succeeded(installed));
+  EXPECT_FALSE(*installed);
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_FALSE(own_filter("veth0").is_null());
+  auto repaired = (*watch)->drain();
+  ASSERT_TRUE(succeeded(repaired));
+  EXPECT_EQ(repaired->foreign, "");
+
+  ASSERT_TRUE(std::filesystem::remove(pin("grants4")));
+  ASSERT_EQ(poll(&ready, 1, 2000), 1);
+  changes = (*watch)->drain();
+  ASSERT_TRUE(succeeded(changes));
+  EXPECT_EQ(changes->foreign, "pin grants4 removed");
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_EQ(pinned_entries(pin("grants4")).size(), 4U);
+
+  // The whole directory, and again after the repair: the watch follows the new directory.
+  for (int round = 0; round < 2; ++round) {
+    std::filesystem::remove_all(bpffs_ / "jitd");
+    ASSERT_EQ(poll(&ready, 1, 2000), 1);
+    changes = (*watch)->drain();
+    ASSERT_TRUE(succeeded(changes));
+    EXPECT_EQ(changes->foreign, "pin directory " + backend_->pin_directory().string() + " removed");
+    ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+    auto restored = backend_->snapshot();
+    ASSERT_TRUE(succeeded(restored));
+    EXPECT_TRUE(restored->installed);
+    expect_grants(restored->grants, sample_spec().grants);
+    EXPECT_TRUE(succeeded((*watch)->drain()));
+  }
+
+  // jitd's own uninstall is not foreign.
+  ASSERT_TRUE(succeeded(backend_->uninstall()));
+  auto own = (*watch)->drain();
+  ASSERT_TRUE(succeeded(own));
+  EXPECT_EQ(own->foreign, "");
+}
+
+TEST_F(EbpfBackendTest, XdpAttachesNativeWhereTheDriverCanAndDetaches) {
+  ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::xdp)));
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));  // over its own program
+  EXPECT_EQ(backend_->features().xdp_mode, "native");        // veth has native XDP
+  EXPECT_EQ(backend_->where(), "xdp (native) on veth0");
+  EXPECT_NE(backend_->protection().find("XDP programs outlive jitd"), std::string::npos);
+  const auto attached = xdp_id("veth0");
+  ASSERT_NE(attached, 0U);
+  EXPECT_EQ(xdp_id("veth1"), 0U);
+  EXPECT_TRUE(own_filter("veth0").is_null());
+  auto snapshot = backend_->snapshot();
+  ASSERT_TRUE(succeeded(snapshot));
+  EXPECT_TRUE(snapshot->installed);
+
+  // A restarted jitd swaps its program in atomically.
+  backend_.reset();
+  EXPECT_EQ(xdp_id("veth0"), attached);
+  ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::xdp)));
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_NE(xdp_id("veth0"), attached);
+  EXPECT_NE(xdp_id("veth0"), 0U);
+
+  auto watch = backend_->watch();
+  ASSERT_TRUE(succeeded(watch));
+  ASSERT_EQ(run("ip link set dev veth0 xdp off").status, 0);
+  pollfd ready{(*watch)->fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&ready, 1, 2000), 1);
+  auto changes = (*watch)->drain();
+  ASSERT_TRUE(succeeded(changes));
+  EXPECT_EQ(changes->foreign, "xdp program removed from veth0");
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_NE(xdp_id("veth0"), 0U);
+
+  ASSERT_TRUE(succeeded(backend_->uninstall()));
+  EXPECT_EQ(xdp_id("veth0"), 0U);
+  EXPECT_FALSE(std::filesystem::exists(bpffs_ / "jitd"));
+}
+
+// A bridge has no native XDP: generic there, native on the veth.
+TEST_F(EbpfBackendTest, XdpFallsBackToGenericWhereNativeIsRefused) {
+  ASSERT_EQ(run("ip link add br0 type bridge").status, 0);
+  ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::xdp, {"veth0", "br0"})));
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_EQ(backend_->where(), "xdp (generic) on br0; xdp (native) on veth0");
+  EXPECT_EQ(backend_->features().xdp_mode, "native and generic");
+  const json links = parsed("ip -j link show dev br0");
+  ASSERT_TRUE(links.is_array() && !links.empty());
+  EXPECT_EQ(links[0]["xdp"].value("mode", 0), XDP_ATTACHED_SKB) << links.dump();
+  auto installed = backend_->installed();
+  ASSERT_TRUE(succeeded(installed));
+  EXPECT_TRUE(*installed);
+  ASSERT_TRUE(succeeded(backend_->uninstall()));
+  EXPECT_EQ(xdp_id("br0"), 0U);
+}
+
+// Another tool's XDP program is never replaced at start; one put in place of jitd's is.
+TEST_F(EbpfBackendTest, XdpReplacesAnotherProgramOnlyWhereItHeldTheSlot) {
+  // XDP_PASS and nothing else, named other_xdp.
+  const std::array<bpf_insn, 2> pass{{
+      {BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, XDP_PASS},
+      {BPF_JMP | BPF_EXIT, 0, 0, 0, 0},
+  }};
+  const UniqueFd other(
+      bpf_prog_load(BPF_PROG_TYPE_XDP, "other_xdp", "GPL", pass.data(), pass.size(), nullptr));
+  ASSERT_TRUE(other) << std::strerror(errno);
+  const int veth0 = static_cast<int>(if_nametoindex("veth0"));
+  ASSERT_EQ(bpf_xdp_attach(veth0, other.get(), XDP_FLAGS_DRV_MODE, nullptr), 0);
+  const auto other_id = xdp_id("veth0");
+
+  ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::xdp)));
+  auto refused = backend_->install(sample_spec());
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("another XDP program is attached"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("other_xdp"), std::string::npos);
+  EXPECT_EQ(xdp_id("veth0"), other_id);
+
+  ASSERT_EQ(bpf_xdp_detach(veth0, XDP_FLAGS_DRV_MODE, nullptr), 0);
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  const auto own_id = xdp_id("veth0");
+  auto watch = backend_->watch();
+  ASSERT_TRUE(succeeded(watch));
+  ASSERT_EQ(bpf_xdp_attach(veth0, other.get(), XDP_FLAGS_DRV_MODE, nullptr), 0);
+  pollfd ready{(*watch)->fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&ready, 1, 2000), 1);
+  auto changes = (*watch)->drain();
+  ASSERT_TRUE(succeeded(changes));
+  EXPECT_EQ(changes->foreign,
+            "xdp program on veth0 replaced (program id " + std::to_string(other_id) + ")");
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_NE(xdp_id("veth0"), other_id);
+  EXPECT_EQ(xdp_id("veth0"), own_id);
+
+  // Uninstall leaves another tool's program alone.
+  ASSERT_EQ(bpf_xdp_attach(veth0, other.get(), XDP_FLAGS_DRV_MODE, nullptr), 0);
+  ASSERT_TRUE(succeeded(backend_->uninstall()));
+  EXPECT_EQ(xdp_id("veth0"), other_id);
+}
+
+TEST_F(EbpfBackendTest, DroppedSumsThePerCpuCounters) {
+  ASSERT_NO_FATAL_FAILURE(install_sample());
+  auto dropped = backend_->dropped();
+  ASSERT_TRUE(succeeded(dropped));
+  ASSERT_EQ(dropped->size(), 3U);
+  for (const auto& port : *dropped) EXPECT_EQ(port.packets, 0U);
+
+  // What the program would count: 5 on every CPU for tcp/22 (key: protocol 6, pad, port 22 in
+  // network byte order).
+  ASSERT_EQ(run("bpftool map update pinned " + pin("drops").string() +
+                " key 6 0 0 22 value 5 0 0 0 0 0 0 0")
+                .status,
+            0);
+  const json entries = pinned_entries(pin("drops"));
+  std::size_t cpus = 0;
+  for (const json& entry : entries) {
+    if (entry["formatted"]["key"]["port"] == htons(22)) {
+      cpus = entry["formatted"]["values"].size();
+    }
+  }
+  ASSERT_GT(cpus, 0U) << entries.dump();
+  dropped = backend_->dropped();
+  ASSERT_TRUE(succeeded(dropped));
+  const auto tcp22 = std::find_if(dropped->begin(), dropped->end(), [](const auto& port) {
+    return port.port == PortKey{Protocol::tcp, 22};
+  });
+  ASSERT_NE(tcp22, dropped->end());
+  EXPECT_EQ(tcp22->packets, 5U * cpus);
+}
+
+}  // namespace
+
+// A private mount namespace as well: the tests' bpffs mounts are then invisible to the host and
+// go away with the process, whatever happens.
+int main(int argc, char** argv) {
+  if (unshare(CLONE_NEWNS) == 0) mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
+  return jitd::test::run_in_private_network_namespace(argc, argv);
+}
