@@ -40,17 +40,20 @@ std::uint64_t boottime_ns() {
          static_cast<std::uint64_t>(now.tv_nsec);
 }
 
-// libbpf's messages, the verifier's log among them, go to jitd's log.
+// libbpf's messages, the verifier's log among them, go to jitd's log. Its netlink calls also
+// warn with the kernel's extended ack ("Kernel error message: Parent Qdisc doesn't exists")
+// whenever they fail, expected failures too (a query where nothing is attached); the error
+// itself comes back to jitd, which reports it with its context, so those are debug lines.
 int log_libbpf(libbpf_print_level level, const char* format, va_list arguments) {
   std::array<char, 1024> line{};
   const int length = std::vsnprintf(line.data(), line.size(), format, arguments);
   if (length <= 0) return 0;
   std::string_view text(line.data(), std::min<std::size_t>(length, line.size() - 1));
   while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
-  if (level == LIBBPF_WARN) {
-    spdlog::warn("libbpf: {}", text);
+  if (level == LIBBPF_WARN && text.find("Kernel error message: ") == std::string_view::npos) {
+    spdlog::warn("{}", text);
   } else {
-    spdlog::debug("libbpf: {}", text);
+    spdlog::debug("{}", text);
   }
   return 0;
 }
