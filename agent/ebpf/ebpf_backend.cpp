@@ -372,8 +372,14 @@ struct Writer {
     auto have_drops = read_ports(drops);
     if (!have_drops) return tl::unexpected(have_drops.error());
 
-    const auto upsert = [](const Map& target, const std::map<LpmPrefix, std::uint64_t>& entries) {
-      for (const auto& [prefix, value] : entries) {
+    // Entries that already hold their value (allowed sources, mostly) are left as they are.
+    const auto upsert = [](const Map& target, const std::map<LpmPrefix, std::uint64_t>& present,
+                           const std::map<LpmPrefix, std::uint64_t>& wanted) {
+      for (const auto& [prefix, value] : wanted) {
+        if (const auto found = present.find(prefix);
+            found != present.end() && found->second == value) {
+          continue;
+        }
         if (auto updated = target.update(encode(prefix), &value, BPF_ANY, describe(prefix));
             !updated) {
           return updated;
@@ -395,8 +401,12 @@ struct Writer {
 
     for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
       const auto index = family_index(family);
-      if (auto done = upsert(allow(family), want_allow[index]); !done) return done;
-      if (auto done = upsert(grants(family), want_grants[index]); !done) return done;
+      if (auto done = upsert(allow(family), have_allow[index], want_allow[index]); !done) {
+        return done;
+      }
+      if (auto done = upsert(grants(family), have_grants[index], want_grants[index]); !done) {
+        return done;
+      }
     }
     // Counters start at zero for a newly protected port and keep counting for one that stays.
     const std::vector<std::uint64_t> zero(impl.possible_cpus, 0);
