@@ -40,17 +40,20 @@ std::uint64_t boottime_ns() {
          static_cast<std::uint64_t>(now.tv_nsec);
 }
 
-// libbpf's messages, the verifier's log among them, go to jitd's log.
+// libbpf's messages, the verifier's log among them, go to jitd's log. Its netlink calls also
+// warn with the kernel's extended ack ("Kernel error message: Parent Qdisc doesn't exists")
+// whenever they fail, expected failures too (a query where nothing is attached); the error
+// itself comes back to jitd, which reports it with its context, so those are debug lines.
 int log_libbpf(libbpf_print_level level, const char* format, va_list arguments) {
   std::array<char, 1024> line{};
   const int length = std::vsnprintf(line.data(), line.size(), format, arguments);
   if (length <= 0) return 0;
   std::string_view text(line.data(), std::min<std::size_t>(length, line.size() - 1));
   while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
-  if (level == LIBBPF_WARN) {
-    spdlog::warn("libbpf: {}", text);
+  if (level == LIBBPF_WARN && text.find("Kernel error message: ") == std::string_view::npos) {
+    spdlog::warn("{}", text);
   } else {
-    spdlog::debug("libbpf: {}", text);
+    spdlog::debug("{}", text);
   }
   return 0;
 }
@@ -369,8 +372,14 @@ struct Writer {
     auto have_drops = read_ports(drops);
     if (!have_drops) return tl::unexpected(have_drops.error());
 
-    const auto upsert = [](const Map& target, const std::map<LpmPrefix, std::uint64_t>& entries) {
-      for (const auto& [prefix, value] : entries) {
+    // Entries that already hold their value (allowed sources, mostly) are left as they are.
+    const auto upsert = [](const Map& target, const std::map<LpmPrefix, std::uint64_t>& present,
+                           const std::map<LpmPrefix, std::uint64_t>& wanted) {
+      for (const auto& [prefix, value] : wanted) {
+        if (const auto found = present.find(prefix);
+            found != present.end() && found->second == value) {
+          continue;
+        }
         if (auto updated = target.update(encode(prefix), &value, BPF_ANY, describe(prefix));
             !updated) {
           return updated;
@@ -392,8 +401,12 @@ struct Writer {
 
     for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
       const auto index = family_index(family);
-      if (auto done = upsert(allow(family), want_allow[index]); !done) return done;
-      if (auto done = upsert(grants(family), want_grants[index]); !done) return done;
+      if (auto done = upsert(allow(family), have_allow[index], want_allow[index]); !done) {
+        return done;
+      }
+      if (auto done = upsert(grants(family), have_grants[index], want_grants[index]); !done) {
+        return done;
+      }
     }
     // Counters start at zero for a newly protected port and keep counting for one that stays.
     const std::vector<std::uint64_t> zero(impl.possible_cpus, 0);

@@ -255,6 +255,22 @@ TEST_F(EbpfBackendTest, OpenProbesTheKernelAndAttachesNothing) {
   EXPECT_EQ(backend_->where(), "tc ingress on veth0");
 }
 
+// In a namespace where nothing uses conntrack it records nothing, and the program's lookups
+// would find nothing; after open() it records (loopback traffic here). A namespace of its own:
+// conntrack's hooks outlive an earlier test's table for a moment. The later tests run there.
+TEST_F(EbpfBackendTest, OpenMakesConntrackRecordInTheNamespace) {
+  ASSERT_EQ(unshare(CLONE_NEWNET), 0) << std::strerror(errno);
+  ASSERT_EQ(run("ip link set lo up").status, 0);
+  const auto recorded = [](int port) {
+    run("bash -c 'echo x > /dev/udp/127.0.0.1/" + std::to_string(port) + "'");
+    return run("conntrack -L -p udp --dport " + std::to_string(port)).text.find("dport=") !=
+           std::string::npos;
+  };
+  EXPECT_FALSE(recorded(40001));
+  ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::tc, {})));
+  EXPECT_TRUE(recorded(40002));
+}
+
 TEST_F(EbpfBackendTest, InstallAttachesAndTheSnapshotEqualsTheSpec) {
   ASSERT_NO_FATAL_FAILURE(install_sample());
   const json filter = own_filter("veth0");
