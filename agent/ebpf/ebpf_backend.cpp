@@ -149,11 +149,15 @@ core::Result<Coverage> coverage(const EbpfOptions& options) {
   return covered;
 }
 
-core::Error missing_interfaces(const std::vector<std::string>& names) {
+// Not an error: at boot jitd starts before udev has renamed the interfaces or a VPN has made
+// its own, and refusing to start would leave every other interface open. The link event of a
+// named interface attaches the program the moment it appears.
+void warn_missing(const std::vector<std::string>& names) {
   std::string list;
   for (const auto& name : names) list += (list.empty() ? "" : ", ") + name;
-  return core::Error{core::ErrorCode::kernel,
-                     "network interface " + list + " not found in this network namespace", ENODEV};
+  spdlog::warn("ebpf: network interface {} named in interfaces: is not in this network namespace "
+               "(yet); protected as soon as it appears",
+               list);
 }
 
 std::string join(const std::vector<std::string>& names) {
@@ -515,7 +519,7 @@ core::Result<std::unique_ptr<EbpfBackend>> EbpfBackend::open(EbpfOptions options
                         "network interface " + name + " is loopback, which jitd never filters");
     }
   }
-  if (!missing.empty()) return tl::unexpected(missing_interfaces(missing));
+  if (!missing.empty()) warn_missing(missing);
 
   // Before the program loads: where conntrack is a module, this loads it, and with it the BTF
   // that has the kfuncs. A failure later leaves the table: a running program of an earlier
@@ -528,18 +532,15 @@ core::Result<std::unique_ptr<EbpfBackend>> EbpfBackend::open(EbpfOptions options
   auto conntrack = probe_conntrack(vmlinux->get());
   if (!conntrack) return tl::unexpected(conntrack.error());
 
-  struct stat netns {};
-  if (::stat("/proc/self/ns/net", &netns) != 0) {
-    return sys::fail_system(core::ErrorCode::io, "stat /proc/self/ns/net", errno);
-  }
+  auto root = pin_root(options.bpffs);
+  if (!root) return tl::unexpected(root.error());
   // A per-CPU map's value is one u64 per possible CPU.
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) return sys::fail_system(core::ErrorCode::kernel, "count possible CPUs", -cpus);
   auto impl = std::make_shared<Impl>();
   impl->options = std::move(options);
   impl->possible_cpus = static_cast<std::size_t>(cpus);
-  impl->pin_directory = impl->options.bpffs / "jitd" / std::to_string(netns.st_ino) /
-                        ("v" + std::to_string(JITD_BPF_LAYOUT_VERSION));
+  impl->pin_directory = *root / ("v" + std::to_string(JITD_BPF_LAYOUT_VERSION));
   if (auto made = make_directories(impl->options.bpffs, impl->pin_directory); !made) {
     return tl::unexpected(made.error());
   }
@@ -606,7 +607,7 @@ core::Result<void> EbpfBackend::install(const core::EnforcementSpec& spec) {
   std::erase_if(impl_->attached,
                 [&present](const auto& entry) { return !present.contains(entry.first); });
   if (failure) return tl::unexpected(*failure);
-  if (!covered->missing.empty()) return tl::unexpected(missing_interfaces(covered->missing));
+  if (!covered->missing.empty()) warn_missing(covered->missing);
   return {};
 }
 
@@ -793,7 +794,28 @@ core::Result<std::vector<core::PortDrops>> EbpfBackend::dropped() {
 
 core::Result<std::unique_ptr<core::ChangeWatch>> EbpfBackend::watch() { return open_watch(impl_); }
 
-const KernelFeatures& EbpfBackend::features() const { return impl_->features; }
+const KernelFeatures& EbpfBackend::kernel_features() const { return impl_->features; }
+
+std::vector<std::pair<std::string, std::string>> EbpfBackend::features() const {
+  const auto& found = impl_->features;
+  std::vector<std::pair<std::string, std::string>> pairs{
+      {"conntrackKfuncs", found.conntrack_btf + " BTF"},
+      {"bpfCtOptsSize", std::to_string(found.ct_opts_size)},
+      {"attach", impl_->options.attach == AttachPoint::tc ? "tc" : "xdp"},
+      {"pins", impl_->pin_directory.string()}};
+  if (!found.xdp_mode.empty()) pairs.emplace_back("xdpMode", found.xdp_mode);
+  return pairs;
+}
+
+core::Result<std::filesystem::path> EbpfBackend::pin_root(const std::filesystem::path& bpffs) {
+  // bpffs belongs to a mount namespace, not a network namespace: the path names the network
+  // namespace so two of them never share (and fight over) one set of maps.
+  struct stat netns {};
+  if (::stat("/proc/self/ns/net", &netns) != 0) {
+    return sys::fail_system(core::ErrorCode::io, "stat /proc/self/ns/net", errno);
+  }
+  return bpffs / "jitd" / std::to_string(netns.st_ino);
+}
 
 const std::filesystem::path& EbpfBackend::pin_directory() const { return impl_->pin_directory; }
 

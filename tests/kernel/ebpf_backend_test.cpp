@@ -221,7 +221,7 @@ class EbpfBackendTest : public testing::Test {
 
 TEST_F(EbpfBackendTest, OpenProbesTheKernelAndAttachesNothing) {
   ASSERT_NO_FATAL_FAILURE(open(options()));
-  const auto& features = backend_->features();
+  const auto& features = backend_->kernel_features();
   EXPECT_TRUE(features.conntrack_btf == "vmlinux" || features.conntrack_btf == "nf_conntrack");
   EXPECT_TRUE(features.ct_opts_size == 12 || features.ct_opts_size == 16);
   EXPECT_NE(features.describe().find("struct bpf_ct_opts"), std::string::npos);
@@ -509,10 +509,29 @@ TEST_F(EbpfBackendTest, ForcedProbeFailuresNameWhatIsMissing) {
   EXPECT_FALSE(std::filesystem::exists(bpffs_ / "jitd"));
 }
 
-TEST_F(EbpfBackendTest, NamedInterfacesMustExist) {
-  auto opened = EbpfBackend::open(options(AttachPoint::tc, {"veth0", "nosuch0"}));
-  ASSERT_FALSE(opened);
-  EXPECT_NE(opened.error().message.find("nosuch0"), std::string::npos) << opened.error().message;
+// A named interface that is not there yet (udev renames, a VPN's tun) is no reason to leave
+// the others open: it is protected when it appears, the others at once.
+TEST_F(EbpfBackendTest, NamedInterfaceThatAppearsLaterIsProtectedThen) {
+  ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::tc, {"veth0", "later0"})));
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_FALSE(own_filter("veth0").is_null());
+  EXPECT_TRUE(own_filter("veth1").is_null());  // not named
+  auto watch = backend_->watch();
+  ASSERT_TRUE(succeeded(watch));
+  ASSERT_TRUE(succeeded((*watch)->drain()));
+  ASSERT_EQ(run("ip link add later0 type veth peer name later1").status, 0);
+  pollfd ready{(*watch)->fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&ready, 1, 2000), 1);
+  auto changes = (*watch)->drain();
+  ASSERT_TRUE(succeeded(changes));
+  EXPECT_EQ(changes->foreign, "");
+  EXPECT_FALSE(own_filter("later0").is_null());
+  EXPECT_TRUE(own_filter("later1").is_null());
+  EXPECT_EQ(backend_->where(), "tc ingress on later0, veth0");
+  ASSERT_EQ(run("ip link del later0").status, 0);  // the tests share one namespace
+}
+
+TEST_F(EbpfBackendTest, LoopbackIsRefused) {
   auto loopback = EbpfBackend::open(options(AttachPoint::tc, {"lo"}));
   ASSERT_FALSE(loopback);
   EXPECT_NE(loopback.error().message.find("loopback"), std::string::npos);
@@ -610,7 +629,7 @@ TEST_F(EbpfBackendTest, XdpAttachesNativeWhereTheDriverCanAndDetaches) {
   ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::xdp)));
   ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
   ASSERT_TRUE(succeeded(backend_->install(sample_spec())));  // over its own program
-  EXPECT_EQ(backend_->features().xdp_mode, "native");        // veth has native XDP
+  EXPECT_EQ(backend_->kernel_features().xdp_mode, "native");        // veth has native XDP
   EXPECT_EQ(backend_->where(), "xdp (native) on veth0");
   EXPECT_NE(backend_->protection().find("XDP programs outlive jitd"), std::string::npos);
   const auto attached = xdp_id("veth0");
@@ -651,7 +670,7 @@ TEST_F(EbpfBackendTest, XdpFallsBackToGenericWhereNativeIsRefused) {
   ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::xdp, {"veth0", "br0"})));
   ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
   EXPECT_EQ(backend_->where(), "xdp (generic) on br0; xdp (native) on veth0");
-  EXPECT_EQ(backend_->features().xdp_mode, "native and generic");
+  EXPECT_EQ(backend_->kernel_features().xdp_mode, "native and generic");
   const json links = parsed("ip -j link show dev br0");
   ASSERT_TRUE(links.is_array() && !links.empty());
   EXPECT_EQ(links[0]["xdp"].value("mode", 0), XDP_ATTACHED_SKB) << links.dump();

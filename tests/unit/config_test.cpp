@@ -652,13 +652,13 @@ TEST(ConfigMain, EbpfBackendErrors) {
                    at("2:37") + "'abcdefghijklmnop' is not a network interface name; use 1 to 15 "
                                 "printable characters other than '/' and ':'"}));
   EXPECT_EQ(main_config_errors(dir, "backend: ebpf\ninterfaces: eth0\n"),
-            Lines{at("2:1") + "'interfaces' must be a list, got a single value"});
+            Lines{at("2:13") + "'interfaces' must be a list, got a single value"});
   // Settings of the eBPF backend under nftables are a mistake, not something to ignore.
   EXPECT_EQ(main_config_errors(dir, "attach: xdp\ninterfaces: [eth0]\nbpfFilesystem: /x\n"),
-            (Lines{at("1:1") + "'attach' applies to backend: ebpf only; this config uses nftables",
-                   at("2:1") + "'interfaces' applies to backend: ebpf only; this config uses "
+            (Lines{at("1:9") + "'attach' applies to backend: ebpf only; this config uses nftables",
+                   at("2:13") + "'interfaces' applies to backend: ebpf only; this config uses "
                                "nftables",
-                   at("3:1") + "'bpfFilesystem' applies to backend: ebpf only; this config uses "
+                   at("3:16") + "'bpfFilesystem' applies to backend: ebpf only; this config uses "
                                "nftables"}));
 }
 

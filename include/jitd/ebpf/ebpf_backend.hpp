@@ -56,9 +56,14 @@ class EbpfBackend final : public core::KernelBackend {
   [[nodiscard]] core::Result<std::vector<core::PortDrops>> dropped() override;
   [[nodiscard]] core::Result<std::unique_ptr<core::ChangeWatch>> watch() override;
 
-  [[nodiscard]] const KernelFeatures& features() const;
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> features() const override;
+
+  [[nodiscard]] const KernelFeatures& kernel_features() const;
   // <bpffs>/jitd/<netns inode>/v<layout version>
   [[nodiscard]] const std::filesystem::path& pin_directory() const;
+  // <bpffs>/jitd/<inode of the caller's network namespace>: every layout version's pins.
+  [[nodiscard]] static core::Result<std::filesystem::path> pin_root(
+      const std::filesystem::path& bpffs);
 
   // Shared with the change watches; a watch drained after its backend is gone says so.
   struct Impl;
