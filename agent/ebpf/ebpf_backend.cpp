@@ -53,7 +53,8 @@ int log_libbpf(libbpf_print_level level, const char* format, va_list arguments) 
   if (level == LIBBPF_WARN && text.find("Kernel error message: ") == std::string_view::npos) {
     spdlog::warn("{}", text);
   } else {
-    spdlog::debug("{}", text);
+    // libbpf's debug output is hundreds of lines per load (relocations): trace, not debug.
+    spdlog::log(level == LIBBPF_DEBUG ? spdlog::level::trace : spdlog::level::debug, "{}", text);
   }
   return 0;
 }
@@ -545,6 +546,7 @@ core::Result<std::unique_ptr<EbpfBackend>> EbpfBackend::open(EbpfOptions options
     return tl::unexpected(made.error());
   }
   const bool reused = ::access((impl->pin_directory / "grants4").c_str(), F_OK) == 0;
+  impl->maps_reused = reused;
 
   impl->skeleton.reset(jitd_bpf__open());
   if (!impl->skeleton) return sys::fail_system(core::ErrorCode::kernel, "open BPF object", errno);
@@ -764,9 +766,30 @@ std::string EbpfBackend::protection() const {
 }
 
 core::Result<bool> EbpfBackend::installed() {
-  if (!impl_->broken_pins().empty()) return false;
   auto covered = coverage(impl_->options);
   if (!covered) return tl::unexpected(covered.error());
+  if (!impl_->enforcing) {
+    // Before this process installs, the question is whether an earlier jitd's enforcement is
+    // in force (its maps pinned, a program of jitd's on every covered interface): the daemon
+    // adopts sessions only where none was, or it would revive sessions that one cut off.
+    if (!impl_->maps_reused) return false;
+    for (const auto& link : covered->links) {
+      if (impl_->options.attach == AttachPoint::tc) {
+        auto program = tc_program(link);
+        if (!program) return tl::unexpected(program.error());
+        if (!*program) return false;
+      } else {
+        auto program = xdp_program(link);
+        if (!program) return tl::unexpected(program.error());
+        if (!*program || program_name((*program)->id) != bpf_program__name(
+                                                            impl_->skeleton->progs.jitd_xdp)) {
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+  if (!impl_->broken_pins().empty()) return false;
   for (const auto& link : covered->links) {
     auto change = impl_->attachment_change(link);
     if (!change) return tl::unexpected(change.error());

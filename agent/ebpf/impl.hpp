@@ -61,6 +61,7 @@ struct EbpfBackend::Impl {
   // From install() until uninstall(): every covered interface should carry the program, and
   // a missing attachment or pin is someone else's doing.
   bool enforcing = false;
+  bool maps_reused = false;  // open() found this layout's maps pinned: an earlier jitd ran here
   std::map<int, Attachment> attached;  // by ifindex
   // Interfaces whose XDP slot jitd held in this process: a program someone put there instead
   // is replaced on repair; elsewhere another tool's XDP program is never replaced.

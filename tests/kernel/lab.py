@@ -372,7 +372,7 @@ class Lab:
         prefixes.sort()
         merged = []
         for protocol, port, first, last, end in prefixes:
-            if merged and merged[-1][:2] == (protocol, port) and merged[-1][3] + 1 == first \
+            if merged and merged[-1][:2] == [protocol, port] and merged[-1][3] + 1 == first \
                     and merged[-1][4] == end:
                 merged[-1][3] = last
             else:
