@@ -942,7 +942,9 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
         }
       }
       if (config.backend != Enforcement::ebpf) {
-        for (const char* key : {"attach", "interfaces", "bpfFilesystem"}) {
+        // bpfFilesystem is not among them: with nftables it says where to look for the eBPF
+        // backend's pins after a switch back.
+        for (const char* key : {"attach", "interfaces"}) {
           if (const auto* entry = mapping->find(key)) {
             doc.error(entry->at(), in_quotes(key) + " applies to backend: ebpf only; this "
                                    "config uses nftables");

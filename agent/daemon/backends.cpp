@@ -1,7 +1,5 @@
 #include "jitd/daemon/backends.hpp"
 
-#include <sys/stat.h>
-
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -31,16 +29,12 @@ core::Result<std::string> remove_if_present(config::Enforcement kind,
     if (auto removed = (*nft)->uninstall(); !removed) return tl::unexpected(removed.error());
     return (*nft)->where();
   }
-  // Nothing pinned for this namespace: the eBPF backend never ran here (and a kernel without
-  // what it needs must not stop the removal of the other backend).
-  const auto pins = ebpf::EbpfBackend::pin_root(settings.bpf_filesystem);
-  std::error_code error;
-  if (!pins || !std::filesystem::exists(*pins, error)) return std::string();
-  auto bpf = ebpf::EbpfBackend::open(ebpf_options(settings));
-  if (!bpf) return tl::unexpected(bpf.error());
-  const auto where = (*bpf)->where();
-  if (auto removed = (*bpf)->uninstall(); !removed) return tl::unexpected(removed.error());
-  return where;
+  // Nothing is loaded for this: the unit without the eBPF drop-in cannot, and a kernel without
+  // what the backend needs must not stop its removal.
+  auto removed = ebpf::EbpfBackend::remove_installed(settings.bpf_filesystem);
+  if (!removed) return tl::unexpected(removed.error());
+  return *removed ? "eBPF program and pins (" + settings.bpf_filesystem.string() + "/jitd)"
+                  : std::string();
 }
 
 }  // namespace

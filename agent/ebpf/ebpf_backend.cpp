@@ -29,6 +29,24 @@ namespace {
 
 constexpr const char* tc_program_pin = "prog_tc";
 constexpr const char* xdp_program_pin = "prog_xdp";
+// The XDP program's name as the kernel reports it (bpf/jitd.bpf.c), which tells it apart from
+// another tool's.
+constexpr const char* xdp_program_name = "jitd_xdp";
+
+// Unpins everything in one layout version's directory and removes it.
+core::Result<void> remove_pin_directory(const std::filesystem::path& directory) {
+  std::error_code error;
+  for (const auto& pin : std::filesystem::directory_iterator(directory, error)) {
+    if (::unlink(pin.path().c_str()) != 0 && errno != ENOENT) {
+      return sys::fail_system(core::ErrorCode::io, "unpin " + pin.path().string(), errno);
+    }
+  }
+  if (error) return sys::fail_system(core::ErrorCode::io, "list " + directory.string(), error.value());
+  if (::rmdir(directory.c_str()) != 0 && errno != ENOENT) {
+    return sys::fail_system(core::ErrorCode::io, "remove " + directory.string(), errno);
+  }
+  return {};
+}
 constexpr std::uint8_t protected_value = 1;
 constexpr std::uint64_t ns_per_ms = 1'000'000;
 
@@ -610,6 +628,19 @@ core::Result<void> EbpfBackend::install(const core::EnforcementSpec& spec) {
                 [&present](const auto& entry) { return !present.contains(entry.first); });
   if (failure) return tl::unexpected(*failure);
   if (!covered->missing.empty()) warn_missing(covered->missing);
+  // Maps of another layout (a jitd before an upgrade) are no program's any more: this one's
+  // replaced the old program on every interface above.
+  std::error_code error;
+  for (const auto& other :
+       std::filesystem::directory_iterator(impl_->pin_directory.parent_path(), error)) {
+    if (other.path() == impl_->pin_directory) continue;
+    if (auto removed = remove_pin_directory(other.path()); !removed) {
+      spdlog::warn("ebpf: remove the pins of another map layout: {}", removed.error().message);
+    } else {
+      spdlog::info("ebpf: removed the pins of map layout {} (an earlier jitd's)",
+                   other.path().filename().string());
+    }
+  }
   return {};
 }
 
@@ -696,45 +727,59 @@ core::Result<core::KernelSnapshot> EbpfBackend::snapshot() {
 
 core::Result<void> EbpfBackend::uninstall() {
   impl_->enforcing = false;
+  impl_->attached.clear();
+  impl_->xdp_held.clear();
+  auto removed = remove_installed(impl_->options.bpffs);
+  if (!removed) return tl::unexpected(removed.error());
+  return {};
+}
+
+core::Result<bool> EbpfBackend::remove_installed(const std::filesystem::path& bpffs) {
   std::optional<core::Error> failure;
   const auto note = [&failure](const core::Result<void>& result) {
     if (!result && !failure) failure = result.error();
   };
+  bool found = false;
   // Both attach points, wherever jitd's program is: an earlier jitd may have used the other.
+  // jitd's tc filter is known by its handle and priority (netlink alone); its XDP program by
+  // name, which takes bpf(2): without it (the unit without the eBPF drop-in) an XDP program
+  // cannot be told from another tool's and is left alone.
   auto links = list_links();
   if (links) {
-    const std::string own_xdp = bpf_program__name(impl_->skeleton->progs.jitd_xdp);
     for (const auto& link : *links) {
       if (link.loopback) continue;
+      auto tc = tc_program(link);
+      auto xdp = xdp_program(link);
+      found = found || (tc && *tc) ||
+              (xdp && *xdp && program_name((*xdp)->id) == xdp_program_name);
       note(detach_tc(link));
-      note(detach_xdp(link, own_xdp));
+      note(detach_xdp(link, xdp_program_name));
     }
   } else {
     note(tl::unexpected(links.error()));
   }
-  impl_->attached.clear();
-  impl_->xdp_held.clear();
-
-  std::vector<std::string> pins{tc_program_pin, xdp_program_pin};
-  for (const bpf_map* map : pinned_maps(*impl_->skeleton)) pins.emplace_back(bpf_map__name(map));
-  for (const auto& name : pins) {
-    const auto path = impl_->pin_directory / name;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-      note(sys::fail_system(core::ErrorCode::io, "unpin " + path.string(), errno));
+  // Every layout version's pins in this namespace, then the directories left empty.
+  auto root = pin_root(bpffs);
+  if (root) {
+    std::error_code error;
+    for (const auto& version : std::filesystem::directory_iterator(*root, error)) {
+      found = true;
+      note(remove_pin_directory(version.path()));
     }
-  }
-  // v<version>, <netns inode> and jitd, each only when nothing else is left in it.
-  auto directory = impl_->pin_directory;
-  for (int level = 0; level < 3; ++level, directory = directory.parent_path()) {
-    if (::rmdir(directory.c_str()) == 0 || errno == ENOENT) continue;
-    if (errno != ENOTEMPTY && errno != EEXIST) {
-      note(sys::fail_system(core::ErrorCode::io, "remove " + directory.string(), errno));
+    for (auto directory = *root; directory != bpffs; directory = directory.parent_path()) {
+      if (::rmdir(directory.c_str()) == 0 || errno == ENOENT) continue;
+      if (errno != ENOTEMPTY && errno != EEXIST) {
+        note(sys::fail_system(core::ErrorCode::io, "remove " + directory.string(), errno));
+      }
+      break;
     }
-    break;
+  } else {
+    note(tl::unexpected(root.error()));
   }
-  note(remove_conntrack_table());
+  auto table = remove_conntrack_table();
+  note(table);
   if (failure) return tl::unexpected(*failure);
-  return {};
+  return found;
 }
 
 std::string EbpfBackend::where() const {
@@ -781,8 +826,7 @@ core::Result<bool> EbpfBackend::installed() {
       } else {
         auto program = xdp_program(link);
         if (!program) return tl::unexpected(program.error());
-        if (!*program || program_name((*program)->id) != bpf_program__name(
-                                                            impl_->skeleton->progs.jitd_xdp)) {
+        if (!*program || program_name((*program)->id) != xdp_program_name) {
           return false;
         }
       }

@@ -229,6 +229,14 @@ class Lab:
         if key == "socketPath":
             self.socket = value
 
+    def remove_config(self, *keys):
+        """Removes main config keys (their lines)."""
+        with open(self.config) as f:
+            lines = [line for line in f.read().splitlines()
+                     if not any(line.startswith(key + ":") for key in keys)]
+        with open(self.config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
     def start_jitd(self, env=None, may_exit=False, activation=None):
         """env: extra environment for jitd (e.g. JITD_FAILPOINTS). may_exit: return False
         instead of failing when jitd exits before it answers (a failpoint fired).

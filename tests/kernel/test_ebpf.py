@@ -175,6 +175,41 @@ class Interfaces(LabTest):
 
 
 @ebpf_only
+class SwitchingBackends(LabTest):
+    def nft_table_present(self):
+        return self.lab.ns(self.lab.server_ns, "nft", "list", "table", "inet", "jitd",
+                           check=False).returncode == 0
+
+    def test_switch_keeps_grants_and_removes_the_other_backend(self):
+        lab = self.lab
+        # bpfFilesystem stays: with nftables it says where the eBPF backend's pins would be.
+        ebpf_lines = ("backend", "attach")
+        lab.remove_config(*ebpf_lines)  # nftables, the default
+        lab.start_jitd()
+        lab.grant(CLIENT_A, duration="PT10M")
+        self.assertTrue(self.nft_table_present())
+        lab.kill_jitd(15)
+
+        for key, value in (("backend", "ebpf"), ("attach", ATTACH)):
+            lab.set_config(key, value)
+        lab.start_jitd()
+        self.assertTrue(lab.bpf_attached())
+        self.assertFalse(self.nft_table_present(), "two enforcements would stack")
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))  # the grant came along (journal)
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
+        self.assertIn(("backend", "switched"), [(l["event"], l["outcome"]) for l in lab.audit()])
+        lab.kill_jitd(15)
+
+        lab.remove_config(*ebpf_lines)
+        lab.start_jitd()
+        self.assertTrue(self.nft_table_present())
+        self.assertFalse(lab.bpf_attached())
+        self.assertFalse(os.path.exists(lab.pin_dir))
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
+
+
+@ebpf_only
 class StartupProbes(LabTest):
     def refused(self, env=None, prefix=()):
         lab = self.lab

@@ -657,8 +657,6 @@ TEST(ConfigMain, EbpfBackendErrors) {
   EXPECT_EQ(main_config_errors(dir, "attach: xdp\ninterfaces: [eth0]\nbpfFilesystem: /x\n"),
             (Lines{at("1:9") + "'attach' applies to backend: ebpf only; this config uses nftables",
                    at("2:13") + "'interfaces' applies to backend: ebpf only; this config uses "
-                               "nftables",
-                   at("3:16") + "'bpfFilesystem' applies to backend: ebpf only; this config uses "
                                "nftables"}));
 }
 

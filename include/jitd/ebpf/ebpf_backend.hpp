@@ -61,6 +61,11 @@ class EbpfBackend final : public core::KernelBackend {
   [[nodiscard]] const KernelFeatures& kernel_features() const;
   // <bpffs>/jitd/<netns inode>/v<layout version>
   [[nodiscard]] const std::filesystem::path& pin_directory() const;
+  // Removes jitd's eBPF enforcement from the caller's network namespace without loading
+  // anything: its tc filters and XDP programs on every interface, the pins of every layout
+  // version under pin_root(bpffs), the conntrack table. For a switch back to nftables and for
+  // --uninstall. Whether anything of it was there.
+  [[nodiscard]] static core::Result<bool> remove_installed(const std::filesystem::path& bpffs);
   // <bpffs>/jitd/<inode of the caller's network namespace>: every layout version's pins.
   [[nodiscard]] static core::Result<std::filesystem::path> pin_root(
       const std::filesystem::path& bpffs);
