@@ -444,7 +444,8 @@ Response Router::show_status(const core::Caller& caller) const {
   };
   const auto enforcement = status_ ? status_() : EnforcementStatus{};
   json errors = json::array();
-  if (!enforcement.dropped) errors.push_back("dropped packets: " + enforcement.dropped.error().message);
+  if (!enforcement.dropped)
+    errors.push_back("dropped packets: " + enforcement.dropped.error().message);
   json ports = json::array();
   for (const auto& port : engine_.policy().protected_ports()) {
     json entry{{"number", port.port},

@@ -15,7 +15,6 @@
 #include <cstdio>
 #include <initializer_list>
 #include <iterator>
-#include <sstream>
 #include <optional>
 #include <sstream>
 #include <string_view>
@@ -284,22 +283,22 @@ class Document {
       const int column =
           1 + static_cast<int>(line_start == std::string_view::npos ? *offset
                                                                     : *offset - line_start - 1);
-      errors_.push_back({{file_, line, column},
-                         "not valid UTF-8 (byte " + std::to_string(*offset) +
-                             "): save the file as UTF-8"});
+      errors_.push_back(
+          {{file_, line, column},
+           "not valid UTF-8 (byte " + std::to_string(*offset) + "): save the file as UTF-8"});
       return std::nullopt;
     }
     if (const int line = first_too_deep_line(text); line != 0) {
       errors_.push_back({{file_, line, 1},
-                         "nested deeper than jitd reads (more than " +
-                             std::to_string(max_nesting) +
+                         "nested deeper than jitd reads (more than " + std::to_string(max_nesting) +
                              " levels, counting indentation and open brackets)"});
       return std::nullopt;
     }
     try {
       if (const auto alias = first_alias(text)) {
-        error(*alias, "YAML aliases (*name) are not allowed: they can expand a small file "
-                      "without bound; write the value out");
+        error(*alias,
+              "YAML aliases (*name) are not allowed: they can expand a small file "
+              "without bound; write the value out");
         return std::nullopt;
       }
       std::istringstream stream(text);
@@ -462,8 +461,9 @@ core::Result<std::uint16_t> parse_port_number(std::string_view text) {
   unsigned number = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
   if (ec != std::errc{} || end != text.data() + text.size() || number < 1 || number > 65535) {
-    return core::fail(ErrorCode::invalid_argument, in_quotes(text) + " is not a port number; "
-                                                   "expected an integer from 1 to 65535");
+    return core::fail(ErrorCode::invalid_argument, in_quotes(text) +
+                                                       " is not a port number; "
+                                                       "expected an integer from 1 to 65535");
   }
   return static_cast<std::uint16_t>(number);
 }
@@ -507,8 +507,9 @@ core::Result<std::string> parse_table_name(std::string_view text) {
   const auto allowed = [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-'; };
   if (text.empty() || text.size() > 63 || !std::all_of(text.begin(), text.end(), allowed)) {
     return core::fail(ErrorCode::invalid_argument,
-                      in_quotes(text) + " is not a valid nftables table name; use 1 to 63 letters, "
-                                     "digits, '_' or '-'");
+                      in_quotes(text) +
+                          " is not a valid nftables table name; use 1 to 63 letters, "
+                          "digits, '_' or '-'");
   }
   return std::string(text);
 }
@@ -517,9 +518,9 @@ constexpr std::array<std::string_view, 5> log_levels = {"trace", "debug", "info"
 
 core::Result<std::string> parse_log_level(std::string_view text) {
   if (std::find(log_levels.begin(), log_levels.end(), text) == log_levels.end()) {
-    return core::fail(ErrorCode::invalid_argument, in_quotes(text) +
-                                                       " is not a log level; expected one of: " +
-                                                       core::join(log_levels));
+    return core::fail(
+        ErrorCode::invalid_argument,
+        in_quotes(text) + " is not a log level; expected one of: " + core::join(log_levels));
   }
   return std::string(text);
 }
@@ -531,9 +532,10 @@ core::Result<mode_t> parse_socket_mode(std::string_view text) {
     if (text == octal) return mode;
   }
   return core::fail(ErrorCode::invalid_argument,
-                    in_quotes(text) + " is not a socket mode jitd offers; expected 0600 (root "
-                                      "only), 0660 (root and socketGroup) or 0666 (anyone: the "
-                                      "policy's roles decide)");
+                    in_quotes(text) +
+                        " is not a socket mode jitd offers; expected 0600 (root "
+                        "only), 0660 (root and socketGroup) or 0666 (anyone: the "
+                        "policy's roles decide)");
 }
 
 core::Result<bool> parse_ownership(std::string_view text) {
@@ -563,8 +565,9 @@ core::Result<std::string> parse_interface_name(std::string_view text) {
   if (text.empty() || text.size() > 15 || !std::all_of(text.begin(), text.end(), allowed) ||
       text == "." || text == "..") {
     return core::fail(ErrorCode::invalid_argument,
-                      in_quotes(text) + " is not a network interface name; use 1 to 15 "
-                                        "printable characters other than '/' and ':'");
+                      in_quotes(text) +
+                          " is not a network interface name; use 1 to 15 "
+                          "printable characters other than '/' and ':'");
   }
   if (text == "lo") {
     return core::fail(ErrorCode::invalid_argument,
@@ -615,8 +618,8 @@ class PolicyParser {
   Loaded<core::Policy> parse(const std::string& text) {
     const auto root = doc_.load(text);
     if (root && !root->IsNull()) {
-      if (const auto file = Mapping::read(doc_, *root, "policy file",
-                                          {"ports", "permanentAllowList", "roles"})) {
+      if (const auto file =
+              Mapping::read(doc_, *root, "policy file", {"ports", "permanentAllowList", "roles"})) {
         if (const auto* ports = file->find("ports")) {
           for (const auto& node : read_list(doc_, *ports).value_or(std::vector<YAML::Node>{})) {
             read_rule(node);
@@ -635,11 +638,11 @@ class PolicyParser {
 
  private:
   void read_rule(const YAML::Node& node) {
-    const auto mapping = Mapping::read(
-        doc_, node, "port rule",
-        {"number", "protocol", "allowedSourceAddressPrefixes", "allowedSourceAddressPrefix",
-         "maxRequestAccessDuration", "minRequestPrefixLengthV4", "minRequestPrefixLengthV6",
-         "requesters"});
+    const auto mapping =
+        Mapping::read(doc_, node, "port rule",
+                      {"number", "protocol", "allowedSourceAddressPrefixes",
+                       "allowedSourceAddressPrefix", "maxRequestAccessDuration",
+                       "minRequestPrefixLengthV4", "minRequestPrefixLengthV6", "requesters"});
     if (!mapping) return;
     core::PortRule rule;
     rule.origin = doc_.where(node);
@@ -683,8 +686,9 @@ class PolicyParser {
       if (const auto items = read_list(doc_, *ports)) {
         // An empty list would silently mean "every protected port".
         if (items->empty()) {
-          doc_.error(ports->at(), "'ports' must not be empty; leave it out to cover every "
-                                  "protected port");
+          doc_.error(ports->at(),
+                     "'ports' must not be empty; leave it out to cover every "
+                     "protected port");
         }
         for (const auto& item : *items) {
           const auto port_mapping =
@@ -703,9 +707,9 @@ class PolicyParser {
         Mapping::read(doc_, entry.value, "roles", {"readers", "requesters", "administrators"});
     if (!mapping) return;
     auto& roles = policy_.roles;
-    for (auto [name, role] : {std::pair{"readers", &roles.readers},
-                              std::pair{"requesters", &roles.requesters},
-                              std::pair{"administrators", &roles.administrators}}) {
+    for (auto [name, role] :
+         {std::pair{"readers", &roles.readers}, std::pair{"requesters", &roles.requesters},
+          std::pair{"administrators", &roles.administrators}}) {
       if (const auto* members = mapping->find(name)) *role = read_principals(*members);
     }
   }
@@ -847,10 +851,11 @@ std::optional<PolicyDirectory> open_policy_directory(const fs::path& directory,
   if (!fd) {
     const int error = errno;
     errors.push_back(file_error(
-        directory, error == ENOENT    ? "policy directory does not exist"
-                   : error == ENOTDIR ? "policy directory is not a directory"
-                                      : sys::system_error(ErrorCode::io, "cannot open policy directory",
-                                                          error).message));
+        directory,
+        error == ENOENT ? "policy directory does not exist"
+        : error == ENOTDIR
+            ? "policy directory is not a directory"
+            : sys::system_error(ErrorCode::io, "cannot open policy directory", error).message));
     return std::nullopt;
   }
   const auto info = sys::stat_open(fd.get(), "cannot open policy directory");
@@ -864,7 +869,8 @@ std::optional<PolicyDirectory> open_policy_directory(const fs::path& directory,
   sys::Handle<DIR, ::closedir> listing(::fdopendir(::dup(fd.get())));
   if (!listing) {
     errors.push_back(file_error(
-        directory, sys::system_error(ErrorCode::io, "cannot list policy directory", errno).message));
+        directory,
+        sys::system_error(ErrorCode::io, "cannot list policy directory", errno).message));
     return std::nullopt;
   }
   PolicyDirectory opened{std::move(fd), {}};
@@ -908,18 +914,16 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
   Document doc(file_name);
   const auto root = doc.load(text);
   if (root && !root->IsNull()) {
-    const auto mapping = Mapping::read(doc, *root, "main config",
-                                       {"socketPath", "socketGroup", "socketMode", "policyDirectory",
-                                        "stateDirectory", "nftTable", "nftTableOwnership",
-                                        "logLevel", "backend", "attach", "interfaces",
-                                        "bpfFilesystem"});
+    const auto mapping = Mapping::read(
+        doc, *root, "main config",
+        {"socketPath", "socketGroup", "socketMode", "policyDirectory", "stateDirectory", "nftTable",
+         "nftTableOwnership", "logLevel", "backend", "attach", "interfaces", "bpfFilesystem"});
     if (mapping) {
       auto& config = loaded.value;
       read_optional(doc, *mapping, "socketPath", parse_absolute_path, config.socket_path);
       read_optional(doc, *mapping, "socketGroup", parse_string, config.socket_group);
       read_optional(doc, *mapping, "socketMode", parse_socket_mode, config.socket_mode);
-      read_optional(doc, *mapping, "policyDirectory", parse_absolute_path,
-                    config.policy_directory);
+      read_optional(doc, *mapping, "policyDirectory", parse_absolute_path, config.policy_directory);
       read_optional(doc, *mapping, "stateDirectory", parse_absolute_path, config.state_directory);
       read_optional(doc, *mapping, "nftTable", parse_table_name, config.nft_table);
       read_optional(doc, *mapping, "nftTableOwnership", parse_ownership,
@@ -930,8 +934,8 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
       read_optional(doc, *mapping, "bpfFilesystem", parse_absolute_path, config.bpf_filesystem);
       if (const auto* list = mapping->find("interfaces")) {
         for (const auto& item : read_list(doc, *list).value_or(std::vector<YAML::Node>{})) {
-          auto name = read_scalar(doc, item, item, "an interface in \"interfaces\"",
-                                  parse_interface_name);
+          auto name =
+              read_scalar(doc, item, item, "an interface in \"interfaces\"", parse_interface_name);
           if (!name) continue;
           if (std::find(config.interfaces.begin(), config.interfaces.end(), *name) !=
               config.interfaces.end()) {
@@ -946,8 +950,9 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
         // backend's pins after a switch back.
         for (const char* key : {"attach", "interfaces"}) {
           if (const auto* entry = mapping->find(key)) {
-            doc.error(entry->at(), in_quotes(key) + " applies to backend: ebpf only; this "
-                                   "config uses nftables");
+            doc.error(entry->at(), in_quotes(key) +
+                                       " applies to backend: ebpf only; this "
+                                       "config uses nftables");
           }
         }
       }
@@ -1046,7 +1051,8 @@ Loaded<core::Policy> load_policy_directory_replacing(const fs::path& directory,
   // The copy being replaced is still on disk while a fleet tool validates its successor.
   const auto replaced = directory / name;
   std::erase_if(read.value, [&](const PolicySource& source) { return source.name == name; });
-  std::erase_if(read.errors, [&](const Diagnostic& error) { return error.where.file == replaced.string(); });
+  std::erase_if(read.errors,
+                [&](const Diagnostic& error) { return error.where.file == replaced.string(); });
   if (auto text = read_policy_file(AT_FDCWD, candidate.string())) {
     const auto at = std::find_if(read.value.begin(), read.value.end(),
                                  [&](const PolicySource& source) { return source.name > name; });
@@ -1075,10 +1081,9 @@ void check_merged_policy(const core::Policy& policy, std::vector<Diagnostic>& er
       return overlap(rule.port, later->port);
     });
     if (earlier == later) continue;
-    errors.push_back({later->origin, "rule for " + core::to_string(later->port) +
-                                         " overlaps the rule for " +
-                                         core::to_string(earlier->port) + " at " +
-                                         earlier->origin.to_string()});
+    errors.push_back(
+        {later->origin, "rule for " + core::to_string(later->port) + " overlaps the rule for " +
+                            core::to_string(earlier->port) + " at " + earlier->origin.to_string()});
   }
 
   // The kernel set merges adjacent prefixes, so 0.0.0.0/1 + 128.0.0.0/1 lets everyone in as

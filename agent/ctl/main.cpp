@@ -25,7 +25,8 @@ constexpr const char* default_socket = "/run/jitd/jitd.sock";
 
 // Why a command failed, and the exit status that tells scripts which kind of failure it was.
 struct Failure {
-  int exit_status;  // 1: the request was refused (by jitd or on the command line); 2: no usable reply
+  int exit_status;  // 1: the request was refused (by jitd or on the command line); 2: no usable
+                    // reply
   std::string message;
 };
 
@@ -37,8 +38,8 @@ tl::unexpected<Failure> refused(std::string message) {
 }
 
 tl::unexpected<Failure> unexpected_reply(long status, const std::string& problem) {
-  return tl::unexpected(Failure{
-      2, "unexpected reply from jitd (HTTP " + std::to_string(status) + "): " + problem});
+  return tl::unexpected(
+      Failure{2, "unexpected reply from jitd (HTTP " + std::to_string(status) + "): " + problem});
 }
 
 // A value inside a reply and where it sits ("grants[0].requestor"; "" for the whole reply).
@@ -182,8 +183,8 @@ Outcome<Reply> call(const std::string& socket, const std::string& method, const 
 }
 
 // jitd's answer to a request: the body of a success, or its error as a Failure.
-Outcome<json> request(const std::string& socket, const std::string& method,
-                      const std::string& path, const std::string& body = {}) {
+Outcome<json> request(const std::string& socket, const std::string& method, const std::string& path,
+                      const std::string& body = {}) {
   auto reply = call(socket, method, path, body);
   if (!reply) return tl::unexpected(reply.error());
   if (reply->status >= 200 && reply->status < 300) return std::move(reply->body);
@@ -218,9 +219,10 @@ std::string ports_text(ReplyReader& read, const Node& object, const std::string&
 Outcome<std::string> grants_table(const json& reply) {
   ReplyReader read(200);
   std::ostringstream out;
-  out << std::left << std::setw(18) << "ID" << std::setw(26) << "SOURCE" << std::setw(16)
-      << "PORTS" << std::setw(13) << "REMAINING" << std::setw(26) << "END (UTC)" << std::setw(12)
-      << "REQUESTOR" << "REASON\n";
+  out << std::left << std::setw(18) << "ID" << std::setw(26) << "SOURCE" << std::setw(16) << "PORTS"
+      << std::setw(13) << "REMAINING" << std::setw(26) << "END (UTC)" << std::setw(12)
+      << "REQUESTOR"
+      << "REASON\n";
   for (const Node& grant : read.elements({reply, ""}, "grants")) {
     out << std::setw(18) << read.text(grant, "id") << std::setw(26)
         << read.text(grant, "allowedSourceAddressPrefix") << std::setw(16)
@@ -238,8 +240,8 @@ Outcome<std::string> granted_text(const json& reply) {
   const Node grant{reply, ""};
   std::ostringstream out;
   out << "granted " << read.text(grant, "id") << ": "
-      << read.text(grant, "allowedSourceAddressPrefix") << " → "
-      << ports_text(read, grant, "ports") << " until " << read.text(grant, "endTimeUtc") << " ("
+      << read.text(grant, "allowedSourceAddressPrefix") << " → " << ports_text(read, grant, "ports")
+      << " until " << read.text(grant, "endTimeUtc") << " ("
       << remaining_text(read.integer(grant, "remainingSeconds")) << ")\n";
   return read.result(out.str());
 }
@@ -271,7 +273,8 @@ Outcome<std::string> policy_table(const json& reply) {
   std::ostringstream out;
   if (reply.contains("source")) out << policy_warning(read, read.object(policy, "source"));
   out << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL" << std::setw(12)
-      << "MAX" << "ALLOWED SOURCES\n";
+      << "MAX"
+      << "ALLOWED SOURCES\n";
   for (const Node& rule : read.elements(policy, "ports")) {
     out << std::setw(8) << read.integer(rule, "number") << std::setw(10)
         << read.text(rule, "protocol") << std::setw(12)
@@ -309,10 +312,11 @@ Outcome<std::string> status_text(const json& reply) {
   }
   out << "live grants: " << read.integer(status, "liveGrants") << "\n\n"
       << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL" << std::setw(13)
-      << "LIVE GRANTS" << "DROPPED PACKETS\n";
+      << "LIVE GRANTS"
+      << "DROPPED PACKETS\n";
   for (const Node& port : read.elements(status, "ports")) {
-    const bool counted = port.value.contains("droppedPackets") &&
-                         !port.value.at("droppedPackets").is_null();
+    const bool counted =
+        port.value.contains("droppedPackets") && !port.value.at("droppedPackets").is_null();
     out << std::setw(8) << read.integer(port, "number") << std::setw(10)
         << read.text(port, "protocol") << std::setw(13) << read.integer(port, "liveGrants")
         << (counted ? std::to_string(read.integer(port, "droppedPackets")) : "unknown") << "\n";
@@ -380,7 +384,8 @@ int main(int argc, char** argv) {
                                source + ")");
   }
   auto* duration_option = grant->add_option("-d,--duration", duration, "30m, 2h, PT30M, ...");
-  auto* end_option = grant->add_option("--end-time", end_time, "UTC end, e.g. 2026-11-24T18:00:00Z");
+  auto* end_option =
+      grant->add_option("--end-time", end_time, "UTC end, e.g. 2026-11-24T18:00:00Z");
   duration_option->excludes(end_option);
   grant->add_option("-r,--reason", reason, "justification, recorded in the audit log");
   grant->add_flag("--json", as_json, "print JSON");
@@ -401,7 +406,8 @@ int main(int argc, char** argv) {
 
   const auto run_grant = [&]() -> Outcome<std::string> {
     if (duration.empty() == end_time.empty()) return refused("give --duration or --end-time");
-    json body = {{"ports", json::array()}, {"allowedSourceAddressPrefix", source},
+    json body = {{"ports", json::array()},
+                 {"allowedSourceAddressPrefix", source},
                  {"justification", reason}};
     try {
       for (const auto& port : ports) body["ports"].push_back(port_argument(port));

@@ -11,10 +11,10 @@ namespace jitd::daemon {
 namespace {
 
 ebpf::EbpfOptions ebpf_options(const config::MainConfig& settings) {
-  return ebpf::EbpfOptions{settings.interfaces,
-                           settings.attach == config::Attach::xdp ? ebpf::AttachPoint::xdp
-                                                                  : ebpf::AttachPoint::tc,
-                           settings.bpf_filesystem};
+  return ebpf::EbpfOptions{
+      settings.interfaces,
+      settings.attach == config::Attach::xdp ? ebpf::AttachPoint::xdp : ebpf::AttachPoint::tc,
+      settings.bpf_filesystem};
 }
 
 // Removes one backend's enforcement if it is in the kernel; "" when there was none.

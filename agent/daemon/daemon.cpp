@@ -166,7 +166,8 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
       router_(
           engine_, clock_,
           [this](const core::Caller& caller) { return reload("API by " + caller.name); },
-          audit_.get(), &policy_status_, [this] {
+          audit_.get(), &policy_status_,
+          [this] {
             return api::EnforcementStatus{std::string(backend_->name()), backend_->where(),
                                           backend_->protection(), backend_->features(),
                                           backend_->dropped()};
@@ -188,8 +189,7 @@ int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) 
   // The table and its live grants stay: protection and access outlive the daemon.
   record("stop", "ok", stop_reason_);
   sync_audit();
-  spdlog::info("stopping ({}); {} and live grants stay in force", stop_reason_,
-               backend_->where());
+  spdlog::info("stopping ({}); {} and live grants stay in force", stop_reason_, backend_->where());
   return loop < 0 ? 1 : 0;
 }
 
@@ -219,8 +219,8 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
 
   auto monitor = backend_->watch();  // before install: no change goes unseen
   if (!monitor) {
-    return core::fail(monitor.error().code, "watch for changes to " + backend_->where() + ": " +
-                                                monitor.error().message);
+    return core::fail(monitor.error().code,
+                      "watch for changes to " + backend_->where() + ": " + monitor.error().message);
   }
   monitor_ = std::move(*monitor);
 
@@ -244,9 +244,10 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
   if (adopt) adopt_sessions(protected_ports, "after install");
   // Only now, so that protection never lapses while the host switches backends.
   if (auto removed = remove_other_backend(settings_); !removed) {
-    spdlog::error("remove the other backend's enforcement after a switch of backend: {}; it "
-                  "may drop what this one admits",
-                  removed.error().message);
+    spdlog::error(
+        "remove the other backend's enforcement after a switch of backend: {}; it "
+        "may drop what this one admits",
+        removed.error().message);
   } else if (!removed->empty()) {
     spdlog::warn("backend switched to {}: removed the old {}", backend_->name(), *removed);
     record("backend", "switched", "removed the old " + *removed);

@@ -144,8 +144,8 @@ int main(int argc, char** argv) {
       spdlog::critical("{}", removed.error().message);
       return 1;
     }
-    const auto what = removed->empty() ? std::string("nothing was installed")
-                                       : core::join(*removed) + " removed";
+    const auto what =
+        removed->empty() ? std::string("nothing was installed") : core::join(*removed) + " removed";
     core::AuditEvent event;
     event.time = daemon::SystemClock().now();
     event.event = "uninstall";

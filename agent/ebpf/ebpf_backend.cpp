@@ -41,7 +41,8 @@ core::Result<void> remove_pin_directory(const std::filesystem::path& directory) 
       return sys::fail_system(core::ErrorCode::io, "unpin " + pin.path().string(), errno);
     }
   }
-  if (error) return sys::fail_system(core::ErrorCode::io, "list " + directory.string(), error.value());
+  if (error)
+    return sys::fail_system(core::ErrorCode::io, "list " + directory.string(), error.value());
   if (::rmdir(directory.c_str()) != 0 && errno != ENOENT) {
     return sys::fail_system(core::ErrorCode::io, "remove " + directory.string(), errno);
   }
@@ -174,9 +175,10 @@ core::Result<Coverage> coverage(const EbpfOptions& options) {
 void warn_missing(const std::vector<std::string>& names) {
   std::string list;
   for (const auto& name : names) list += (list.empty() ? "" : ", ") + name;
-  spdlog::warn("ebpf: network interface {} named in interfaces: is not in this network namespace "
-               "(yet); protected as soon as it appears",
-               list);
+  spdlog::warn(
+      "ebpf: network interface {} named in interfaces: is not in this network namespace "
+      "(yet); protected as soon as it appears",
+      list);
 }
 
 std::string join(const std::vector<std::string>& names) {
@@ -750,26 +752,31 @@ core::Result<bool> EbpfBackend::remove_installed(const std::filesystem::path& bp
       if (link.loopback) continue;
       auto tc = tc_program(link);
       auto xdp = xdp_program(link);
-      found = found || (tc && *tc) ||
-              (xdp && *xdp && program_name((*xdp)->id) == xdp_program_name);
+      found = found || (tc && *tc) || (xdp && *xdp && program_name((*xdp)->id) == xdp_program_name);
       note(detach_tc(link));
       note(detach_xdp(link, xdp_program_name));
     }
   } else {
     note(tl::unexpected(links.error()));
   }
-  // Every layout version's pins in this namespace, then the directories left empty.
+  // Every layout version's pins in this namespace, then the directories left empty. Pins
+  // enforce nothing once no interface runs the program: one that cannot be removed (a
+  // read-only /sys under the unit without the eBPF drop-in) is a warning, not a failure.
+  const auto warn = [](const core::Result<void>& result) {
+    if (!result)
+      spdlog::warn("ebpf: {}; the maps stay pinned but enforce nothing", result.error().message);
+  };
   auto root = pin_root(bpffs);
   if (root) {
     std::error_code error;
     for (const auto& version : std::filesystem::directory_iterator(*root, error)) {
       found = true;
-      note(remove_pin_directory(version.path()));
+      warn(remove_pin_directory(version.path()));
     }
     for (auto directory = *root; directory != bpffs; directory = directory.parent_path()) {
       if (::rmdir(directory.c_str()) == 0 || errno == ENOENT) continue;
       if (errno != ENOTEMPTY && errno != EEXIST) {
-        note(sys::fail_system(core::ErrorCode::io, "remove " + directory.string(), errno));
+        warn(sys::fail_system(core::ErrorCode::io, "remove " + directory.string(), errno));
       }
       break;
     }

@@ -125,7 +125,8 @@ core::Result<void> Netlink::commit(Batch batch) {
     if (received < 0) {
       if (errno == EINTR) continue;
       if (failure && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      return tl::unexpected(failure.value_or(sys::system_error(core::ErrorCode::kernel, "receive transaction replies", errno)));
+      return tl::unexpected(failure.value_or(
+          sys::system_error(core::ErrorCode::kernel, "receive transaction replies", errno)));
     }
     auto length = static_cast<int>(received);
     for (auto* header = reinterpret_cast<const nlmsghdr*>(receive_buffer_.data());
@@ -134,7 +135,8 @@ core::Result<void> Netlink::commit(Batch batch) {
       if (header->nlmsg_type != NLMSG_ERROR || index >= batch.operations_.size()) continue;
       const auto* reply = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(header));
       if (reply->error != 0 && !failure) {
-        failure = sys::system_error(core::ErrorCode::kernel, batch.operations_[index], -reply->error);
+        failure =
+            sys::system_error(core::ErrorCode::kernel, batch.operations_[index], -reply->error);
       }
       if (index > 0 && index + 1 < batch.operations_.size()) --pending;
     }

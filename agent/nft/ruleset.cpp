@@ -261,10 +261,10 @@ std::vector<std::vector<Expr>> rules() {
   rules.push_back(source_lookup(core::Family::ipv6, SetKind::grants6));
   // meta l4proto . th dport @protected counter drop: every packet here is to a protected port;
   // the lookup is for the element's own counter (see add_sets).
-  rules.push_back(sequence(
-      meta(NFT_META_L4PROTO, reg(0)), payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg(1)),
-      lookup(set_name(SetKind::protected_ports), reg(0), 0), make_expr("counter"),
-      verdict(NF_DROP)));
+  rules.push_back(sequence(meta(NFT_META_L4PROTO, reg(0)),
+                           payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg(1)),
+                           lookup(set_name(SetKind::protected_ports), reg(0), 0),
+                           make_expr("counter"), verdict(NF_DROP)));
   return rules;
 }
 
@@ -330,7 +330,8 @@ void TableWriter::add_sets() {
     }
     // Every protected port gets a counter of its own (Linux 5.11+ set element expressions),
     // which only the drop rule's lookup moves: the per-port dropped packets of status.
-    if (kind == SetKind::protected_ports) nftnl_set_add_expr(set.get(), make_expr("counter").release());
+    if (kind == SetKind::protected_ports)
+      nftnl_set_add_expr(set.get(), make_expr("counter").release());
     const std::string operation = "add set inet " + table_ + " " + std::string(set_spec.name);
     nftnl_set_nlmsg_build_payload(batch_.add(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE, operation),
                                   set.get());
@@ -459,7 +460,8 @@ core::Result<core::PortDrops> decode_port_drops(nftnl_set_elem* element) {
       element,
       [](nftnl_expr* expr, void* data) {
         if (std::strcmp(nftnl_expr_get_str(expr, NFTNL_EXPR_NAME), "counter") == 0) {
-          static_cast<core::PortDrops*>(data)->packets += nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
+          static_cast<core::PortDrops*>(data)->packets +=
+              nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
         }
         return 0;
       },

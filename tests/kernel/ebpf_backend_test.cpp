@@ -630,8 +630,8 @@ TEST_F(EbpfBackendTest, RemovedFilterOrPinIsForeignAndInstallRepairs) {
 TEST_F(EbpfBackendTest, XdpAttachesNativeWhereTheDriverCanAndDetaches) {
   ASSERT_NO_FATAL_FAILURE(open(options(AttachPoint::xdp)));
   ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
-  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));  // over its own program
-  EXPECT_EQ(backend_->kernel_features().xdp_mode, "native");        // veth has native XDP
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));   // over its own program
+  EXPECT_EQ(backend_->kernel_features().xdp_mode, "native");  // veth has native XDP
   EXPECT_EQ(backend_->where(), "xdp (native) on veth0");
   EXPECT_NE(backend_->protection().find("XDP programs outlive jitd"), std::string::npos);
   const auto attached = xdp_id("veth0");

@@ -28,8 +28,8 @@ using jitd::core::ElementKey;
 using jitd::core::EnforcementSpec;
 using jitd::core::Family;
 using jitd::core::Milliseconds;
-using jitd::core::PortKey;
 using jitd::core::PortDrops;
+using jitd::core::PortKey;
 using jitd::core::Protocol;
 using jitd::core::TimedElement;
 using jitd::nft::NftBackend;
@@ -206,7 +206,8 @@ TEST_P(NftBackendOwnershipTest, InstallCreatesTheRuleset) {
   // One drop counter per protected port, nothing dropped yet (no traffic in this namespace).
   auto dropped = backend_->dropped();
   ASSERT_TRUE(succeeded(dropped));
-  EXPECT_EQ(*dropped, (std::vector<PortDrops>{{spec.protected_ports[0], 0}, {spec.protected_ports[1], 0}}));
+  EXPECT_EQ(*dropped,
+            (std::vector<PortDrops>{{spec.protected_ports[0], 0}, {spec.protected_ports[1], 0}}));
 }
 
 // nft itself, given the ruleset as text, must produce a table that lists identically.

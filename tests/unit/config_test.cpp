@@ -42,8 +42,7 @@ core::Policy valid_policy(const std::string& text) {
 // A valid rule at lines 2-5; columns: number 13, protocol 15, prefix item 36, duration 31.
 std::string rule(const std::string& number = "22", const std::string& protocol = "tcp",
                  const std::string& prefixes = R"(["*"])", const std::string& duration = "PT3H") {
-  return "  - number: " + number + "\n" +
-         "    protocol: " + protocol + "\n" +
+  return "  - number: " + number + "\n" + "    protocol: " + protocol + "\n" +
          "    allowedSourceAddressPrefixes: " + prefixes + "\n" +
          "    maxRequestAccessDuration: " + duration + "\n";
 }
@@ -123,9 +122,9 @@ TEST(ConfigPolicy, FullExample) {
 }
 
 TEST(ConfigPolicy, FilesWithoutRulesAreValid) {
-  for (const auto* text : {"", "# only a comment\n", "---\n", "ports: []\n",
-                           "ports:\npermanentAllowList:\n",
-                           "ports: []\npermanentAllowList: []\n"}) {
+  for (const auto* text :
+       {"", "# only a comment\n", "---\n", "ports: []\n", "ports:\npermanentAllowList:\n",
+        "ports: []\npermanentAllowList: []\n"}) {
     const auto loaded = parse_policy_text(text, "a.yaml");
     EXPECT_EQ(texts(loaded.errors), Lines{}) << text;
     EXPECT_TRUE(loaded.value.rules.empty()) << text;
@@ -134,10 +133,9 @@ TEST(ConfigPolicy, FilesWithoutRulesAreValid) {
 }
 
 TEST(ConfigPolicy, Ipv6PrefixesAndProtocols) {
-  const auto policy = valid_policy(rules(
-      rule("53", "tcp", R"(["2001:db8::/32", "fd00::1", "192.0.2.0/24"])") +
-      rule("53", "udp", R"(["::/0"])") +
-      rule("500", R"("*")", R"(["10.0.0.0/8"])")));
+  const auto policy = valid_policy(
+      rules(rule("53", "tcp", R"(["2001:db8::/32", "fd00::1", "192.0.2.0/24"])") +
+            rule("53", "udp", R"(["::/0"])") + rule("500", R"("*")", R"(["10.0.0.0/8"])")));
   ASSERT_EQ(policy.rules.size(), 3u);
   ASSERT_EQ(policy.rules[0].allowed_sources.size(), 3u);
   EXPECT_EQ(policy.rules[0].allowed_sources[0].to_string(), "2001:db8::/32");
@@ -151,9 +149,8 @@ TEST(ConfigPolicy, Ipv6PrefixesAndProtocols) {
 
 TEST(ConfigPolicy, IsoAndShorthandDurations) {
   const std::vector<std::pair<std::string, core::Milliseconds>> cases = {
-      {"PT3H", 3h}, {"PT1H30M", 90min}, {"PT45.5S", 45500ms}, {"P1D", 24h},
-      {"3h", 3h},   {"30m", 30min},     {"45s", 45s},         {"1h30m", 90min},
-      {"24h", 24h}};
+      {"PT3H", 3h},   {"PT1H30M", 90min}, {"PT45.5S", 45500ms}, {"P1D", 24h}, {"3h", 3h},
+      {"30m", 30min}, {"45s", 45s},       {"1h30m", 90min},     {"24h", 24h}};
   for (const auto& [text, expected] : cases) {
     const auto policy = valid_policy(rules(rule("22", "tcp", R"(["*"])", text)));
     ASSERT_EQ(policy.rules.size(), 1u) << text;
@@ -162,10 +159,9 @@ TEST(ConfigPolicy, IsoAndShorthandDurations) {
 }
 
 TEST(ConfigPolicy, AllowListSinglePrefixAndAllPorts) {
-  const auto policy = valid_policy(
-      rules(rule()) +
-      "permanentAllowList:\n"
-      "  - sourceAddressPrefix: 198.51.100.0/24\n");
+  const auto policy = valid_policy(rules(rule()) +
+                                   "permanentAllowList:\n"
+                                   "  - sourceAddressPrefix: 198.51.100.0/24\n");
   ASSERT_EQ(policy.permanent_allow.size(), 1u);
   ASSERT_EQ(policy.permanent_allow[0].sources.size(), 1u);
   EXPECT_EQ(policy.permanent_allow[0].sources[0].to_string(), "198.51.100.0/24");
@@ -219,12 +215,11 @@ TEST(ConfigPolicy, UnknownKeys) {
                           "    comment: x\n"),
             Lines{"a.yaml:3:5: unknown key 'comment' in permanentAllowList entry; expected one "
                   "of: sourceAddressPrefixes, sourceAddressPrefix, ports, description"});
-  EXPECT_EQ(policy_errors(rules(rule()) +
-                          "permanentAllowList:\n"
-                          "  - sourceAddressPrefix: 192.0.2.1\n"
-                          "    ports:\n"
-                          "      - number: 22\n"
-                          "        proto: tcp\n"),
+  EXPECT_EQ(policy_errors(rules(rule()) + "permanentAllowList:\n"
+                                          "  - sourceAddressPrefix: 192.0.2.1\n"
+                                          "    ports:\n"
+                                          "      - number: 22\n"
+                                          "        proto: tcp\n"),
             (Lines{"a.yaml:9:9: permanentAllowList port is missing 'protocol'",
                    "a.yaml:10:9: unknown key 'proto' in permanentAllowList port; expected one "
                    "of: number, protocol"}));
@@ -244,8 +239,9 @@ TEST(ConfigPolicy, BadPortNumbers) {
       {"65536", "a.yaml:2:13: '65536' is not a port number; expected an integer from 1 to 65535"},
       {"-1", "a.yaml:2:13: '-1' is not a port number; expected an integer from 1 to 65535"},
       {"22.0", "a.yaml:2:13: '22.0' is not a port number; expected an integer from 1 to 65535"},
-      {"99999999999", "a.yaml:2:13: '99999999999' is not a port number; expected an integer "
-                      "from 1 to 65535"},
+      {"99999999999",
+       "a.yaml:2:13: '99999999999' is not a port number; expected an integer "
+       "from 1 to 65535"},
       {"[22]", "a.yaml:2:13: 'number' must be a single value, got a list"},
   };
   for (const auto& [number, expected] : cases) {
@@ -328,12 +324,15 @@ TEST(ConfigPolicy, BadPrefixes) {
 
 TEST(ConfigPolicy, BadDurations) {
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"soon", "a.yaml:5:31: 'soon' is not a valid duration: expected a number (examples: PT3H, "
-               "PT30M, 3h, 30m, 45s)"},
-      {"PT0S", "a.yaml:5:31: 'PT0S' is not a valid duration: must be longer than zero "
-               "(examples: PT3H, PT30M, 3h, 30m, 45s)"},
-      {"-1h", "a.yaml:5:31: '-1h' is not a valid duration: negative (examples: PT3H, PT30M, 3h, "
-              "30m, 45s)"},
+      {"soon",
+       "a.yaml:5:31: 'soon' is not a valid duration: expected a number (examples: PT3H, "
+       "PT30M, 3h, 30m, 45s)"},
+      {"PT0S",
+       "a.yaml:5:31: 'PT0S' is not a valid duration: must be longer than zero "
+       "(examples: PT3H, PT30M, 3h, 30m, 45s)"},
+      {"-1h",
+       "a.yaml:5:31: '-1h' is not a valid duration: negative (examples: PT3H, PT30M, 3h, "
+       "30m, 45s)"},
       {"25h", "a.yaml:5:31: '25h' is longer than PT24H, the longest access jitd grants"},
       {"P2D", "a.yaml:5:31: 'P2D' is longer than PT24H, the longest access jitd grants"},
   };
@@ -382,8 +381,8 @@ TEST(ConfigPolicy, AllowListPortsMustBeProtected) {
     return "permanentAllowList:\n"
            "  - sourceAddressPrefix: 192.0.2.1\n"
            "    ports:\n"
-           "      - number: " + number + "\n" +
-           "        protocol: " + protocol + "\n";
+           "      - number: " +
+           number + "\n" + "        protocol: " + protocol + "\n";
   };
   EXPECT_EQ(policy_errors(rules(rule("22")) + allow("8080", "tcp")),
             Lines{"a.yaml:7:5: permanentAllowList names 8080/tcp, which no port rule protects"});
@@ -591,18 +590,20 @@ TEST(ConfigMain, Overrides) {
 
 TEST(ConfigMain, UnknownKey) {
   TempDir dir;
-  EXPECT_EQ(main_config_errors(dir, "logLevel: info\nsocket: /run/x.sock\n"),
-            Lines{dir.at("jitd.yaml") + ":2:1: unknown key 'socket' in main config; expected one "
-                                        "of: socketPath, socketGroup, socketMode, policyDirectory, "
-                                        "stateDirectory, nftTable, nftTableOwnership, logLevel, backend, "
-                                        "attach, interfaces, bpfFilesystem"});
+  EXPECT_EQ(
+      main_config_errors(dir, "logLevel: info\nsocket: /run/x.sock\n"),
+      Lines{dir.at("jitd.yaml") + ":2:1: unknown key 'socket' in main config; expected one "
+                                  "of: socketPath, socketGroup, socketMode, policyDirectory, "
+                                  "stateDirectory, nftTable, nftTableOwnership, logLevel, backend, "
+                                  "attach, interfaces, bpfFilesystem"});
 }
 
 TEST(ConfigMain, PathsMustBeAbsolute) {
   TempDir dir;
-  EXPECT_EQ(main_config_errors(dir, "socketPath: run/jitd.sock\n"
-                                    "policyDirectory: \"\"\n"
-                                    "stateDirectory: ./state\n"),
+  EXPECT_EQ(main_config_errors(dir,
+                               "socketPath: run/jitd.sock\n"
+                               "policyDirectory: \"\"\n"
+                               "stateDirectory: ./state\n"),
             (Lines{dir.at("jitd.yaml") + ":1:13: 'run/jitd.sock' is not an absolute path",
                    dir.at("jitd.yaml") + ":2:18: '' is not an absolute path",
                    dir.at("jitd.yaml") + ":3:17: './state' is not an absolute path"}));
@@ -643,8 +644,9 @@ TEST(ConfigMain, EbpfBackendErrors) {
             Lines{at("1:10") + "'iptables' is not a backend; expected nftables or ebpf"});
   EXPECT_EQ(main_config_errors(dir, "backend: ebpf\nattach: tcx\n"),
             Lines{at("2:9") + "'tcx' is not an attach point; expected tc or xdp"});
-  EXPECT_EQ(main_config_errors(dir, "backend: ebpf\ninterfaces: [eth0, lo, eth0, \"a/b\", "
-                                    "abcdefghijklmnop]\n"),
+  EXPECT_EQ(main_config_errors(dir,
+                               "backend: ebpf\ninterfaces: [eth0, lo, eth0, \"a/b\", "
+                               "abcdefghijklmnop]\n"),
             (Lines{at("2:20") + "loopback is never filtered; leave \"lo\" out of interfaces",
                    at("2:24") + "interface 'eth0' is listed twice",
                    at("2:30") + "'a/b' is not a network interface name; use 1 to 15 printable "
@@ -657,7 +659,7 @@ TEST(ConfigMain, EbpfBackendErrors) {
   EXPECT_EQ(main_config_errors(dir, "attach: xdp\ninterfaces: [eth0]\nbpfFilesystem: /x\n"),
             (Lines{at("1:9") + "'attach' applies to backend: ebpf only; this config uses nftables",
                    at("2:13") + "'interfaces' applies to backend: ebpf only; this config uses "
-                               "nftables"}));
+                                "nftables"}));
 }
 
 TEST(ConfigMain, LogLevel) {
@@ -696,8 +698,10 @@ TEST(ConfigMain, InvalidValuesKeepTheirDefaults) {
 
 TEST(ConfigMain, TableOwnershipModes) {
   TempDir dir;
-  EXPECT_TRUE(load_main_config(dir.write("a.yaml", "nftTableOwnership: auto\n")).value.claim_table_ownership);
-  EXPECT_FALSE(load_main_config(dir.write("b.yaml", "nftTableOwnership: off\n")).value.claim_table_ownership);
+  EXPECT_TRUE(load_main_config(dir.write("a.yaml", "nftTableOwnership: auto\n"))
+                  .value.claim_table_ownership);
+  EXPECT_FALSE(load_main_config(dir.write("b.yaml", "nftTableOwnership: off\n"))
+                   .value.claim_table_ownership);
   const auto bad = load_main_config(dir.write("c.yaml", "nftTableOwnership: maybe\n"));
   ASSERT_EQ(bad.errors.size(), 1u);
   EXPECT_NE(bad.errors[0].to_string().find(":1:20: 'maybe' is not a table ownership mode"),

@@ -28,7 +28,7 @@ struct MainConfig {
   mode_t socket_mode = 0660;
   std::filesystem::path policy_directory = "/etc/jitd/policies.d";
   std::filesystem::path state_directory = "/var/lib/jitd";
-  std::string nft_table = "jitd";     // table "inet <nft_table>"
+  std::string nft_table = "jitd";  // table "inet <nft_table>"
   // "auto": owner + persist table flags where the kernel has them (6.9+), so other tools
   // cannot delete or flush the table; "off": rely on self-healing alone.
   bool claim_table_ownership = true;
@@ -69,8 +69,8 @@ struct PolicySource {
 
 // Every *.yaml / *.yml in the directory, merged in name order; `sources`, when given, receives
 // the texts that were parsed (the last valid policy is saved as exactly those).
-[[nodiscard]] Loaded<core::Policy> load_policy_directory(const std::filesystem::path& directory,
-                                                         std::vector<PolicySource>* sources = nullptr);
+[[nodiscard]] Loaded<core::Policy> load_policy_directory(
+    const std::filesystem::path& directory, std::vector<PolicySource>* sources = nullptr);
 // The directory as it will be once `candidate` is installed as `name` in it (a new file, or
 // the replacement of the one there): `jitd --validate --policy FILE --replaces NAME`, for a
 // fleet tool that validates a file before it moves it into place. Errors in the candidate
