@@ -285,7 +285,6 @@ class EbpfProgramTest : public testing::Test {
       if (running_under_ci()) FAIL() << why;
       GTEST_SKIP() << why;
     }
-    ct_opts_size_ = *size;
     ASSERT_EQ(unshare(CLONE_NEWNET), 0) << std::strerror(errno);
     check_command("ip link set lo up");
     // MTU 9000: room for the page-sized packet of TcJudgesHeadersOutsideTheLinearPart.
@@ -298,7 +297,7 @@ class EbpfProgramTest : public testing::Test {
     ifindex_ = if_nametoindex(interface.c_str());
     check(ifindex_ != 0, "if_nametoindex " + interface);
     set_forwarding(true);
-    load(ct_opts_size_);
+    load(*size);
   }
 
   void load(std::uint32_t ct_opts_size) {
@@ -390,8 +389,8 @@ class EbpfProgramTest : public testing::Test {
   }
 
   // Runs `packet` through jitd_xdp as if it arrived on `ifindex` (jitd0 by default):
-  // xdp_md.ingress_ifindex picks the receive queue's device (Linux 5.15+); data_end must be
-  // the packet's size.
+  // xdp_md.ingress_ifindex picks the receive queue's device; data_end must be the packet's
+  // size. (Both context fields here are taken by 6.1 and later.)
   [[nodiscard]] std::uint32_t run_xdp(const Bytes& packet, std::uint32_t ifindex = 0) const {
     xdp_md xdp{};
     xdp.data_end = static_cast<__u32>(packet.size());
@@ -400,7 +399,7 @@ class EbpfProgramTest : public testing::Test {
   }
 
   // Runs `packet` through both programs as if it arrived on `ifindex` (jitd0 by default).
-  // tc: __sk_buff.ifindex picks the test run's device (Linux 5.15+; 0 or 1 means loopback).
+  // tc: __sk_buff.ifindex picks the test run's device (0 or 1 means loopback).
   [[nodiscard]] Verdicts run(const Bytes& packet, std::uint32_t ifindex = 0) const {
     __sk_buff skb{};
     skb.ifindex = ifindex == 0 ? ifindex_ : ifindex;
@@ -408,7 +407,6 @@ class EbpfProgramTest : public testing::Test {
             run_xdp(packet, ifindex)};
   }
 
-  std::uint32_t ct_opts_size_ = 0;
   std::uint32_t ifindex_ = 0;
   Skeleton skeleton_;
 };
