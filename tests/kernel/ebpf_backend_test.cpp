@@ -55,30 +55,6 @@ using namespace std::chrono_literals;
 
 constexpr const char* own_handle = "0x6a17";
 
-AddressValue address(const char* text) {
-  std::array<unsigned char, 16> bytes{};
-  const bool v4 = inet_pton(AF_INET, text, bytes.data()) == 1;
-  if (!v4 && inet_pton(AF_INET6, text, bytes.data()) != 1) throw std::invalid_argument(text);
-  AddressValue value = 0;
-  for (int i = 0; i < (v4 ? 4 : 16); ++i) value = value << 8 | bytes[i];
-  return value;
-}
-
-ElementKey key(const char* first, const char* last, Protocol protocol, std::uint16_t port) {
-  const Family family = std::strchr(first, ':') ? Family::ipv6 : Family::ipv4;
-  return ElementKey{AddressRange{family, address(first), address(last)}, PortKey{protocol, port}};
-}
-
-ElementKey key(const char* single, Protocol protocol, std::uint16_t port) {
-  return key(single, single, protocol, port);
-}
-
-std::vector<ElementKey> keys_of(const std::vector<TimedElement>& grants) {
-  std::vector<ElementKey> keys;
-  for (const auto& grant : grants) keys.push_back(grant.key);
-  return keys;
-}
-
 const ElementKey host_tcp22 = key("198.51.100.7", Protocol::tcp, 22);
 // Touches host_tcp22 but ends at another time: the two stay apart.
 const ElementKey odd_range_tcp22 = key("198.51.100.8", "198.51.100.10", Protocol::tcp, 22);

@@ -1,5 +1,6 @@
 #include "kernel_test_support.hpp"
 
+#include <arpa/inet.h>
 #include <sched.h>
 #include <sys/wait.h>
 
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 #include <string_view>
 #include <utility>
 
@@ -106,6 +108,32 @@ int run_in_private_network_namespace(int argc, char** argv) {
     skipping = true;
   }
   return RUN_ALL_TESTS();
+}
+
+core::AddressValue address(const char* text) {
+  std::array<unsigned char, 16> bytes{};
+  const bool v4 = inet_pton(AF_INET, text, bytes.data()) == 1;
+  if (!v4 && inet_pton(AF_INET6, text, bytes.data()) != 1) throw std::invalid_argument(text);
+  core::AddressValue value = 0;
+  for (int i = 0; i < (v4 ? 4 : 16); ++i) value = value << 8 | bytes[i];
+  return value;
+}
+
+core::ElementKey key(const char* first, const char* last, core::Protocol protocol,
+                     std::uint16_t port) {
+  const auto family = std::strchr(first, ':') ? core::Family::ipv6 : core::Family::ipv4;
+  return core::ElementKey{core::AddressRange{family, address(first), address(last)},
+                          core::PortKey{protocol, port}};
+}
+
+core::ElementKey key(const char* single, core::Protocol protocol, std::uint16_t port) {
+  return key(single, single, protocol, port);
+}
+
+std::vector<core::ElementKey> keys_of(const std::vector<core::TimedElement>& grants) {
+  std::vector<core::ElementKey> keys;
+  for (const auto& grant : grants) keys.push_back(grant.key);
+  return keys;
 }
 
 }  // namespace jitd::test

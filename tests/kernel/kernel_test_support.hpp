@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "jitd/core/backend.hpp"
 #include "jitd/core/error.hpp"
 
 namespace jitd::test {
@@ -38,6 +39,15 @@ testing::AssertionResult succeeded(const core::Result<T>& result) {
   if (result) return testing::AssertionSuccess();
   return testing::AssertionFailure() << result.error().message;
 }
+
+// Backend elements from text, as both backends' tests write them.
+// An IPv4 or IPv6 address as the engine's number; throws std::invalid_argument on bad text.
+core::AddressValue address(const char* text);
+// The range first-last (or one address) for one (protocol, port).
+core::ElementKey key(const char* first, const char* last, core::Protocol protocol,
+                     std::uint16_t port);
+core::ElementKey key(const char* single, core::Protocol protocol, std::uint16_t port);
+std::vector<core::ElementKey> keys_of(const std::vector<core::TimedElement>& grants);
 
 // True when CI=true: there a test that cannot run fails instead of skipping.
 bool running_under_ci();

@@ -69,30 +69,6 @@ std::vector<std::string> element_texts(const json& set) {
   return texts;
 }
 
-AddressValue address(const char* text) {
-  std::array<unsigned char, 16> bytes{};
-  const bool v4 = inet_pton(AF_INET, text, bytes.data()) == 1;
-  if (!v4 && inet_pton(AF_INET6, text, bytes.data()) != 1) throw std::invalid_argument(text);
-  AddressValue value = 0;
-  for (int i = 0; i < (v4 ? 4 : 16); ++i) value = value << 8 | bytes[i];
-  return value;
-}
-
-ElementKey key(const char* first, const char* last, Protocol protocol, std::uint16_t port) {
-  const Family family = std::strchr(first, ':') ? Family::ipv6 : Family::ipv4;
-  return ElementKey{AddressRange{family, address(first), address(last)}, PortKey{protocol, port}};
-}
-
-ElementKey key(const char* single, Protocol protocol, std::uint16_t port) {
-  return key(single, single, protocol, port);
-}
-
-std::vector<ElementKey> keys_of(const std::vector<TimedElement>& grants) {
-  std::vector<ElementKey> keys;
-  for (const auto& grant : grants) keys.push_back(grant.key);
-  return keys;
-}
-
 const ElementKey host_tcp22 = key("198.51.100.7", Protocol::tcp, 22);
 const ElementKey net_udp53 = key("203.0.113.0", "203.0.113.255", Protocol::udp, 53);
 const ElementKey v6_tcp22 = key("2001:db8::7", Protocol::tcp, 22);
