@@ -325,6 +325,22 @@ class Lab:
             return self.bpf_map("protected_ports") is not None and self.bpf_attached()
         return self.table_listing() is not None
 
+    def wipe_enforcement(self):
+        """What a reboot does to jitd's kernel state (jitd must be stopped): its table, or its
+        program on every interface, its pins and its conntrack table, are gone."""
+        if BACKEND == "ebpf":
+            links = json.loads(self.ns(self.server_ns, "ip", "-j", "link", "show").stdout)
+            for link in links:
+                if link["ifname"] != "lo":
+                    self.ns(self.server_ns, "tc", "qdisc", "del", "dev", link["ifname"], "clsact",
+                            check=False)
+                    self.ns(self.server_ns, "ip", "link", "set", "dev", link["ifname"], "xdp", "off",
+                            check=False)
+            shutil.rmtree(os.path.join(self.bpffs, "jitd"), ignore_errors=True)
+            self.ns(self.server_ns, "nft", "delete", "table", "inet", "jitd_conntrack", check=False)
+        else:
+            self.ns(self.server_ns, "nft", "delete", "table", "inet", "jitd")
+
     # ---- the eBPF backend's state, read with bpftool and tc/ip (never through jitd) ----
     @property
     def server_if(self):

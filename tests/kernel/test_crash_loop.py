@@ -25,7 +25,7 @@ import threading
 import time
 import unittest
 
-from lab import CLIENT_B, GRANT_SETS, SERVER4, LabTest, parse_element, parse_utc, protected_pairs
+from lab import BACKEND, CLIENT_B, GRANT_SETS, SERVER4, LabTest, parse_element, parse_utc, protected_pairs
 
 SEED = int(os.environ.get("JITD_CRASH_SEED", "4242"))
 FAILPOINTS = "after_journal_sync=0.15,after_kernel_ack=0.15,journal_mid_record=0.15"
@@ -133,6 +133,8 @@ class CrashLoop(LabTest):
 
     # ---- what the kernel holds ----
     def kernel(self, sets_only=False):
+        if BACKEND == "ebpf":
+            return self.kernel_maps(sets_only)
         before = time.time()
         if sets_only:
             listing = self.lab.nft("list", "sets", "inet")
@@ -146,6 +148,19 @@ class CrashLoop(LabTest):
                 state["sets"][item["set"]["name"]] = item["set"].get("elem", [])
             elif "rule" in item:
                 state["rules"].append(item["rule"])
+        state["grants"] = [parse_element(e) for name in GRANT_SETS[4]
+                           for e in state["sets"].get(name, [])]
+        return state
+
+    def kernel_maps(self, sets_only):
+        """kernel() for the eBPF backend: its maps in the same shape (lab.set_elements), and in
+        place of the drop rule, its program attached (unless only the sets are asked for)."""
+        before = time.time()
+        if not sets_only:
+            self.assertTrue(self.lab.table_present(), "jitd's program or maps are gone")
+        names = ("protected", *GRANT_SETS[4], *GRANT_SETS[6])
+        state = {"sets": {name: self.lab.set_elements(name) for name in names},
+                 "rules": [{"expr": [{"drop": None}]}], "before": before, "after": time.time()}
         state["grants"] = [parse_element(e) for name in GRANT_SETS[4]
                            for e in state["sets"].get(name, [])]
         return state

@@ -25,9 +25,9 @@ ports:
 
 class LastValid(LabTest):
     def reboot(self):
-        """What a reboot does to jitd's kernel state: the table is gone."""
+        """What a reboot does to jitd's kernel state: its enforcement is gone."""
         self.lab.kill_jitd(15)
-        self.lab.ns(self.lab.server_ns, "nft", "delete", "table", "inet", "jitd")
+        self.lab.wipe_enforcement()
         self.assertFalse(self.lab.table_present())
 
     def test_broken_files_at_boot_keep_the_last_valid_policy_in_force(self):
