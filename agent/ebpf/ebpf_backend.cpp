@@ -17,9 +17,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "conntrack.hpp"
 #include "impl.hpp"
 #include "jitd.skel.h"
+#include "jitd/nft/conntrack_table.hpp"
 #include "jitd/sys/system_error.hpp"
 #include "maps.hpp"
 #include "probe.hpp"
@@ -545,7 +545,7 @@ core::Result<std::unique_ptr<EbpfBackend>> EbpfBackend::open(EbpfOptions options
   // Before the program loads: where conntrack is a module, this loads it, and with it the BTF
   // that has the kfuncs. A failure later leaves the table: a running program of an earlier
   // jitd may still rely on it.
-  if (auto active = activate_conntrack(); !active) {
+  if (auto active = nft::activate_conntrack(); !active) {
     core::Error error = active.error();
     error.message = "make conntrack active: " + error.message;
     return tl::unexpected(std::move(error));
@@ -611,7 +611,7 @@ core::Result<void> EbpfBackend::install(const core::EnforcementSpec& spec) {
   // A failure part way leaves the tries partly written: read them again before a change.
   impl_->shadow.reset();
   // Repairs: the conntrack table and pins may have been removed by someone else.
-  if (auto active = activate_conntrack(); !active) return active;
+  if (auto active = nft::activate_conntrack(); !active) return active;
   const Writer writer{*impl_};
   if (auto pinned = writer.ensure_pins(); !pinned) return pinned;
   if (auto written = writer.write_spec(spec, boottime_ns()); !written) return written;
@@ -783,7 +783,7 @@ core::Result<bool> EbpfBackend::remove_installed(const std::filesystem::path& bp
   } else {
     note(tl::unexpected(root.error()));
   }
-  auto table = remove_conntrack_table();
+  auto table = nft::remove_conntrack_table();
   note(table);
   if (failure) return tl::unexpected(*failure);
   return found;

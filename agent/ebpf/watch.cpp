@@ -1,5 +1,6 @@
-// EbpfBackend's ChangeWatch: rtnetlink (links, tc filters and qdiscs) and inotify on the pin
-// directory, behind one epoll descriptor for the daemon's loop.
+// EbpfBackend's ChangeWatch: rtnetlink (links, tc filters and qdiscs), inotify on the pin
+// directory and nftables events about the conntrack table, behind one epoll descriptor for the
+// daemon's loop.
 #include <linux/rtnetlink.h>
 #include <sys/epoll.h>
 #include <sys/inotify.h>
@@ -13,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "impl.hpp"
+#include "jitd/nft/conntrack_table.hpp"
 #include "jitd/sys/system_error.hpp"
 
 namespace jitd::ebpf {
@@ -25,11 +27,12 @@ constexpr std::size_t datagram_size = 64 * 1024;
 class EbpfWatch final : public core::ChangeWatch {
  public:
   EbpfWatch(std::weak_ptr<EbpfBackend::Impl> backend, sys::UniqueFd epoll, MnlSocket rtnetlink,
-            std::shared_ptr<PinWatch> pins)
+            std::shared_ptr<PinWatch> pins, std::unique_ptr<nft::RulesetMonitor> conntrack)
       : backend_(std::move(backend)),
         epoll_(std::move(epoll)),
         rtnetlink_(std::move(rtnetlink)),
         pins_(std::move(pins)),
+        conntrack_(std::move(conntrack)),
         buffer_(datagram_size) {}
 
   [[nodiscard]] int fd() const override { return epoll_.get(); }
@@ -48,6 +51,10 @@ class EbpfWatch final : public core::ChangeWatch {
     if (auto read = read_links(*impl, changes, to_check); !read)
       return tl::unexpected(read.error());
     if (auto read = read_pins(changes, check_pins); !read) return tl::unexpected(read.error());
+    auto table_events = conntrack_->drain();
+    if (!table_events) return tl::unexpected(table_events.error());
+    if (!table_events->lost.empty()) lost(changes, "conntrack table " + table_events->lost);
+    const bool check_table = !table_events->foreign.empty() || !table_events->lost.empty();
     const auto note = [&changes](std::string change) {
       if (changes.foreign.empty()) changes.foreign = std::move(change);
     };
@@ -70,6 +77,17 @@ class EbpfWatch final : public core::ChangeWatch {
         } else if (!broken.empty()) {
           const bool there = std::filesystem::exists(impl->pin_directory / broken.front());
           note("pin " + broken.front() + (there ? " replaced" : " removed"));
+        }
+      }
+      // `nft flush ruleset` (a restart of nftables.service) deletes it with everything else;
+      // without it conntrack stops tracking new flows, and sessions opened from then on would
+      // not outlive their grant.
+      if (check_table) {
+        auto present = nft::conntrack_table_present();
+        if (!present) return tl::unexpected(present.error());
+        if (!*present) {
+          note("table inet " + std::string(nft::conntrack_table) +
+               " deleted (conntrack would stop tracking new flows)");
         }
       }
     }
@@ -177,6 +195,7 @@ class EbpfWatch final : public core::ChangeWatch {
   sys::UniqueFd epoll_;
   MnlSocket rtnetlink_;
   std::shared_ptr<PinWatch> pins_;
+  std::unique_ptr<nft::RulesetMonitor> conntrack_;
   std::vector<char> buffer_;
 };
 
@@ -213,9 +232,14 @@ core::Result<std::unique_ptr<core::ChangeWatch>> open_watch(
   if (auto added = watch_fd(epoll.get(), pins->inotify.get(), "pin directory events"); !added) {
     return tl::unexpected(added.error());
   }
+  auto conntrack = nft::watch_conntrack_table();
+  if (!conntrack) return tl::unexpected(conntrack.error());
+  if (auto added = watch_fd(epoll.get(), (*conntrack)->fd(), "conntrack table events"); !added) {
+    return tl::unexpected(added.error());
+  }
   impl->pin_watches.push_back(pins);
-  return std::unique_ptr<core::ChangeWatch>(
-      new EbpfWatch(impl, std::move(epoll), std::move(*rtnetlink), std::move(pins)));
+  return std::unique_ptr<core::ChangeWatch>(new EbpfWatch(
+      impl, std::move(epoll), std::move(*rtnetlink), std::move(pins), std::move(*conntrack)));
 }
 
 }  // namespace jitd::ebpf

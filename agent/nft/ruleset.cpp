@@ -239,9 +239,10 @@ std::vector<Expr> source_lookup(core::Family family, SetKind set) {
                   lookup(set_name(set), reg(0), 0), verdict(NF_ACCEPT));
 }
 
+constexpr std::uint32_t established_related =
+    NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
+
 std::vector<std::vector<Expr>> rules() {
-  const std::uint32_t established_related =
-      NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
   std::vector<std::vector<Expr>> rules;
   // iif "lo" accept
   rules.push_back(sequence(meta(NFT_META_IIF, reg(0)), cmp(NFT_CMP_EQ, reg(0), loopback_ifindex),
@@ -349,12 +350,32 @@ void TableWriter::add_chain() {
   const std::string object = "chain inet " + table_ + " " + std::string(chain_name);
   nftnl_chain_nlmsg_build_payload(
       batch_.add(NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE, "add " + object), chain.get());
+  add_rules(chain_name, rules());
+}
 
+void TableWriter::add_conntrack_keeper() {
+  constexpr std::string_view keeper = "conntrack";
+  auto chain = allocate<Chain>(nftnl_chain_alloc());
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TABLE, table_.c_str());
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_NAME, std::string(keeper).c_str());
+  nftnl_chain_nlmsg_build_payload(
+      batch_.add(NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE,
+                 "add chain inet " + table_ + " " + std::string(keeper)),
+      chain.get());
+  std::vector<std::vector<Expr>> keeper_rules;
+  // ct state established,related: the ct expression is what registers conntrack's hooks.
+  keeper_rules.push_back(sequence(ct_state(reg(0)), bitwise_and(reg(0), established_related),
+                                  cmp(NFT_CMP_NEQ, reg(0), std::uint32_t{0})));
+  add_rules(keeper, std::move(keeper_rules));
+}
+
+void TableWriter::add_rules(std::string_view chain, std::vector<std::vector<Expr>> rules) {
+  const std::string object = "chain inet " + table_ + " " + std::string(chain);
   int number = 0;
-  for (auto& exprs : rules()) {
+  for (auto& exprs : rules) {
     auto rule = allocate<Rule>(nftnl_rule_alloc());
     nftnl_rule_set_str(rule.get(), NFTNL_RULE_TABLE, table_.c_str());
-    nftnl_rule_set_str(rule.get(), NFTNL_RULE_CHAIN, std::string(chain_name).c_str());
+    nftnl_rule_set_str(rule.get(), NFTNL_RULE_CHAIN, std::string(chain).c_str());
     // The rule takes ownership of each expression.
     for (auto& expr : exprs) nftnl_rule_add_expr(rule.get(), expr.release());
     const std::string operation = "add rule " + std::to_string(++number) + " to " + object;

@@ -60,6 +60,9 @@ class TableWriter {
   void delete_table();
   void add_sets();
   void add_chain();
+  // A chain with no hook, and in it one rule with a `ct state` expression that nothing ever
+  // evaluates: its setup alone makes conntrack active (conntrack_table.hpp says why).
+  void add_conntrack_keeper();
   void add_protected(const std::vector<core::PortKey>& ports);
   void add_permanent(const std::vector<core::ElementKey>& elements);
   // Each element goes to its grant_set().
@@ -68,6 +71,7 @@ class TableWriter {
 
  private:
   void write_elements(std::uint16_t type, SetKind kind, std::vector<SetElem> elements);
+  void add_rules(std::string_view chain, std::vector<std::vector<Expr>> rules);
 
   Batch& batch_;
   std::string table_;

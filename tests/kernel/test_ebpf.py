@@ -50,6 +50,30 @@ class Tamper(LabTest):
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
         self.assertIn("tamper", [line["event"] for line in lab.audit()])
 
+    def test_flushed_ruleset_gets_the_conntrack_table_back(self):
+        # `nft flush ruleset` (what a restart of nftables.service does) deletes the table that
+        # keeps conntrack active; without it, sessions opened from then on would not outlive
+        # their grant.
+        lab = self.lab
+        lab.start_jitd()
+        lab.grant(CLIENT_A, duration="PT3S")
+
+        def table():
+            return lab.ns(lab.server_ns, "nft", "list", "table", "inet", "jitd_conntrack",
+                          check=False).returncode == 0
+        self.assertTrue(table())
+        lab.ns(lab.server_ns, "nft", "flush", "ruleset")
+        took = lab.wait_for(table, timeout=2.0)
+        self.assertIsNotNone(took, f"conntrack table not restored within 2 s: {lab.log()}")
+        print(f"conntrack table restored after {took * 1000:.0f} ms", flush=True)
+        # A session opened now is tracked, and outlives its grant.
+        held = lab.hold(SERVER4, 22, CLIENT_A)
+        self.assertTrue(held.connected)
+        self.assertEqual(held.send("before"), "before")
+        time.sleep(3.5)
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))  # the grant is over
+        self.assertEqual(held.send("after"), "after")
+
     def test_unpinned_map_is_pinned_again_with_its_grants(self):
         lab = self.lab
         lab.start_jitd()

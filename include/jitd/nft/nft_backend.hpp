@@ -31,6 +31,7 @@ class RulesetMonitor final : public core::ChangeWatch {
 
  private:
   friend class NftBackend;
+  friend core::Result<std::unique_ptr<RulesetMonitor>> watch_conntrack_table();
   explicit RulesetMonitor(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
