@@ -20,7 +20,8 @@
 namespace jitd::test {
 namespace {
 
-bool skipping = false;  // set outside CI when no namespace could be created or a requirement is missing
+bool skipping =
+    false;  // set outside CI when no namespace could be created or a requirement is missing
 
 // What the C++ kernel tests run or read, each with the Debian package that provides it
 // (scripts/install-deps.sh installs them all). Without /etc/protocols nft prints "6" for "tcp".

@@ -11,11 +11,11 @@
 #include "jitd/api/router.hpp"
 #include "jitd/api/server.hpp"
 #include "jitd/config/config.hpp"
+#include "jitd/core/backend.hpp"
 #include "jitd/core/engine.hpp"
 #include "jitd/daemon/event_loop.hpp"
 #include "jitd/daemon/host.hpp"
 #include "jitd/daemon/schedule.hpp"
-#include "jitd/core/backend.hpp"
 #include "jitd/state/audit_log.hpp"
 #include "jitd/state/file_journal.hpp"
 
