@@ -78,7 +78,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (DEFAULT_JITD, PORT, REPO, Client, JitdNamespace, UnixHTTPConnection,  # noqa: E402
-                      check_environment, guarded_run, machine, progress, run)
+                      check_environment, guarded_run, loadavg, machine, progress, run)
 from scale import B_FILL, MAX_CLIENTS, MAX_SINGLES, concurrent, git_commit, grant_body, single, split  # noqa: E402
 
 POLICY = """ports:
@@ -582,7 +582,7 @@ class Flood(JitdNamespace):
             order = CONFIGS if r % 2 == 0 else tuple(reversed(CONFIGS))
             for config in order:
                 self.switch(config)
-                time.sleep(0.5)  # let the switch's own work settle
+                time.sleep(1.0)  # let the switch's own work (jitd's start, the listings) settle
                 self.flood_run(config, r)
                 self.restart_listener()
                 self.connect_run(config, r)
@@ -633,7 +633,7 @@ def report(results, args, info, commit, command, elapsed_s, quiet):
         f"Command: `{command}`; jitd commit `{commit}`; run on "
         f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, {elapsed_s:.0f} s.",
         f"Machine: nproc {info['nproc']} ({info['cpu']}), kernel {info['kernel']}, {info['nft']}, {info['trafgen']}, "
-        f"Python {info['python']}, load average at end {info['loadavg_at_end']}. {quiet}",
+        f"Python {info['python']}. {quiet} Load average at the end {info['loadavg_at_end']}.",
         f"Options: rounds {args.rounds}, {args.seconds} s per flood, {results['grants']} grants live "
         f"(filled at {results['fill']['rate']:.0f}/s by {results['fill']['clients']} clients), connect_rate "
         f"{args.pp_seconds} s per run with {args.pp_parallel} in flight from {results['source']} (one of the grants).",
@@ -865,7 +865,7 @@ def main(argv):
             print(f"missing program '{program}' (Debian package {package}): run scripts/install-deps.sh",
                   file=sys.stderr)
             return 2
-    quiet = wait_quiet(args.wait_quiet)
+    quiet = wait_quiet(args.wait_quiet) + f" Load average at the start {loadavg()}."
     command = "sudo python3 tests/bench/flood.py " + " ".join(argv)
     commit = git_commit()
     bench = Flood(args)
