@@ -530,6 +530,7 @@ class Flood(JitdNamespace):
                   "trafgen_user_s": usage.ru_utime, "trafgen_sys_s": usage.ru_stime,
                   "softirq_s_trafgen_cpu": cpu[f"cpu{cpu_n}"]["softirq"], "softirq_s_all": cpu["cpu"]["softirq"],
                   "system_s_all": cpu["cpu"]["system"], "busy_s_all": cpu["cpu"]["busy"],
+                  "busy_s_trafgen_cpu": cpu[f"cpu{cpu_n}"]["busy"],
                   "busy_s_other_cpus": cpu["cpu"]["busy"] - cpu[f"cpu{cpu_n}"]["busy"],
                   "tcp_in": d("snmp", "Tcp.InSegs"), "tcp_out": d("snmp", "Tcp.OutSegs"),
                   "tcp_out_rsts": d("snmp", "Tcp.OutRsts"),
@@ -547,6 +548,7 @@ class Flood(JitdNamespace):
         per_m = 1e6 / sent if sent else 0
         for key, name in (("softirq_s_trafgen_cpu", "softirq_us_per_packet_trafgen_cpu"),
                           ("softirq_s_all", "softirq_us_per_packet_all"), ("busy_s_all", "busy_us_per_packet_all"),
+                          ("busy_s_trafgen_cpu", "busy_us_per_packet_trafgen_cpu"),
                           ("trafgen_user_s", "trafgen_user_us_per_packet"),
                           ("trafgen_sys_s", "trafgen_sys_us_per_packet")):
             record[name] = record[key] * per_m
@@ -646,13 +648,14 @@ def report(results, args, info, commit, command, elapsed_s, quiet):
         "it can; the receive work runs on its CPU, so a cheaper drop lets it offer more). *Dropped*: "
         f"`droppedPackets` of port {PORT} in GET /v1/status, per second of trafgen's run. *softirq µs/packet*: "
         "softirq time of trafgen's CPU per packet offered (= CPU seconds per million packets): the server "
-        "side's receive path. *All busy µs/packet*: every CPU's user + system + irq + softirq time per packet, "
-        "generation included.",
+        "side's receive path. *Busy µs/packet*: user + system + irq + softirq time of trafgen's CPU per packet: "
+        "generation and receive together (plus whatever else ran on that CPU; the second table shows how busy the "
+        "other CPU was).",
         "",
         "| configuration | offered pkt/s | dropped pkt/s | dropped / offered | reached TCP / offered | "
-        "softirq µs/packet (trafgen's CPU) | softirq µs/packet (all CPUs) | all busy µs/packet | "
+        "softirq µs/packet (trafgen's CPU) | busy µs/packet (trafgen's CPU) | "
         "offered / baseline | softirq per packet / baseline |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for config in CONFIGS:
         f = flood.get(config)
@@ -662,14 +665,15 @@ def report(results, args, info, commit, command, elapsed_s, quiet):
         lines.append(
             f"| {LABELS[config]} | {num(f['offered_pps'])} | {num(f['drops_per_s'])} | {f['drops'] / offered:.1%} | "
             f"{f['tcp_in'] / offered:.1%} | {f['softirq_us_per_packet_trafgen_cpu']:.2f} | "
-            f"{f['softirq_us_per_packet_all']:.2f} | {f['busy_us_per_packet_all']:.2f} | "
+            f"{f['busy_us_per_packet_trafgen_cpu']:.2f} | "
             f"{ratio(f['offered_pps'], base.get('offered_pps'))} | "
             f"{ratio(f['softirq_us_per_packet_trafgen_cpu'], base.get('softirq_us_per_packet_trafgen_cpu'))} |")
-    lines += ["", "Per run and cross-checks (medians unless noted):", "",
+    lines += ["", "Per run and cross-checks (medians unless noted; per packet = per packet offered):", "",
               "| configuration | offered pkt/s per run | drops: status = kernel count (every run) | "
-              "server veth rx / offered | TCP segments sent per packet (SYN-ACK, RST, retransmits) | answers discarded by the ifb per packet | syncookies sent | backlog drops | "
-              "trafgen user / system µs/packet | other CPU busy (s) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "server veth rx / offered | TCP segments sent per packet (SYN-ACK, RST, retransmits) | "
+              "answers discarded by the ifb per packet | syncookies per packet | backlog drops | "
+              "softirq µs/packet, all CPUs | trafgen's own user / system µs/packet | other CPU busy (s of the run) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for config in CONFIGS:
         f = flood.get(config)
         if not f:
@@ -679,9 +683,10 @@ def report(results, args, info, commit, command, elapsed_s, quiet):
         lines.append(
             f"| {LABELS[config]} | {', '.join(num(x) for x in f['offered_pps_runs'])} | {check} | "
             f"{f['server_rx'] / offered:.1%} | {f['tcp_out'] / offered:.2f} | {f['answers_out'] / offered:.2f} | "
-            f"{num(f['syncookies_sent'])} | "
-            f"{num(f['backlog_dropped'])} | {f['trafgen_user_us_per_packet']:.2f} / {f['trafgen_sys_us_per_packet']:.2f} | "
-            f"{f['busy_s_other_cpus']:.2f} |")
+            f"{f['syncookies_sent'] / offered:.2f} | {num(f['backlog_dropped'])} | "
+            f"{f['softirq_us_per_packet_all']:.2f} | "
+            f"{f['trafgen_user_us_per_packet']:.2f} / {f['trafgen_sys_us_per_packet']:.2f} | "
+            f"{f['busy_s_other_cpus']:.2f} of {f['wall_s']:.1f} |")
     lines += ["", f"### New TCP connections/s to port {PORT}, granted, {results['grants']} grants live", "",
               f"`connect_rate` from {results['source']} (one of the {results['grants']} grants), "
               f"{args.pp_parallel} connects in flight, RST on close, {args.pp_seconds} s per run, each configuration "
