@@ -56,8 +56,9 @@ run); a softirq tick that lands while trafgen is running is also added to trafge
 time, so "whole machine minus trafgen's process time" would wrongly subtract the receive work
 too and is not used. The report gives (a) softirq CPU seconds per million packets offered on
 trafgen's CPU (the server side's receive path: XDP/tc/netfilter/TCP, and for the baseline the
-answers' transmit), (b) the same summed over all CPUs, (c) all busy CPU time of the machine per
-million packets (generation included), and trafgen's own user and system time (from wait4).
+answers' transmit), (b) the same summed over all CPUs, (c) all busy time of trafgen's CPU per
+packet (generation and receive; about 1/rate, as that CPU is saturated), and trafgen's own user
+and system time (from wait4), and how busy the other CPU was (other load on the machine).
 
 Counters read before and after each flood: /proc/stat, trafgen's output and rusage, jitd's
 status, the nft counter or the bpftool drops map, the server namespace's /proc/net/snmp and
