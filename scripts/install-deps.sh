@@ -16,6 +16,9 @@ packages=(
   # another user) and /etc/protocols (netbase: without it nft prints "6" for "tcp").
   iproute2 nftables conntrack python3 util-linux netbase
   curl  # README's API examples
+  # trafgen (netsniff-ng) crafts the SYN flood of tests/bench/flood.py (ctest bench.flood_smoke):
+  # spoofed sources over a /16 at a protected port, sent from a throw-away namespace.
+  netsniff-ng
   # Fuzzing and sanitizers (scripts/test.sh, scripts/fuzz.sh): clang with libFuzzer and its
   # sanitizer runtimes (libclang-rt is only recommended by clang), llvm-symbolizer for readable
   # reports; nm (binutils) for the no-shell check.
