@@ -498,10 +498,18 @@ class Flood(JitdNamespace):
              "server_if": link_stats(self.ns, self.server_if), "client_if": link_stats(self.client_ns, self.client_if),
              "sink_if": link_stats(self.ns, self.sink_if), "softnet_dropped": softnet_dropped()}
         if config != "none":
-            ports = self.status()["ports"]
+            # Frames trafgen sent just before it stopped may still be on their way through the
+            # veth backlog: compare the two counts only once the kernel's has stopped moving
+            # (read on both sides of the status call, equal), or a loaded machine splits them.
+            for _ in range(50):
+                first = self.kernel_drops(config)
+                ports = self.status()["ports"]
+                if self.kernel_drops(config) == first:
+                    break
+                time.sleep(0.1)
             (port,) = [p for p in ports if p["number"] == PORT and p["protocol"] == "tcp"]
             c["status_drops"] = port["droppedPackets"]
-            c["kernel_drops"] = self.kernel_drops(config)
+            c["kernel_drops"] = first
         return c
 
     def flood_run(self, config, round_number):
