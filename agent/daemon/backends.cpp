@@ -37,7 +37,15 @@ core::Result<std::string> remove_if_present(config::Enforcement kind,
   std::error_code error;
   if (!pins || !std::filesystem::exists(*pins, error)) return std::string();
   auto bpf = ebpf::EbpfBackend::open(ebpf_options(settings));
-  if (!bpf) return tl::unexpected(bpf.error());
+  if (!bpf) {
+    // Typically the packaged unit after its eBPF drop-in was removed first: no bpf(2), no
+    // CAP_BPF, a read-only bpffs. The program then stays attached with its maps as they were.
+    core::Error error = bpf.error();
+    error.message = "the eBPF program and pins in " + pins->string() + " stay: " + error.message +
+                    " (under systemd: switch back to nftables while the drop-in jitd-ebpf.conf "
+                    "is still installed, then remove it)";
+    return tl::unexpected(std::move(error));
+  }
   const auto where = (*bpf)->where();
   if (auto removed = (*bpf)->uninstall(); !removed) return tl::unexpected(removed.error());
   return where;
