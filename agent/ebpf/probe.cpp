@@ -42,6 +42,14 @@ core::Error failure(const std::string& message, int error) {
   return core::Error{core::ErrorCode::kernel, message, error};
 }
 
+// Whether `capability` is in this process's effective set; false when capget fails.
+bool effective(unsigned capability) {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3> data{};
+  if (syscall(SYS_capget, &header, data.data()) != 0) return false;
+  return (data.at(capability / 32).effective & (1U << (capability % 32))) != 0;
+}
+
 bool has_kfuncs(const btf* types) {
   for (const char* name : conntrack_kfuncs) {
     if (btf__find_by_name_kind(types, name, BTF_KIND_FUNC) < 0) return false;
@@ -141,6 +149,18 @@ core::Result<ConntrackBtf> probe_conntrack(const btf* vmlinux) {
     return tl::unexpected(failure("struct bpf_ct_opts is " + std::to_string(size) + " bytes in " +
                                       found.module + " BTF; jitd's program knows 12 and 16",
                                   EINVAL));
+  }
+  // A kfunc of a module is named in the program by a file descriptor of the module's BTF, and
+  // the kernel hands those out (BPF_BTF_GET_NEXT_ID, BPF_BTF_GET_FD_BY_ID) to CAP_SYS_ADMIN
+  // only, CAP_BPF is not enough (Linux 6.1 and later alike). Debian's kernels build conntrack as
+  // a module, so there the load needs CAP_SYS_ADMIN; without it libbpf's "failed to iterate BTF
+  // objects: -1" is all one would see.
+  if (found.module != "vmlinux" && !effective(CAP_SYS_ADMIN)) {
+    return tl::unexpected(failure(
+        "needs CAP_SYS_ADMIN: the conntrack kfuncs are in " + found.module +
+            "'s module BTF, whose file descriptor the kernel gives CAP_SYS_ADMIN alone (the "
+            "systemd drop-in /usr/share/jitd/systemd/jitd-ebpf.conf grants it)",
+        EPERM));
   }
   return found;
 }

@@ -27,7 +27,8 @@ struct ConntrackBtf {
 };
 // The conntrack kfuncs the program calls (bpf_skb_ct_lookup, bpf_xdp_ct_lookup,
 // bpf_ct_release) in vmlinux or, where conntrack is a module, in its BTF, and the size of
-// struct bpf_ct_opts there. The module's BTF only exists once it is loaded.
+// struct bpf_ct_opts there. The module's BTF only exists once it is loaded. Kfuncs in a
+// module's BTF also need CAP_SYS_ADMIN to load (probe.cpp says why).
 [[nodiscard]] core::Result<ConntrackBtf> probe_conntrack(const btf* vmlinux);
 
 }  // namespace jitd::ebpf

@@ -6,6 +6,7 @@ Every check reads the kernel with bpftool, tc and ip (never through jitd) and pr
 with real connections between the lab's namespaces."""
 import json
 import os
+import shutil
 import subprocess
 import time
 import unittest
@@ -261,6 +262,17 @@ class StartupProbes(LabTest):
         # Really without: the capabilities are gone from the bounding set before jitd runs.
         said = self.refused(prefix=("setpriv", "--bounding-set", "-bpf,-sys_admin,-perfmon", "--"))
         self.assertIn("CAP_BPF", said)
+
+    def test_kfuncs_in_module_btf_without_cap_sys_admin_refuse_the_start(self):
+        # Where conntrack is a module (Debian's kernels), the program names its kfuncs by a
+        # file descriptor of nf_conntrack's BTF, which only CAP_SYS_ADMIN gets (probe.cpp).
+        if shutil.which("modprobe"):
+            run("modprobe", "-q", "nf_conntrack", check=False)
+        if not os.path.exists("/sys/kernel/btf/nf_conntrack"):
+            self.skipTest("conntrack is built into this kernel: its kfuncs are in vmlinux's BTF")
+        said = self.refused(prefix=("setpriv", "--bounding-set", "-sys_admin", "--"))
+        self.assertIn("CAP_SYS_ADMIN", said)
+        self.assertIn("nf_conntrack", said)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ EXPECTED_FILES = {
     "/usr/bin/jitctl",
     "/usr/sbin/jitd",
     "/usr/share/bash-completion/completions/jitctl",
+    # The unit drop-in for backend: ebpf (tests/vm/run installs it in the guest).
+    "/usr/share/jitd/systemd/jitd-ebpf.conf",
     "/usr/share/doc/jitd/README.md.gz",
     "/usr/share/doc/jitd/api.md.gz",
     "/usr/share/doc/jitd/changelog.Debian.gz",

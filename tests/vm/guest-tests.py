@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """Runs the project's kernel tests inside the VM guest and writes one result per test.
 
-    guest-tests.py DIR [--python MODULE ...] [--jobs 4] [--timeout S]
+    guest-tests.py DIR [--python ENTRY ...] [--jobs 4] [--timeout S]
 
 DIR holds bin/ (jitd, jitctl, jitd_*_test) and kernel/ (tests/kernel/*.py). The C++ tests run
 one binary at a time (they create namespaces and read the kernel; two in parallel would only
 compete for the two emulated CPUs), the Python ones `--jobs` at a time (they are sleep-bound).
+A Python ENTRY is a module, run against the nftables backend, or MODULE@VARIANT: MODULE@ebpf
+runs it against the eBPF backend at tc ingress, MODULE@xdp at XDP (the environment lab.py
+reads, as tests/kernel/CMakeLists.txt's kernel.ebpf.* and kernel.xdp.* entries set it). A
+variant's test ids carry its name as a prefix, so the runs of one module stay distinct:
+`ebpf:test_blocking.Blocking.test_x`, `xdp:test_blocking.Blocking.test_x`.
 Results go to DIR/results.json: {"listed": [ids], "results": {id: {"status", "detail"}}},
 status one of passed, failed, skipped, timeout. "listed" is what each binary and module says it
 contains, so the host can tell a test that never ran from one that passed.
@@ -20,39 +25,63 @@ import sys
 import time
 import unittest
 
+# MODULE@VARIANT -> what the variant's child process gets in its environment (lab.py reads it).
+VARIANTS = {
+    "ebpf": {"JITD_TEST_BACKEND": "ebpf", "JITD_TEST_ATTACH": "tc"},
+    "xdp": {"JITD_TEST_BACKEND": "ebpf", "JITD_TEST_ATTACH": "xdp"},
+}
 
-def run_one_module(module, out):
-    """In a child process: runs one test module like `python3 -m unittest -v MODULE` and
-    records each test's outcome (the verbose text output is not a stable format to parse)."""
+
+def split_entry(entry):
+    """'test_x@ebpf' -> ('test_x', 'ebpf'); 'test_x' -> ('test_x', None)."""
+    module, _, variant = entry.partition("@")
+    if variant and variant not in VARIANTS:
+        raise SystemExit(f"unknown variant in {entry!r}: one of {sorted(VARIANTS)}")
+    return module, variant or None
+
+
+def id_prefix(entry):
+    """What the entry's test ids start with: 'test_x' or 'ebpf:test_x' (tests/vm/run matches
+    allowed-skips patterns against the prefixed ids)."""
+    module, variant = split_entry(entry)
+    return f"{variant}:{module}" if variant else module
+
+
+def run_one_module(entry, out):
+    """In a child process (whose environment has the entry's variant): runs one test module
+    like `python3 -m unittest -v MODULE` and records each test's outcome under its prefixed id
+    (the verbose text output is not a stable format to parse)."""
     sys.path.insert(0, os.getcwd())  # the test modules and lab.py, as `python3 -m unittest`
+    module, variant = split_entry(entry)
+    prefix = f"{variant}:" if variant else ""
     results = {}
 
     class Recording(unittest.TextTestResult):
         def addSuccess(self, test):
             super().addSuccess(test)
-            results[test.id()] = {"status": "passed", "detail": ""}
+            results[prefix + test.id()] = {"status": "passed", "detail": ""}
 
         def addFailure(self, test, err):
             super().addFailure(test, err)
-            results[test.id()] = {"status": "failed", "detail": self._exc_info_to_string(err, test)}
+            results[prefix + test.id()] = {"status": "failed", "detail": self._exc_info_to_string(err, test)}
 
         def addError(self, test, err):
             super().addError(test, err)
             # setUpClass/module errors come as _ErrorHolder: charge them to the module.
-            results[getattr(test, "id", lambda: str(test))()] = {
+            results[prefix + getattr(test, "id", lambda: str(test))()] = {
                 "status": "failed", "detail": self._exc_info_to_string(err, test)}
 
         def addSkip(self, test, reason):
             super().addSkip(test, reason)
-            results[test.id()] = {"status": "skipped", "detail": reason}
+            results[prefix + test.id()] = {"status": "skipped", "detail": reason}
 
         def addExpectedFailure(self, test, err):
             super().addExpectedFailure(test, err)
-            results[test.id()] = {"status": "passed", "detail": "expected failure"}
+            results[prefix + test.id()] = {"status": "passed", "detail": "expected failure"}
 
         def addUnexpectedSuccess(self, test):
             super().addUnexpectedSuccess(test)
-            results[test.id()] = {"status": "failed", "detail": "unexpected success"}
+            results[prefix + test.id()] = {"status": "failed", "detail": "unexpected success"}
 
     suite = unittest.defaultTestLoader.loadTestsFromName(module)
     unittest.TextTestRunner(verbosity=2, resultclass=Recording, stream=sys.stdout).run(suite)
@@ -60,7 +89,11 @@ def run_one_module(module, out):
         json.dump(results, f)
 
 
-def list_module(module):
+def list_module(entry):
+    """The entry's test ids. The ids do not depend on the backend (skips are decided when a
+    test runs), so listing in this process, whatever its environment, is right."""
+    module, variant = split_entry(entry)
+    prefix = f"{variant}:" if variant else ""
     suite = unittest.defaultTestLoader.loadTestsFromName(module)
     ids = []
 
@@ -69,7 +102,7 @@ def list_module(module):
             if isinstance(item, unittest.TestSuite):
                 walk(item)
             else:
-                ids.append(item.id())
+                ids.append(prefix + item.id())
     walk(suite)
     return ids
 
@@ -127,21 +160,24 @@ def run_gtest(binary, directory, timeout):
     return listed, results
 
 
-def run_module(module, directory, env, timeout):
-    out = os.path.join(directory, f"{module}.json")
+def run_module(entry, directory, env, timeout):
+    """One entry in a child process; its log and results are out/ENTRY.log and .json."""
+    out = os.path.join(directory, f"{entry}.json")
     started = time.monotonic()
-    with open(os.path.join(directory, f"{module}.log"), "w") as log:
+    _, variant = split_entry(entry)
+    env = {**env, **VARIANTS.get(variant, {})}
+    with open(os.path.join(directory, f"{entry}.log"), "w") as log:
         try:
-            subprocess.run([sys.executable, os.path.abspath(__file__), "--one", module, out],
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--one", entry, out],
                            cwd=os.path.join(os.path.dirname(directory), "kernel"), env=env,
                            stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
             code = 0
         except subprocess.TimeoutExpired:
             code = None
     results = json.load(open(out)) if os.path.exists(out) else {}
-    print(f"{module}: {'timeout' if code is None else 'done'} after "
+    print(f"{entry}: {'timeout' if code is None else 'done'} after "
           f"{time.monotonic() - started:.0f} s", flush=True)
-    return module, code, results
+    return entry, code, results
 
 
 def main():
@@ -180,12 +216,12 @@ def main():
                 results.update(found)
         phases["cpp_seconds"] = round(time.monotonic() - cpp_started)
         for future in futures:
-            module, code, found = future.result()
+            entry, code, found = future.result()
             results.update(found)
             for test_id in listed:
-                if test_id.startswith(module + ".") and test_id not in results:
+                if test_id.startswith(id_prefix(entry) + ".") and test_id not in results:
                     results[test_id] = {"status": "timeout" if code is None else "failed",
-                                        "detail": f"no result from {module} (see {module}.log)"}
+                                        "detail": f"no result from {entry} (see {entry}.log)"}
     phases["all_seconds"] = round(time.monotonic() - started)
     with open(os.path.join(base, "results.json"), "w") as f:
         json.dump({"listed": listed, "results": results, "phases": phases,
