@@ -625,6 +625,11 @@ core::Result<void> EbpfBackend::install(const core::EnforcementSpec& spec) {
   for (const auto& link : covered->links) {
     present.insert(link.ifindex);
     if (auto attached = impl_->attach(link); !attached && !failure) failure = attached.error();
+    // A switch of `attach:` leaves the other attach point's program of an earlier jitd; it
+    // shares the maps, but nothing would keep it current after the next layout change.
+    auto other = impl_->options.attach == AttachPoint::tc ? detach_xdp(link, xdp_program_name)
+                                                          : detach_tc(link);
+    if (!other && !failure) failure = other.error();
   }
   std::erase_if(impl_->attached,
                 [&present](const auto& entry) { return !present.contains(entry.first); });

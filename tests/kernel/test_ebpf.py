@@ -108,6 +108,19 @@ class Lifetime(LabTest):
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
 
+    def test_switching_attach_points_leaves_one_program(self):
+        lab = self.lab
+        lab.start_jitd()
+        lab.kill_jitd(15)
+        other = "tc" if ATTACH == "xdp" else "xdp"
+        lab.set_config("attach", other)
+        lab.start_jitd()
+        (link,) = json.loads(lab.ns(lab.server_ns, "ip", "-j", "link", "show", "dev",
+                                    lab.server_if).stdout)
+        tc = lab.ns(lab.server_ns, "tc", "filter", "show", "dev", lab.server_if, "ingress").stdout
+        self.assertEqual(("xdp" in link, "jitd" in tc), (other == "xdp", other == "tc"), (link, tc))
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
+
     def test_uninstall_leaves_nothing(self):
         lab = self.lab
         lab.start_jitd()
