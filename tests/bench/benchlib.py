@@ -242,7 +242,9 @@ class JitdNamespace:
         except (OSError, TypeError):
             return ""
 
-    def cleanup(self):
+    def stop_children(self):
+        """Stops every process this bench started (jitd, helpers, load generators), newest
+        first; those already gone are skipped, so it may run more than once."""
         for process in reversed(self.children):
             if process.poll() is None:
                 try:
@@ -253,6 +255,23 @@ class JitdNamespace:
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+
+    def find_connect_rate(self, given):
+        """tests/bench/connect_rate.c's binary: `given`, $JITD_CONNECT_RATE or the build's, else
+        compiled with cc into the bench's directory."""
+        for candidate in (given, os.environ.get("JITD_CONNECT_RATE"),
+                          os.path.join(REPO, "build", "tests", "jitd_connect_rate")):
+            if candidate and os.access(candidate, os.X_OK):
+                return os.path.abspath(candidate)
+        compiler = shutil.which("cc") or shutil.which("gcc")
+        if not compiler:
+            raise RuntimeError("no connect_rate binary (build the jitd_connect_rate target) and no cc to build one")
+        out = os.path.join(self.dir, "connect_rate")
+        run([compiler, "-O2", "-o", out, os.path.join(os.path.dirname(os.path.abspath(__file__)), "connect_rate.c")])
+        return out
+
+    def cleanup(self):
+        self.stop_children()
         if self.ns_created:
             result = subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, text=True)
             if result.returncode != 0:

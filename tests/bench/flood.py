@@ -271,7 +271,7 @@ class Flood(JitdNamespace):
         self.trafgen_cfg = os.path.join(self.dir, "syn.cfg")
         with open(self.trafgen_cfg, "w") as f:
             f.write(trafgen_config(macs[self.server_if], macs[self.client_if]))
-        self.connect_rate = self.find_connect_rate()
+        self.connect_rate = self.find_connect_rate(self.args.connect_rate)
         self.pin_dir = os.path.join(self.bpffs, "jitd", str(os.stat(f"/run/netns/{self.ns}").st_ino),
                                     f"v{bpf_layout_version()}")
 
@@ -289,16 +289,7 @@ class Flood(JitdNamespace):
         try:
             # jitd, trafgen and the listener first (benchlib's loop), then the bpffs, then the
             # namespaces and the directory.
-            for process in reversed(self.children):
-                if process.poll() is None:
-                    try:
-                        os.killpg(process.pid, signal.SIGTERM)
-                        process.wait(timeout=5)
-                    except ProcessLookupError:
-                        pass
-                    except subprocess.TimeoutExpired:
-                        os.killpg(process.pid, signal.SIGKILL)
-                        process.wait()
+            self.stop_children()
             if self.bpffs_mounted:
                 result = subprocess.run(["umount", self.bpffs], capture_output=True, text=True)
                 if result.returncode != 0:
@@ -311,18 +302,6 @@ class Flood(JitdNamespace):
             if self.client_ns_created:
                 subprocess.run(["ip", "netns", "del", self.client_ns], capture_output=True)
                 print(f"# namespace {self.client_ns} deleted", file=sys.stderr)
-
-    def find_connect_rate(self):
-        for candidate in (self.args.connect_rate, os.environ.get("JITD_CONNECT_RATE"),
-                          os.path.join(REPO, "build", "tests", "jitd_connect_rate")):
-            if candidate and os.access(candidate, os.X_OK):
-                return os.path.abspath(candidate)
-        compiler = shutil.which("cc") or shutil.which("gcc")
-        if not compiler:
-            raise RuntimeError("no connect_rate binary (build the jitd_connect_rate target) and no cc to build one")
-        out = os.path.join(self.dir, "connect_rate")
-        run([compiler, "-O2", "-o", out, os.path.join(os.path.dirname(os.path.abspath(__file__)), "connect_rate.c")])
-        return out
 
     # ---- jitd and the switches between configurations ----
     def launch(self, backend, expect, timeout=600):

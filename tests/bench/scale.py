@@ -58,7 +58,6 @@ import math
 import multiprocessing
 import os
 import re
-import shutil
 import signal
 import socket
 import statistics
@@ -349,7 +348,7 @@ class Scale(JitdNamespace):
         self.write(os.path.join(self.dir, "scalebench.nft"), BENCH_TABLE)
         self.write(os.path.join(self.dir, "scalebase.nft"), BASE_TABLE)
         self.in_ns("nft", "-f", os.path.join(self.dir, "scalebench.nft"))
-        self.connect_rate = self.find_connect_rate()
+        self.connect_rate = self.find_connect_rate(self.args.connect_rate)
 
     def cleanup(self):
         for process in self.procs:
@@ -370,18 +369,6 @@ class Scale(JitdNamespace):
     def write(path, text):
         with open(path, "w") as f:
             f.write(text)
-
-    def find_connect_rate(self):
-        for candidate in (self.args.connect_rate, os.environ.get("JITD_CONNECT_RATE"),
-                          os.path.join(REPO, "build", "tests", "jitd_connect_rate")):
-            if candidate and os.access(candidate, os.X_OK):
-                return os.path.abspath(candidate)
-        compiler = shutil.which("cc") or shutil.which("gcc")
-        if not compiler:
-            raise RuntimeError("no connect_rate binary (build the jitd_connect_rate target) and no cc to build one")
-        out = os.path.join(self.dir, "connect_rate")
-        run([compiler, "-O2", "-o", out, os.path.join(os.path.dirname(os.path.abspath(__file__)), "connect_rate.c")])
-        return out
 
     # ---- jitd ----
     def launch(self, timeout=600, expect=None, timings=None):
