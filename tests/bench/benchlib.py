@@ -285,6 +285,18 @@ class JitdNamespace:
 REQUIREMENTS = (("ip", "iproute2"), ("nft", "nftables"), ("/etc/protocols", "netbase"))
 
 
+def refuse_without_root(script, why):
+    """None as root; else prints why and returns the exit status: 1 under CI=true (where a
+    benchmark smoke test that cannot run is a failure), 77 (ctest's skip) elsewhere."""
+    if os.geteuid() == 0:
+        return None
+    if os.environ.get("CI") == "true":
+        print(f"FAIL: cannot run under CI: {script} needs root: {why}", file=sys.stderr)
+        return 1
+    print(f"SKIP: {script} needs root: {why} (sudo python3 tests/bench/{script})", file=sys.stderr)
+    return 77
+
+
 def check_environment(script, jitd_binary):
     """None when root, REQUIREMENTS and the jitd binary are there; else an exit status (message printed)."""
     if os.geteuid() != 0:

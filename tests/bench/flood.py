@@ -79,7 +79,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (DEFAULT_JITD, PORT, REPO, Client, JitdNamespace, UnixHTTPConnection,  # noqa: E402
-                      check_environment, guarded_run, loadavg, machine, progress, run)
+                      check_environment, guarded_run, loadavg, machine, progress, refuse_without_root, run)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernel"))
+from lab import pinned_map_entries  # noqa: E402  (one reader of bpftool's map dumps)
 from scale import B_FILL, MAX_CLIENTS, MAX_SINGLES, concurrent, git_commit, grant_body, single, split  # noqa: E402
 
 POLICY = """ports:
@@ -373,18 +375,7 @@ class Flood(JitdNamespace):
 
     def bpf_map(self, name):
         """A pinned map's entries as (key bytes, value as an integer; per-CPU values summed)."""
-        entries = json.loads(run(["bpftool", "-j", "map", "dump", "pinned", os.path.join(self.pin_dir, name)]).stdout)
-
-        def raw(field):
-            return bytes(int(b, 16) for b in field)
-        result = []
-        for entry in entries:
-            if "values" in entry:
-                value = sum(int.from_bytes(raw(v["value"]), "little") for v in entry["values"])
-            else:
-                value = int.from_bytes(raw(entry["value"]), "little")
-            result.append((raw(entry["key"]), value))
-        return result
+        return pinned_map_entries(os.path.join(self.pin_dir, name))
 
     def kernel_grants(self, backend):
         """Grant entries in the kernel: elements of jitd's two IPv4 grant sets, or grants4's
@@ -841,13 +832,9 @@ def smoke_check(results):
 
 def main(argv):
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        reason = "flood.py needs root: it creates network namespaces and mounts a bpffs"
-        if os.environ.get("CI") == "true":
-            print(f"FAIL: cannot run under CI: {reason}", file=sys.stderr)
-            return 1
-        print(f"SKIP: {reason} (sudo python3 tests/bench/flood.py)", file=sys.stderr)
-        return 77
+    refused = refuse_without_root("flood.py", "it creates network namespaces and mounts a bpffs")
+    if refused is not None:
+        return refused
     args.jitd = os.path.abspath(args.jitd)
     failed = check_environment("tests/bench/flood.py", args.jitd)
     if failed is not None:

@@ -69,7 +69,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (DEFAULT_JITD, PORT, PROTO, REPO, Client, JitdNamespace, NamespaceHelper,  # noqa: E402
                       UnixHTTPConnection, check_environment, fmt, guarded_run, machine, now_ns, percentile,
-                      progress, run, spawn)
+                      progress, refuse_without_root, run, spawn)
 
 POLICY = """ports:
   - number: 22
@@ -1120,13 +1120,9 @@ def main(argv):
     if args.helper:
         from benchlib import helper_loop
         return helper_loop(handle)
-    if os.geteuid() != 0:
-        reason = "scale.py needs root: it creates network namespaces"
-        if os.environ.get("CI") == "true":
-            print(f"FAIL: cannot run under CI: {reason}", file=sys.stderr)
-            return 1
-        print(f"SKIP: {reason} (sudo python3 tests/bench/scale.py)", file=sys.stderr)
-        return 77
+    refused = refuse_without_root("scale.py", "it creates network namespaces")
+    if refused is not None:
+        return refused
     args.jitd = os.path.abspath(args.jitd)
     failed = check_environment("tests/bench/scale.py", args.jitd)
     if failed is not None:

@@ -356,20 +356,7 @@ class Lab:
         """A pinned map's entries as (key bytes, value as an integer; per-CPU values summed), or
         None when the map is not pinned."""
         path = os.path.join(self.pin_dir, name)
-        if not os.path.exists(path):
-            return None
-        entries = json.loads(run("bpftool", "-j", "map", "dump", "pinned", path).stdout)
-
-        def raw(field):
-            return bytes(int(b, 16) for b in field)
-        result = []
-        for entry in entries:
-            if "values" in entry:
-                value = sum(int.from_bytes(raw(v["value"]), "little") for v in entry["values"])
-            else:
-                value = int.from_bytes(raw(entry["value"]), "little")
-            result.append((raw(entry["key"]), value))
-        return result
+        return pinned_map_entries(path) if os.path.exists(path) else None
 
     def bpf_attached(self):
         """Whether jitd's program is attached to the server's interface, read with tc or ip."""
@@ -503,6 +490,23 @@ class Lab:
         if os.path.ismount(self.bpffs):
             run("umount", self.bpffs, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pinned_map_entries(path):
+    """A pinned map's entries, read with bpftool, as (key bytes, value as an integer; per-CPU
+    values summed). Also used by tests/bench/flood.py."""
+    entries = json.loads(run("bpftool", "-j", "map", "dump", "pinned", path).stdout)
+
+    def raw(field):
+        return bytes(int(b, 16) for b in field)
+    result = []
+    for entry in entries:
+        if "values" in entry:
+            value = sum(int.from_bytes(raw(v["value"]), "little") for v in entry["values"])
+        else:
+            value = int.from_bytes(raw(entry["value"]), "little")
+        result.append((raw(entry["key"]), value))
+    return result
 
 
 def element_value(element):
