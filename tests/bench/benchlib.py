@@ -285,6 +285,52 @@ class JitdNamespace:
 REQUIREMENTS = (("ip", "iproute2"), ("nft", "nftables"), ("/etc/protocols", "netbase"))
 
 
+class ClientServerNamespaces(JitdNamespace):
+    """jitd's namespace (the server) and a client namespace `<ns>-c`, joined by a veth pair,
+    for benchmarks that send traffic; multiprocessing children in `procs` are stopped too."""
+
+    def __init__(self, jitd_binary, prefix, log_level, policy):
+        super().__init__(jitd_binary, prefix=prefix, log_level=log_level, policy=policy)
+        self.client_ns = f"{self.ns}-c"
+        self.client_ns_created = False
+        tag = self.ns.rsplit("-", 1)[1]
+        self.server_if, self.client_if = f"vs{tag}", f"vc{tag}"
+        self.procs = []  # multiprocessing children (cleanup() stops the Popen ones)
+
+    def setup_pair(self, server_ip, client_ip):
+        """The client namespace and the veth pair, each end with its /24 address and up; the
+        client may use every port above 1023 (connection floods)."""
+        run(["ip", "netns", "add", self.client_ns])
+        self.client_ns_created = True
+        run(["ip", "link", "add", self.server_if, "netns", self.ns, "type", "veth", "peer", "name",
+             self.client_if, "netns", self.client_ns])
+        for ns, ifname, address in ((self.ns, self.server_if, server_ip),
+                                    (self.client_ns, self.client_if, client_ip)):
+            run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])
+            run(["ip", "netns", "exec", ns, "ip", "addr", "add", f"{address}/24", "dev", ifname])
+            run(["ip", "netns", "exec", ns, "ip", "link", "set", ifname, "up"])
+        subprocess.run(["ip", "netns", "exec", self.client_ns, "sysctl", "-q", "-w",
+                        "net.ipv4.ip_local_port_range=1024 65535"], capture_output=True)
+
+    def stop_procs(self):
+        for process in self.procs:
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
+
+    def cleanup(self):
+        self.stop_procs()
+        try:
+            super().cleanup()
+        finally:
+            if self.client_ns_created:
+                subprocess.run(["ip", "netns", "del", self.client_ns], capture_output=True)
+                print(f"# namespace {self.client_ns} deleted", file=sys.stderr)
+
+
 def refuse_without_root(script, why):
     """None as root; else prints why and returns the exit status: 1 under CI=true (where a
     benchmark smoke test that cannot run is a failure), 77 (ctest's skip) elsewhere."""

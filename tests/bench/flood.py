@@ -78,7 +78,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (DEFAULT_JITD, PORT, REPO, Client, JitdNamespace, UnixHTTPConnection,  # noqa: E402
+from benchlib import (DEFAULT_JITD, PORT, REPO, Client, ClientServerNamespaces, UnixHTTPConnection,  # noqa: E402
                       check_environment, guarded_run, loadavg, machine, progress, refuse_without_root, run)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernel"))
 from lab import pinned_map_entries  # noqa: E402  (one reader of bpftool's map dumps)
@@ -203,17 +203,13 @@ def median(values):
 # ---------------------------------------------------------------------------------------------
 # The namespaces and the run.
 # ---------------------------------------------------------------------------------------------
-class Flood(JitdNamespace):
+class Flood(ClientServerNamespaces):
     def __init__(self, args):
         super().__init__(args.jitd, prefix="jitd-flood", log_level=args.log_level, policy=POLICY)
         self.args = args
-        self.client_ns = f"{self.ns}-c"
-        self.client_ns_created = False
-        tag = self.ns.rsplit("-", 1)[1]
-        self.server_if, self.client_if, self.sink_if = f"vs{tag}", f"vc{tag}", f"vd{tag}"
+        self.sink_if = f"vd{self.ns.rsplit('-', 1)[1]}"
         self.bpffs = None
         self.bpffs_mounted = False
-        self.procs = []  # multiprocessing children of the fill
         self.listener = None
         self.current = None  # the configuration in force
         self.live = 0
@@ -223,15 +219,8 @@ class Flood(JitdNamespace):
     # ---- set-up and cleanup ----
     def setup(self):
         super().setup()
-        run(["ip", "netns", "add", self.client_ns])
-        self.client_ns_created = True
-        run(["ip", "link", "add", self.server_if, "netns", self.ns, "type", "veth", "peer", "name",
-             self.client_if, "netns", self.client_ns])
+        self.setup_pair(SERVER_IP, CLIENT_IP)
         self.source = single(B_FILL, self.args.grants // 2)
-        for ns, ifname, address in ((self.ns, self.server_if, SERVER_IP), (self.client_ns, self.client_if, CLIENT_IP)):
-            self.ns_run(ns, "ip", "link", "set", "lo", "up")
-            self.ns_run(ns, "ip", "addr", "add", f"{address}/24", "dev", ifname)
-            self.ns_run(ns, "ip", "link", "set", ifname, "up")
         # The granted source connect_rate uses, and the server's route back to it.
         self.ns_run(self.client_ns, "ip", "addr", "add", f"{self.source}/32", "dev", self.client_if)
         self.ns_run(self.ns, "ip", "route", "add", f"{self.source}/32", "via", CLIENT_IP)
@@ -248,8 +237,6 @@ class Flood(JitdNamespace):
         # RST-closed connections leave conntrack after 1 s (as in scale.py's packet path).
         subprocess.run(["ip", "netns", "exec", self.ns, "sysctl", "-q", "-w",
                         "net.netfilter.nf_conntrack_tcp_timeout_close=1"], capture_output=True)
-        subprocess.run(["ip", "netns", "exec", self.client_ns, "sysctl", "-q", "-w",
-                        "net.ipv4.ip_local_port_range=1024 65535"], capture_output=True)
         # A bpffs of our own (as tests/kernel/lab.py): mounted here, in this mount namespace, so
         # that it outlives each `ip netns exec` and a restarted jitd finds its pins.
         self.bpffs = os.path.join(self.dir, "bpffs")
@@ -281,29 +268,18 @@ class Flood(JitdNamespace):
         return run(["ip", "netns", "exec", ns, *argv])
 
     def cleanup(self):
-        for process in self.procs:
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-        try:
-            # jitd, trafgen and the listener first (benchlib's loop), then the bpffs, then the
-            # namespaces and the directory.
-            self.stop_children()
-            if self.bpffs_mounted:
-                result = subprocess.run(["umount", self.bpffs], capture_output=True, text=True)
-                if result.returncode != 0:
-                    print(f"WARNING: could not unmount {self.bpffs}: {result.stderr.strip()}; lazy unmount",
-                          file=sys.stderr)
-                    subprocess.run(["umount", "-l", self.bpffs], capture_output=True)
-                self.bpffs_mounted = False
-            super().cleanup()
-        finally:
-            if self.client_ns_created:
-                subprocess.run(["ip", "netns", "del", self.client_ns], capture_output=True)
-                print(f"# namespace {self.client_ns} deleted", file=sys.stderr)
+        # The fill's processes, jitd, trafgen and the listener first, then the bpffs, then the
+        # namespaces and the directory (the base classes' cleanup).
+        self.stop_procs()
+        self.stop_children()
+        if self.bpffs_mounted:
+            result = subprocess.run(["umount", self.bpffs], capture_output=True, text=True)
+            if result.returncode != 0:
+                print(f"WARNING: could not unmount {self.bpffs}: {result.stderr.strip()}; lazy unmount",
+                      file=sys.stderr)
+                subprocess.run(["umount", "-l", self.bpffs], capture_output=True)
+            self.bpffs_mounted = False
+        super().cleanup()
 
     # ---- jitd and the switches between configurations ----
     def launch(self, backend, expect, timeout=600):

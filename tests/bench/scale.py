@@ -67,7 +67,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import (DEFAULT_JITD, PORT, PROTO, REPO, Client, JitdNamespace, NamespaceHelper,  # noqa: E402
+from benchlib import (DEFAULT_JITD, PORT, PROTO, REPO, Client, ClientServerNamespaces, NamespaceHelper,  # noqa: E402
                       UnixHTTPConnection, check_environment, fmt, guarded_run, machine, now_ns, percentile,
                       progress, refuse_without_root, run, spawn)
 
@@ -317,53 +317,24 @@ def split(items, n):
 # ---------------------------------------------------------------------------------------------
 # The namespaces and the run.
 # ---------------------------------------------------------------------------------------------
-class Scale(JitdNamespace):
+class Scale(ClientServerNamespaces):
     def __init__(self, args):
         super().__init__(args.jitd, prefix="jitd-scale", log_level=args.log_level, policy=POLICY)
         self.args = args
-        self.client_ns = f"{self.ns}-c"
-        self.client_ns_created = False
         self.results = {}
         self.client = None
         self.helper = None
         self.live = 0  # live fill grants
         self.fill_i = 0  # next fill source index
-        self.procs = []  # multiprocessing children (benchlib's cleanup handles Popen ones)
 
     # ---- set-up and cleanup ----
     def setup(self):
         super().setup()
-        run(["ip", "netns", "add", self.client_ns])
-        self.client_ns_created = True
-        tag = self.ns.rsplit("-", 1)[1]
-        server_if, client_if = f"vs{tag}", f"vc{tag}"
-        run(["ip", "link", "add", server_if, "netns", self.ns, "type", "veth", "peer", "name", client_if,
-             "netns", self.client_ns])
-        for ns, ifname, address in ((self.ns, server_if, SERVER_IP), (self.client_ns, client_if, CLIENT_IP)):
-            run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])
-            run(["ip", "netns", "exec", ns, "ip", "addr", "add", f"{address}/24", "dev", ifname])
-            run(["ip", "netns", "exec", ns, "ip", "link", "set", ifname, "up"])
-        subprocess.run(["ip", "netns", "exec", self.client_ns, "sysctl", "-q", "-w",
-                        "net.ipv4.ip_local_port_range=1024 65535"], capture_output=True)
+        self.setup_pair(SERVER_IP, CLIENT_IP)
         self.write(os.path.join(self.dir, "scalebench.nft"), BENCH_TABLE)
         self.write(os.path.join(self.dir, "scalebase.nft"), BASE_TABLE)
         self.in_ns("nft", "-f", os.path.join(self.dir, "scalebench.nft"))
         self.connect_rate = self.find_connect_rate(self.args.connect_rate)
-
-    def cleanup(self):
-        for process in self.procs:
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-                if process.is_alive():
-                    process.kill()
-                    process.join()
-        try:
-            super().cleanup()
-        finally:
-            if self.client_ns_created:
-                subprocess.run(["ip", "netns", "del", self.client_ns], capture_output=True)
-                print(f"# namespace {self.client_ns} deleted", file=sys.stderr)
 
     @staticmethod
     def write(path, text):
