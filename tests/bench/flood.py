@@ -155,13 +155,18 @@ def softnet_dropped():
         return sum(int(line.split()[1], 16) for line in f if line.strip())
 
 
+class TrafgenFailed(RuntimeError):
+    """trafgen stopped without its report (seen once under load: "Flushing TX_RING failed:
+    Resource temporarily unavailable"); the run measured nothing and may be made again."""
+
+
 def parse_trafgen(text):
     """trafgen's exit report: packets sent, and (cpu, seconds, packets) per worker."""
     workers = [(int(cpu), int(sec) + int(usec) / 1e6, int(packets)) for sec, usec, cpu, packets in
                re.findall(r"(\d+) sec, (\d+) usec on CPU(\d+) \((\d+) packets\)", text)]
     total = re.search(r"(\d+) packets outgoing", text)
     if not total or not workers:
-        raise RuntimeError(f"no packet count in trafgen's output:\n{text[-2000:]}")
+        raise TrafgenFailed(f"no packet count in trafgen's output:\n{text[-2000:]}")
     return int(total.group(1)), workers
 
 
@@ -540,7 +545,15 @@ class Flood(ClientServerNamespaces):
             for config in order:
                 self.switch(config)
                 time.sleep(1.0)  # let the switch's own work (jitd's start, the listings) settle
-                self.flood_run(config, r)
+                for attempt in range(1, 4):
+                    try:
+                        self.flood_run(config, r)
+                        break
+                    except TrafgenFailed as failed:
+                        if attempt == 3:
+                            raise
+                        progress(f"{config}: trafgen stopped without its report (attempt {attempt} of "
+                                 f"3), run again: {failed}")
                 self.restart_listener()
                 self.connect_run(config, r)
         self.results["grants"] = self.live
