@@ -219,7 +219,7 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
   }
   auto prefix = core::Prefix::parse((*source)->get<std::string>());
   if (!prefix) return invalid_value("allowedSourceAddressPrefix", prefix.error());
-  request.source = *prefix;
+  request.source = core::SourceSpec(*prefix);
 
   const auto duration = field(document, "duration", json::value_t::string, "");
   if (!duration) return tl::unexpected(duration.error());

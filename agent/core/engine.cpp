@@ -20,11 +20,16 @@ std::string describe_error(const Error& error) {
 
 // The part of `port` whose protocols the policy still protects for `source`.
 std::optional<PortSpec> still_allowed(const Policy& policy, const PortSpec& port,
-                                      const Prefix& source) {
+                                      const SourceSpec& source) {
   std::vector<Protocol> kept;
   for (const auto protocol : expand(port.protocol)) {
     const auto* rule = policy.find_rule(port.number, protocol);
-    if (rule != nullptr && rule->allows_source(source)) kept.push_back(protocol);
+    const auto prefixes = source.prefixes();
+    if (rule != nullptr && std::all_of(prefixes.begin(), prefixes.end(), [rule](const Prefix& p) {
+          return rule->allows_source(p);
+        })) {
+      kept.push_back(protocol);
+    }
   }
   if (kept.empty()) return std::nullopt;
   if (kept.size() == expand(port.protocol).size()) return port;
@@ -51,26 +56,15 @@ template <class Each>
 void for_each_coverage(const Grant& grant, Each each) {
   for (const auto& port : grant.ports) {
     for (const auto protocol : expand(port.protocol)) {
-      each(TimedRange{ElementKey{grant.source.range(), PortKey{protocol, port.number}},
-                      grant.deadline});
+      for (const auto& prefix : grant.source.prefixes()) {
+        each(
+            TimedRange{ElementKey{prefix.range(), PortKey{protocol, port.number}}, grant.deadline});
+      }
     }
   }
 }
 
 }  // namespace
-
-std::string_view to_string(GrantStatus status) {
-  switch (status) {
-    case GrantStatus::initiated: return "Initiated";
-    case GrantStatus::revoked: return "Revoked";
-    case GrantStatus::expired: return "Expired";
-  }
-  return "Unknown";
-}
-
-Milliseconds remaining(const Grant& grant, Deadline now) {
-  return grant.deadline > now ? grant.deadline - now : Milliseconds{0};
-}
 
 AccessEngine::AccessEngine(Backend& backend, Journal& journal, AuditSink& audit, const Clock& clock,
                            IdGenerator new_id, Policy policy)
@@ -151,7 +145,8 @@ RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::stri
     }
     if (grant.deadline <= now) {
       ++report.expired;
-      ended.push_back({std::move(grant), GrantStatus::expired, "Expired", std::nullopt});
+      ended.push_back(
+          {std::move(grant), GrantStatus::revoked, std::string(reason::expired), std::nullopt});
       continue;
     }
     restored.push_back(grant.id);
@@ -306,12 +301,12 @@ Result<void> AccessEngine::validate(const GrantRequest& request, Milliseconds du
                                                        "/" + std::string(to_string(protocol)) +
                                                        " is not a port the policy protects");
       }
-      if (!rule->allows_source(request.source)) {
-        const auto family = request.source.family();
+      if (!rule->allows_source(request.source.prefix())) {
+        const auto family = request.source.prefix().family();
         return fail(
             ErrorCode::source_not_allowed,
             "allowedSourceAddressPrefix: " + request.source.to_string() +
-                (rule->covers_source(request.source)
+                (rule->covers_source(request.source.prefix())
                      ? " is wider than port " + to_string(rule->port) + " allows in one request: " +
                            std::string(to_string(family)) + " prefixes must be /" +
                            std::to_string(rule->min_request_length(family)) + " or longer"
@@ -400,7 +395,7 @@ void AccessEngine::end_grants(std::vector<Ending> endings) {
     grant.status_reason = reason;
     std::string audit_reason = reason;
     if (failures[i]) audit_reason += "; journal: " + failures[i]->message + " (retrying)";
-    const bool expired = status == GrantStatus::expired;
+    const bool expired = reason == reason::expired;
     audit_grant(expired ? "expire" : "revoke", expired ? "expired" : "revoked", grant, audit_reason,
                 by ? &*by : nullptr);
   }
@@ -655,7 +650,8 @@ void AccessEngine::expire_due() {
   while (!by_deadline_.empty() && by_deadline_.begin()->first <= now &&
          expired.size() < expiry_batch) {
     const auto found = active_.find(by_deadline_.begin()->second);
-    expired.push_back({deactivate(found), GrantStatus::expired, "Expired", std::nullopt});
+    expired.push_back(
+        {deactivate(found), GrantStatus::revoked, std::string(reason::expired), std::nullopt});
   }
   // The kernel dropped the ended elements itself; forget them without a transaction, in passes
   // like the records.

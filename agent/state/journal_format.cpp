@@ -67,11 +67,18 @@ std::optional<std::uint64_t> unsigned_member(const Json& object, std::string_vie
 }
 
 std::optional<core::GrantStatus> parse_status(std::string_view text) {
-  for (const auto status :
-       {core::GrantStatus::initiated, core::GrantStatus::revoked, core::GrantStatus::expired}) {
-    if (core::to_string(status) == text) return status;
-  }
-  return std::nullopt;
+  return core::parse_grant_status(text);
+}
+
+// `where`: the field's path, for the error ("grant.requestor").
+tl::expected<core::Requestor, std::string> parse_requestor(const Json* object,
+                                                           const std::string& where) {
+  if (object == nullptr || !object->is_object()) return bad_field(where);
+  const auto uid = unsigned_member(*object, "uid", std::numeric_limits<std::uint32_t>::max());
+  if (!uid) return bad_field(where + ".uid");
+  auto name = string_member(*object, "name");
+  if (!name) return bad_field(where + ".name");
+  return core::Requestor{static_cast<std::uint32_t>(*uid), std::move(*name)};
 }
 
 std::optional<core::TimePoint> time_member(const Json& object, std::string_view key) {
@@ -100,18 +107,13 @@ tl::expected<core::Grant, std::string> parse_grant(const Json& object) {
   if (!id || id->empty()) return bad_field("grant.id");
   grant.id = std::move(*id);
 
-  const auto* requestor = member(object, "requestor");
-  if (requestor == nullptr || !requestor->is_object()) return bad_field("grant.requestor");
-  const auto uid = unsigned_member(*requestor, "uid", std::numeric_limits<std::uint32_t>::max());
-  if (!uid) return bad_field("grant.requestor.uid");
-  grant.requestor.uid = static_cast<std::uint32_t>(*uid);
-  auto name = string_member(*requestor, "name");
-  if (!name) return bad_field("grant.requestor.name");
-  grant.requestor.name = std::move(*name);
+  auto requestor = parse_requestor(member(object, "requestor"), "grant.requestor");
+  if (!requestor) return tl::unexpected(requestor.error());
+  grant.requestor = std::move(*requestor);
 
   const auto source_text = string_member(object, "source");
   if (!source_text) return bad_field("grant.source");
-  const auto source = core::Prefix::parse(*source_text);
+  const auto source = core::SourceSpec::parse(*source_text);
   if (!source) return bad_field("grant.source");
   grant.source = *source;
 
@@ -148,6 +150,39 @@ tl::expected<core::Grant, std::string> parse_grant(const Json& object) {
   auto reason = string_member(object, "statusReason");
   if (!reason) return bad_field("grant.statusReason");
   grant.status_reason = std::move(*reason);
+
+  // Fields later versions of jitd added: absent in older journals, and then their defaults.
+  grant.requested = grant.start;
+  if (member(object, "requestedTimeUtc") != nullptr) {
+    const auto requested = time_member(object, "requestedTimeUtc");
+    if (!requested) return bad_field("grant.requestedTimeUtc");
+    grant.requested = *requested;
+  }
+  if (member(object, "waitUntilMs") != nullptr) {
+    const auto until =
+        unsigned_member(object, "waitUntilMs", std::numeric_limits<std::int64_t>::max());
+    if (!until) return bad_field("grant.waitUntilMs");
+    grant.wait_until = core::Deadline{std::chrono::milliseconds(static_cast<std::int64_t>(*until))};
+  }
+  if (const auto* approval = member(object, "needsApproval"); approval != nullptr) {
+    if (!approval->is_boolean()) return bad_field("grant.needsApproval");
+    grant.needs_approval = approval->get<bool>();
+  }
+  for (const auto& [key, into] :
+       {std::pair{"decidedBy", &grant.decided_by}, std::pair{"endedBy", &grant.ended_by}}) {
+    if (const auto* who_json = member(object, key); who_json != nullptr) {
+      auto who = parse_requestor(who_json, std::string("grant.") + key);
+      if (!who) return tl::unexpected(who.error());
+      *into = std::move(*who);
+    }
+  }
+  if (member(object, "endedTimeUtc") != nullptr) {
+    grant.ended = time_member(object, "endedTimeUtc");
+    if (!grant.ended) return bad_field("grant.endedTimeUtc");
+  }
+  if (grant.status == core::GrantStatus::pending && !grant.wait_until) {
+    return bad_field("grant.waitUntilMs");
+  }
   return grant;
 }
 
@@ -337,23 +372,49 @@ std::string journal_line(const std::string& json) {
   return std::string(crc, 8) + " " + json + "\n";
 }
 
-std::string grant_to_json(const core::Grant& grant, const std::string& boot_id) {
+namespace {
+
+OrderedJson requestor_json(const core::Requestor& who) {
+  return {{"uid", who.uid}, {"name", who.name}};
+}
+
+}  // namespace
+
+std::string grant_fields_json(const core::Grant& grant) {
   OrderedJson ports = OrderedJson::array();
   for (const auto& port : grant.ports) {
     ports.push_back({{"number", port.number}, {"protocol", core::to_string(port.protocol)}});
   }
-  const OrderedJson grant_json = {
-      {"id", grant.id},
-      {"requestor", {{"uid", grant.requestor.uid}, {"name", grant.requestor.name}}},
-      {"source", grant.source.to_string()},
-      {"ports", std::move(ports)},
-      {"startTimeUtc", core::format_utc(grant.start)},
-      {"endTimeUtc", core::format_utc(grant.end)},
-      {"deadlineMs", grant.deadline.time_since_epoch().count()},
-      {"justification", grant.justification},
-      {"status", core::to_string(grant.status)},
-      {"statusReason", grant.status_reason}};
-  return dump({{"type", "grant"}, {"grant", grant_json}, {"bootId", boot_id}});
+  OrderedJson grant_json = {{"id", grant.id},
+                            {"requestor", requestor_json(grant.requestor)},
+                            {"source", grant.source.to_string()},
+                            {"ports", std::move(ports)},
+                            {"startTimeUtc", core::format_utc(grant.start)},
+                            {"endTimeUtc", core::format_utc(grant.end)},
+                            {"deadlineMs", grant.deadline.time_since_epoch().count()},
+                            {"justification", grant.justification},
+                            {"status", core::to_string(grant.status)},
+                            {"statusReason", grant.status_reason},
+                            {"requestedTimeUtc", core::format_utc(grant.requested)}};
+  if (grant.wait_until) grant_json["waitUntilMs"] = grant.wait_until->time_since_epoch().count();
+  if (grant.needs_approval) grant_json["needsApproval"] = true;
+  if (grant.decided_by) grant_json["decidedBy"] = requestor_json(*grant.decided_by);
+  if (grant.ended_by) grant_json["endedBy"] = requestor_json(*grant.ended_by);
+  if (grant.ended) grant_json["endedTimeUtc"] = core::format_utc(*grant.ended);
+  return dump(grant_json);
+}
+
+core::Result<core::Grant> parse_grant_fields(std::string_view text) {
+  const auto object = Json::parse(text, nullptr, false);
+  auto grant = parse_grant(object);
+  if (!grant) return core::fail(core::ErrorCode::invalid_argument, grant.error());
+  return std::move(*grant);
+}
+
+std::string grant_to_json(const core::Grant& grant, const std::string& boot_id) {
+  return dump({{"type", "grant"},
+               {"grant", OrderedJson::parse(grant_fields_json(grant))},
+               {"bootId", boot_id}});
 }
 
 core::Result<std::string> grant_record(const core::Grant& grant, const std::string& boot_id) {

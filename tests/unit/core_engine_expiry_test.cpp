@@ -104,7 +104,7 @@ TEST_F(CoreEngineTest, RevokeOfEndedButUnexpiredGrantIsNotFoundAndNeedsNoKernelC
   ASSERT_EQ(audit.named("expire").size(), 1U);
   EXPECT_EQ(audit.named("expire")[0].grant_id, grant.id);
   ASSERT_EQ(journal.calls.size(), journal_calls + 1);
-  EXPECT_EQ(journal.calls.back().status, GrantStatus::expired);
+  EXPECT_EQ(journal.calls.back().status, GrantStatus::revoked);
 }
 
 TEST_F(CoreEngineTest, NextExpiryIsEarliestEnd) {

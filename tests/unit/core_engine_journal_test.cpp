@@ -190,7 +190,7 @@ TEST_F(CoreEngineTest, ExpireDueJournalsEachEnd) {
   const auto ends = journal.recorded(Kind::end);
   ASSERT_EQ(ends.size(), 1U);
   EXPECT_EQ(ends[0].id, first.id);
-  EXPECT_EQ(ends[0].status, GrantStatus::expired);
+  EXPECT_EQ(ends[0].status, GrantStatus::revoked);
   EXPECT_EQ(ends[0].reason, "Expired");
   EXPECT_EQ(ids_of(journal.replay()), std::vector<std::string>{second.id});
 }

@@ -111,7 +111,7 @@ TEST_F(CoreEngineTest, RestoreAuditsAndJournalsGrantsThatEndedWhileDown) {
   ASSERT_EQ(ends.size(), 3U);
   for (std::size_t i = 0; i < ends.size(); ++i) {
     EXPECT_EQ(ends[i].id, ended_ids[i]);
-    EXPECT_EQ(ends[i].status, GrantStatus::expired);
+    EXPECT_EQ(ends[i].status, GrantStatus::revoked);
     EXPECT_EQ(ends[i].reason, "Expired");
   }
   EXPECT_TRUE(journal.recorded(Kind::grant).empty());

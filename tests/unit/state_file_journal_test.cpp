@@ -70,7 +70,7 @@ TEST(FileJournal, RoundTripKeepsEveryField) {
   v4.start = t0;
   v4.end = t0 + 30min + 1ms;
   v4.deadline = core::Deadline{0ms};
-  v4.status = core::GrantStatus::expired;
+  v4.status = core::GrantStatus::revoked;
   {
     JournalReplay replay;
     auto journal = open_ok(path, replay, "boot-a");
@@ -124,7 +124,7 @@ TEST(FileJournal, EndRemovesAndUpsertReplacesInPlace) {
     ASSERT_TRUE(journal->record_grant(a).has_value());
     ASSERT_TRUE(journal->record_grant(b).has_value());
     ASSERT_TRUE(journal->record_grant(c).has_value());
-    ASSERT_TRUE(journal->record_end("g-b", core::GrantStatus::expired, "Expired").has_value());
+    ASSERT_TRUE(journal->record_end("g-b", core::GrantStatus::revoked, "Expired").has_value());
     ASSERT_TRUE(journal->record_grant(a2).has_value());
     // An end for a grant the journal never saw is harmless.
     ASSERT_TRUE(journal->record_end("g-x", core::GrantStatus::revoked, "x").has_value());
@@ -176,7 +176,7 @@ TEST(FileJournal, CleanJournalIsKeptAtOpenAndCompactionKeepsExactlyTheLiveLines)
                                  journal_line(grant_to_json(c, "boot-1")));
 
   // The reopened journal appends to the compacted file.
-  ASSERT_TRUE(reopened->record_end("g-c", core::GrantStatus::expired, "Expired").has_value());
+  ASSERT_TRUE(reopened->record_end("g-c", core::GrantStatus::revoked, "Expired").has_value());
   reopened.reset();
   JournalReplay again;
   auto third = open_ok(path, again);
@@ -197,7 +197,7 @@ TEST(FileJournal, CompactsAsEndedRecordsPileUp) {
   for (int i = 0; i < rounds; ++i) {
     const auto id = "g-" + std::to_string(i);
     ASSERT_TRUE(journal->record_grant(make_grant(id, "10.0.0.2", {ssh})).has_value());
-    ASSERT_TRUE(journal->record_end(id, core::GrantStatus::expired, "Expired").has_value());
+    ASSERT_TRUE(journal->record_end(id, core::GrantStatus::revoked, "Expired").has_value());
   }
   // Due since the 257th end (more than 256 ends and more than twice the one live grant); the
   // daemon's housekeeping calls it.
@@ -214,7 +214,7 @@ TEST(FileJournal, CompactsAsEndedRecordsPileUp) {
   for (int i = 0; i < rounds; ++i) {
     const auto id = "h-" + std::to_string(i);
     ASSERT_TRUE(journal->record_grant(make_grant(id, "10.0.0.2", {ssh})).has_value());
-    ASSERT_TRUE(journal->record_end(id, core::GrantStatus::expired, "Expired").has_value());
+    ASSERT_TRUE(journal->record_end(id, core::GrantStatus::revoked, "Expired").has_value());
   }
   ASSERT_TRUE(journal->compact().has_value());
   journal.reset();
@@ -242,7 +242,7 @@ TEST(FileJournal, CompactionWithManyLiveRecordsKeepsThemAll) {
     if (i % 3 == 0 && static_cast<int>(kept.size()) < live) {
       kept.push_back(id);
     } else {
-      ASSERT_TRUE(journal->record_end(id, core::GrantStatus::expired, "Expired").has_value());
+      ASSERT_TRUE(journal->record_end(id, core::GrantStatus::revoked, "Expired").has_value());
     }
   }
   ASSERT_TRUE(journal->compaction_due());

@@ -62,6 +62,17 @@ struct PortRule {
   unsigned min_request_length_v4 = 0;
   unsigned min_request_length_v6 = 0;
   std::optional<Principals> requesters;  // narrows who may request this port
+  // When a grant on this port ends, its established sessions end too (conntrack entries
+  // deleted, local sockets destroyed). By default they outlive the grant, as in Azure.
+  bool terminate_sessions_on_end = false;
+  // Requests wait for one of the approvers (approval: required); the requester never counts.
+  bool approval_required = false;
+  Principals approvers;
+  Milliseconds approval_timeout{std::chrono::hours(1)};  // a request nobody decides expires
+  // Where an extension's maximum counts from. The grant's start by default: extending never
+  // yields a grant longer than one request could have asked for. `now` lets a session be
+  // kept open by repeated extensions, each bounded, each audited.
+  enum class ExtendFrom : std::uint8_t { start, now } extend_from = ExtendFrom::start;
   SourceLocation origin;
 
   [[nodiscard]] unsigned min_request_length(Family family) const;

@@ -7,7 +7,7 @@
 //   <crc32 as 8 hex digits> <json>\n       a record; the CRC covers the JSON text
 // A record is {"type":"grant","grant":{...},"bootId":"..."} (the grant as it now stands; a
 // later grant record with the same id replaces an earlier one) or
-// {"type":"end","id":"...","status":"Revoked|Expired","reason":"..."}.
+// {"type":"end","id":"...","status":"Revoked" (older journals: "Expired"),"reason":"..."}.
 // A line whose CRC or JSON does not check out (a torn tail after a crash, a flipped bit) is
 // dropped and reported; every intact record is kept.
 #include <cstddef>
@@ -52,5 +52,9 @@ struct TextReplay {
 // Text of one record line, CRC included (exposed for tests that craft damaged journals).
 [[nodiscard]] std::string journal_line(const std::string& json);
 [[nodiscard]] std::string grant_to_json(const core::Grant& grant, const std::string& boot_id);
+// One grant's JSON object alone, and back: the journal's grant format, which the grant history
+// shares so the two never drift apart.
+[[nodiscard]] std::string grant_fields_json(const core::Grant& grant);
+[[nodiscard]] core::Result<core::Grant> parse_grant_fields(std::string_view text);
 
 }  // namespace jitd::state
