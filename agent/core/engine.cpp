@@ -37,19 +37,6 @@ std::optional<PortSpec> still_allowed(const Policy& policy, const PortSpec& port
                   kept.front() == Protocol::tcp ? ProtocolSpec::tcp : ProtocolSpec::udp};
 }
 
-// The shortest maximum among the rules that cover the grant's ports.
-Milliseconds longest_allowed(const Policy& policy, const Grant& grant) {
-  Milliseconds longest = max_policy_duration;
-  for (const auto& port : grant.ports) {
-    for (const auto protocol : expand(port.protocol)) {
-      if (const auto* rule = policy.find_rule(port.number, protocol)) {
-        longest = std::min(longest, rule->max_duration);
-      }
-    }
-  }
-  return longest;
-}
-
 // Calls `each` with the grant's coverage: its source for every (protocol, port) it names,
 // ending at its deadline.
 template <class Each>
@@ -137,6 +124,19 @@ RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::stri
   const auto now = clock_.boot_now();
   for (auto& entry : entries) {
     auto& grant = entry.grant;
+    if (grant.status == GrantStatus::pending) {
+      if (entry.boot_id != boot_id) {
+        // Its wait on the old boot clock means nothing now: count again from UTC. A request
+        // waiting for approval keeps the time it had left at most.
+        const auto target =
+            grant.needs_approval
+                ? grant.requested + approval_timeout_for(grant.ports).value_or(Milliseconds{0})
+                : grant.start;
+        grant.wait_until = now + std::max(Milliseconds{0}, target - clock_.now());
+      }
+      waiting_.insert_or_assign(grant.id, std::move(grant));
+      continue;
+    }
     if (entry.boot_id != boot_id) {
       // The machine rebooted: the old boot clock means nothing, the UTC end still does. A wall
       // clock not yet synced after boot may be far behind, so never restore more than the
@@ -168,7 +168,11 @@ Result<void> AccessEngine::install() {
     for_each_coverage(grant, [&](const TimedRange& range) { coverage.push_back(range); });
   }
   index_.assign(coverage);
-  return install_index(clock_.boot_now());
+  auto installed = install_index(clock_.boot_now());
+  // Grants that ended while jitd was down, or while the kernel refused changes: their sessions
+  // go once the table no longer admits them.
+  if (installed) cut_sessions();
+  return installed;
 }
 
 Result<void> AccessEngine::install_index(Deadline now) {
@@ -301,12 +305,16 @@ Result<void> AccessEngine::validate(const GrantRequest& request, Milliseconds du
                                                        "/" + std::string(to_string(protocol)) +
                                                        " is not a port the policy protects");
       }
-      if (!rule->allows_source(request.source.prefix())) {
-        const auto family = request.source.prefix().family();
+      for (const auto& source : request.source.prefixes()) {
+        if (rule->allows_source(source)) continue;
+        const auto family = source.family();
+        const auto named = request.source.is_any()
+                               ? std::string("* (every IPv4 and IPv6 address)")
+                               : source.to_string();
         return fail(
             ErrorCode::source_not_allowed,
-            "allowedSourceAddressPrefix: " + request.source.to_string() +
-                (rule->covers_source(request.source.prefix())
+            "allowedSourceAddressPrefix: " + named +
+                (rule->covers_source(source)
                      ? " is wider than port " + to_string(rule->port) + " allows in one request: " +
                            std::string(to_string(family)) + " prefixes must be /" +
                            std::to_string(rule->min_request_length(family)) + " or longer"
@@ -380,8 +388,8 @@ void AccessEngine::audit_grant(const std::string& event, const std::string& outc
   audit_.record(audit);
 }
 
-// Journals (one sync) and audits the ends of grants that are no longer (or never were) in
-// active_.
+// Journals (one sync), keeps in the history and audits the ends of grants that are no longer
+// (or never were) in active_ or waiting_.
 void AccessEngine::end_grants(std::vector<Ending> endings) {
   std::vector<PendingEnd> ends;
   ends.reserve(endings.size());
@@ -389,15 +397,29 @@ void AccessEngine::end_grants(std::vector<Ending> endings) {
     ends.push_back({ending.grant.id, ending.status, ending.reason});
   }
   const auto failures = journal_ends(ends);
+  const auto wall_now = clock_.now();
   for (std::size_t i = 0; i < endings.size(); ++i) {
     auto& [grant, status, reason, by] = endings[i];
+    const bool was_live = grant.status == GrantStatus::initiated;
     grant.status = status;
     grant.status_reason = reason;
+    grant.ended = wall_now;
+    if (by) grant.ended_by = Requestor{by->uid, by->name};
     std::string audit_reason = reason;
     if (failures[i]) audit_reason += "; journal: " + failures[i]->message + " (retrying)";
+    if (history_ != nullptr) {
+      if (auto kept = history_->record(grant); !kept) {
+        audit_reason += "; history: " + kept.error().message;
+      }
+    }
     const bool expired = reason == reason::expired;
-    audit_grant(expired ? "expire" : "revoke", expired ? "expired" : "revoked", grant, audit_reason,
+    const auto* event = expired                        ? "expire"
+                        : reason == reason::denied     ? "deny"
+                        : reason == reason::approval_expired ? "expire"
+                                                       : "revoke";
+    audit_grant(event, expired ? "expired" : "revoked", grant, audit_reason,
                 by ? &*by : nullptr);
+    if (was_live) uncut_.push_back(std::move(grant));
   }
 }
 
@@ -412,52 +434,179 @@ Result<Grant> AccessEngine::request(const Caller& caller, const GrantRequest& re
   return std::move(*outcome);
 }
 
-void AccessEngine::submit(const Caller& caller, const GrantRequest& request, GrantCallback done) {
+Milliseconds AccessEngine::longest_for(const std::vector<PortSpec>& ports) const {
+  Milliseconds longest = max_policy_duration;
+  for (const auto& port : ports) {
+    for (const auto protocol : expand(port.protocol)) {
+      if (const auto* rule = policy_.find_rule(port.number, protocol)) {
+        longest = std::min(longest, rule->max_duration);
+      }
+    }
+  }
+  return longest;
+}
+
+std::optional<Milliseconds> AccessEngine::approval_timeout_for(
+    const std::vector<PortSpec>& ports) const {
+  std::optional<Milliseconds> timeout;
+  for (const auto& port : ports) {
+    for (const auto protocol : expand(port.protocol)) {
+      const auto* rule = policy_.find_rule(port.number, protocol);
+      if (rule != nullptr && rule->approval_required) {
+        timeout = std::min(timeout.value_or(rule->approval_timeout), rule->approval_timeout);
+      }
+    }
+  }
+  return timeout;
+}
+
+Result<Grant> AccessEngine::prepare(const Caller& caller, const GrantRequest& request) const {
   const auto wall_now = clock_.now();
   const auto now = clock_.boot_now();
-  const auto refuse = [&](Error error) {
-    audit_refusal(caller, &request, error);
-    done(tl::unexpected(std::move(error)));
-  };
-  if (!policy_.roles.grants(caller, Right::request)) {
-    return refuse(
-        {ErrorCode::forbidden, policy_.roles.refusal(caller, Right::request, "request access")});
+  if (request.duration && request.end_time) {
+    return fail(ErrorCode::invalid_request, "give at most one of duration and endTimeUtc");
   }
-  if (request.duration.has_value() == request.end_time.has_value()) {
-    return refuse({ErrorCode::invalid_request, "give exactly one of duration and endTimeUtc"});
+  TimePoint start = wall_now;
+  if (request.start_time && *request.start_time > wall_now) {
+    if (*request.start_time - wall_now > max_schedule_ahead) {
+      return fail(ErrorCode::invalid_request,
+                  "startTimeUtc: " + format_utc(*request.start_time) + " is more than " +
+                      format_duration(max_schedule_ahead) + " ahead");
+    }
+    start = *request.start_time;
   }
-  if (request.end_time && *request.end_time <= wall_now) {
-    return refuse({ErrorCode::end_time_in_past,
-                   "endTimeUtc: " + format_utc(*request.end_time) + " is not in the future"});
+  if (request.end_time && *request.end_time <= start) {
+    return fail(ErrorCode::end_time_in_past,
+                "endTimeUtc: " + format_utc(*request.end_time) +
+                    (start == wall_now ? " is not in the future"
+                                       : " is not after startTimeUtc " + format_utc(start)));
   }
-  const Milliseconds duration = request.duration ? *request.duration : *request.end_time - wall_now;
+  // Azure's portal offers the rule's maximum (its default rule's 3 hours) when nothing is said.
+  const Milliseconds duration = request.duration   ? *request.duration
+                                : request.end_time ? *request.end_time - start
+                                                   : longest_for(request.ports);
   if (duration <= Milliseconds{0}) {
-    return refuse({ErrorCode::invalid_argument, "duration: must be longer than zero"});
+    return fail(ErrorCode::invalid_argument, "duration: must be longer than zero");
   }
-  if (auto valid = validate(request, duration); !valid) return refuse(valid.error());
-  if (auto allowed = authorise_ports(caller, request); !allowed) return refuse(allowed.error());
-
+  if (auto valid = validate(request, duration); !valid) return tl::unexpected(valid.error());
+  if (auto allowed = authorise_ports(caller, request); !allowed) {
+    return tl::unexpected(allowed.error());
+  }
   Grant grant;
-  const auto taken = [this](const std::string& id) {
-    return active_.contains(id) ||
-           std::any_of(pending_.begin(), pending_.end(),
-                       [&id](const PendingRequest& pending) { return pending.grant.id == id; });
-  };
-  do {
-    grant.id = new_id_();
-  } while (taken(grant.id));  // an id names exactly one grant
   grant.requestor = {caller.uid, caller.name};
   grant.source = request.source;
   grant.ports = request.ports;
-  grant.start = wall_now;
-  grant.end = wall_now + duration;
-  grant.deadline = now + duration;
+  grant.requested = wall_now;
+  grant.start = start;
+  grant.end = start + duration;
   grant.justification = request.justification;
-  // Journal first: once synced, a crash re-applies the grant at the next start.
-  if (auto journaled = journal_.record_grant(grant); !journaled) return refuse(journaled.error());
-  pending_.push_back({caller, request, std::move(grant), std::move(done)});
+  const auto approval_timeout = approval_timeout_for(request.ports);
+  const auto until_start = start - wall_now;
+  grant.deadline = now + until_start + duration;
+  if (approval_timeout) {
+    grant.status = GrantStatus::pending;
+    grant.status_reason = reason::awaiting_approval;
+    grant.needs_approval = true;
+    grant.wait_until = now + *approval_timeout;
+  } else if (until_start > Milliseconds{0}) {
+    grant.status = GrantStatus::pending;
+    grant.status_reason = reason::scheduled;
+    grant.wait_until = now + until_start;
+  } else {
+    grant.status_reason = reason::user_requested;
+  }
+  return grant;
 }
 
+std::string AccessEngine::new_grant_id() const {
+  const auto taken = [this](const std::string& id) {
+    return active_.contains(id) || waiting_.contains(id) ||
+           std::any_of(pending_.begin(), pending_.end(),
+                       [&id](const PendingRequest& pending) { return pending.grant.id == id; });
+  };
+  std::string id;
+  do {
+    id = new_id_();
+  } while (taken(id));  // an id names exactly one grant
+  return id;
+}
+
+void AccessEngine::submit(const Caller& caller, const GrantRequest& request, GrantCallback done) {
+  submit(caller, std::vector<GrantRequest>{request},
+         [done = std::move(done)](Result<std::vector<Grant>> grants) {
+           if (!grants) return done(tl::unexpected(std::move(grants.error())));
+           done(std::move(grants->front()));
+         });
+}
+
+void AccessEngine::submit(const Caller& caller, const std::vector<GrantRequest>& requests,
+                          GrantsCallback done) {
+  // Each grant answers into one collector; the caller hears once all have.
+  struct Collector {
+    std::size_t left = 0;
+    std::vector<Grant> grants;
+    std::optional<Error> error;
+    GrantsCallback done;
+  };
+  auto collector = std::make_shared<Collector>();
+  collector->done = std::move(done);
+  const auto refuse = [&](const GrantRequest* request, Error error) {
+    audit_refusal(caller, request, error);
+    collector->done(tl::unexpected(std::move(error)));
+  };
+  if (!policy_.roles.grants(caller, Right::request)) {
+    return refuse(requests.empty() ? nullptr : &requests.front(),
+                  {ErrorCode::forbidden,
+                   policy_.roles.refusal(caller, Right::request, "request access")});
+  }
+  if (requests.empty()) {
+    return refuse(nullptr, {ErrorCode::invalid_request, "ports: at least one port is required"});
+  }
+  std::vector<Grant> grants;
+  for (const auto& request : requests) {
+    auto grant = prepare(caller, request);
+    if (!grant) return refuse(&request, grant.error());
+    grants.push_back(std::move(*grant));
+  }
+  for (std::size_t i = 0; i < grants.size(); ++i) {
+    grants[i].id = new_grant_id();
+    // Journal first: once synced, a crash re-applies the grant at the next start.
+    if (auto recorded = journal_.record_grant(grants[i]); !recorded) {
+      // The ones already written would come back at a restart: close them.
+      std::vector<PendingEnd> ends;
+      for (std::size_t j = 0; j < i; ++j) {
+        ends.push_back({grants[j].id, GrantStatus::revoked, std::string(reason::journal_failed)});
+      }
+      pending_.resize(pending_.size() - i);
+      journal_ends(ends);
+      return refuse(&requests[i], recorded.error());
+    }
+    ++collector->left;
+    queue(caller, requests[i], grants[i], [collector](Result<Grant> grant) {
+      if (grant) {
+        collector->grants.push_back(std::move(*grant));
+      } else if (!collector->error) {
+        collector->error = std::move(grant.error());
+      }
+      if (--collector->left > 0) return;
+      if (collector->error) {
+        auto error = std::move(*collector->error);
+        if (!collector->grants.empty()) {
+          error.message += " (granted all the same:";
+          for (const auto& live : collector->grants) error.message += " " + live.id;
+          error.message += ")";
+        }
+        return collector->done(tl::unexpected(std::move(error)));
+      }
+      collector->done(std::move(collector->grants));
+    });
+  }
+}
+
+void AccessEngine::queue(const Caller& caller, const GrantRequest& request, Grant grant,
+                         GrantCallback done) {
+  pending_.push_back({caller, request, std::move(grant), std::move(done)});
+}
 void AccessEngine::answer_refused(PendingRequest& pending, Error error) {
   audit_refusal(pending.caller, &pending.request, error);
   pending.done(tl::unexpected(std::move(error)));
@@ -467,6 +616,7 @@ std::vector<std::optional<Error>> AccessEngine::apply_one_by_one(
     const std::vector<PendingRequest>& batch) {
   std::vector<std::optional<Error>> outcomes(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].grant.status != GrantStatus::initiated) continue;
     RangeChanges changes;
     add_coverage(batch[i].grant, changes);
     if (auto applied = apply(changes, clock_.boot_now()); !applied) {
@@ -486,20 +636,25 @@ void AccessEngine::commit() {
     // None of the batch's records can be counted on: close them, so no restart applies one.
     std::vector<PendingEnd> ends;
     for (const auto& pending : batch) {
-      ends.push_back({pending.grant.id, GrantStatus::revoked, "JournalFailed"});
+      ends.push_back({pending.grant.id, GrantStatus::revoked, std::string(reason::journal_failed)});
     }
     journal_ends(ends);
     for (auto& pending : batch) answer_refused(pending, synced.error());
     return;
   }
   // Timeouts count from now, not from before the journal's sync: the kernel starts them at
-  // commit, so a slow disk must not stretch a grant past its deadline.
+  // commit, so a slow disk must not stretch a grant past its deadline. Pending grants wait
+  // outside the kernel.
   RangeChanges changes;
-  for (const auto& pending : batch) add_coverage(pending.grant, changes);
+  for (const auto& pending : batch) {
+    if (pending.grant.status == GrantStatus::initiated) add_coverage(pending.grant, changes);
+  }
   std::vector<std::optional<Error>> outcomes(batch.size());
   if (auto applied = apply(changes, clock_.boot_now()); !applied) {
     RangeChanges undone;
-    for (const auto& pending : batch) remove_coverage(pending.grant, undone);
+    for (const auto& pending : batch) {
+      if (pending.grant.status == GrantStatus::initiated) remove_coverage(pending.grant, undone);
+    }
     kernel_pending_ = true;
     if (batch.size() == 1) {
       outcomes.front() = applied.error();
@@ -513,20 +668,61 @@ void AccessEngine::commit() {
   // Never applied: close the records so no restart applies them (the deadline bounds them).
   std::vector<PendingEnd> never_applied;
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    if (outcomes[i])
-      never_applied.push_back({batch[i].grant.id, GrantStatus::revoked, "KernelRefused"});
+    if (outcomes[i]) {
+      never_applied.push_back(
+          {batch[i].grant.id, GrantStatus::revoked, std::string(reason::kernel_refused)});
+    }
   }
   journal_ends(never_applied);
+  std::vector<Grant> started;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     auto& pending = batch[i];
     if (outcomes[i]) {
       answer_refused(pending, std::move(*outcomes[i]));
       continue;
     }
-    activate(pending.grant);
-    audit_grant("request", "granted", pending.grant);
+    if (pending.grant.status == GrantStatus::pending) {
+      waiting_.insert_or_assign(pending.grant.id, pending.grant);
+      audit_grant("request", "pending", pending.grant, pending.grant.status_reason);
+    } else {
+      activate(pending.grant);
+      audit_grant("request", "granted", pending.grant);
+      started.push_back(pending.grant);
+    }
     pending.done(std::move(pending.grant));
   }
+  supersede(started);
+}
+
+void AccessEngine::supersede(const std::vector<Grant>& newer) {
+  std::vector<Ending> older;
+  RangeChanges changes;
+  for (const auto& grant : newer) {
+    const auto covered = [&grant](const PortSpec& port) {
+      return std::any_of(grant.ports.begin(), grant.ports.end(), [&port](const PortSpec& mine) {
+        return mine.number == port.number && covers(mine.protocol, port.protocol);
+      });
+    };
+    for (auto it = active_.begin(); it != active_.end();) {
+      const auto next = std::next(it);
+      const auto& old = it->second;
+      if (old.id != grant.id && old.start <= grant.start &&
+          old.requestor.uid == grant.requestor.uid && old.source == grant.source &&
+          std::all_of(old.ports.begin(), old.ports.end(), covered)) {
+        auto ended = deactivate(it);
+        remove_coverage(ended, changes);
+        older.push_back({std::move(ended), GrantStatus::revoked,
+                         std::string(reason::newer_request), std::nullopt});
+      }
+      it = next;
+    }
+  }
+  if (older.empty()) return;
+  end_grants(std::move(older));
+  // The newer grant covers the same addresses and ports: only a later end of the older one
+  // changes in the kernel. A refusal leaves the kernel to the next install.
+  (void)apply(changes, clock_.boot_now());
+  cut_sessions();
 }
 
 Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
@@ -543,24 +739,37 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
         {ErrorCode::forbidden, policy_.roles.refusal(caller, Right::request, "revoke access")});
   }
   const auto found = active_.find(id);
-  if (found == active_.end() || found->second.deadline <= now) {
+  const auto waiting = waiting_.find(id);
+  const bool live = found != active_.end() && found->second.deadline > now;
+  if (!live && waiting == waiting_.end()) {
     return refuse({ErrorCode::not_found, "no active grant with id '" + std::string(id) + "'"});
   }
+  const Grant& target = live ? found->second : waiting->second;
   // A requester may end their own grants; ending someone else's is an administrator's call.
-  if (found->second.requestor.uid != caller.uid &&
-      !policy_.roles.grants(caller, Right::administer)) {
-    return refuse(
-        {ErrorCode::forbidden, policy_.roles.refusal(caller, Right::administer,
-                                                     "revoke grant " + found->second.id + " of " +
-                                                         found->second.requestor.name)});
+  if (target.requestor.uid != caller.uid && !policy_.roles.grants(caller, Right::administer)) {
+    return refuse({ErrorCode::forbidden,
+                   policy_.roles.refusal(caller, Right::administer,
+                                         "revoke grant " + target.id + " of " +
+                                             target.requestor.name)});
+  }
+  if (!live) {
+    // Withdrawn before it started: nothing in the kernel to change.
+    Grant grant = waiting->second;
+    waiting_.erase(waiting);
+    end_grants({{grant, GrantStatus::revoked, std::string(reason::user_requested), caller}});
+    grant.status = GrantStatus::revoked;
+    grant.status_reason = reason::user_requested;
+    return grant;
   }
   // Journal first: once recorded, no restart can bring the grant back.
   Grant grant = deactivate(found);
   RangeChanges changes;
   remove_coverage(grant, changes);
-  end_grants({{grant, GrantStatus::revoked, "UserRequested", caller}});
+  end_grants({{grant, GrantStatus::revoked, std::string(reason::user_requested), caller}});
   grant.status = GrantStatus::revoked;
-  grant.status_reason = "UserRequested";
+  grant.status_reason = reason::user_requested;
+  grant.ended = clock_.now();
+  grant.ended_by = Requestor{caller.uid, caller.name};
   if (auto applied = apply(changes, clock_.boot_now()); !applied) {
     return tl::unexpected(Error{applied.error().code,
                                 "revoke of " + grant.id +
@@ -569,9 +778,249 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
                                 applied.error().sys_errno});
   }
   failpoint("after_kernel_ack");
+  cut_sessions();
   return grant;
 }
 
+Result<Grant> AccessEngine::extend(const Caller& caller, std::string_view id,
+                                   const Extension& extension) {
+  commit();
+  const auto now = clock_.boot_now();
+  const auto wall_now = clock_.now();
+  const auto refuse = [&](Error error) -> Result<Grant> {
+    auto event = refusal_event(caller, "extend", error);
+    event.grant_id = std::string(id);
+    audit_.record(event);
+    return tl::unexpected(std::move(error));
+  };
+  if (!policy_.roles.grants(caller, Right::request)) {
+    return refuse(
+        {ErrorCode::forbidden, policy_.roles.refusal(caller, Right::request, "extend access")});
+  }
+  if (extension.by.has_value() == extension.until.has_value()) {
+    return refuse({ErrorCode::invalid_request, "give exactly one of duration and endTimeUtc"});
+  }
+  const auto found = active_.find(id);
+  if (found == active_.end() || found->second.deadline <= now) {
+    return refuse({ErrorCode::not_found, "no active grant with id '" + std::string(id) + "'"});
+  }
+  const Grant& current = found->second;
+  if (current.requestor.uid != caller.uid && !policy_.roles.grants(caller, Right::administer)) {
+    return refuse({ErrorCode::forbidden,
+                   policy_.roles.refusal(caller, Right::administer,
+                                         "extend grant " + current.id + " of " +
+                                             current.requestor.name)});
+  }
+  const auto field = extension.by ? "duration" : "endTimeUtc";
+  if (extension.by && *extension.by <= Milliseconds{0}) {
+    return refuse({ErrorCode::invalid_argument, "duration: must be longer than zero"});
+  }
+  const auto new_end = extension.by ? current.end + *extension.by : *extension.until;
+  if (new_end <= current.end) {
+    return refuse({ErrorCode::invalid_request,
+                   std::string(field) + ": the new end " + format_utc(new_end) +
+                       " is not after the grant's end " + format_utc(current.end) +
+                       "; to end access earlier, revoke the grant"});
+  }
+  // Each rule bounds the end: its maximum from the grant's start, or from now (extendFrom).
+  for (const auto& port : current.ports) {
+    for (const auto protocol : expand(port.protocol)) {
+      const auto* rule = policy_.find_rule(port.number, protocol);
+      if (rule == nullptr) continue;
+      const bool from_now = rule->extend_from == PortRule::ExtendFrom::now;
+      const auto latest = (from_now ? wall_now : current.start) + rule->max_duration;
+      if (new_end > latest) {
+        return refuse(
+            {ErrorCode::duration_too_long,
+             std::string(field) + ": the new end " + format_utc(new_end) + " is later than " +
+                 format_utc(latest) + ", the maximum " + format_duration(rule->max_duration) +
+                 " of port " + to_string(rule->port) +
+                 (from_now ? " counted from now (extendFrom: now)"
+                           : " counted from the grant's start " + format_utc(current.start) +
+                                 " (extendFrom: start; a new request starts a new maximum)")});
+      }
+    }
+  }
+  Grant grant = current;
+  const auto moved = new_end - grant.end;
+  grant.end = new_end;
+  grant.deadline += moved;
+  // Journal first: a crash after the kernel change must not shorten the grant again, and one
+  // before it restores the longer end, which the kernel then gets at install.
+  if (auto journaled = journal_.record_grant(grant); !journaled) return refuse(journaled.error());
+  if (auto synced = journal_.sync(); !synced) return refuse(synced.error());
+  const auto previous_end = format_utc(current.end);
+  RangeChanges changes;
+  remove_coverage(deactivate(found), changes);
+  add_coverage(grant, changes);
+  activate(grant);
+  audit_grant("extend", "extended", grant, "end moved from " + previous_end, &caller);
+  if (auto applied = apply(changes, clock_.boot_now()); !applied) {
+    return tl::unexpected(Error{applied.error().code,
+                                "extension of " + grant.id +
+                                    " is recorded, but the kernel refused the change (retrying): " +
+                                    applied.error().message,
+                                applied.error().sys_errno});
+  }
+  return grant;
+}
+
+Result<Grant> AccessEngine::approve(const Caller& caller, std::string_view id,
+                                    const std::string& note) {
+  return decide(caller, id, true, note);
+}
+
+Result<Grant> AccessEngine::deny(const Caller& caller, std::string_view id,
+                                 const std::string& note) {
+  return decide(caller, id, false, note);
+}
+
+Result<Grant> AccessEngine::decide(const Caller& caller, std::string_view id, bool approve,
+                                   const std::string& note) {
+  commit();
+  const auto* event_name = approve ? "approve" : "deny";
+  const auto refuse = [&](Error error) -> Result<Grant> {
+    auto event = refusal_event(caller, event_name, error);
+    event.grant_id = std::string(id);
+    audit_.record(event);
+    return tl::unexpected(std::move(error));
+  };
+  const auto found = waiting_.find(id);
+  if (found == waiting_.end() || !found->second.needs_approval) {
+    return refuse({ErrorCode::not_found,
+                   "no request waiting for approval with id '" + std::string(id) + "'"});
+  }
+  Grant grant = found->second;
+  // Self-approval first: it is refused even to someone who approves everyone else's requests.
+  if (grant.requestor.uid == caller.uid) {
+    return refuse({ErrorCode::forbidden, "user " + caller.name + " (uid " +
+                                             std::to_string(caller.uid) +
+                                             ") may not approve or deny their own request"});
+  }
+  for (const auto& port : grant.ports) {
+    for (const auto protocol : expand(port.protocol)) {
+      const auto* rule = policy_.find_rule(port.number, protocol);
+      if (rule == nullptr || !rule->approval_required || rule->approvers.includes(caller)) continue;
+      return refuse({ErrorCode::forbidden,
+                     "user " + caller.name + " (uid " + std::to_string(caller.uid) +
+                         ") may not " + event_name + " requests for " + to_string(rule->port) +
+                         ": its approvers are " + rule->approvers.describe()});
+    }
+  }
+  const std::string audit_note = note.empty() ? std::string() : "note: " + note;
+  if (!approve) {
+    waiting_.erase(found);
+    end_grants({{grant, GrantStatus::revoked, std::string(reason::denied), caller}});
+    grant.status = GrantStatus::revoked;
+    grant.status_reason = reason::denied;
+    grant.decided_by = Requestor{caller.uid, caller.name};
+    grant.ended_by = grant.decided_by;
+    grant.ended = clock_.now();
+    return grant;
+  }
+  waiting_.erase(found);
+  grant.needs_approval = false;
+  grant.decided_by = Requestor{caller.uid, caller.name};
+  audit_grant("approve", "approved", grant, audit_note, &caller);
+  start_waiting(std::move(grant), caller);
+  const auto result = find_grant(id);
+  if (result && *result) return **result;
+  return fail(ErrorCode::kernel, "grant " + std::string(id) + " could not start; see the audit log");
+}
+
+void AccessEngine::start_waiting(Grant grant, const std::optional<Caller>& approver) {
+  const auto wall_now = clock_.now();
+  const auto now = clock_.boot_now();
+  const auto length = grant.end - grant.start;
+  if (grant.needs_approval) {
+    // Nobody decided in time.
+    end_grants({{std::move(grant), GrantStatus::revoked, std::string(reason::approval_expired),
+                 std::nullopt}});
+    return;
+  }
+  if (grant.start > wall_now) {
+    // Approved before its start time: it waits for that.
+    grant.status_reason = reason::scheduled;
+    grant.wait_until = now + (grant.start - wall_now);
+    if (auto journaled = journal_.record_grant(grant); journaled) (void)journal_.sync();
+    waiting_.insert_or_assign(grant.id, std::move(grant));
+    return;
+  }
+  if (approver) {
+    // The grant's time starts at approval.
+    grant.start = wall_now;
+    grant.end = wall_now + length;
+    grant.deadline = now + length;
+  } else {
+    // A scheduled start runs on the boot clock from when it was due, so a late timer does not
+    // lengthen the grant.
+    grant.deadline = *grant.wait_until + length;
+  }
+  grant.status = GrantStatus::initiated;
+  grant.status_reason = reason::user_requested;
+  grant.wait_until.reset();
+  if (grant.deadline <= now) {
+    end_grants({{std::move(grant), GrantStatus::revoked, std::string(reason::expired),
+                 std::nullopt}});
+    return;
+  }
+  auto journaled = journal_.record_grant(grant);
+  if (journaled) journaled = journal_.sync();
+  if (!journaled) {
+    // Not on disk: starting it could not survive a restart. End it with the reason.
+    audit_grant("start", "failed", grant, "journal: " + journaled.error().message);
+    end_grants({{std::move(grant), GrantStatus::revoked, std::string(reason::journal_failed),
+                 std::nullopt}});
+    return;
+  }
+  RangeChanges changes;
+  add_coverage(grant, changes);
+  activate(grant);
+  audit_grant("start", "granted", grant);
+  // A refusal leaves the kernel to the next install (retry_pending), with the grant in it.
+  (void)apply(changes, clock_.boot_now());
+  supersede({grant});
+}
+
+void AccessEngine::cut_sessions() {
+  if (uncut_.empty() || kernel_pending_) return;
+  auto ended = std::exchange(uncut_, {});
+  if (cutter_ == nullptr) return;
+  const auto now = clock_.boot_now();
+  const auto spec = enforcement_spec(now);
+  std::vector<SessionCut> cuts;
+  for (const auto& grant : ended) {
+    for (const auto& port : grant.ports) {
+      for (const auto protocol : expand(port.protocol)) {
+        const auto* rule = policy_.find_rule(port.number, protocol);
+        if (rule == nullptr || !rule->terminate_sessions_on_end) continue;
+        SessionCut cut{{protocol, port.number}, {}, {}};
+        for (const auto& prefix : grant.source.prefixes()) cut.sources.push_back(prefix.range());
+        for (const auto& element : spec.grants) {
+          if (element.key.port == cut.port) cut.keep.push_back(element.key.source);
+        }
+        for (const auto& element : spec.permanent) {
+          if (element.port == cut.port) cut.keep.push_back(element.source);
+        }
+        cuts.push_back(std::move(cut));
+      }
+    }
+  }
+  if (cuts.empty()) return;
+  AuditEvent event;
+  event.time = clock_.now();
+  event.event = "sessions";
+  event.user = "jitd";
+  auto report = cutter_->cut(cuts);
+  event.outcome = report ? "ended" : "failed";
+  event.reason = report ? std::to_string(report->flows) + " flows, " +
+                              std::to_string(report->sockets) + " sockets ended"
+                        : report.error().message;
+  for (const auto& grant : ended) {
+    event.grant_id += (event.grant_id.empty() ? "" : " ") + grant.id;
+  }
+  audit_.record(event);
+}
 PolicyChange AccessEngine::apply_policy_to_grants() {
   PolicyChange change;
   std::vector<Ending> revoked;
@@ -590,7 +1039,7 @@ PolicyChange AccessEngine::apply_policy_to_grants() {
       continue;
     }
     const bool narrowed = kept != grant.ports;
-    const auto latest_end = grant.start + longest_allowed(policy_, grant);
+    const auto latest_end = grant.start + longest_for(grant.ports);
     const bool clamped = grant.end > latest_end;
     if (!narrowed && !clamped) {
       it = next;
@@ -615,6 +1064,18 @@ PolicyChange AccessEngine::apply_policy_to_grants() {
     updated.status_reason = policy_changed;
     changed.push_back(updated);
     activate(std::move(updated));
+  }
+  // A pending request none of whose ports the policy still allows for its source ends too.
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    const auto& grant = it->second;
+    if (std::none_of(grant.ports.begin(), grant.ports.end(), [&](const PortSpec& port) {
+          return still_allowed(policy_, port, grant.source).has_value();
+        })) {
+      revoked.push_back({it->second, GrantStatus::revoked, policy_changed, std::nullopt});
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
   }
   end_grants(std::move(revoked));
   // Narrower than the journaled versions: a replay that misses one restores the wider grant
@@ -657,6 +1118,17 @@ void AccessEngine::expire_due() {
   // like the records.
   index_.forget_ended(now, 8 * expiry_batch);
   end_grants(std::move(expired));
+  cut_sessions();
+  std::vector<Grant> due;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (*it->second.wait_until <= now) {
+      due.push_back(std::move(it->second));
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& grant : due) start_waiting(std::move(grant), std::nullopt);
 }
 
 std::vector<Grant> AccessEngine::active_grants() const {
@@ -670,11 +1142,32 @@ std::vector<Grant> AccessEngine::active_grants() const {
   return grants;
 }
 
+std::vector<Grant> AccessEngine::pending_grants() const {
+  std::vector<Grant> grants;
+  for (const auto& [id, grant] : waiting_) grants.push_back(grant);
+  std::sort(grants.begin(), grants.end(),
+            [](const Grant& a, const Grant& b) { return a.requested < b.requested; });
+  return grants;
+}
+
+Result<std::optional<Grant>> AccessEngine::find_grant(std::string_view id) const {
+  if (const auto found = active_.find(id);
+      found != active_.end() && found->second.deadline > clock_.boot_now()) {
+    return found->second;
+  }
+  if (const auto found = waiting_.find(id); found != waiting_.end()) return found->second;
+  if (history_ == nullptr) return std::nullopt;
+  return history_->find(std::string(id));
+}
+
 std::optional<Deadline> AccessEngine::next_expiry() const {
   // Ended index entries are due work too, though the kernel needs nothing from them.
   std::optional<Deadline> next = index_.earliest_end();
   if (!by_deadline_.empty() && (!next || by_deadline_.begin()->first < *next)) {
     next = by_deadline_.begin()->first;
+  }
+  for (const auto& [id, grant] : waiting_) {
+    if (!next || *grant.wait_until < *next) next = grant.wait_until;
   }
   return next;
 }

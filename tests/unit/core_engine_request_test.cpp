@@ -146,9 +146,32 @@ TEST_F(CoreEngineTest, RefusesEndTimeNotInFuture) {
   refused(ask({ssh}, "10.0.0.1", std::nullopt, t0), ErrorCode::end_time_in_past);
 }
 
-TEST_F(CoreEngineTest, RefusesBothOrNeitherOfDurationAndEndTime) {
+TEST_F(CoreEngineTest, RefusesBothDurationAndEndTime) {
   refused(ask({ssh}, "10.0.0.1", 10min, t0 + 10min), ErrorCode::invalid_request);
-  refused(ask({ssh}, "10.0.0.1", std::nullopt, std::nullopt), ErrorCode::invalid_request);
+}
+
+// As Azure's portal: a request that names no length gets the longest its ports allow (the
+// shortest maximum among them).
+TEST_F(CoreEngineTest, RequestWithoutDurationGetsTheRulesMaximum) {
+  EXPECT_EQ(grant_ok(ask({ssh}, "10.0.0.1", std::nullopt)).end, t0 + 3h);
+  EXPECT_EQ(grant_ok(ask({ssh, https}, "10.0.0.2", std::nullopt)).end, t0 + 1h);
+}
+
+// Asking again for the same ports from the same source replaces the older grant (Azure's
+// NewerRequestInitiated) instead of piling one up; another requester's grant is left alone.
+TEST_F(CoreEngineTest, NewerRequestOfTheSameRequestorEndsTheOlder) {
+  const auto old = grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  const auto others = grant_ok(ask({ssh}, "10.0.0.1", 2h), alice);
+  clock.advance(1min);
+  const auto newer = grant_ok(ask({ssh}, "10.0.0.1", 30min));
+  EXPECT_EQ(ids_of(engine.active_grants()), (std::vector<std::string>{others.id, newer.id}));
+  ASSERT_FALSE(journal.calls.empty());
+  EXPECT_EQ(journal.calls.back().id, old.id);
+  EXPECT_EQ(journal.calls.back().reason, "NewerRequestInitiated");
+  // A request for other ports leaves it alone.
+  const auto web = grant_ok(ask({https}, "10.0.0.1", 30min));
+  EXPECT_EQ(engine.active_grants().size(), 3U);
+  EXPECT_NE(web.id, newer.id);
 }
 
 TEST_F(CoreEngineTest, RefusesNonPositiveDuration) {
@@ -285,7 +308,7 @@ TEST_F(CoreEngineTest, BackendFailureOnRevokeEndsGrantAndLeavesKernelPending) {
 TEST_F(CoreEngineTest, LaterGrantExtendsKernelElement) {
   const auto early = grant_ok(ask({ssh}, "10.0.0.1", 1h));
   clock.advance(5min);
-  const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h), alice);  // another requester's
   ASSERT_EQ(backend.applies.size(), 2U);
   EXPECT_EQ(backend.applies[1].remove, std::vector<ElementKey>{key("10.0.0.1", ssh_key)});
   EXPECT_EQ(backend.applies[1].add, (std::vector<TimedElement>{{key("10.0.0.1", ssh_key), 2h}}));
@@ -297,7 +320,7 @@ TEST_F(CoreEngineTest, LaterGrantExtendsKernelElement) {
 
 TEST_F(CoreEngineTest, ShorterGrantInsideLongerOneNeedsNoKernelChange) {
   grant_ok(ask({ssh}, "10.0.0.1", 2h));
-  const auto inner = grant_ok(ask({ssh}, "10.0.0.1", 1h));
+  const auto inner = grant_ok(ask({ssh}, "10.0.0.1", 1h), alice);
   EXPECT_EQ(backend.applies.size(), 1U);
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 2h);
   EXPECT_EQ(engine.active_grants().size(), 2U);
@@ -343,7 +366,7 @@ TEST_F(CoreEngineTest, RevokingLaterGrantRestoresEarlierEnd) {
 
 TEST_F(CoreEngineTest, RevokingEarlierGrantKeepsLaterInForce) {
   const auto early = grant_ok(ask({ssh}, "10.0.0.1", 1h));
-  const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h));
+  const auto late = grant_ok(ask({ssh}, "10.0.0.1", 2h), alice);
   const auto applies_before = backend.applies.size();
   ASSERT_TRUE(engine.revoke(admin, early.id).has_value());
   EXPECT_EQ(backend.applies.size(), applies_before);  // the kernel element is unchanged

@@ -22,16 +22,29 @@
 #include "jitd/core/clock.hpp"
 #include "jitd/core/error.hpp"
 #include "jitd/core/grant.hpp"
+#include "jitd/core/history.hpp"
 #include "jitd/core/journal.hpp"
 #include "jitd/core/policy.hpp"
 #include "jitd/core/range_index.hpp"
 #include "jitd/core/ranges.hpp"
+#include "jitd/core/sessions.hpp"
 
 namespace jitd::core {
 
 using IdGenerator = std::function<std::string()>;
 // Answers one submitted request: the grant, or why it was refused or failed.
 using GrantCallback = std::function<void(Result<Grant>)>;
+// Answers requests submitted together: every grant, or the first reason one failed.
+using GrantsCallback = std::function<void(Result<std::vector<Grant>>)>;
+
+// How far a grant's end moves: by a length, or to a time.
+struct Extension {
+  std::optional<Milliseconds> by;
+  std::optional<TimePoint> until;
+};
+
+// How far ahead a start may be scheduled: a request is a need of the near future.
+inline constexpr Milliseconds max_schedule_ahead = std::chrono::days(30);
 
 struct RestoreReport {
   std::size_t restored = 0;  // live again, with their remaining time
@@ -59,6 +72,10 @@ class AccessEngine {
   // from the UTC end time; grants that ended while jitd was down are audited as expired.
   // The current policy is applied to them as a reload would.
   RestoreReport restore(std::vector<JournalEntry> entries, std::string_view boot_id);
+  // Where ended grants are kept for people (optional), and what ends the sessions of grants on
+  // ports with terminateSessionsOnEnd (optional: without it sessions outlive the grant).
+  void set_history(GrantHistory* history) { history_ = history; }
+  void set_session_cutter(SessionCutter* cutter) { cutter_ = cutter; }
   // Replaces jitd's whole table, atomically, with the policy and every live grant.
   [[nodiscard]] Result<void> install();
   // submit() + commit(): one request, answered on return.
@@ -66,13 +83,27 @@ class AccessEngine {
   // Validates and authorises the request and writes its journal record. A refusal is answered
   // at once; an accepted request waits for the next commit(), which answers it.
   void submit(const Caller& caller, const GrantRequest& request, GrantCallback done);
+  // Several requests as one (an Azure initiate whose ports name different sources or ends):
+  // all are checked before any is journaled, so a refusal refuses them all.
+  void submit(const Caller& caller, const std::vector<GrantRequest>& requests,
+              GrantsCallback done);
   // One journal sync and one kernel transaction for every request submitted since the last
   // commit; each is answered only after its record is on disk and its element in the kernel.
   // A sync failure fails the whole batch; a kernel refusal is retried request by request, so
   // only the request at fault fails. Every other change commits first, so order is kept.
   void commit();
   [[nodiscard]] bool has_pending() const { return !pending_.empty(); }
+  // Ends a live grant, or withdraws a pending one.
   [[nodiscard]] Result<Grant> revoke(const Caller& caller, std::string_view id);
+  // Moves a live grant's end later (its requestor or an administrator), within the maximum of
+  // its ports' rules counted from its start (extendFrom: start) or from now (extendFrom: now).
+  [[nodiscard]] Result<Grant> extend(const Caller& caller, std::string_view id,
+                                     const Extension& extension);
+  // An approver's decision on a request that waits for one; never the requestor's own.
+  [[nodiscard]] Result<Grant> approve(const Caller& caller, std::string_view id,
+                                      const std::string& note);
+  [[nodiscard]] Result<Grant> deny(const Caller& caller, std::string_view id,
+                                   const std::string& note);
   // A new, valid policy: grants it no longer allows are revoked, narrowed or clamped
   // (journaled first), and the new ruleset replaces the old in one transaction.
   [[nodiscard]] Result<PolicyChange> replace_policy(Policy policy);
@@ -92,9 +123,15 @@ class AccessEngine {
   void audit_refused_call(const Caller& caller, std::string event, const Error& error);
   // Records grants whose end has passed as expired (the kernel already enforced it), at most
   // a few hundred per call, in one journal sync; next_expiry() is then still due when more are.
+  // Also starts scheduled grants whose time has come and ends requests nobody approved in time.
   void expire_due();
 
   [[nodiscard]] std::vector<Grant> active_grants() const;
+  // Requests waiting for an approver or for their start time, oldest first.
+  [[nodiscard]] std::vector<Grant> pending_grants() const;
+  // A live or pending grant, or an ended one the history still holds.
+  [[nodiscard]] Result<std::optional<Grant>> find_grant(std::string_view id) const;
+  [[nodiscard]] const GrantHistory* history() const { return history_; }
   [[nodiscard]] std::optional<Deadline> next_expiry() const;
   [[nodiscard]] const Policy& policy() const { return policy_; }
   [[nodiscard]] bool kernel_pending() const { return kernel_pending_; }
@@ -112,8 +149,11 @@ class AccessEngine {
     Grant grant;
     GrantStatus status;
     std::string reason;
-    std::optional<Caller> by;  // who ended it, when not the requestor nor jitd
+    std::optional<Caller> by;  // who ended it, when a person did
   };
+  // Approval's two outcomes share one path: who may decide, and the self-approval rule.
+  [[nodiscard]] Result<Grant> decide(const Caller& caller, std::string_view id, bool approve,
+                                     const std::string& note);
   struct PendingEnd {
     std::string id;
     GrantStatus status;
@@ -121,6 +161,25 @@ class AccessEngine {
   };
 
   [[nodiscard]] Result<void> validate(const GrantRequest& request, Milliseconds duration) const;
+  // Checks and authorises one request and builds its grant (without an id): live at once,
+  // or pending for an approver or its start time.
+  [[nodiscard]] Result<Grant> prepare(const Caller& caller, const GrantRequest& request) const;
+  // The longest the rules of these ports allow (a request without a duration gets it).
+  [[nodiscard]] Milliseconds longest_for(const std::vector<PortSpec>& ports) const;
+  // The shortest approvalTimeout among these ports' rules that require approval; none: no
+  // approval needed.
+  [[nodiscard]] std::optional<Milliseconds> approval_timeout_for(
+      const std::vector<PortSpec>& ports) const;
+  [[nodiscard]] std::string new_grant_id() const;
+  void queue(const Caller& caller, const GrantRequest& request, Grant grant, GrantCallback done);
+  // Older grants of the same requestor, source and ports end when a newer one starts (Azure's
+  // NewerRequestInitiated), so asking again resets a grant instead of piling one up.
+  void supersede(const std::vector<Grant>& newer);
+  // A pending grant whose time came: starts it (scheduled), or ends it (approval expired).
+  void start_waiting(Grant grant, const std::optional<Caller>& approver);
+  // Ends the sessions of grants that ended, on ports whose rules ask for it, once the kernel
+  // no longer admits them; kept until then (an install that failed, a restart before install).
+  void cut_sessions();
   // A port rule may narrow who may request it (requesters:); administrators are not narrowed.
   [[nodiscard]] Result<void> authorise_ports(const Caller& caller,
                                              const GrantRequest& request) const;
@@ -162,6 +221,10 @@ class AccessEngine {
   bool kernel_pending_ = false;               // the kernel may differ from index_: install again
   std::vector<PendingRequest> pending_;       // submitted, waiting for commit()
   std::vector<PendingEnd> unjournaled_ends_;  // ends the journal refused; retried
+  std::map<std::string, Grant, std::less<>> waiting_;  // pending: approval or start time
+  std::vector<Grant> uncut_;                           // ended grants whose sessions may go
+  GrantHistory* history_ = nullptr;
+  SessionCutter* cutter_ = nullptr;
 };
 
 }  // namespace jitd::core
