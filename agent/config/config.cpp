@@ -457,42 +457,104 @@ std::optional<std::vector<YAML::Node>> read_list(Document& doc, const Entry& ent
 
 core::Result<std::string> parse_string(std::string_view text) { return std::string(text); }
 
-core::Result<std::uint16_t> parse_port_number(std::string_view text) {
-  unsigned number = 0;
+// Decimal digits and nothing else (no sign, blanks or suffix); nullopt also when the number
+// does not fit 64 bits, which no bound jitd checks comes near.
+std::optional<std::uint64_t> whole_number(std::string_view text) {
+  std::uint64_t number = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
-  if (ec != std::errc{} || end != text.data() + text.size() || number < 1 || number > 65535) {
+  if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+  return number;
+}
+
+core::Result<std::uint16_t> parse_port_number(std::string_view text) {
+  const auto number = whole_number(text);
+  if (!number || *number < 1 || *number > 65535) {
     return core::fail(ErrorCode::invalid_argument, in_quotes(text) +
                                                        " is not a port number; "
                                                        "expected an integer from 1 to 65535");
   }
-  return static_cast<std::uint16_t>(number);
+  return static_cast<std::uint16_t>(*number);
 }
 
 // A parser of prefix lengths of `family`: 0 up to its address size.
 auto prefix_length_parser(core::Family family) {
   return [family](std::string_view text) -> core::Result<unsigned> {
     const unsigned bits = core::address_bits(family);
-    unsigned length = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), length);
-    if (ec != std::errc{} || end != text.data() + text.size() || text.empty() || length > bits) {
+    const auto length = whole_number(text);
+    if (!length || *length > bits) {
       return core::fail(ErrorCode::invalid_argument,
                         in_quotes(text) + " is not an " + std::string(core::to_string(family)) +
                             " prefix length; expected an integer from 0 to " +
                             std::to_string(bits));
     }
-    return length;
+    return static_cast<unsigned>(*length);
   };
 }
 
-core::Result<core::Milliseconds> parse_max_duration(std::string_view text) {
-  auto duration = core::parse_duration(text);
-  if (duration && *duration > core::max_policy_duration) {
+// A parser of durations from `least` to `most`; `why` says what the bounds protect, since
+// a bare "too long" would leave the reader guessing which limit applies.
+auto duration_parser(core::Milliseconds least, core::Milliseconds most, std::string why) {
+  return [least, most,
+          why = std::move(why)](std::string_view text) -> core::Result<core::Milliseconds> {
+    auto duration = core::parse_duration(text);
+    if (!duration || (*duration >= least && *duration <= most)) return duration;
+    const bool longer = *duration > most;
     return core::fail(ErrorCode::invalid_argument,
-                      in_quotes(text) + " is longer than " +
-                          core::format_duration(core::max_policy_duration) +
-                          ", the longest access jitd grants");
+                      in_quotes(text) + (longer ? " is longer than " : " is shorter than ") +
+                          core::format_duration(longer ? most : least) + ", " + why);
+  };
+}
+
+const auto parse_max_duration = duration_parser(core::Milliseconds{0}, core::max_policy_duration,
+                                                "the longest access jitd grants");
+// A request waits at most as long as the longest grant could last: an approval that comes a
+// day later answers a need that has passed.
+const auto parse_approval_timeout =
+    duration_parser(core::Milliseconds{0}, core::max_policy_duration,
+                    "the longest a request may wait for an approver");
+const auto parse_history_retention =
+    duration_parser(min_history_retention, core::Milliseconds::max(),
+                    "the shortest history jitd keeps (ended grants must stay long enough "
+                    "for someone to look at them)");
+
+core::Result<std::uint64_t> parse_history_bytes(std::string_view text) {
+  const auto bytes = whole_number(text);
+  if (!bytes) {
+    return core::fail(ErrorCode::invalid_argument,
+                      in_quotes(text) +
+                          " is not a number of bytes; expected an integer such as 67108864 "
+                          "(64 MiB), without a unit");
   }
-  return duration;
+  if (*bytes < min_history_max_bytes) {
+    return core::fail(ErrorCode::invalid_argument, in_quotes(text) + " is less than " +
+                                                       std::to_string(min_history_max_bytes) +
+                                                       " (1 MiB), the smallest history jitd keeps");
+  }
+  return *bytes;
+}
+
+// One of a few words, each standing for a value; an unknown word's error lists them all.
+template <class T>
+struct Word {
+  std::string_view text;
+  T value;
+};
+
+template <class T>
+auto word_parser(std::string what, std::initializer_list<Word<T>> words) {
+  return [what = std::move(what),
+          words = std::vector<Word<T>>(words)](std::string_view text) -> core::Result<T> {
+    std::vector<std::string_view> names;
+    for (const auto& word : words) {
+      if (word.text == text) return word.value;
+      names.push_back(word.text);
+    }
+    const auto last = names.back();
+    names.pop_back();
+    return core::fail(ErrorCode::invalid_argument, in_quotes(text) + " is not " + what +
+                                                       "; expected " + core::join(names) + " or " +
+                                                       std::string(last));
+  };
 }
 
 core::Result<fs::path> parse_absolute_path(std::string_view text) {
@@ -538,26 +600,19 @@ core::Result<mode_t> parse_socket_mode(std::string_view text) {
                         "policy's roles decide)");
 }
 
-core::Result<bool> parse_ownership(std::string_view text) {
-  if (text == "auto") return true;
-  if (text == "off") return false;
-  return core::fail(ErrorCode::invalid_argument,
-                    in_quotes(text) + " is not a table ownership mode; expected auto or off");
-}
-
-core::Result<Enforcement> parse_backend(std::string_view text) {
-  if (text == "nftables") return Enforcement::nftables;
-  if (text == "ebpf") return Enforcement::ebpf;
-  return core::fail(ErrorCode::invalid_argument,
-                    in_quotes(text) + " is not a backend; expected nftables or ebpf");
-}
-
-core::Result<Attach> parse_attach(std::string_view text) {
-  if (text == "tc") return Attach::tc;
-  if (text == "xdp") return Attach::xdp;
-  return core::fail(ErrorCode::invalid_argument,
-                    in_quotes(text) + " is not an attach point; expected tc or xdp");
-}
+const auto parse_ownership =
+    word_parser<bool>("a table ownership mode", {{"auto", true}, {"off", false}});
+const auto parse_backend = word_parser<Enforcement>(
+    "a backend", {{"nftables", Enforcement::nftables}, {"ebpf", Enforcement::ebpf}});
+const auto parse_attach =
+    word_parser<Attach>("an attach point", {{"tc", Attach::tc}, {"xdp", Attach::xdp}});
+// YAML 1.1's yes/no/on/off are not taken: which of them a reader means is a guess.
+const auto parse_boolean = word_parser<bool>("a boolean", {{"true", true}, {"false", false}});
+const auto parse_approval =
+    word_parser<bool>("an approval mode", {{"required", true}, {"none", false}});
+using ExtendFrom = core::PortRule::ExtendFrom;
+const auto parse_extend_from = word_parser<ExtendFrom>(
+    "what extensions count from", {{"start", ExtendFrom::start}, {"now", ExtendFrom::now}});
 
 // What the kernel takes as a network interface name (IFNAMSIZ, no '/', ':' or blanks).
 core::Result<std::string> parse_interface_name(std::string_view text) {
@@ -638,11 +693,12 @@ class PolicyParser {
 
  private:
   void read_rule(const YAML::Node& node) {
-    const auto mapping =
-        Mapping::read(doc_, node, "port rule",
-                      {"number", "protocol", "allowedSourceAddressPrefixes",
-                       "allowedSourceAddressPrefix", "maxRequestAccessDuration",
-                       "minRequestPrefixLengthV4", "minRequestPrefixLengthV6", "requesters"});
+    const auto mapping = Mapping::read(
+        doc_, node, "port rule",
+        {"number", "protocol", "allowedSourceAddressPrefixes", "allowedSourceAddressPrefix",
+         "maxRequestAccessDuration", "minRequestPrefixLengthV4", "minRequestPrefixLengthV6",
+         "requesters", "terminateSessionsOnEnd", "approval", "approvers", "approvalTimeout",
+         "extendFrom"});
     if (!mapping) return;
     core::PortRule rule;
     rule.origin = doc_.where(node);
@@ -663,11 +719,51 @@ class PolicyParser {
     if (const auto* requesters = mapping->find("requesters")) {
       rule.requesters = read_principals(*requesters);
     }
+    read_optional(doc_, *mapping, "terminateSessionsOnEnd", parse_boolean,
+                  rule.terminate_sessions_on_end);
+    read_approval(*mapping, rule);
+    read_optional(doc_, *mapping, "extendFrom", parse_extend_from, rule.extend_from);
     // A rule with a valid port is kept even when another field failed, so the merged checks
     // don't add "port not protected" noise on top of the real error.
     if (port) {
       rule.port = *port;
       policy_.rules.push_back(std::move(rule));
+    }
+  }
+
+  // approval, approvers and approvalTimeout go together: approval without approvers would
+  // leave every request pending until it expires, and approvers without approval would be
+  // a rule that looks guarded but is not.
+  void read_approval(const Mapping& mapping, core::PortRule& rule) {
+    const auto* approval = mapping.find("approval");
+    // Absent: approval: none.
+    const auto required = approval != nullptr ? read_scalar(doc_, *approval, parse_approval)
+                                              : std::optional<bool>(false);
+    // An invalid approval value is its own error; what would follow from guessing it is noise.
+    if (!required) return;
+    rule.approval_required = *required;
+    const auto* approvers = mapping.find("approvers");
+    if (*required) {
+      if (approvers == nullptr) {
+        doc_.error(approval->at(),
+                   "approval: required needs 'approvers' ({users: [...], groups: [...]}): "
+                   "without them nobody could approve a request for this port");
+      } else if (auto principals =
+                     read_principals(*approvers, "nobody could approve a request for this port")) {
+        rule.approvers = std::move(*principals);
+      }
+      read_optional(doc_, mapping, "approvalTimeout", parse_approval_timeout,
+                    rule.approval_timeout);
+      return;
+    }
+    const auto setting =
+        approval != nullptr ? "this rule says approval: none" : "this rule does not set approval";
+    for (const char* key : {"approvers", "approvalTimeout"}) {
+      if (const auto* entry = mapping.find(key)) {
+        doc_.error(entry->key, in_quotes(key) + " applies with approval: required only, and " +
+                                   setting + "; likely a typo: add approval: required, or remove " +
+                                   in_quotes(key));
+      }
     }
   }
 
@@ -714,9 +810,19 @@ class PolicyParser {
     }
   }
 
-  // {users: [...], groups: [...]}: at least one name; every name must exist.
-  std::optional<core::Principals> read_principals(const Entry& entry) {
+  // {users: [...], groups: [...]}: at least one name; every name must exist. `if_empty` says
+  // what naming nobody would mean, where that is worse than a role shutting out all but root.
+  std::optional<core::Principals> read_principals(const Entry& entry,
+                                                  std::string_view if_empty = {}) {
     const auto what = in_quotes(entry.name);
+    const auto nobody = [&] {
+      doc_.error(entry.at(), what + " names no user and no group" +
+                                 (if_empty.empty() ? "" : ": " + std::string(if_empty)));
+      return std::nullopt;
+    };
+    // A key without a value names nobody, as an empty mapping does (and is reported at the
+    // key: an empty value carries the next token's position).
+    if (entry.value.IsNull()) return nobody();
     const auto mapping = Mapping::read(doc_, entry.value, what, {"users", "groups"});
     if (!mapping) return std::nullopt;
     core::Principals principals;
@@ -737,11 +843,8 @@ class PolicyParser {
     read_names("users", parse_user, principals.users, principals.uids);
     read_names("groups", parse_group, principals.groups, principals.gids);
     if (!valid) return std::nullopt;
-    if (principals.users.empty() && principals.groups.empty()) {
-      // An empty role would quietly shut everyone but root out.
-      doc_.error(entry.at(), what + " names no user and no group");
-      return std::nullopt;
-    }
+    // An empty role would quietly shut everyone but root out.
+    if (principals.users.empty() && principals.groups.empty()) return nobody();
     return principals;
   }
 
@@ -917,7 +1020,8 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
     const auto mapping = Mapping::read(
         doc, *root, "main config",
         {"socketPath", "socketGroup", "socketMode", "policyDirectory", "stateDirectory", "nftTable",
-         "nftTableOwnership", "logLevel", "backend", "attach", "interfaces", "bpfFilesystem"});
+         "nftTableOwnership", "logLevel", "backend", "attach", "interfaces", "bpfFilesystem",
+         "historyRetention", "historyMaxBytes"});
     if (mapping) {
       auto& config = loaded.value;
       read_optional(doc, *mapping, "socketPath", parse_absolute_path, config.socket_path);
@@ -932,6 +1036,10 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
       read_optional(doc, *mapping, "backend", parse_backend, config.backend);
       read_optional(doc, *mapping, "attach", parse_attach, config.attach);
       read_optional(doc, *mapping, "bpfFilesystem", parse_absolute_path, config.bpf_filesystem);
+      read_optional(doc, *mapping, "historyRetention", parse_history_retention,
+                    config.history_retention);
+      read_optional(doc, *mapping, "historyMaxBytes", parse_history_bytes,
+                    config.history_max_bytes);
       if (const auto* list = mapping->find("interfaces")) {
         for (const auto& item : read_list(doc, *list).value_or(std::vector<YAML::Node>{})) {
           auto name =

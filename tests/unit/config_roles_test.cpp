@@ -69,5 +69,10 @@ TEST(ConfigRoles, EmptyRoleAndUnknownKeysAreRefused) {
       << errors[1];
 }
 
+TEST(ConfigRoles, RoleWithoutAValueNamesNobodyAtItsKey) {
+  EXPECT_EQ(errors_of(parse_policy_text("roles:\n  readers:\nports: []\n", "a.yaml")),
+            std::vector<std::string>{"a.yaml:2:3: 'readers' names no user and no group"});
+}
+
 }  // namespace
 }  // namespace jitd::config

@@ -209,7 +209,8 @@ TEST(ConfigPolicy, UnknownKeys) {
             Lines{"a.yaml:6:5: unknown key 'foo' in port rule; expected one of: number, "
                   "protocol, allowedSourceAddressPrefixes, allowedSourceAddressPrefix, "
                   "maxRequestAccessDuration, minRequestPrefixLengthV4, "
-                  "minRequestPrefixLengthV6, requesters"});
+                  "minRequestPrefixLengthV6, requesters, terminateSessionsOnEnd, approval, "
+                  "approvers, approvalTimeout, extendFrom"});
   EXPECT_EQ(policy_errors("permanentAllowList:\n"
                           "  - sourceAddressPrefix: 192.0.2.1\n"
                           "    comment: x\n"),
@@ -551,6 +552,8 @@ void expect_defaults(const MainConfig& config) {
   EXPECT_EQ(config.attach, jitd::config::Attach::tc);
   EXPECT_EQ(config.interfaces, std::vector<std::string>{});
   EXPECT_EQ(config.bpf_filesystem, defaults.bpf_filesystem);
+  EXPECT_EQ(config.history_retention, std::chrono::days(90));
+  EXPECT_EQ(config.history_max_bytes, 64u << 20);
 }
 
 Lines main_config_errors(const TempDir& dir, const std::string& text) {
@@ -595,7 +598,8 @@ TEST(ConfigMain, UnknownKey) {
       Lines{dir.at("jitd.yaml") + ":2:1: unknown key 'socket' in main config; expected one "
                                   "of: socketPath, socketGroup, socketMode, policyDirectory, "
                                   "stateDirectory, nftTable, nftTableOwnership, logLevel, backend, "
-                                  "attach, interfaces, bpfFilesystem"});
+                                  "attach, interfaces, bpfFilesystem, historyRetention, "
+                                  "historyMaxBytes"});
 }
 
 TEST(ConfigMain, PathsMustBeAbsolute) {
@@ -803,6 +807,169 @@ TEST(ConfigPolicy, BadRequestWidthLimits) {
                   "to 128"});
   EXPECT_EQ(policy_errors(rules(rule() + "    minRequestPrefixLengthV4: [24]\n")),
             Lines{"a.yaml:6:31: 'minRequestPrefixLengthV4' must be a single value, got a list"});
+}
+
+// --- Session ends, approval and extensions per port rule -----------------------------------
+
+// rule() plus `extra` lines after it; an extra key starts at column 5 and its value at
+// 5 + its name's length + 2 (e.g. approval: 15, approvers: 16, approvalTimeout: 22).
+std::string rule_with(const std::string& extra) { return rules(rule() + extra); }
+
+TEST(ConfigLifecycle, Defaults) {
+  const auto policy = valid_policy(rule_with(""));
+  const auto& rule = policy.rules.at(0);
+  EXPECT_FALSE(rule.terminate_sessions_on_end);
+  EXPECT_FALSE(rule.approval_required);
+  EXPECT_TRUE(rule.approvers.users.empty() && rule.approvers.groups.empty());
+  EXPECT_EQ(rule.approval_timeout, 1h);
+  EXPECT_EQ(rule.extend_from, core::PortRule::ExtendFrom::start);
+}
+
+TEST(ConfigLifecycle, EveryKeySet) {
+  // Users and groups that every Debian system has (base-passwd).
+  const auto policy =
+      valid_policy(rule_with("    terminateSessionsOnEnd: true\n"
+                             "    approval: required\n"
+                             "    approvers: {users: [nobody], groups: [daemon]}\n"
+                             "    approvalTimeout: PT30M\n"
+                             "    extendFrom: now\n"));
+  const auto& rule = policy.rules.at(0);
+  EXPECT_TRUE(rule.terminate_sessions_on_end);
+  EXPECT_TRUE(rule.approval_required);
+  EXPECT_EQ(rule.approvers.users, std::vector<std::string>{"nobody"});
+  EXPECT_EQ(rule.approvers.uids, std::vector<std::uint32_t>{65534});
+  EXPECT_EQ(rule.approvers.groups, std::vector<std::string>{"daemon"});
+  EXPECT_EQ(rule.approvers.gids, std::vector<std::uint32_t>{1});
+  EXPECT_EQ(rule.approval_timeout, 30min);
+  EXPECT_EQ(rule.extend_from, core::PortRule::ExtendFrom::now);
+}
+
+TEST(ConfigLifecycle, DefaultsSpelledOut) {
+  const auto policy =
+      valid_policy(rule_with("    terminateSessionsOnEnd: false\n"
+                             "    approval: none\n"
+                             "    extendFrom: start\n"));
+  const auto& rule = policy.rules.at(0);
+  EXPECT_FALSE(rule.terminate_sessions_on_end);
+  EXPECT_FALSE(rule.approval_required);
+  EXPECT_EQ(rule.extend_from, core::PortRule::ExtendFrom::start);
+}
+
+TEST(ConfigLifecycle, ApprovalTimeoutBounds) {
+  const auto approved = [](const std::string& timeout) {
+    return rule_with(
+        "    approval: required\n    approvers: {users: [root]}\n"
+        "    approvalTimeout: " +
+        timeout + "\n");
+  };
+  EXPECT_EQ(valid_policy(approved("PT24H")).rules.at(0).approval_timeout, 24h);
+  EXPECT_EQ(valid_policy(approved("45s")).rules.at(0).approval_timeout, 45s);
+  EXPECT_EQ(policy_errors(approved("PT25H")),
+            Lines{"a.yaml:8:22: 'PT25H' is longer than PT24H, the longest a request may wait for "
+                  "an approver"});
+  EXPECT_EQ(policy_errors(approved("PT0S")),
+            Lines{"a.yaml:8:22: 'PT0S' is not a valid duration: must be longer than zero "
+                  "(examples: PT3H, PT30M, 3h, 30m, 45s)"});
+}
+
+TEST(ConfigLifecycle, BadWords) {
+  EXPECT_EQ(policy_errors(rule_with("    terminateSessionsOnEnd: yes\n")),
+            Lines{"a.yaml:6:29: 'yes' is not a boolean; expected true or false"});
+  EXPECT_EQ(policy_errors(rule_with("    terminateSessionsOnEnd: [true]\n")),
+            Lines{"a.yaml:6:29: 'terminateSessionsOnEnd' must be a single value, got a list"});
+  EXPECT_EQ(policy_errors(rule_with("    approval: optional\n")),
+            Lines{"a.yaml:6:15: 'optional' is not an approval mode; expected required or none"});
+  EXPECT_EQ(policy_errors(rule_with("    extendFrom: end\n")),
+            Lines{"a.yaml:6:17: 'end' is not what extensions count from; expected start or now"});
+}
+
+TEST(ConfigLifecycle, RequiredApprovalNeedsApprovers) {
+  EXPECT_EQ(policy_errors(rule_with("    approval: required\n")),
+            Lines{"a.yaml:6:15: approval: required needs 'approvers' ({users: [...], groups: "
+                  "[...]}): without them nobody could approve a request for this port"});
+  const std::string nobody =
+      "'approvers' names no user and no group: nobody could approve a request for this port";
+  EXPECT_EQ(policy_errors(rule_with("    approval: required\n    approvers: {}\n")),
+            Lines{"a.yaml:7:16: " + nobody});
+  EXPECT_EQ(policy_errors(rule_with("    approval: required\n    approvers: {users: []}\n")),
+            Lines{"a.yaml:7:16: " + nobody});
+  // No value: reported at the key, not at whatever token comes next.
+  EXPECT_EQ(policy_errors(rule_with("    approval: required\n    approvers:\n")),
+            Lines{"a.yaml:7:5: " + nobody});
+  EXPECT_EQ(policy_errors(rule_with("    approval: required\n"
+                                    "    approvers: {users: [no-such-user-jitd]}\n")),
+            Lines{"a.yaml:7:25: no user 'no-such-user-jitd'"});
+  EXPECT_EQ(policy_errors(rule_with("    approval: required\n    approvers: [root]\n")),
+            Lines{"a.yaml:7:16: 'approvers' must be a mapping, got a list"});
+}
+
+TEST(ConfigLifecycle, ApproversWithoutRequiredApprovalAreATypo) {
+  EXPECT_EQ(policy_errors(rule_with("    approvers: {users: [root]}\n")),
+            Lines{"a.yaml:6:5: 'approvers' applies with approval: required only, and this rule "
+                  "does not set approval; likely a typo: add approval: required, or remove "
+                  "'approvers'"});
+  EXPECT_EQ(policy_errors(rule_with("    approval: none\n"
+                                    "    approvers: {users: [root]}\n"
+                                    "    approvalTimeout: PT1H\n")),
+            (Lines{"a.yaml:7:5: 'approvers' applies with approval: required only, and this rule "
+                   "says approval: none; likely a typo: add approval: required, or remove "
+                   "'approvers'",
+                   "a.yaml:8:5: 'approvalTimeout' applies with approval: required only, and this "
+                   "rule says approval: none; likely a typo: add approval: required, or remove "
+                   "'approvalTimeout'"}));
+  // A misspelt approval value is the one error: nothing is guessed from it.
+  EXPECT_EQ(policy_errors(rule_with("    approval: requird\n"
+                                    "    approvers: {users: [root]}\n")),
+            Lines{"a.yaml:6:15: 'requird' is not an approval mode; expected required or none"});
+}
+
+TEST(ConfigLifecycle, OverlappingRulesCannotDifferSilently) {
+  // The keys belong to the one rule of a (port, protocol): a second rule for it, with other
+  // settings, is refused as an overlap rather than merged.
+  TempDir dir;
+  dir.write("10-a.yaml", rule_with("    terminateSessionsOnEnd: true\n    extendFrom: now\n"));
+  dir.write("20-b.yaml", rules(rule("22", R"("*")")) +
+                             "    approval: required\n"
+                             "    approvers: {users: [root]}\n");
+  EXPECT_EQ(texts(load_policy_directory(dir.path()).errors),
+            Lines{dir.at("20-b.yaml") + ":2:5: rule for 22/* overlaps the rule for 22/tcp at " +
+                  dir.at("10-a.yaml") + ":2:5"});
+}
+
+TEST(ConfigMain, HistoryBounds) {
+  TempDir dir;
+  const auto loaded =
+      load_main_config(dir.write("jitd.yaml", "historyRetention: P7D\nhistoryMaxBytes: 1048576\n"));
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  EXPECT_EQ(loaded.value.history_retention, std::chrono::days(7));
+  EXPECT_EQ(loaded.value.history_max_bytes, 1u << 20);
+  // Days as ISO 8601 writes them, and the least retention there is.
+  EXPECT_EQ(
+      load_main_config(dir.write("jitd.yaml", "historyRetention: P90D\n")).value.history_retention,
+      std::chrono::days(90));
+  EXPECT_EQ(
+      load_main_config(dir.write("jitd.yaml", "historyRetention: P1D\n")).value.history_retention,
+      std::chrono::days(1));
+
+  const auto at = [&](const char* where) { return dir.at("jitd.yaml") + ":" + where + ": "; };
+  EXPECT_EQ(main_config_errors(dir, "historyRetention: PT23H\n"),
+            Lines{at("1:19") + "'PT23H' is shorter than PT24H, the shortest history jitd keeps "
+                               "(ended grants must stay long enough for someone to look at them)"});
+  EXPECT_EQ(main_config_errors(dir, "historyRetention: forever\n"),
+            Lines{at("1:19") + "'forever' is not a valid duration: expected a number (examples: "
+                               "PT3H, PT30M, 3h, 30m, 45s)"});
+  EXPECT_EQ(main_config_errors(dir, "historyMaxBytes: 1048575\n"),
+            Lines{at("1:18") + "'1048575' is less than 1048576 (1 MiB), the smallest history "
+                               "jitd keeps"});
+  for (const auto* size : {"64MiB", "-1", "1.5e8", "99999999999999999999"}) {
+    EXPECT_EQ(main_config_errors(dir, std::string("historyMaxBytes: ") + size + "\n"),
+              Lines{at("1:18") + "'" + size +
+                    "' is not a number of bytes; expected an integer such as 67108864 (64 MiB), "
+                    "without a unit"});
+  }
+  // An invalid value keeps the default.
+  const auto invalid = load_main_config(dir.write("jitd.yaml", "historyMaxBytes: 1\n"));
+  EXPECT_EQ(invalid.value.history_max_bytes, 64u << 20);
 }
 
 // --- Packaged files -----------------------------------------------------------------------

@@ -4,10 +4,13 @@
 // Files are refused unless only root can change them (owner root, no g+w / o+w), larger than
 // 1 MiB, nested deeper than 100 levels or using YAML aliases; policy files also when they are
 // symbolic links or not regular files. Errors quote values as short, escaped excerpts.
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "jitd/core/duration.hpp"
 #include "jitd/core/error.hpp"
 #include "jitd/core/policy.hpp"
 
@@ -39,7 +42,15 @@ struct MainConfig {
   Attach attach = Attach::tc;
   std::vector<std::string> interfaces;
   std::filesystem::path bpf_filesystem = "/sys/fs/bpf";  // pins under <it>/jitd/
+  // The history of ended grants (for `jitctl history` and audits) is pruned by age and by
+  // size, whichever bound is reached first, so it can neither grow without bound nor vanish
+  // before anyone could look at it (hence the minimums of a day and a MiB).
+  core::Milliseconds history_retention = std::chrono::days(90);
+  std::uint64_t history_max_bytes = std::uint64_t{64} << 20;
 };
+
+inline constexpr core::Milliseconds min_history_retention = std::chrono::days(1);
+inline constexpr std::uint64_t min_history_max_bytes = std::uint64_t{1} << 20;
 
 // One problem in one file: "file:line:col: message".
 struct Diagnostic {
