@@ -1,18 +1,15 @@
 #include "jitd/state/audit_log.hpp"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "file_cursor.hpp"
 #include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
-#include "jitd/sys/system_error.hpp"
 
 namespace jitd::state {
 
@@ -98,10 +95,6 @@ bool matches(const nlohmann::json& record, const core::AuditQuery& query) {
   return (!query.since || *when >= *query.since) && (!query.until || *when < *query.until);
 }
 
-core::Error bad_cursor(const std::string& cursor, const std::string& why) {
-  return {core::ErrorCode::invalid_request, "cursor: '" + cursor.substr(0, 40) + "' " + why};
-}
-
 }  // namespace
 
 AuditMatches match_audit_lines(std::string_view text, const core::AuditQuery& query) {
@@ -124,39 +117,23 @@ core::Result<core::AuditPage> AuditLog::read(const core::AuditQuery& query) cons
   const auto info = sys::stat_open(fd->get(), what);
   if (!info) return tl::unexpected(info.error());
 
-  // "<inode>:<offset>": an offset into another file (the log was replaced) is refused.
   std::uint64_t offset = 0;
   if (!query.cursor.empty()) {
-    unsigned long long inode = 0;
-    unsigned long long at = 0;
-    char rest = 0;
-    if (std::sscanf(query.cursor.c_str(), "%llu:%llu%c", &inode, &at, &rest) != 2) {
-      return tl::unexpected(bad_cursor(query.cursor, "is not a cursor this jitd gave out"));
-    }
-    if (inode != info->st_ino || at > static_cast<unsigned long long>(info->st_size)) {
-      return tl::unexpected(bad_cursor(query.cursor, "belongs to an audit log that was replaced"));
-    }
-    offset = at;
+    const auto at = parse_file_cursor(query.cursor, *info, "an audit log");
+    if (!at) return tl::unexpected(at.error());
+    offset = *at;
   }
   const auto available = static_cast<std::uint64_t>(info->st_size) - offset;
-  std::string text(static_cast<std::size_t>(std::min<std::uint64_t>(available, max_page_scan)),
-                   '\0');
-  std::size_t got = 0;
-  while (got < text.size()) {
-    const auto read =
-        ::pread(fd->get(), text.data() + got, text.size() - got, static_cast<off_t>(offset + got));
-    if (read < 0 && errno == EINTR) continue;
-    if (read < 0) return sys::fail_system(core::ErrorCode::io, what, errno);
-    if (read == 0) break;
-    got += static_cast<std::size_t>(read);
-  }
-  text.resize(got);
-  auto found = match_audit_lines(text, query);
+  auto text = sys::read_at(
+      fd->get(), offset,
+      static_cast<std::size_t>(std::min<std::uint64_t>(available, max_page_scan)), what);
+  if (!text) return tl::unexpected(text.error());
+  auto found = match_audit_lines(*text, query);
   core::AuditPage page;
   page.records = std::move(found.records);
   const auto end = offset + found.consumed;
   if (end < static_cast<std::uint64_t>(info->st_size) && found.consumed > 0) {
-    page.next = std::to_string(info->st_ino) + ":" + std::to_string(end);
+    page.next = file_cursor(*info, end);
   }
   return page;
 }

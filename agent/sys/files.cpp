@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cerrno>
+#include <utility>
 
 #include "jitd/sys/system_error.hpp"
 
@@ -27,6 +28,22 @@ core::Result<std::string> read_all(int fd, const std::string& what, std::size_t 
       return fail_system(core::ErrorCode::io, what, errno);
     }
   }
+}
+
+core::Result<std::string> read_at(int fd, std::uint64_t offset, std::size_t length,
+                                  const std::string& what) {
+  std::string text(length, '\0');
+  std::size_t got = 0;
+  while (got < text.size()) {
+    const auto read =
+        ::pread(fd, text.data() + got, text.size() - got, static_cast<off_t>(offset + got));
+    if (read < 0 && errno == EINTR) continue;
+    if (read < 0) return fail_system(core::ErrorCode::io, what, errno);
+    if (read == 0) break;
+    got += static_cast<std::size_t>(read);
+  }
+  text.resize(got);
+  return text;
 }
 
 core::Result<void> write_all(int fd, std::string_view text, const std::string& what) {
@@ -61,22 +78,36 @@ core::Result<void> sync_data(int fd, const std::string& what) {
   return {};
 }
 
-core::Result<UniqueFd> replace_synced(const std::filesystem::path& path, std::string_view text) {
-  const auto temp = path.string() + ".tmp";
-  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+Replacement::Replacement(std::filesystem::path path, std::string temp, UniqueFd fd)
+    : path_(std::move(path)), temp_(std::move(temp)), fd_(std::move(fd)) {}
+
+Replacement::~Replacement() {
+  if (fd_) ::unlink(temp_.c_str());
+}
+
+core::Result<Replacement> Replacement::create(const std::filesystem::path& path) {
+  auto temp = path.string() + ".tmp";
+  UniqueFd fd(::open(temp.c_str(), O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return fail_system(core::ErrorCode::io, "create " + temp, errno);
-  auto written = write_all(fd.get(), text, "write " + temp);
-  if (written && ::fdatasync(fd.get()) != 0) {
-    written = fail_system(core::ErrorCode::io, "sync " + temp, errno);
+  return Replacement(path, std::move(temp), std::move(fd));
+}
+
+core::Result<UniqueFd> Replacement::commit() && {
+  if (::fdatasync(fd_.get()) != 0) return fail_system(core::ErrorCode::io, "sync " + temp_, errno);
+  if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+    return fail_system(core::ErrorCode::io, "rename " + temp_ + " to " + path_.string(), errno);
   }
-  if (written && ::rename(temp.c_str(), path.c_str()) != 0) {
-    written = fail_system(core::ErrorCode::io, "rename " + temp + " to " + path.string(), errno);
-  }
-  if (!written) {
-    ::unlink(temp.c_str());
+  return std::move(fd_);
+}
+
+core::Result<UniqueFd> replace_synced(const std::filesystem::path& path, std::string_view text) {
+  auto replacement = Replacement::create(path);
+  if (!replacement) return tl::unexpected(replacement.error());
+  if (auto written = write_all(replacement->fd(), text, "write " + replacement->temp_path());
+      !written) {
     return tl::unexpected(written.error());
   }
-  return fd;
+  return std::move(*replacement).commit();
 }
 
 core::Result<void> sync_directory_of(const std::filesystem::path& file) {

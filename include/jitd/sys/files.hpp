@@ -2,6 +2,7 @@
 // Whole-file reads and writes that retry EINTR, and durable appends of one record, reporting
 // errno by what they were doing.
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <limits>
 #include <string>
@@ -18,6 +19,10 @@ namespace jitd::sys {
     int fd, const std::string& what,
     std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
 
+// Up to `length` bytes at `offset` (pread, EINTR retried); fewer only where the file ends.
+[[nodiscard]] core::Result<std::string> read_at(int fd, std::uint64_t offset, std::size_t length,
+                                                const std::string& what);
+
 // Writes all of `text`, however many write() calls it takes.
 [[nodiscard]] core::Result<void> write_all(int fd, std::string_view text, const std::string& what);
 
@@ -32,10 +37,34 @@ namespace jitd::sys {
 // fdatasync(): every record appended so far is on disk. Several records share one sync.
 [[nodiscard]] core::Result<void> sync_data(int fd, const std::string& what);
 
-// Replaces the file at `path` with `text` so that a crash leaves the old file or the new one,
-// never a mix: a temporary sibling (mode 0600) is written, fdatasync()ed and renamed over
-// `path`. Returns the new file, open for appending. The rename is durable only once the
-// caller has synced the directory (sync_directory_of), after it took the new descriptor.
+// The new content of the file at `path`, written to a temporary sibling (`path`.tmp, mode
+// 0600, open for reading and appending) and put in place by commit(), so that a crash leaves
+// the old file or the new one, never a mix. For contents too large to hold in memory at once;
+// a temporary never committed is removed on destruction.
+class Replacement {
+ public:
+  [[nodiscard]] static core::Result<Replacement> create(const std::filesystem::path& path);
+  Replacement(Replacement&&) noexcept = default;
+  Replacement& operator=(Replacement&&) = delete;
+  Replacement(const Replacement&) = delete;
+  Replacement& operator=(const Replacement&) = delete;
+  ~Replacement();
+
+  [[nodiscard]] int fd() const { return fd_.get(); }
+  [[nodiscard]] const std::string& temp_path() const { return temp_; }
+  // fdatasync()s the temporary and renames it over `path`; returns it (still open for
+  // appending). The rename is durable only once the caller has synced the directory
+  // (sync_directory_of), after it took the new descriptor.
+  [[nodiscard]] core::Result<UniqueFd> commit() &&;
+
+ private:
+  Replacement(std::filesystem::path path, std::string temp, UniqueFd fd);
+  std::filesystem::path path_;
+  std::string temp_;
+  UniqueFd fd_;  // empty once committed or moved from: nothing left to remove
+};
+
+// Replaces the file at `path` with `text` (a Replacement written and committed at once).
 [[nodiscard]] core::Result<UniqueFd> replace_synced(const std::filesystem::path& path,
                                                     std::string_view text);
 

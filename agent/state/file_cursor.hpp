@@ -1,0 +1,23 @@
+#pragma once
+// Cursors of the readers that page through a file jitd appends to (the audit log, the grant
+// history): "<inode>:<offset>". The inode makes an offset into a file since replaced (rotated,
+// pruned) an error rather than a page of the wrong records.
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "jitd/core/error.hpp"
+
+namespace jitd::state {
+
+[[nodiscard]] std::string file_cursor(const struct stat& file, std::uint64_t offset);
+
+// The offset of a cursor given out for `file` (at most its size); errors are invalid_request
+// and start with "cursor:". `name` says what the file is ("audit log").
+[[nodiscard]] core::Result<std::uint64_t> parse_file_cursor(const std::string& cursor,
+                                                            const struct stat& file,
+                                                            std::string_view name);
+
+}  // namespace jitd::state
