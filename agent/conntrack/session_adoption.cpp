@@ -1,132 +1,40 @@
 // Session adoption: sock_diag lists the sockets, ctnetlink creates one entry per session.
 #include "jitd/conntrack/session_adoption.hpp"
 
-#include <arpa/inet.h>
-#include <linux/inet_diag.h>
-#include <linux/sock_diag.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
 #include <cstdint>
-#include <cstring>
 #include <ctime>
 #include <fstream>
-#include <memory>
 #include <new>
 #include <set>
 
-#include <libmnl/libmnl.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <libnetfilter_conntrack/libnetfilter_conntrack_tcp.h>
 
 #include "jitd/sys/handle.hpp"
 #include "jitd/sys/system_error.hpp"
+#include "netlink.hpp"
 
 namespace jitd::conntrack {
 namespace {
 
-using MnlSocket = sys::Handle<mnl_socket, mnl_socket_close>;
 using NfctHandle = sys::Handle<nfct_handle, nfct_close>;
-using Conntrack = sys::Handle<nf_conntrack, nfct_destroy>;
-
-// Netlink dumps fill at most 32 KiB per datagram.
-constexpr std::size_t receive_buffer_size = 32 * 1024;
-
-// The states in which both ends are synchronized and packets still arrive for the socket.
-constexpr std::uint32_t synchronized_states = 1U << TCP_ESTABLISHED | 1U << TCP_FIN_WAIT1 |
-                                              1U << TCP_FIN_WAIT2 | 1U << TCP_CLOSE_WAIT |
-                                              1U << TCP_LAST_ACK | 1U << TCP_CLOSING;
+using detail::Conntrack;
+using detail::endpoint;
+using detail::Session;
 
 // The kernel's default nf_conntrack_tcp_timeout_established (5 days).
 constexpr std::uint32_t default_established_timeout = 432000;
 
-// One session as the local socket sees it. IPv4 addresses are kept v4-mapped, the form
-// dual-stack sockets report them in, so both dumps share one representation.
-struct Session {
-  in6_addr local{};
-  in6_addr remote{};
-  std::uint16_t local_port = 0;  // host order
-  std::uint16_t remote_port = 0;
-};
-
-struct DumpContext {
-  const std::set<std::uint16_t>& ports;
-  std::vector<Session>& sessions;
-};
-
-in6_addr from_diag(std::uint8_t family, const __be32 (&address)[4]) {
-  in6_addr result{};
-  if (family == AF_INET) {
-    result.s6_addr16[5] = 0xffff;
-    result.s6_addr32[3] = address[0];
-  } else {
-    std::memcpy(&result, address, sizeof result);
-  }
-  return result;
-}
-
-int on_socket(const nlmsghdr* header, void* data) {
-  auto& context = *static_cast<DumpContext*>(data);
-  if (header->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) {
-    errno = EBADMSG;
-    return MNL_CB_ERROR;
-  }
-  const auto* message = static_cast<const inet_diag_msg*>(mnl_nlmsg_get_payload(header));
-  const std::uint16_t local_port = ntohs(message->id.idiag_sport);
-  if (!context.ports.contains(local_port)) return MNL_CB_OK;
-  context.sessions.push_back(Session{from_diag(message->idiag_family, message->id.idiag_src),
-                                     from_diag(message->idiag_family, message->id.idiag_dst),
-                                     local_port, ntohs(message->id.idiag_dport)});
-  return MNL_CB_OK;
-}
-
-core::Result<void> dump_family(mnl_socket* socket, std::uint8_t family, std::uint32_t seq,
-                               DumpContext& context) {
-  const std::string operation =
-      std::string("dump tcp") + (family == AF_INET ? "" : "6") + " sockets (sock_diag)";
-  std::vector<char> buffer(receive_buffer_size);
-  nlmsghdr* header = mnl_nlmsg_put_header(buffer.data());
-  header->nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  header->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  header->nlmsg_seq = seq;
-  auto* request =
-      static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(header, sizeof(inet_diag_req_v2)));
-  request->sdiag_family = family;
-  request->sdiag_protocol = IPPROTO_TCP;
-  request->idiag_states = synchronized_states;
-  if (mnl_socket_sendto(socket, header, header->nlmsg_len) < 0) {
-    return sys::fail_system(core::ErrorCode::kernel, operation, errno);
-  }
-  const unsigned int portid = mnl_socket_get_portid(socket);
-  for (;;) {
-    const ssize_t received = mnl_socket_recvfrom(socket, buffer.data(), buffer.size());
-    if (received < 0) return sys::fail_system(core::ErrorCode::kernel, operation, errno);
-    const int status = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, portid,
-                                  on_socket, &context);
-    if (status == MNL_CB_ERROR) return sys::fail_system(core::ErrorCode::kernel, operation, errno);
-    if (status == MNL_CB_STOP) return {};
-  }
-}
-
-// Sessions whose local port is one of `ports`, from both address families. A dual-stack
-// socket serving an IPv4 peer shows up in the AF_INET6 dump only, v4-mapped.
 core::Result<std::vector<Session>> list_sessions(const std::set<std::uint16_t>& ports) {
-  MnlSocket socket(mnl_socket_open(NETLINK_SOCK_DIAG));
-  if (!socket) return sys::fail_system(core::ErrorCode::kernel, "open netlink socket (sock_diag)", errno);
-  if (mnl_socket_bind(socket.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-    return sys::fail_system(core::ErrorCode::kernel, "bind netlink socket (sock_diag)", errno);
-  }
-  std::vector<Session> sessions;
-  DumpContext context{ports, sessions};
+  auto socket = detail::open_netlink(NETLINK_SOCK_DIAG, "sock_diag");
+  if (!socket) return tl::unexpected(socket.error());
   auto seq = static_cast<std::uint32_t>(std::time(nullptr));
-  for (const std::uint8_t family : {AF_INET, AF_INET6}) {
-    if (auto dumped = dump_family(socket.get(), family, seq++, context); !dumped) {
-      return tl::unexpected(dumped.error());
-    }
-  }
-  return sessions;
+  return detail::list_tcp_sessions(socket->get(), ports, seq);
 }
 
 // The namespace's own setting, so an adopted entry lives as long as a tracked one would.
@@ -135,16 +43,6 @@ std::uint32_t established_timeout() {
   std::uint32_t seconds = 0;
   if (file >> seconds && seconds > 0) return seconds;
   return default_established_timeout;
-}
-
-std::string endpoint(const in6_addr& address, std::uint16_t port) {
-  char text[INET6_ADDRSTRLEN] = {};
-  if (IN6_IS_ADDR_V4MAPPED(&address)) {
-    inet_ntop(AF_INET, &address.s6_addr32[3], text, sizeof text);
-    return std::string(text) + ":" + std::to_string(port);
-  }
-  inet_ntop(AF_INET6, &address, text, sizeof text);
-  return "[" + std::string(text) + "]:" + std::to_string(port);
 }
 
 // Builds the entry conntrack would hold had it seen the handshake: the peer's direction
@@ -201,7 +99,9 @@ core::Result<AdoptedSessions> adopt_established_sessions(
   if (sessions->empty()) return result;
 
   NfctHandle handle(nfct_open(CONNTRACK, 0));
-  if (!handle) return sys::fail_system(core::ErrorCode::kernel, "open conntrack netlink (ctnetlink)", errno);
+  if (!handle) {
+    return sys::fail_system(core::ErrorCode::kernel, "open conntrack netlink (ctnetlink)", errno);
+  }
   const std::uint32_t timeout = established_timeout();
   for (const auto& session : *sessions) {
     const Conntrack entry = build_entry(session, timeout);
@@ -212,12 +112,13 @@ core::Result<AdoptedSessions> adopt_established_sessions(
     }
     const int error = errno;
     if (result.failed++ == 0) {
-      result.first_error = sys::system_error(core::ErrorCode::kernel,
-                                             "create conntrack entry " +
-                                                 endpoint(session.remote, session.remote_port) +
-                                                 " -> " + endpoint(session.local, session.local_port),
-                                             error)
-                               .message;
+      result.first_error =
+          sys::system_error(core::ErrorCode::kernel,
+                            "create conntrack entry " +
+                                endpoint(session.remote, session.remote_port) + " -> " +
+                                endpoint(session.local, session.local_port),
+                            error)
+              .message;
     }
   }
   return result;

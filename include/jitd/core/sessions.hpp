@@ -25,6 +25,11 @@ struct SessionCut {
 struct CutReport {
   std::size_t flows = 0;    // conntrack entries deleted
   std::size_t sockets = 0;  // local sockets destroyed
+  // The kernel cannot destroy sockets (no CONFIG_INET_DIAG_DESTROY): the flows were still cut,
+  // so their next packet is dropped, but the local sockets only notice when they time out.
+  bool sockets_unsupported = false;
+  std::size_t failed = 0;   // entries or sockets the kernel refused to remove
+  std::string first_error;  // the first refusal, empty when none
 };
 
 class SessionCutter {
