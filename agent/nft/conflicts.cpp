@@ -699,10 +699,10 @@ class RuleReader {
       case FieldKind::ethertype: {
         // The dependency nft adds before an address match: it also tells the header's family.
         const std::uint32_t number = big_endian(value);
-        const bool v4 =
-            f.kind == FieldKind::nfproto ? value.at(0) == NFPROTO_IPV4 : number == 0x0800;
-        const bool v6 =
-            f.kind == FieldKind::nfproto ? value.at(0) == NFPROTO_IPV6 : number == 0x86dd;
+        const bool v4 = f.kind == FieldKind::nfproto ? !value.empty() && value[0] == NFPROTO_IPV4
+                                                     : number == 0x0800;
+        const bool v6 = f.kind == FieldKind::nfproto ? !value.empty() && value[0] == NFPROTO_IPV6
+                                                     : number == 0x86dd;
         if (op == NFT_CMP_EQ && (v4 || v6)) l3_ = v4 ? core::Family::ipv4 : core::Family::ipv6;
         if (op != NFT_CMP_EQ) judgement.text.push_back(f.name + " " + shown);
         apply(judgement, Effect::partial);
