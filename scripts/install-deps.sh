@@ -15,6 +15,8 @@ packages=(
   # check for each up front. ip, nft, conntrack, python3, setpriv (util-linux, for jitctl as
   # another user) and /etc/protocols (netbase: without it nft prints "6" for "tcp").
   iproute2 nftables conntrack python3 util-linux netbase
+  # iptables-nft and iptables-legacy: kernel.nft_conflicts loads their rules like ufw would.
+  iptables
   curl  # README's API examples
   # trafgen (netsniff-ng) crafts the SYN flood of tests/bench/flood.py (ctest bench.flood_smoke):
   # spoofed sources over a /16 at a protected port, sent from a throw-away namespace.

@@ -11,6 +11,8 @@
 #include <utility>
 
 #include <libnftnl/common.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 
 #include "jitd/sys/system_error.hpp"
@@ -180,6 +182,44 @@ core::Result<void> Netlink::query(std::uint16_t type, std::uint16_t family, Requ
   if (context.malformed) return sys::fail_system(core::ErrorCode::kernel, operation, EPROTO);
   if (status == MNL_CB_ERROR) return sys::fail_system(core::ErrorCode::kernel, operation, errno);
   return {};
+}
+
+std::string family_name(std::uint32_t family) {
+  switch (family) {
+    case NFPROTO_IPV4: return "ip";
+    case NFPROTO_IPV6: return "ip6";
+    case NFPROTO_INET: return "inet";
+    case NFPROTO_NETDEV: return "netdev";
+    case NFPROTO_ARP: return "arp";
+    case NFPROTO_BRIDGE: return "bridge";
+    default: return "family " + std::to_string(family);
+  }
+}
+
+core::Result<Set> dump_set(Netlink& netlink, std::uint16_t family, const std::string& table,
+                           const std::string& name) {
+  auto set = allocate<Set>(nftnl_set_alloc());
+  nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table.c_str());
+  nftnl_set_set_str(set.get(), NFTNL_SET_NAME, name.c_str());
+  auto dumped = netlink.query(
+      NFT_MSG_GETSETELEM, family, Netlink::Request::dump,
+      [&](nlmsghdr* header) { nftnl_set_elems_nlmsg_build_payload(header, set.get()); },
+      [&](const nlmsghdr* reply) { return nftnl_set_elems_nlmsg_parse(reply, set.get()) >= 0; },
+      "list set " + family_name(family) + " " + table + " " + name);
+  if (!dumped) return tl::unexpected(dumped.error());
+  return set;
+}
+
+std::vector<nftnl_set_elem*> elements_of(const Set& set) {
+  std::vector<nftnl_set_elem*> elements;
+  nftnl_set_elem_foreach(
+      set.get(),
+      [](nftnl_set_elem* element, void* data) {
+        static_cast<std::vector<nftnl_set_elem*>*>(data)->push_back(element);
+        return 0;
+      },
+      &elements);
+  return elements;
 }
 
 }  // namespace jitd::nft

@@ -73,4 +73,13 @@ class Netlink {
   std::vector<char> receive_buffer_;
 };
 
+// nft's name of a netfilter family ("ip", "ip6", "inet", "netdev", ...), for messages.
+[[nodiscard]] std::string family_name(std::uint32_t family);
+
+// Every element of the set <family> <table> <name>, held by the returned set.
+[[nodiscard]] core::Result<Set> dump_set(Netlink& netlink, std::uint16_t family,
+                                         const std::string& table, const std::string& name);
+// The elements of a dumped set; they stay owned by the set.
+[[nodiscard]] std::vector<nftnl_set_elem*> elements_of(const Set& set);
+
 }  // namespace jitd::nft

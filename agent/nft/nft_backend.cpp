@@ -30,19 +30,6 @@ core::Result<void> check_timeouts(const std::vector<core::TimedElement>& grants)
   return core::fail(core::ErrorCode::invalid_argument, "grant element without a positive timeout");
 }
 
-// Elements of a dumped set; they stay owned by the set.
-std::vector<nftnl_set_elem*> elements_of(const Set& set) {
-  std::vector<nftnl_set_elem*> elements;
-  nftnl_set_elem_foreach(
-      set.get(),
-      [](nftnl_set_elem* element, void* data) {
-        static_cast<std::vector<nftnl_set_elem*>*>(data)->push_back(element);
-        return 0;
-      },
-      &elements);
-  return elements;
-}
-
 // Whether the kernel has owner + persist table flags (Linux 6.9+): one transaction adds a
 // scratch table with both and deletes it again, so nothing is left behind either way.
 core::Result<bool> probe_ownership(Netlink& netlink) {
@@ -112,16 +99,7 @@ struct NftBackend::Impl {
   }
 
   core::Result<Set> dump(SetKind kind) {
-    auto set = allocate<Set>(nftnl_set_alloc());
-    nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table.c_str());
-    nftnl_set_set_str(set.get(), NFTNL_SET_NAME, std::string(set_name(kind)).c_str());
-    auto dumped = netlink.query(
-        NFT_MSG_GETSETELEM, NFPROTO_INET, Netlink::Request::dump,
-        [&](nlmsghdr* header) { nftnl_set_elems_nlmsg_build_payload(header, set.get()); },
-        [&](const nlmsghdr* reply) { return nftnl_set_elems_nlmsg_parse(reply, set.get()) >= 0; },
-        "list set inet " + table + " " + std::string(set_name(kind)));
-    if (!dumped) return tl::unexpected(dumped.error());
-    return set;
+    return dump_set(netlink, NFPROTO_INET, table, std::string(set_name(kind)));
   }
 
   // The elements of a grant or allow set, sorted.
