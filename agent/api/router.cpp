@@ -4,23 +4,24 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <set>
 
 #include "jitd/core/text.hpp"
+#include "json_fields.hpp"
 
 namespace jitd::api {
 
 namespace {
 
 using core::ErrorCode;
+using fields::field;
+using fields::invalid_value;
+using fields::parse_without_duplicate_keys;
 using nlohmann::json;
 
-constexpr std::size_t max_justification_length = 1024;
 // Caller text quoted in a reply or an audit line is escaped once, where it enters the message,
 // and bounded: a 120 KB path or id must not become a 120 KB reply or a synced audit line.
 constexpr std::size_t max_quoted_path = 64;
 constexpr std::size_t max_quoted_method = 16;
-constexpr std::size_t max_quoted_message = 256;
 
 // The daemon's grant ids are 16 lowercase hex digits (agent/daemon/host.cpp, random_grant_id).
 bool is_grant_id(std::string_view id) {
@@ -90,62 +91,6 @@ json prefixes_json(bool any, const std::vector<core::Prefix>& prefixes) {
   if (any) return json::array({"*"});
   for (const auto& prefix : prefixes) list.push_back(prefix.to_string());
   return list;
-}
-
-core::Result<const json*> field(const json& object, const char* name, json::value_t type,
-                                const std::string& where) {
-  const auto it = object.find(name);
-  if (it == object.end()) return nullptr;
-  const bool matches =
-      type == json::value_t::number_unsigned ? it->is_number_integer() : it->type() == type;
-  if (!matches) {
-    const char* expected = type == json::value_t::string            ? "a string"
-                           : type == json::value_t::array           ? "an array"
-                           : type == json::value_t::number_unsigned ? "an integer"
-                                                                    : "an object";
-    return core::fail(ErrorCode::invalid_request,
-                      where + name + ": must be " + expected + ", not " + it->type_name());
-  }
-  return &*it;
-}
-
-// A field's value was refused by a core parser, whose message quotes the value as given.
-tl::unexpected<core::Error> invalid_value(const std::string& field, const core::Error& error) {
-  return core::fail(ErrorCode::invalid_request,
-                    field + ": " + core::excerpt(error.message, max_quoted_message));
-}
-
-// nlohmann::json keeps the last of two equal keys, so a second "allowedSourceAddressPrefix"
-// would silently replace the one a reader of the body sees first. Its parser callback is
-// shown every object's keys in turn: the first key seen twice in one object is refused.
-core::Result<json> parse_without_duplicate_keys(std::string_view body) {
-  std::vector<std::set<std::string>> open_objects;
-  std::optional<std::string> duplicate;
-  const json::parser_callback_t check = [&](int /*depth*/, json::parse_event_t event,
-                                            json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && !duplicate) {
-      auto key = parsed.get<std::string>();
-      if (open_objects.back().count(key) != 0)
-        duplicate = std::move(key);
-      else
-        open_objects.back().insert(std::move(key));
-    }
-    return true;
-  };
-  json document = json::parse(body, check, false);
-  if (document.is_discarded()) {
-    return core::fail(ErrorCode::invalid_request, "body: not valid JSON");
-  }
-  if (duplicate) {
-    return core::fail(
-        ErrorCode::invalid_request,
-        core::excerpt(*duplicate) + ": duplicate key; each key may appear once in an object");
-  }
-  return document;
 }
 
 core::Result<core::PortSpec> parse_port(const json& entry, const std::string& where) {
@@ -239,16 +184,9 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
     request.end_time = *parsed;
   }
 
-  const auto justification = field(document, "justification", json::value_t::string, "");
+  auto justification = fields::justification(document, "");
   if (!justification) return tl::unexpected(justification.error());
-  if (*justification != nullptr) {
-    request.justification = (*justification)->get<std::string>();
-    if (request.justification.size() > max_justification_length) {
-      return core::fail(
-          ErrorCode::invalid_request,
-          "justification: longer than " + std::to_string(max_justification_length) + " bytes");
-    }
-  }
+  request.justification = std::move(*justification);
   return request;
 }
 

@@ -1,5 +1,7 @@
 #include "jitd/core/text.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 
 namespace jitd::core {
@@ -95,6 +97,13 @@ std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
     offset += length;
   }
   return std::nullopt;
+}
+
+bool equal_ignoring_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 }  // namespace jitd::core

@@ -1,8 +1,12 @@
 // jitctl: the admin's client. Talks to jitd over its Unix socket only.
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <iomanip>
 #include <iostream>
 #include <memory>
@@ -14,8 +18,11 @@
 
 #include <tl/expected.hpp>
 
+#include "jitd/config/azure_import.hpp"
 #include "jitd/core/policy.hpp"
 #include "jitd/core/text.hpp"
+#include "jitd/sys/files.hpp"
+#include "jitd/sys/unique_fd.hpp"
 
 namespace {
 
@@ -358,6 +365,33 @@ std::string ssh_client_address() {
   return address;
 }
 
+// A list response of a large subscription runs to megabytes; more is not a policy file.
+constexpr std::size_t max_azure_file_bytes = 16 << 20;
+
+// jitctl import-azure: Azure's policy JSON (FILE, or "-" for stdin) as a jitd policy file. No
+// socket: it only converts, so it runs anywhere. Warnings go to stderr, the file to `out` (a
+// crash leaves the old file or the new one) or stdout.
+Outcome<std::string> import_azure(const std::string& file, const std::string& vm_name,
+                                  const std::string& out) {
+  jitd::sys::UniqueFd fd(file == "-" ? ::dup(STDIN_FILENO)
+                                     : ::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return refused(file + ": cannot open: " + std::strerror(errno));
+  auto text = jitd::sys::read_all(fd.get(), file, max_azure_file_bytes);
+  if (!text) return refused(text.error().message);
+  auto imported = jitd::config::import_azure_policy(*text, vm_name);
+  if (!imported) return refused(file + ": " + imported.error().message);
+  for (const auto& warning : imported->warnings) {
+    std::cerr << "jitctl: warning: " << jitd::core::escaped(warning) << "\n";
+  }
+  if (out.empty()) return imported->yaml;
+  auto written = jitd::sys::replace_synced(out, imported->yaml);
+  if (!written) return refused(out + ": " + written.error().message);
+  if (auto synced = jitd::sys::sync_directory_of(out); !synced) {
+    return refused(out + ": " + synced.error().message);
+  }
+  return std::string();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -402,7 +436,30 @@ int main(int argc, char** argv) {
       "status", "show the backend, live grants and dropped packets per protected port");
   status->add_flag("--json", as_json, "print JSON");
 
+  auto* import = app.add_subcommand(
+      "import-azure",
+      "convert an Azure jitNetworkAccessPolicies JSON (GET, PUT, list or PowerShell shape) into "
+      "a jitd policy file; needs no jitd");
+  std::string import_file;
+  std::string import_vm;
+  std::string import_out;
+  import->add_option("file", import_file, "the Azure JSON; - for stdin")->required();
+  import->add_option("--vm", import_vm, "the virtual machine to import when the file has several");
+  import->add_option("-o,--output", import_out,
+                     "write the policy file here (replaced atomically) instead of stdout");
+
   CLI11_PARSE(app, argc, argv);
+
+  // A conversion of local files: no socket, no curl.
+  if (import->parsed()) {
+    const auto output = import_azure(import_file, import_vm, import_out);
+    if (!output) {
+      std::cerr << "jitctl: " << jitd::core::escaped(output.error().message) << "\n";
+      return output.error().exit_status;
+    }
+    std::cout << *output;
+    return 0;
+  }
 
   const auto run_grant = [&]() -> Outcome<std::string> {
     if (duration.empty() == end_time.empty()) return refused("give --duration or --end-time");

@@ -20,6 +20,9 @@ namespace jitd::core {
 // The first `max_characters` characters of `text`, escaped; "…" marks a cut.
 [[nodiscard]] std::string excerpt(std::string_view text, std::size_t max_characters = 32);
 
+// Equal when ASCII letters are compared without case (Azure's keys and names, host names).
+[[nodiscard]] bool equal_ignoring_case(std::string_view a, std::string_view b);
+
 // "a, b, c": the items (anything a std::string can be appended from) between separators.
 template <class Items>
 [[nodiscard]] std::string join(const Items& items, std::string_view separator = ", ") {
