@@ -5,20 +5,27 @@
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <tl/expected.hpp>
 
 #include "jitd/config/azure_import.hpp"
+#include "jitd/core/clock.hpp"
+#include "jitd/core/duration.hpp"
 #include "jitd/core/policy.hpp"
 #include "jitd/core/text.hpp"
 #include "jitd/sys/files.hpp"
@@ -105,6 +112,34 @@ class ReplyReader {
     return values;
   }
 
+  bool boolean(const Node& object, const std::string& key) {
+    const json* found = field(object, key, &json::is_boolean, "a boolean");
+    return found ? found->get<bool>() : false;
+  }
+
+  // An integer or a string, as text: nft names some priorities ("filter + 10") and numbers others.
+  std::string label(const Node& object, const std::string& key) {
+    const json* found = field(object, key, &json::is_primitive, "an integer or a string");
+    if (found == nullptr) return {};
+    if (found->is_number_integer()) return std::to_string(found->get<long long>());
+    if (found->is_string()) return jitd::core::escaped(found->get<std::string>());
+    note(member_path(object.path, key) + " is not an integer or a string");
+    return {};
+  }
+
+  // A value jitd hands out only to get it back (a page cursor): sent as it came, never printed,
+  // so it is not escaped.
+  std::string token(const Node& object, const std::string& key) {
+    const json* found = field(object, key, &json::is_string, "a string");
+    return found ? found->get<std::string>() : std::string();
+  }
+
+  // Whether an optional field is there. null counts as absent: "nobody ended it" either way.
+  static bool has(const Node& object, const std::string& key) {
+    return object.value.is_object() && object.value.contains(key) &&
+           !object.value.at(key).is_null();
+  }
+
   template <class T>
   Outcome<T> result(T value) const {
     if (problem_) return unexpected_reply(status_, *problem_);
@@ -189,12 +224,12 @@ Outcome<Reply> call(const std::string& socket, const std::string& method, const 
   return reply;
 }
 
-// jitd's answer to a request: the body of a success, or its error as a Failure.
-Outcome<json> request(const std::string& socket, const std::string& method, const std::string& path,
-                      const std::string& body = {}) {
+// jitd's answer to a request: a success (its status and body), or its error as a Failure.
+Outcome<Reply> exchange(const std::string& socket, const std::string& method,
+                        const std::string& path, const std::string& body = {}) {
   auto reply = call(socket, method, path, body);
   if (!reply) return tl::unexpected(reply.error());
-  if (reply->status >= 200 && reply->status < 300) return std::move(reply->body);
+  if (reply->status >= 200 && reply->status < 300) return reply;
   ReplyReader read(reply->status);
   const Node error = read.object({reply->body, ""}, "error");
   const std::string message = read.text(error, "message");
@@ -202,6 +237,14 @@ Outcome<json> request(const std::string& socket, const std::string& method, cons
   const auto refusal = read.result(message + " (" + code + ")");
   if (!refusal) return tl::unexpected(refusal.error());
   return refused(*refusal);
+}
+
+// The body of a success, for printers that need not say which 2xx it was.
+Outcome<json> request(const std::string& socket, const std::string& method, const std::string& path,
+                      const std::string& body = {}) {
+  return exchange(socket, method, path, body).map([](Reply reply) {
+    return std::move(reply.body);
+  });
 }
 
 std::string remaining_text(long long seconds) {
@@ -223,33 +266,28 @@ std::string ports_text(ReplyReader& read, const Node& object, const std::string&
 
 // Each printer reads a success body through a ReplyReader (200 or 201: only in messages).
 
-Outcome<std::string> grants_table(const json& reply) {
+// `with_status`: the list holds more than active grants, so each row says where its grant stands.
+Outcome<std::string> grants_table(const json& reply, bool with_status) {
   ReplyReader read(200);
   std::ostringstream out;
-  out << std::left << std::setw(18) << "ID" << std::setw(26) << "SOURCE" << std::setw(16) << "PORTS"
-      << std::setw(13) << "REMAINING" << std::setw(26) << "END (UTC)" << std::setw(12)
-      << "REQUESTOR"
+  out << std::left << std::setw(18) << "ID";
+  if (with_status) out << std::setw(11) << "STATUS" << std::setw(23) << "STATUS REASON";
+  out << std::setw(26) << "SOURCE" << std::setw(16) << "PORTS" << std::setw(13) << "REMAINING"
+      << std::setw(26) << "END (UTC)" << std::setw(12) << "REQUESTOR"
       << "REASON\n";
   for (const Node& grant : read.elements({reply, ""}, "grants")) {
-    out << std::setw(18) << read.text(grant, "id") << std::setw(26)
-        << read.text(grant, "allowedSourceAddressPrefix") << std::setw(16)
+    out << std::setw(18) << read.text(grant, "id");
+    if (with_status) {
+      out << std::setw(11) << read.text(grant, "status") << std::setw(23)
+          << read.text(grant, "statusReason");
+    }
+    out << std::setw(26) << read.text(grant, "allowedSourceAddressPrefix") << std::setw(16)
         << ports_text(read, grant, "ports") << std::setw(13)
         << remaining_text(read.integer(grant, "remainingSeconds")) << std::setw(26)
         << read.text(grant, "endTimeUtc") << std::setw(12)
         << read.text(read.object(grant, "requestor"), "name") << read.text(grant, "justification")
         << "\n";
   }
-  return read.result(out.str());
-}
-
-Outcome<std::string> granted_text(const json& reply) {
-  ReplyReader read(201);
-  const Node grant{reply, ""};
-  std::ostringstream out;
-  out << "granted " << read.text(grant, "id") << ": "
-      << read.text(grant, "allowedSourceAddressPrefix") << " → " << ports_text(read, grant, "ports")
-      << " until " << read.text(grant, "endTimeUtc") << " ("
-      << remaining_text(read.integer(grant, "remainingSeconds")) << ")\n";
   return read.result(out.str());
 }
 
@@ -392,6 +430,453 @@ Outcome<std::string> import_azure(const std::string& file, const std::string& vm
   return std::string();
 }
 
+// What a command prints when it succeeds. Most print one text; some also warn on stderr, and
+// doctor's exit status says whether it found conflicts.
+struct Printed {
+  // Implicit: every printer's text is a Printed, so all commands share one way out of main.
+  Printed(std::string text = {}) : out(std::move(text)) {}  // NOLINT(google-explicit-constructor)
+  // stdout
+  std::string out;
+  // stderr, written first: warnings and notes
+  std::string err;
+  int exit_status = 0;
+};
+
+// What a command prints: jitd's JSON as it came, or the printer's reading of the reply.
+template <class Printer>
+Outcome<Printed> presented(Outcome<Reply> reply, bool as_json, Printer printer) {
+  return reply.and_then([&](const Reply& got) -> Outcome<Printed> {
+    if (as_json) return Printed(got.body.dump(2) + "\n");
+    return printer(got);
+  });
+}
+
+// A request body as jitd reads it. Text typed on a Latin-1 terminal is not UTF-8: it is sent
+// with U+FFFD, never an abort.
+std::string body_text(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// A path segment or query value: unreserved characters as they are, every other byte as %XX,
+// so an id or a user name can neither leave its path segment nor add a parameter.
+std::string url_encoded(std::string_view text) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string encoded;
+  for (const unsigned char c : text) {
+    const bool unreserved = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                            (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      encoded += static_cast<char>(c);
+    } else {
+      encoded += '%';
+      encoded += hex[c >> 4];
+      encoded += hex[c & 15];
+    }
+  }
+  return encoded;
+}
+
+std::string grant_path(const std::string& id) { return "/v1/grants/" + url_encoded(id); }
+
+// ISO 8601 as jitd's documents write it: whole days as days ("7d" is P7D, not PT168H).
+std::string iso_duration(jitd::core::Milliseconds length) {
+  const auto days = length / std::chrono::hours(24);
+  const auto rest = length % std::chrono::hours(24);
+  if (days == 0) return jitd::core::format_duration(length);
+  std::string text = "P" + std::to_string(days) + "D";
+  // "PT12H" → "T12H"
+  if (rest.count() != 0) text += jitd::core::format_duration(rest).substr(1);
+  return text;
+}
+
+// A duration option's value in ISO 8601. Checked here, so a typo is refused before jitd is
+// asked anything.
+Outcome<std::string> duration_argument(const std::string& option, const std::string& text) {
+  const auto length = jitd::core::parse_duration(text);
+  if (!length) return refused(option + ": " + jitd::core::escaped(length.error().message));
+  return iso_duration(*length);
+}
+
+// A time option's value: an RFC 3339 UTC time, sent as typed, or "+10m" / "in 10m" from now,
+// sent as the UTC time it names.
+Outcome<std::string> time_argument(const std::string& option, const std::string& text) {
+  std::string_view relative = text;
+  if (relative.starts_with('+')) {
+    relative.remove_prefix(1);
+  } else if (relative.starts_with("in ")) {
+    relative.remove_prefix(3);
+    while (relative.starts_with(' ')) relative.remove_prefix(1);
+  } else if (jitd::core::parse_utc(text)) {
+    return text;
+  } else {
+    return refused(option + ": '" + jitd::core::escaped(text) +
+                   "' is not a UTC time (2026-11-24T18:00:00Z) or a time from now (+10m, 'in 2h')");
+  }
+  const auto length = jitd::core::parse_duration(relative);
+  if (!length) return refused(option + ": " + jitd::core::escaped(length.error().message));
+  const auto now =
+      std::chrono::time_point_cast<jitd::core::Milliseconds>(std::chrono::system_clock::now());
+  return jitd::core::format_utc(now + *length);
+}
+
+// --since: a UTC time as typed, or how far back from now, in ISO 8601 (7d → P7D).
+Outcome<std::string> since_argument(const std::string& text) {
+  if (jitd::core::parse_utc(text)) return text;
+  if (jitd::core::parse_duration(text)) return duration_argument("--since", text);
+  return refused("--since: '" + jitd::core::escaped(text) +
+                 "' is neither a UTC time (2026-11-24T00:00:00Z) nor a time back from now (7d, "
+                 "12h, 30m, P7D)");
+}
+
+std::string person_text(ReplyReader& read, const Node& person) {
+  const std::string name = read.text(person, "name");
+  return name + " (uid " + std::to_string(read.integer(person, "uid")) + ")";
+}
+
+// "Revoked (Expired)": a grant's or a port's status and why.
+std::string state_text(ReplyReader& read, const Node& object) {
+  const std::string status = read.text(object, "status");
+  return status + " (" + read.text(object, "statusReason") + ")";
+}
+
+// One line on where a grant stands, after `verb` (extended, approved, denied; empty: the
+// grant's state names itself). A pending grant says what it waits for, so the requester knows
+// whom to ask or when the port opens.
+std::string grant_line(ReplyReader& read, const Node& grant, std::string verb) {
+  const std::string status = read.text(grant, "status");
+  const std::string reason = read.text(grant, "statusReason");
+  if (verb.empty()) {
+    verb = status == "Initiated" ? "granted"
+           : status == "Pending" ? "pending"
+           : status == "Revoked" ? "ended"
+                                 : status;
+  }
+  std::ostringstream out;
+  out << verb << " " << read.text(grant, "id") << ": "
+      << read.text(grant, "allowedSourceAddressPrefix") << " → "
+      << ports_text(read, grant, "ports");
+  const std::string end = read.text(grant, "endTimeUtc");
+  if (status == "Pending" && reason == "AwaitingApproval") {
+    const Node approval = read.object(grant, "approval");
+    out << "; waits for approval by " << read.text(approval, "approvers");
+    if (ReplyReader::has(approval, "expiresTimeUtc")) {
+      out << " (the request lapses " << read.text(approval, "expiresTimeUtc") << ")";
+    }
+  } else if (status == "Pending") {
+    out << "; waits for its start, " << read.text(grant, "startTimeUtc") << ", then open until "
+        << end;
+  } else if (status == "Revoked") {
+    const bool ended = ReplyReader::has(grant, "endedTimeUtc");
+    out << "; ended " << (ended ? read.text(grant, "endedTimeUtc") : end) << " (" << reason << ")";
+  } else {
+    out << " until " << end << " (" << remaining_text(read.integer(grant, "remainingSeconds"))
+        << ")";
+    if (status != "Initiated") out << " [" << status << ", " << reason << "]";
+  }
+  return out.str() + "\n";
+}
+
+// A grant's warnings, for stderr: what jitd did that its caller may not expect.
+std::string warnings_text(ReplyReader& read, const Node& grant) {
+  if (!ReplyReader::has(grant, "warnings")) return {};
+  std::string text;
+  for (const auto& warning : read.texts(grant, "warnings")) text += "warning: " + warning + "\n";
+  return text;
+}
+
+// A reply that is one grant, or several when jitd split a request ({"grants": [...]}): a line
+// for each, and their warnings on stderr.
+Outcome<Printed> grants_changed(const Reply& reply, const std::string& verb) {
+  ReplyReader read(reply.status);
+  const Node root{reply.body, ""};
+  std::vector<Node> grants;
+  if (reply.body.is_object() && reply.body.contains("grants")) {
+    grants = read.elements(root, "grants");
+  } else {
+    grants.push_back(root);
+  }
+  Printed printed;
+  for (const Node& grant : grants) {
+    printed.out += grant_line(read, grant, verb);
+    printed.err += warnings_text(read, grant);
+  }
+  return read.result(printed);
+}
+
+// Every field of one grant, one "key: value" a line; its ports each on a line of their own.
+Outcome<Printed> grant_sheet(const Reply& reply) {
+  ReplyReader read(reply.status);
+  const Node grant{reply.body, ""};
+  std::ostringstream out;
+  const auto row = [&out](const std::string& key, const std::string& value) {
+    out << std::left << std::setw(16) << key + ":" << value << "\n";
+  };
+  row("id", read.text(grant, "id"));
+  row("status", state_text(read, grant));
+  row("requestor", person_text(read, read.object(grant, "requestor")));
+  row("source", read.text(grant, "allowedSourceAddressPrefix"));
+  out << "ports:\n";
+  for (const Node& port : read.elements(grant, "ports")) {
+    const std::string name =
+        std::to_string(read.integer(port, "number")) + "/" + read.text(port, "protocol");
+    out << "  " << std::setw(10) << name << std::setw(36) << state_text(read, port) << "from "
+        << read.text(port, "allowedSourceAddressPrefix") << " until "
+        << read.text(port, "endTimeUtc") << "\n";
+  }
+  row("requested", read.text(grant, "requestedTimeUtc"));
+  row("start", read.text(grant, "startTimeUtc"));
+  row("end", read.text(grant, "endTimeUtc"));
+  row("remaining", remaining_text(read.integer(grant, "remainingSeconds")));
+  row("justification", read.text(grant, "justification"));
+  if (ReplyReader::has(grant, "approval")) {
+    const Node approval = read.object(grant, "approval");
+    row("approval", read.boolean(approval, "required") ? "required" : "not required");
+    row("  approvers", read.text(approval, "approvers"));
+    if (ReplyReader::has(approval, "decidedBy")) {
+      row("  decided by", person_text(read, read.object(approval, "decidedBy")));
+    }
+    if (ReplyReader::has(approval, "expiresTimeUtc")) {
+      row("  lapses", read.text(approval, "expiresTimeUtc"));
+    }
+  }
+  if (ReplyReader::has(grant, "endedBy")) {
+    row("ended by", person_text(read, read.object(grant, "endedBy")));
+  }
+  if (ReplyReader::has(grant, "endedTimeUtc")) row("ended", read.text(grant, "endedTimeUtc"));
+  if (ReplyReader::has(grant, "warnings")) {
+    for (const auto& warning : read.texts(grant, "warnings")) row("warning", warning);
+  }
+  return read.result(Printed(out.str()));
+}
+
+// jitctl list's filters, as typed.
+struct ListFilters {
+  bool all = false;
+  bool ended = false;
+  bool pending = false;
+  std::string since;
+  std::string user;
+  int port = 0;   // 0: any
+  int limit = 0;  // 0: every grant, page after page
+};
+
+void add_list_options(CLI::App& list, ListFilters& filters) {
+  list.add_flag("--all", filters.all, "active, pending and ended grants");
+  list.add_flag("--ended", filters.ended, "ended grants only (expired, revoked, denied, ...)");
+  list.add_flag("--pending", filters.pending, "grants waiting for approval or for their start");
+  list.add_option("--since", filters.since,
+                  "only grants since a UTC time, or a time back from now: 7d, 12h, 30m, P7D");
+  list.add_option("--user", filters.user, "only this requestor's grants");
+  list.add_option("--port", filters.port, "only grants for this port number")
+      ->check(CLI::Range(1, 65535));
+  list.add_option("--limit", filters.limit, "at most this many grants")->check(CLI::PositiveNumber);
+}
+
+// Every grant the filters match: jitd answers a page at a time, and `next` names the page
+// after. The pages are put together as one reply, so --json prints one document.
+Outcome<Printed> list_grants(const std::string& socket, const ListFilters& filters, bool as_json) {
+  if (filters.all + filters.ended + filters.pending > 1) {
+    return refused("list: give at most one of --all, --ended, --pending");
+  }
+  const std::string state = filters.all       ? "all"
+                            : filters.ended   ? "ended"
+                            : filters.pending ? "pending"
+                                              : "active";
+  std::string query = "/v1/grants?state=" + state;
+  if (!filters.since.empty()) {
+    const auto since = since_argument(filters.since);
+    if (!since) return tl::unexpected(since.error());
+    query += "&since=" + url_encoded(*since);
+  }
+  if (!filters.user.empty()) query += "&user=" + url_encoded(filters.user);
+  if (filters.port != 0) query += "&port=" + std::to_string(filters.port);
+  const auto wanted = static_cast<std::size_t>(filters.limit);
+  json grants = json::array();
+  std::set<std::string> cursors;
+  std::string cursor;
+  while (true) {
+    std::string path = query;
+    if (wanted != 0) path += "&limit=" + std::to_string(wanted - grants.size());
+    if (!cursor.empty()) path += "&cursor=" + url_encoded(cursor);
+    const auto page = exchange(socket, "GET", path);
+    if (!page) return tl::unexpected(page.error());
+    ReplyReader read(page->status);
+    const Node root{page->body, ""};
+    for (const Node& grant : read.elements(root, "grants")) {
+      if (wanted == 0 || grants.size() < wanted) grants.push_back(grant.value);
+    }
+    const bool more = ReplyReader::has(root, "next");
+    cursor = more ? read.token(root, "next") : std::string();
+    if (const auto checked = read.result(0); !checked) return tl::unexpected(checked.error());
+    if (!more || (wanted != 0 && grants.size() >= wanted)) break;
+    // A cursor seen before would go round forever.
+    if (!cursors.insert(cursor).second) {
+      return unexpected_reply(
+          page->status, "next repeats an earlier cursor, '" + jitd::core::excerpt(cursor) + "'");
+    }
+  }
+  const json reply = {{"grants", std::move(grants)}};
+  if (as_json) return Printed(reply.dump(2) + "\n");
+  return grants_table(reply, state != "active");
+}
+
+// jitd doctor's "where": which rule of which table, as nft names them. A rule in a regular
+// chain has no hook or priority of its own.
+std::string conflict_place(ReplyReader& read, const Node& conflict) {
+  std::string place = "family " + read.text(conflict, "family") + ", table " +
+                      read.text(conflict, "table") + ", chain " + read.text(conflict, "chain");
+  if (ReplyReader::has(conflict, "hook")) place += ", hook " + read.text(conflict, "hook");
+  if (ReplyReader::has(conflict, "priority")) {
+    place += ", priority " + read.label(conflict, "priority");
+  }
+  return place + ", handle " + read.label(conflict, "handle");
+}
+
+std::string conflict_text(ReplyReader& read, const Node& conflict, std::size_t number) {
+  const std::string kind = read.text(conflict, "kind");
+  const std::string ports = ports_text(read, conflict, "ports");
+  std::ostringstream out;
+  out << "conflict " << number << " ("
+      << (read.boolean(conflict, "certain") ? "certain" : "possible") << "): ";
+  if (kind == "drops") {
+    out << "a rule drops " << ports << ": a grant may not open it";
+  } else if (kind == "accepts") {
+    out << "a rule accepts " << ports << ": it may be let in without a grant";
+  } else {
+    out << kind << " " << ports;
+  }
+  out << "\n  where:  " << conflict_place(read, conflict)
+      << "\n  rule:   " << read.text(conflict, "rule")
+      << "\n  advice: " << read.text(conflict, "advice") << "\n";
+  return out.str();
+}
+
+// Exit status 3 when jitd found conflicting rules, so a script or a monitoring check tells
+// "found something" from "could not ask" (1, 2) without reading the text. --json keeps it.
+Outcome<Printed> doctor_report(const Reply& reply, bool as_json) {
+  ReplyReader read(reply.status);
+  const Node report{reply.body, ""};
+  const auto conflicts = read.elements(report, "conflicts");
+  std::ostringstream out;
+  if (as_json) {
+    out << reply.body.dump(2) << "\n";
+  } else {
+    for (std::size_t i = 0; i < conflicts.size(); ++i) {
+      out << conflict_text(read, conflicts[i], i + 1);
+    }
+    if (conflicts.empty()) out << "no conflicting rules found\n";
+    const auto legacy = read.texts(report, "legacyIptablesTables");
+    out << "legacy iptables tables: " << (legacy.empty() ? "none" : jitd::core::join(legacy))
+        << "\n";
+    for (const auto& note : read.texts(report, "notes")) out << "note: " << note << "\n";
+  }
+  Printed printed(out.str());
+  printed.exit_status = conflicts.empty() ? 0 : 3;
+  return read.result(printed);
+}
+
+// No --port: people ask for SSH, so 22/tcp when the policy protects it; otherwise the refusal
+// names what the policy does protect.
+Outcome<json> default_ports(const std::string& socket) {
+  const auto policy = exchange(socket, "GET", "/v1/policy");
+  if (!policy) return tl::unexpected(policy.error());
+  ReplyReader read(policy->status);
+  std::vector<std::string> protected_ports;
+  bool ssh = false;
+  for (const Node& rule : read.elements({policy->body, ""}, "ports")) {
+    const long long number = read.integer(rule, "number");
+    const std::string protocol = read.text(rule, "protocol");
+    protected_ports.push_back(std::to_string(number) + "/" + protocol);
+    ssh = ssh || (number == 22 && (protocol == "tcp" || protocol == "*"));
+  }
+  if (const auto checked = read.result(0); !checked) return tl::unexpected(checked.error());
+  if (ssh) {
+    std::cerr << "no --port given: asking for 22/tcp, which the policy protects\n";
+    return json::array({{{"number", 22}, {"protocol", "tcp"}}});
+  }
+  if (protected_ports.empty()) return refused("no --port given, and the policy protects no port");
+  return refused("no --port given, and the policy does not protect 22/tcp; give --port, one of: " +
+                 jitd::core::join(protected_ports));
+}
+
+// A subcommand and what it does once parsed.
+struct Command {
+  CLI::App* app;
+  std::function<Outcome<Printed>()> run;
+};
+
+// show, extend, approve, deny: one grant by its id; doctor: what else on the host filters the
+// protected ports. Their arguments live as long as the commands (shared by the closures).
+std::vector<Command> add_review_commands(CLI::App& app, const std::string& socket, bool& as_json) {
+  struct Arguments {
+    std::string id;
+    std::string by;
+    std::string until;
+    std::string justification;
+  };
+  const auto given = std::make_shared<Arguments>();
+  const auto add_id = [&](CLI::App* command) {
+    command->add_option("id", given->id, "grant id")->required();
+    command->add_flag("--json", as_json, "print JSON");
+  };
+  std::vector<Command> commands;
+
+  auto* show = app.add_subcommand("show", "show every field of one grant, in any state");
+  add_id(show);
+  commands.push_back({show, [&socket, &as_json, given] {
+                        return presented(exchange(socket, "GET", grant_path(given->id)), as_json,
+                                         grant_sheet);
+                      }});
+
+  auto* extend = app.add_subcommand("extend", "move a grant's end: --by DURATION or --until TIME");
+  add_id(extend);
+  auto* by = extend->add_option("--by", given->by, "longer by: 30m, 2h, PT30M, ...");
+  auto* until = extend->add_option("--until", given->until,
+                                   "until a UTC time (2026-11-24T18:00:00Z) or +DURATION from now");
+  commands.push_back(
+      {extend, [&socket, &as_json, given, by, until]() -> Outcome<Printed> {
+         if ((by->count() > 0) == (until->count() > 0)) {
+           return refused("extend: give exactly one of --by DURATION, --until TIME");
+         }
+         const auto value = by->count() > 0 ? duration_argument("--by", given->by)
+                                            : time_argument("--until", given->until);
+         if (!value) return tl::unexpected(value.error());
+         const json body = {{by->count() > 0 ? "duration" : "endTimeUtc", *value}};
+         return presented(
+             exchange(socket, "POST", grant_path(given->id) + "/extend", body_text(body)), as_json,
+             [](const Reply& reply) { return grants_changed(reply, "extended"); });
+       }});
+
+  for (const auto& [verb, done, help] :
+       {std::tuple{"approve", "approved", "let a grant that waits for approval go ahead"},
+        std::tuple{"deny", "denied", "refuse a grant that waits for approval"}}) {
+    auto* decide = app.add_subcommand(verb, help);
+    add_id(decide);
+    auto* justification = decide->add_option("-j,--justification", given->justification,
+                                             "why, recorded in the audit log");
+    commands.push_back(
+        {decide, [&socket, &as_json, given, justification, verb = std::string(verb),
+                  done = std::string(done)] {
+           json body = json::object();
+           if (justification->count() > 0) body["justification"] = given->justification;
+           return presented(
+               exchange(socket, "POST", grant_path(given->id) + "/" + verb, body_text(body)),
+               as_json, [&done](const Reply& reply) { return grants_changed(reply, done); });
+         }});
+  }
+
+  auto* doctor = app.add_subcommand(
+      "doctor", "find other rules that drop or admit protected ports (exit 3 when found)");
+  doctor->add_flag("--json", as_json, "print JSON");
+  commands.push_back(
+      {doctor, [&socket, &as_json] {
+         return exchange(socket, "GET", "/v1/doctor").and_then([&](const Reply& reply) {
+           return doctor_report(reply, as_json);
+         });
+       }});
+  return commands;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -408,8 +893,10 @@ int main(int argc, char** argv) {
   std::string source = ssh_client_address();
   std::string duration;
   std::string end_time;
+  std::string start_time;
   std::string reason;
-  grant->add_option("-p,--port", ports, "PORT[/tcp|udp|*], repeatable")->required();
+  grant->add_option("-p,--port", ports,
+                    "PORT[/tcp|udp|*], repeatable (default: 22/tcp, when the policy protects it)");
   auto* source_option = grant->add_option("--source", source, "address or CIDR to admit");
   if (source.empty()) {
     source_option->required();
@@ -417,15 +904,20 @@ int main(int argc, char** argv) {
     source_option->description("address or CIDR to admit (default: this SSH session's client, " +
                                source + ")");
   }
-  auto* duration_option = grant->add_option("-d,--duration", duration, "30m, 2h, PT30M, ...");
-  auto* end_option =
-      grant->add_option("--end-time", end_time, "UTC end, e.g. 2026-11-24T18:00:00Z");
+  auto* duration_option = grant->add_option(
+      "-d,--duration", duration, "30m, 2h, PT30M, ... (default: the longest the policy allows)");
+  auto* end_option = grant->add_option("--end-time", end_time,
+                                       "UTC end (2026-11-24T18:00:00Z) or +DURATION from now");
   duration_option->excludes(end_option);
+  auto* start_option = grant->add_option(
+      "--start", start_time, "open later: a UTC time, or +10m / 'in 10m' from now (default: now)");
   grant->add_option("-r,--reason", reason, "justification, recorded in the audit log");
   grant->add_flag("--json", as_json, "print JSON");
 
-  auto* list = app.add_subcommand("list", "show active grants");
+  auto* list = app.add_subcommand("list", "show active grants (or pending, ended, all)");
   list->add_flag("--json", as_json, "print JSON");
+  ListFilters list_filters;
+  add_list_options(*list, list_filters);
   auto* revoke = app.add_subcommand("revoke", "end a grant now");
   std::string revoke_id;
   revoke->add_option("id", revoke_id, "grant id")->required();
@@ -448,7 +940,15 @@ int main(int argc, char** argv) {
   import->add_option("-o,--output", import_out,
                      "write the policy file here (replaced atomically) instead of stdout");
 
-  CLI11_PARSE(app, argc, argv);
+  const auto review_commands = add_review_commands(app, socket, as_json);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    // A bad command line is a refusal like any other (1): CLI11's own statuses (100 and up)
+    // mean nothing to a script. --help and --version are not errors (0).
+    return app.exit(error) == 0 ? 0 : 1;
+  }
 
   // A conversion of local files: no socket, no curl.
   if (import->parsed()) {
@@ -461,8 +961,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  const auto run_grant = [&]() -> Outcome<std::string> {
-    if (duration.empty() == end_time.empty()) return refused("give --duration or --end-time");
+  // Every argument is checked before jitd is asked anything, the policy included.
+  const auto run_grant = [&]() -> Outcome<Printed> {
     json body = {{"ports", json::array()},
                  {"allowedSourceAddressPrefix", source},
                  {"justification", reason}};
@@ -471,19 +971,32 @@ int main(int argc, char** argv) {
     } catch (const CLI::ValidationError& error) {
       return refused(error.what());
     }
-    if (!duration.empty()) body["duration"] = duration;
-    if (!end_time.empty()) body["endTimeUtc"] = end_time;
-    // A justification typed on a Latin-1 terminal is not UTF-8: send U+FFFD, never abort.
-    const auto text = body.dump(-1, ' ', false, json::error_handler_t::replace);
-    return shown(request(socket, "POST", "/v1/grants", text), as_json, granted_text);
+    for (const auto& [option, key, value] :
+         {std::tuple{duration_option, "duration", duration_argument("--duration", duration)},
+          std::tuple{end_option, "endTimeUtc", time_argument("--end-time", end_time)},
+          std::tuple{start_option, "startTimeUtc", time_argument("--start", start_time)}}) {
+      if (option->count() == 0) continue;
+      if (!value) return tl::unexpected(value.error());
+      body[key] = *value;
+    }
+    if (ports.empty()) {
+      auto chosen = default_ports(socket);
+      if (!chosen) return tl::unexpected(chosen.error());
+      body["ports"] = std::move(*chosen);
+    }
+    return presented(exchange(socket, "POST", "/v1/grants", body_text(body)), as_json,
+                     [](const Reply& reply) { return grants_changed(reply, ""); });
   };
 
   curl_global_init(CURL_GLOBAL_DEFAULT);
-  Outcome<std::string> output;
+  Outcome<Printed> output;
+  for (const auto& command : review_commands) {
+    if (command.app->parsed()) output = command.run();
+  }
   if (grant->parsed()) {
     output = run_grant();
   } else if (list->parsed()) {
-    output = shown(request(socket, "GET", "/v1/grants"), as_json, grants_table);
+    output = list_grants(socket, list_filters, as_json);
   } else if (revoke->parsed()) {
     output = shown(request(socket, "DELETE", "/v1/grants/" + revoke_id), as_json, revoked_text);
   } else if (policy->parsed()) {
@@ -496,6 +1009,7 @@ int main(int argc, char** argv) {
     std::cerr << "jitctl: " << output.error().message << "\n";
     return output.error().exit_status;
   }
-  std::cout << *output;
-  return 0;
+  std::cerr << output->err;
+  std::cout << output->out;
+  return output->exit_status;
 }
