@@ -674,7 +674,6 @@ void AccessEngine::commit() {
     }
   }
   journal_ends(never_applied);
-  std::vector<Grant> started;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     auto& pending = batch[i];
     if (outcomes[i]) {
@@ -687,42 +686,9 @@ void AccessEngine::commit() {
     } else {
       activate(pending.grant);
       audit_grant("request", "granted", pending.grant);
-      started.push_back(pending.grant);
     }
     pending.done(std::move(pending.grant));
   }
-  supersede(started);
-}
-
-void AccessEngine::supersede(const std::vector<Grant>& newer) {
-  std::vector<Ending> older;
-  RangeChanges changes;
-  for (const auto& grant : newer) {
-    const auto covered = [&grant](const PortSpec& port) {
-      return std::any_of(grant.ports.begin(), grant.ports.end(), [&port](const PortSpec& mine) {
-        return mine.number == port.number && covers(mine.protocol, port.protocol);
-      });
-    };
-    for (auto it = active_.begin(); it != active_.end();) {
-      const auto next = std::next(it);
-      const auto& old = it->second;
-      if (old.id != grant.id && old.start <= grant.start &&
-          old.requestor.uid == grant.requestor.uid && old.source == grant.source &&
-          std::all_of(old.ports.begin(), old.ports.end(), covered)) {
-        auto ended = deactivate(it);
-        remove_coverage(ended, changes);
-        older.push_back({std::move(ended), GrantStatus::revoked,
-                         std::string(reason::newer_request), std::nullopt});
-      }
-      it = next;
-    }
-  }
-  if (older.empty()) return;
-  end_grants(std::move(older));
-  // The newer grant covers the same addresses and ports: only a later end of the older one
-  // changes in the kernel. A refusal leaves the kernel to the next install.
-  (void)apply(changes, clock_.boot_now());
-  cut_sessions();
 }
 
 Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
@@ -979,7 +945,6 @@ void AccessEngine::start_waiting(Grant grant, const std::optional<Caller>& appro
   audit_grant("start", "granted", grant);
   // A refusal leaves the kernel to the next install (retry_pending), with the grant in it.
   (void)apply(changes, clock_.boot_now());
-  supersede({grant});
 }
 
 void AccessEngine::cut_sessions() {

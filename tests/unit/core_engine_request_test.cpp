@@ -157,22 +157,6 @@ TEST_F(CoreEngineTest, RequestWithoutDurationGetsTheRulesMaximum) {
   EXPECT_EQ(grant_ok(ask({ssh, https}, "10.0.0.2", std::nullopt)).end, t0 + 1h);
 }
 
-// Asking again for the same ports from the same source replaces the older grant (Azure's
-// NewerRequestInitiated) instead of piling one up; another requester's grant is left alone.
-TEST_F(CoreEngineTest, NewerRequestOfTheSameRequestorEndsTheOlder) {
-  const auto old = grant_ok(ask({ssh}, "10.0.0.1", 2h));
-  const auto others = grant_ok(ask({ssh}, "10.0.0.1", 2h), alice);
-  clock.advance(1min);
-  const auto newer = grant_ok(ask({ssh}, "10.0.0.1", 30min));
-  EXPECT_EQ(ids_of(engine.active_grants()), (std::vector<std::string>{others.id, newer.id}));
-  ASSERT_FALSE(journal.calls.empty());
-  EXPECT_EQ(journal.calls.back().id, old.id);
-  EXPECT_EQ(journal.calls.back().reason, "NewerRequestInitiated");
-  // A request for other ports leaves it alone.
-  const auto web = grant_ok(ask({https}, "10.0.0.1", 30min));
-  EXPECT_EQ(engine.active_grants().size(), 3U);
-  EXPECT_NE(web.id, newer.id);
-}
 
 TEST_F(CoreEngineTest, RefusesNonPositiveDuration) {
   refused(ask({ssh}, "10.0.0.1", 0ms), ErrorCode::invalid_argument);

@@ -172,9 +172,6 @@ class AccessEngine {
       const std::vector<PortSpec>& ports) const;
   [[nodiscard]] std::string new_grant_id() const;
   void queue(const Caller& caller, const GrantRequest& request, Grant grant, GrantCallback done);
-  // Older grants of the same requestor, source and ports end when a newer one starts (Azure's
-  // NewerRequestInitiated), so asking again resets a grant instead of piling one up.
-  void supersede(const std::vector<Grant>& newer);
   // A pending grant whose time came: starts it (scheduled), or ends it (approval expired).
   void start_waiting(Grant grant, const std::optional<Caller>& approver);
   // Ends the sessions of grants that ended, on ports whose rules ask for it, once the kernel
