@@ -865,7 +865,10 @@ class RuleReader {
           break;
         }
         std::vector<std::string> parts;
-        for (const auto& [f, offset] : fields) {
+        for (const auto& field : fields) {
+          // Named copies: clang 14 cannot capture structured bindings in a lambda.
+          const auto& f = field.field;
+          const auto offset = field.offset;
           const auto slice = [&](const Bytes& bytes) {
             return std::span<const std::uint8_t>(bytes).subspan(
                 std::min<std::size_t>(offset, bytes.size()),
