@@ -162,23 +162,25 @@ core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
   if (*source == nullptr) {
     return core::fail(ErrorCode::invalid_request, "allowedSourceAddressPrefix: required");
   }
-  auto prefix = core::Prefix::parse((*source)->get<std::string>());
-  if (!prefix) return invalid_value("allowedSourceAddressPrefix", prefix.error());
-  request.source = core::SourceSpec(*prefix);
+  // "*": every address of both families, where the port rules allow "*".
+  auto parsed_source = core::SourceSpec::parse((*source)->get<std::string>());
+  if (!parsed_source) return invalid_value("allowedSourceAddressPrefix", parsed_source.error());
+  request.source = *parsed_source;
 
   const auto duration = field(document, "duration", json::value_t::string, "");
   if (!duration) return tl::unexpected(duration.error());
   const auto end_time = field(document, "endTimeUtc", json::value_t::string, "");
   if (!end_time) return tl::unexpected(end_time.error());
-  if ((*duration == nullptr) == (*end_time == nullptr)) {
+  // Neither: the longest the ports' rules allow, as Azure's portal offers.
+  if (*duration != nullptr && *end_time != nullptr) {
     return core::fail(ErrorCode::invalid_request,
-                      "duration: give exactly one of duration and endTimeUtc");
+                      "duration: give at most one of duration and endTimeUtc");
   }
   if (*duration != nullptr) {
     auto parsed = core::parse_duration((*duration)->get<std::string>());
     if (!parsed) return invalid_value("duration", parsed.error());
     request.duration = *parsed;
-  } else {
+  } else if (*end_time != nullptr) {
     auto parsed = core::parse_utc((*end_time)->get<std::string>());
     if (!parsed) return invalid_value("endTimeUtc", parsed.error());
     request.end_time = *parsed;

@@ -89,6 +89,16 @@ TEST_F(RouterTest, CreateListRevoke) {
   EXPECT_EQ(call(root, "DELETE", "/v1/grants/" + grant_id(1)).first, 404u);
 }
 
+// Without duration or endTimeUtc a request gets the longest its port's rule allows, as in
+// Azure's portal.
+TEST_F(RouterTest, RequestWithoutDurationGetsTheRulesMaximum) {
+  auto [status, grant] = call(root, "POST", "/v1/grants",
+                              R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"203.0.113.7"})");
+  ASSERT_EQ(status, 201u) << grant;
+  const auto& rule = engine.policy().rules.front();
+  EXPECT_EQ(grant["endTimeUtc"], core::format_utc(clock.now() + rule.max_duration));
+}
+
 TEST_F(RouterTest, ReadersMayNotWrite) {
   auto [status, body] = call(nobody, "POST", "/v1/grants", good_body);
   EXPECT_EQ(status, 403u);
@@ -323,8 +333,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadBody{"source_bad",
                 R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4/40","duration":"1m"})",
                 "InvalidRequest", "allowedSourceAddressPrefix:"},
-        BadBody{"no_duration", R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4"})",
-                "InvalidRequest", "duration:"},
+        BadBody{"both_durations",
+                R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"1m","endTimeUtc":"2030-01-01T00:00:00Z"})",
+                "InvalidRequest", "duration: give at most one"},
         BadBody{"duration_bad",
                 R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4","duration":"soon"})",
                 "InvalidRequest", "duration:"},
