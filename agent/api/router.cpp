@@ -196,7 +196,19 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
                         std::string_view body, const QueryArguments& query) const {
   constexpr std::string_view grants_prefix = "/v1/grants/";
   if (path == "/v1/grants") {
-    if (method == "GET") return list_grants(caller);
+    if (method == "GET") {
+      // Live grants only, for now: a filter this jitd cannot apply must not be answered as if
+      // it had been (history, pending requests and filters come with the grant history).
+      for (const auto& [name, value] : query) {
+        if (name == "state" && value == "active") continue;
+        return refuse(caller, "read",
+                      {ErrorCode::invalid_request,
+                       core::excerpt(name) + "=" + core::excerpt(value) +
+                           ": not supported by this jitd, which lists live grants only "
+                           "(state=active)"});
+      }
+      return list_grants(caller);
+    }
     if (method == "POST") return create_grant(caller, body);
   } else if (path.starts_with(grants_prefix) && path.size() > grants_prefix.size()) {
     if (method == "DELETE") return revoke_grant(caller, path.substr(grants_prefix.size()));

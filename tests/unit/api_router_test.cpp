@@ -99,6 +99,14 @@ TEST_F(RouterTest, RequestWithoutDurationGetsTheRulesMaximum) {
   EXPECT_EQ(grant["endTimeUtc"], core::format_utc(clock.now() + rule.max_duration));
 }
 
+// A list filter this jitd cannot apply yet is refused, never answered with the live grants.
+TEST_F(RouterTest, ListRefusesFiltersItCannotApply) {
+  EXPECT_EQ(router.handle(nobody, "GET", "/v1/grants", "", {{"state", "active"}}).status, 200u);
+  const auto ended = router.handle(nobody, "GET", "/v1/grants", "", {{"state", "ended"}});
+  EXPECT_EQ(ended.status, 400u);
+  EXPECT_NE(ended.body.find("state=ended: not supported"), std::string::npos) << ended.body;
+}
+
 TEST_F(RouterTest, ReadersMayNotWrite) {
   auto [status, body] = call(nobody, "POST", "/v1/grants", good_body);
   EXPECT_EQ(status, 403u);
