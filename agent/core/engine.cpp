@@ -308,9 +308,8 @@ Result<void> AccessEngine::validate(const GrantRequest& request, Milliseconds du
       for (const auto& source : request.source.prefixes()) {
         if (rule->allows_source(source)) continue;
         const auto family = source.family();
-        const auto named = request.source.is_any()
-                               ? std::string("* (every IPv4 and IPv6 address)")
-                               : source.to_string();
+        const auto named = request.source.is_any() ? std::string("* (every IPv4 and IPv6 address)")
+                                                   : source.to_string();
         return fail(
             ErrorCode::source_not_allowed,
             "allowedSourceAddressPrefix: " + named +
@@ -413,12 +412,11 @@ void AccessEngine::end_grants(std::vector<Ending> endings) {
       }
     }
     const bool expired = reason == reason::expired;
-    const auto* event = expired                        ? "expire"
-                        : reason == reason::denied     ? "deny"
+    const auto* event = expired                              ? "expire"
+                        : reason == reason::denied           ? "deny"
                         : reason == reason::approval_expired ? "expire"
-                                                       : "revoke";
-    audit_grant(event, expired ? "expired" : "revoked", grant, audit_reason,
-                by ? &*by : nullptr);
+                                                             : "revoke";
+    audit_grant(event, expired ? "expired" : "revoked", grant, audit_reason, by ? &*by : nullptr);
     if (was_live) uncut_.push_back(std::move(grant));
   }
 }
@@ -469,9 +467,9 @@ Result<Grant> AccessEngine::prepare(const Caller& caller, const GrantRequest& re
   TimePoint start = wall_now;
   if (request.start_time && *request.start_time > wall_now) {
     if (*request.start_time - wall_now > max_schedule_ahead) {
-      return fail(ErrorCode::invalid_request,
-                  "startTimeUtc: " + format_utc(*request.start_time) + " is more than " +
-                      format_duration(max_schedule_ahead) + " ahead");
+      return fail(ErrorCode::invalid_request, "startTimeUtc: " + format_utc(*request.start_time) +
+                                                  " is more than " +
+                                                  format_duration(max_schedule_ahead) + " ahead");
     }
     start = *request.start_time;
   }
@@ -555,9 +553,9 @@ void AccessEngine::submit(const Caller& caller, const std::vector<GrantRequest>&
     collector->done(tl::unexpected(std::move(error)));
   };
   if (!policy_.roles.grants(caller, Right::request)) {
-    return refuse(requests.empty() ? nullptr : &requests.front(),
-                  {ErrorCode::forbidden,
-                   policy_.roles.refusal(caller, Right::request, "request access")});
+    return refuse(
+        requests.empty() ? nullptr : &requests.front(),
+        {ErrorCode::forbidden, policy_.roles.refusal(caller, Right::request, "request access")});
   }
   if (requests.empty()) {
     return refuse(nullptr, {ErrorCode::invalid_request, "ports: at least one port is required"});
@@ -582,7 +580,7 @@ void AccessEngine::submit(const Caller& caller, const std::vector<GrantRequest>&
       return refuse(&requests[i], recorded.error());
     }
     ++collector->left;
-    queue(caller, requests[i], grants[i], [collector](Result<Grant> grant) {
+    auto answer = [collector](Result<Grant> grant) {
       if (grant) {
         collector->grants.push_back(std::move(*grant));
       } else if (!collector->error) {
@@ -599,14 +597,11 @@ void AccessEngine::submit(const Caller& caller, const std::vector<GrantRequest>&
         return collector->done(tl::unexpected(std::move(error)));
       }
       collector->done(std::move(collector->grants));
-    });
+    };
+    pending_.push_back({caller, requests[i], grants[i], std::move(answer)});
   }
 }
 
-void AccessEngine::queue(const Caller& caller, const GrantRequest& request, Grant grant,
-                         GrantCallback done) {
-  pending_.push_back({caller, request, std::move(grant), std::move(done)});
-}
 void AccessEngine::answer_refused(PendingRequest& pending, Error error) {
   audit_refusal(pending.caller, &pending.request, error);
   pending.done(tl::unexpected(std::move(error)));
@@ -713,10 +708,10 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
   const Grant& target = live ? found->second : waiting->second;
   // A requester may end their own grants; ending someone else's is an administrator's call.
   if (target.requestor.uid != caller.uid && !policy_.roles.grants(caller, Right::administer)) {
-    return refuse({ErrorCode::forbidden,
-                   policy_.roles.refusal(caller, Right::administer,
-                                         "revoke grant " + target.id + " of " +
-                                             target.requestor.name)});
+    return refuse(
+        {ErrorCode::forbidden,
+         policy_.roles.refusal(caller, Right::administer,
+                               "revoke grant " + target.id + " of " + target.requestor.name)});
   }
   if (!live) {
     // Withdrawn before it started: nothing in the kernel to change.
@@ -772,10 +767,10 @@ Result<Grant> AccessEngine::extend(const Caller& caller, std::string_view id,
   }
   const Grant& current = found->second;
   if (current.requestor.uid != caller.uid && !policy_.roles.grants(caller, Right::administer)) {
-    return refuse({ErrorCode::forbidden,
-                   policy_.roles.refusal(caller, Right::administer,
-                                         "extend grant " + current.id + " of " +
-                                             current.requestor.name)});
+    return refuse(
+        {ErrorCode::forbidden,
+         policy_.roles.refusal(caller, Right::administer,
+                               "extend grant " + current.id + " of " + current.requestor.name)});
   }
   const auto field = extension.by ? "duration" : "endTimeUtc";
   if (extension.by && *extension.by <= Milliseconds{0}) {
@@ -868,8 +863,8 @@ Result<Grant> AccessEngine::decide(const Caller& caller, std::string_view id, bo
       const auto* rule = policy_.find_rule(port.number, protocol);
       if (rule == nullptr || !rule->approval_required || rule->approvers.includes(caller)) continue;
       return refuse({ErrorCode::forbidden,
-                     "user " + caller.name + " (uid " + std::to_string(caller.uid) +
-                         ") may not " + event_name + " requests for " + to_string(rule->port) +
+                     "user " + caller.name + " (uid " + std::to_string(caller.uid) + ") may not " +
+                         event_name + " requests for " + to_string(rule->port) +
                          ": its approvers are " + rule->approvers.describe()});
     }
   }
@@ -891,7 +886,8 @@ Result<Grant> AccessEngine::decide(const Caller& caller, std::string_view id, bo
   start_waiting(std::move(grant), caller);
   const auto result = find_grant(id);
   if (result && *result) return **result;
-  return fail(ErrorCode::kernel, "grant " + std::string(id) + " could not start; see the audit log");
+  return fail(ErrorCode::kernel,
+              "grant " + std::string(id) + " could not start; see the audit log");
 }
 
 void AccessEngine::start_waiting(Grant grant, const std::optional<Caller>& approver) {
@@ -926,8 +922,8 @@ void AccessEngine::start_waiting(Grant grant, const std::optional<Caller>& appro
   grant.status_reason = reason::user_requested;
   grant.wait_until.reset();
   if (grant.deadline <= now) {
-    end_grants({{std::move(grant), GrantStatus::revoked, std::string(reason::expired),
-                 std::nullopt}});
+    end_grants(
+        {{std::move(grant), GrantStatus::revoked, std::string(reason::expired), std::nullopt}});
     return;
   }
   auto journaled = journal_.record_grant(grant);

@@ -171,7 +171,6 @@ class AccessEngine {
   [[nodiscard]] std::optional<Milliseconds> approval_timeout_for(
       const std::vector<PortSpec>& ports) const;
   [[nodiscard]] std::string new_grant_id() const;
-  void queue(const Caller& caller, const GrantRequest& request, Grant grant, GrantCallback done);
   // A pending grant whose time came: starts it (scheduled), or ends it (approval expired).
   void start_waiting(Grant grant, const std::optional<Caller>& approver);
   // Ends the sessions of grants that ended, on ports whose rules ask for it, once the kernel

@@ -70,10 +70,8 @@ inline constexpr std::string_view newer_request = "NewerRequestInitiated";
 inline constexpr std::string_view policy_changed = "PolicyChanged";
 inline constexpr std::string_view kernel_refused = "KernelRefused";
 inline constexpr std::string_view journal_failed = "JournalFailed";
-inline constexpr std::string_view extended = "Extended";
 inline constexpr std::string_view awaiting_approval = "AwaitingApproval";
 inline constexpr std::string_view scheduled = "Scheduled";
-inline constexpr std::string_view approved = "Approved";
 inline constexpr std::string_view denied = "Denied";
 inline constexpr std::string_view approval_expired = "ApprovalExpired";
 }  // namespace reason
