@@ -34,8 +34,9 @@ sed -e '1{/^# /d}' -e 's/^##/###/' "$source_dir/docs/operations.md" >"$work/oper
 {
   printf '[DESCRIPTION]\n'
   printf 'jitd keeps management ports (SSH, RDP, WinRM, any port its policy names) closed with\n'
-  printf 'nftables and opens a port for one source address or range, for a limited time, when\n'
-  printf 'an authorised local user asks through its Unix socket (see \\fBjitctl\\fR(1)).\n'
+  printf 'nftables (or its own eBPF program) and opens a port for one source address or range,\n'
+  printf 'for a limited time, when an authorised local user asks through its Unix socket (see\n'
+  printf '\\fBjitctl\\fR(1)).\n'
   printf 'Policy and configuration: \\fBjitd.yaml\\fR(5).\n'
   printf '[OPERATION]\n'
   markdown_to_roff "" "$work/operations.md"
@@ -47,12 +48,20 @@ help2man --no-info --section=8 --source="jitd $version" \
 
 {
   printf '[COMMANDS]\n'
-  for command in grant list revoke policy; do
+  # Every subcommand main.cpp defines, in the order a grant lives through them.
+  for command in grant list show extend approve deny revoke policy status doctor import-azure; do
     printf '.SS %s\n.nf\n' "$command"
-    # Escape backslashes and leading dots so --help text is shown, not interpreted.
-    (exec -a jitctl "$jitctl" "$command" --help) | sed -e 's/\\/\\e/g' -e 's/^\./\\\&./'
+    # Escape backslashes and leading dots so --help text is shown, not interpreted. Without
+    # SSH_CONNECTION, so grant's --source default is not the build machine's SSH client.
+    (unset SSH_CONNECTION; exec -a jitctl "$jitctl" "$command" --help) |
+      sed -e 's/\\/\\e/g' -e 's/^\./\\\&./'
     printf '.fi\n'
   done
+  printf '[EXIT STATUS]\n'
+  printf '.TP\n.B 0\nDone (for \\fBdoctor\\fR: no conflicting rules found).\n'
+  printf '.TP\n.B 1\nRefused: by jitd, or a bad command line (then before any request).\n'
+  printf '.TP\n.B 2\nNo usable reply from jitd (socket unreachable, unexpected reply).\n'
+  printf '.TP\n.B 3\n\\fBdoctor\\fR found rules that may drop or admit protected ports.\n'
   printf '[ENVIRONMENT]\n.TP\n.B SSH_CONNECTION\n'
   printf 'Inside an SSH session, the default of \\fB\\-\\-source\\fR: the client address.\n'
   printf '[SEE ALSO]\n\\fBjitd\\fR(8), \\fBjitd.yaml\\fR(5)\n'
