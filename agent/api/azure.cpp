@@ -7,6 +7,7 @@
 #include "jitd/core/clock.hpp"
 #include "jitd/core/text.hpp"
 #include "json_fields.hpp"
+#include "request_terms.hpp"
 
 namespace jitd::api {
 
@@ -14,7 +15,6 @@ namespace {
 
 using core::ErrorCode;
 using fields::field;
-using fields::invalid_value;
 using nlohmann::json;
 
 // Refuses the first key of `object` not in `known`; `expected` lists them for people.
@@ -81,49 +81,18 @@ core::Result<core::GrantRequest> parse_port(const json& entry, const std::string
   // Resolved against the policy later (resolve_protocols): Azure's ports name no protocol.
   request.ports.push_back({static_cast<std::uint16_t>(value), core::ProtocolSpec::any});
 
-  const auto source = field(entry, "allowedSourceAddressPrefix", json::value_t::string, at);
-  if (!source) return tl::unexpected(source.error());
-  if (*source == nullptr) {
+  auto terms = terms::parse_terms(entry, at);
+  if (!terms) return tl::unexpected(terms.error());
+  if (!terms->source) {
     // Azure would take the address the call came from; over jitd's Unix socket there is none.
     return core::fail(ErrorCode::invalid_request,
                       at + "allowedSourceAddressPrefix: required; jitd cannot take the caller's "
                            "address as Azure does (the request comes over a local socket)");
   }
-  auto spec = core::SourceSpec::parse((*source)->get<std::string>());
-  if (!spec) return invalid_value(at + "allowedSourceAddressPrefix", spec.error());
-  request.source = *spec;
-
-  const auto duration = field(entry, "duration", json::value_t::string, at);
-  if (!duration) return tl::unexpected(duration.error());
-  const auto end_time = field(entry, "endTimeUtc", json::value_t::string, at);
-  if (!end_time) return tl::unexpected(end_time.error());
-  if (*duration != nullptr && *end_time != nullptr) {
-    return core::fail(ErrorCode::invalid_request,
-                      at + "duration: give at most one of duration and endTimeUtc");
-  }
-  if (*duration != nullptr) {
-    auto parsed = core::parse_duration((*duration)->get<std::string>());
-    if (!parsed) return invalid_value(at + "duration", parsed.error());
-    request.duration = *parsed;
-  } else if (*end_time != nullptr) {
-    auto parsed = core::parse_utc((*end_time)->get<std::string>());
-    if (!parsed) return invalid_value(at + "endTimeUtc", parsed.error());
-    request.end_time = *parsed;
-  }
+  request.source = *terms->source;
+  request.duration = terms->duration;
+  request.end_time = terms->end_time;
   return request;
-}
-
-// One request per (source, duration, end time): the engine grants each all-or-nothing with one
-// end, so ports that share them share a grant, as they would share one Azure request.
-void add_grouped(std::vector<core::GrantRequest>& groups, core::GrantRequest&& port) {
-  const auto same = std::find_if(groups.begin(), groups.end(), [&](const core::GrantRequest& g) {
-    return g.source == port.source && g.duration == port.duration && g.end_time == port.end_time;
-  });
-  if (same == groups.end()) {
-    groups.push_back(std::move(port));
-  } else {
-    same->ports.push_back(port.ports.front());
-  }
 }
 
 }  // namespace
@@ -185,7 +154,7 @@ core::Result<AzureInitiate> parse_azure_initiate(std::string_view body) {
                             std::to_string(seen - numbers.begin()) + "]");
     }
     numbers.push_back(number);
-    add_grouped(initiate.requests, std::move(*port));
+    terms::add_grouped(initiate.requests, std::move(*port));
   }
 
   auto justification = fields::justification(document, "");

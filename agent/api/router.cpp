@@ -5,8 +5,12 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "grant_json.hpp"
+#include "jitd/api/azure.hpp"
 #include "jitd/core/text.hpp"
 #include "json_fields.hpp"
+#include "queries.hpp"
+#include "request_terms.hpp"
 
 namespace jitd::api {
 
@@ -22,6 +26,8 @@ using nlohmann::json;
 // and bounded: a 120 KB path or id must not become a 120 KB reply or a synced audit line.
 constexpr std::size_t max_quoted_path = 64;
 constexpr std::size_t max_quoted_method = 16;
+// Ended grants per page when the caller sets no limit: the history may hold millions.
+constexpr std::size_t default_history_page = 100;
 
 // The daemon's grant ids are 16 lowercase hex digits (agent/daemon/host.cpp, random_grant_id).
 bool is_grant_id(std::string_view id) {
@@ -52,34 +58,8 @@ Response error_response(const core::Error& error) {
       json{{"error", {{"code", core::to_string(error.code)}, {"message", error.message}}}});
 }
 
-json port_json(const core::PortSpec& port) {
-  return {{"number", port.number}, {"protocol", core::to_string(port.protocol)}};
-}
-
-json grant_json(const core::Grant& grant, core::Deadline now) {
-  const auto status = core::to_string(grant.status);
-  const auto reason = grant.status_reason.empty() ? "UserRequested" : grant.status_reason;
-  json ports = json::array();
-  for (const auto& port : grant.ports) {
-    auto entry = port_json(port);
-    entry["status"] = status;
-    entry["statusReason"] = reason;
-    ports.push_back(std::move(entry));
-  }
-  const auto remaining =
-      grant.status == core::GrantStatus::initiated
-          ? std::chrono::ceil<std::chrono::seconds>(core::remaining(grant, now)).count()
-          : 0;
-  return {{"id", grant.id},
-          {"requestor", {{"name", grant.requestor.name}, {"uid", grant.requestor.uid}}},
-          {"allowedSourceAddressPrefix", grant.source.to_string()},
-          {"ports", std::move(ports)},
-          {"startTimeUtc", core::format_utc(grant.start)},
-          {"endTimeUtc", core::format_utc(grant.end)},
-          {"justification", grant.justification},
-          {"status", status},
-          {"statusReason", reason},
-          {"remainingSeconds", remaining}};
+GrantView view_of(const core::AccessEngine& engine, const core::Clock& clock) {
+  return {clock.boot_now(), clock.now(), engine.policy()};
 }
 
 json principals_json(const core::Principals& principals) {
@@ -93,19 +73,30 @@ json prefixes_json(bool any, const std::vector<core::Prefix>& prefixes) {
   return list;
 }
 
-core::Result<core::PortSpec> parse_port(const json& entry, const std::string& where) {
+// One entry of "ports": the port, and the terms it gives of its own (Azure's per-port shape),
+// which replace the body's.
+struct PortEntry {
+  core::PortSpec port;
+  terms::RequestTerms terms;
+};
+
+core::Result<PortEntry> parse_port(const json& entry, const std::string& where) {
   if (!entry.is_object()) {
     return core::fail(ErrorCode::invalid_request,
                       where + ": must be an object like {\"number\": 22, \"protocol\": \"tcp\"}");
   }
+  static const std::array known = {"number", "protocol", "allowedSourceAddressPrefix", "duration",
+                                   "endTimeUtc"};
   for (const auto& [key, value] : entry.items()) {
-    if (key != "number" && key != "protocol") {
-      return core::fail(
-          ErrorCode::invalid_request,
-          where + "." + core::excerpt(key) + ": unknown field; expected number, protocol");
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return core::fail(ErrorCode::invalid_request,
+                        where + "." + core::excerpt(key) +
+                            ": unknown field; expected number, protocol, "
+                            "allowedSourceAddressPrefix, duration or endTimeUtc");
     }
   }
-  const auto number = field(entry, "number", json::value_t::number_unsigned, where + ".");
+  const auto at = where + ".";
+  const auto number = field(entry, "number", json::value_t::number_unsigned, at);
   if (!number) return tl::unexpected(number.error());
   if (*number == nullptr) {
     return core::fail(ErrorCode::invalid_request, where + ".number: required");
@@ -116,108 +107,119 @@ core::Result<core::PortSpec> parse_port(const json& entry, const std::string& wh
                       where + ".number: " + std::to_string(value) + " is not a port (1-65535)");
   }
   core::PortSpec port{static_cast<std::uint16_t>(value), core::ProtocolSpec::tcp};
-  const auto protocol = field(entry, "protocol", json::value_t::string, where + ".");
+  const auto protocol = field(entry, "protocol", json::value_t::string, at);
   if (!protocol) return tl::unexpected(protocol.error());
   if (*protocol != nullptr) {
     const auto parsed = core::parse_protocol((*protocol)->get<std::string>());
     if (!parsed) return invalid_value(where + ".protocol", parsed.error());
     port.protocol = *parsed;
   }
-  return port;
+  auto terms = terms::parse_terms(entry, at);
+  if (!terms) return tl::unexpected(terms.error());
+  return PortEntry{port, std::move(*terms)};
 }
 
 }  // namespace
 
-core::Result<core::GrantRequest> parse_grant_request(std::string_view body) {
+core::Result<std::vector<core::GrantRequest>> parse_grant_requests(std::string_view body) {
   const auto parsed = parse_without_duplicate_keys(body);
   if (!parsed) return tl::unexpected(parsed.error());
   const json& document = *parsed;
   if (!document.is_object()) {
     return core::fail(ErrorCode::invalid_request, "body: must be a JSON object");
   }
-  static const std::array known = {"ports", "allowedSourceAddressPrefix", "duration", "endTimeUtc",
-                                   "justification"};
+  static const std::array known = {"ports",      "allowedSourceAddressPrefix", "duration",
+                                   "endTimeUtc", "startTimeUtc",               "justification"};
   for (const auto& [key, value] : document.items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return core::fail(ErrorCode::invalid_request,
                         core::excerpt(key) +
                             ": unknown field; expected ports, allowedSourceAddressPrefix, "
-                            "duration or endTimeUtc, justification");
+                            "duration or endTimeUtc, startTimeUtc, justification");
     }
   }
-  core::GrantRequest request;
+  // Neither duration nor endTimeUtc: the longest the ports' rules allow, as Azure's portal offers.
+  auto defaults = terms::parse_terms(document, "");
+  if (!defaults) return tl::unexpected(defaults.error());
+  std::optional<core::TimePoint> start_time;
+  const auto start = field(document, "startTimeUtc", json::value_t::string, "");
+  if (!start) return tl::unexpected(start.error());
+  if (*start != nullptr) {
+    auto when = core::parse_utc((*start)->get<std::string>());
+    if (!when) return invalid_value("startTimeUtc", when.error());
+    start_time = *when;
+  }
+  auto justification = fields::justification(document, "");
+  if (!justification) return tl::unexpected(justification.error());
+
   const auto ports = field(document, "ports", json::value_t::array, "");
   if (!ports) return tl::unexpected(ports.error());
   if (*ports == nullptr || (*ports)->empty()) {
     return core::fail(ErrorCode::invalid_request, "ports: at least one port is required");
   }
+  std::vector<core::GrantRequest> requests;
   for (std::size_t i = 0; i < (*ports)->size(); ++i) {
-    auto port = parse_port((**ports)[i], "ports[" + std::to_string(i) + "]");
-    if (!port) return tl::unexpected(port.error());
-    request.ports.push_back(*port);
+    const auto where = "ports[" + std::to_string(i) + "]";
+    auto entry = parse_port((**ports)[i], where);
+    if (!entry) return tl::unexpected(entry.error());
+    const auto& own = entry->terms;
+    const auto& source = own.source ? own.source : defaults->source;
+    if (!source) {
+      return core::fail(ErrorCode::invalid_request,
+                        "allowedSourceAddressPrefix: required (in the body, or in each port: " +
+                            where + " has none)");
+    }
+    const bool own_timing = own.duration || own.end_time;
+    core::GrantRequest request;
+    request.ports.push_back(entry->port);
+    request.source = *source;
+    request.duration = own_timing ? own.duration : defaults->duration;
+    request.end_time = own_timing ? own.end_time : defaults->end_time;
+    request.start_time = start_time;
+    request.justification = *justification;
+    terms::add_grouped(requests, std::move(request));
   }
-
-  const auto source = field(document, "allowedSourceAddressPrefix", json::value_t::string, "");
-  if (!source) return tl::unexpected(source.error());
-  if (*source == nullptr) {
-    return core::fail(ErrorCode::invalid_request, "allowedSourceAddressPrefix: required");
-  }
-  // "*": every address of both families, where the port rules allow "*".
-  auto parsed_source = core::SourceSpec::parse((*source)->get<std::string>());
-  if (!parsed_source) return invalid_value("allowedSourceAddressPrefix", parsed_source.error());
-  request.source = *parsed_source;
-
-  const auto duration = field(document, "duration", json::value_t::string, "");
-  if (!duration) return tl::unexpected(duration.error());
-  const auto end_time = field(document, "endTimeUtc", json::value_t::string, "");
-  if (!end_time) return tl::unexpected(end_time.error());
-  // Neither: the longest the ports' rules allow, as Azure's portal offers.
-  if (*duration != nullptr && *end_time != nullptr) {
-    return core::fail(ErrorCode::invalid_request,
-                      "duration: give at most one of duration and endTimeUtc");
-  }
-  if (*duration != nullptr) {
-    auto parsed = core::parse_duration((*duration)->get<std::string>());
-    if (!parsed) return invalid_value("duration", parsed.error());
-    request.duration = *parsed;
-  } else if (*end_time != nullptr) {
-    auto parsed = core::parse_utc((*end_time)->get<std::string>());
-    if (!parsed) return invalid_value("endTimeUtc", parsed.error());
-    request.end_time = *parsed;
-  }
-
-  auto justification = fields::justification(document, "");
-  if (!justification) return tl::unexpected(justification.error());
-  request.justification = std::move(*justification);
-  return request;
+  return requests;
 }
 
 Response Router::handle(const core::Caller& caller, std::string_view method, std::string_view path,
                         std::string_view body, const QueryArguments& query) const {
+  // Grant requests are answered by the engine's commit: here, at once.
+  if (method == "POST" && (path == "/v1/grants" || path == "/v1/initiate")) {
+    std::optional<Response> answer;
+    handle_async(caller, method, path, body, query,
+                 [&answer](Response response) { answer = std::move(response); });
+    if (!answer) engine_.commit();
+    return std::move(*answer);
+  }
   constexpr std::string_view grants_prefix = "/v1/grants/";
   if (path == "/v1/grants") {
-    if (method == "GET") {
-      // Live grants only, for now: a filter this jitd cannot apply must not be answered as if
-      // it had been (history, pending requests and filters come with the grant history).
-      for (const auto& [name, value] : query) {
-        if (name == "state" && value == "active") continue;
-        return refuse(caller, "read",
-                      {ErrorCode::invalid_request,
-                       core::excerpt(name) + "=" + core::excerpt(value) +
-                           ": not supported by this jitd, which lists live grants only "
-                           "(state=active)"});
-      }
-      return list_grants(caller);
-    }
-    if (method == "POST") return create_grant(caller, body);
+    if (method == "GET") return list_grants(caller, query);
   } else if (path.starts_with(grants_prefix) && path.size() > grants_prefix.size()) {
-    if (method == "DELETE") return revoke_grant(caller, path.substr(grants_prefix.size()));
+    const auto rest = path.substr(grants_prefix.size());
+    const auto slash = rest.find('/');
+    const auto id = rest.substr(0, slash);
+    if (slash == std::string_view::npos) {
+      if (method == "GET") return show_grant(caller, id);
+      if (method == "DELETE") return revoke_grant(caller, id);
+    } else {
+      const auto action = rest.substr(slash + 1);
+      if (action != "extend" && action != "approve" && action != "deny") {
+        return error_response(
+            {ErrorCode::not_found, "no route " + core::excerpt(path, max_quoted_path)});
+      }
+      if (method == "POST") return act_on_grant(caller, id, action, body);
+    }
+  } else if (path == "/v1/initiate") {
+    // POST is answered above.
   } else if (path == "/v1/policy") {
     if (method == "GET") return show_policy(caller);
   } else if (path == "/v1/audit") {
     if (method == "GET") return read_audit(caller, query);
   } else if (path == "/v1/status") {
     if (method == "GET") return show_status(caller);
+  } else if (path == "/v1/doctor") {
+    if (method == "GET") return show_doctor(caller);
   } else if (path == "/v1/policy/reload") {
     if (method == "POST") return reload_policy(caller);
   } else {
@@ -231,6 +233,14 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
                                   core::excerpt(path, max_quoted_path)}}}});
 }
 
+void Router::handle_async(const core::Caller& caller, std::string_view method,
+                          std::string_view path, std::string_view body, const QueryArguments& query,
+                          std::function<void(Response)> respond) const {
+  if (method == "POST" && path == "/v1/grants") return create_grants(caller, body, respond);
+  if (method == "POST" && path == "/v1/initiate") return initiate(caller, body, respond);
+  respond(handle(caller, method, path, body, query));
+}
+
 std::optional<Response> Router::refuse_without(const core::Caller& caller, core::Right right,
                                                const char* event, std::string_view action) const {
   const auto& roles = engine_.policy().roles;
@@ -238,38 +248,203 @@ std::optional<Response> Router::refuse_without(const core::Caller& caller, core:
   return refuse(caller, event, {ErrorCode::forbidden, roles.refusal(caller, right, action)});
 }
 
-Response Router::list_grants(const core::Caller& caller) const {
+Response Router::list_grants(const core::Caller& caller, const QueryArguments& arguments) const {
   if (auto refused = refuse_without(caller, core::Right::read, "read", "list grants")) {
     return *refused;
   }
-  const auto now = clock_.boot_now();
+  auto query = queries::parse_grant_query(arguments, clock_.now());
+  if (!query) return error_response(query.error());
+  const auto matches = [&](const core::Grant& grant) {
+    return (query->user.empty() || grant.requestor.name == query->user) &&
+           (!query->port || std::any_of(grant.ports.begin(), grant.ports.end(),
+                                        [&](const core::PortSpec& port) {
+                                          return port.number == *query->port;
+                                        }));
+  };
+  // The cursor names the part the last page ended in and where: "live:<n>", "pending:<n>" (the
+  // n-th match, in the engine's order) or "ended:<the history's cursor>".
+  std::string part = query->live ? "live" : query->pending ? "pending" : "ended";
+  std::size_t skip = 0;
+  std::string history_cursor;
+  if (!query->cursor.empty()) {
+    const auto colon = query->cursor.find(':');
+    part = query->cursor.substr(0, colon);
+    const auto rest = colon == std::string::npos ? std::string() : query->cursor.substr(colon + 1);
+    const bool known = (part == "live" && query->live) || (part == "pending" && query->pending) ||
+                       (part == "ended" && query->ended);
+    const auto parsed = std::from_chars(rest.data(), rest.data() + rest.size(), skip);
+    if (!known || (part != "ended" && (parsed.ec != std::errc{} ||
+                                       parsed.ptr != rest.data() + rest.size()))) {
+      return error_response({ErrorCode::invalid_request,
+                             "cursor: " + core::excerpt(query->cursor) +
+                                 " is not one this listing gave (pass `next` as it came)"});
+    }
+    if (part == "ended") history_cursor = rest;
+  }
+  const auto shown = view_of(engine_, clock_);
   json grants = json::array();
-  for (const auto& grant : engine_.active_grants()) grants.push_back(grant_json(grant, now));
-  return json_response(200, json{{"grants", std::move(grants)}});
+  std::string next;
+  const auto room = [&] { return !query->limit || grants.size() < *query->limit; };
+  // One in-memory part (live or pending) from `skip` on, while the page has room.
+  const auto take = [&](const char* name, const std::vector<core::Grant>& all) {
+    std::size_t seen = 0;
+    for (const auto& grant : all) {
+      if (!matches(grant) || seen++ < skip) continue;
+      if (!room()) {
+        next = std::string(name) + ":" + std::to_string(seen - 1);
+        return;
+      }
+      grants.push_back(grant_json(grant, shown));
+    }
+    skip = 0;
+  };
+  if (part == "live") {
+    take("live", engine_.active_grants());
+    part = query->pending ? "pending" : "ended";
+  }
+  if (next.empty() && part == "pending" && query->pending) {
+    take("pending", engine_.pending_grants());
+    part = "ended";
+  }
+  if (next.empty() && part == "ended" && query->ended && room() &&
+      engine_.history() != nullptr) {
+    core::HistoryQuery history_query;
+    history_query.since = query->since;
+    history_query.user = query->user;
+    history_query.port = query->port;
+    history_query.limit = query->limit ? *query->limit - grants.size() : default_history_page;
+    history_query.cursor = history_cursor;
+    auto page = engine_.history()->query(history_query);
+    if (!page) return error_response(page.error());
+    for (const auto& grant : page->grants) grants.push_back(grant_json(grant, shown));
+    if (!page->next.empty()) next = "ended:" + page->next;
+  } else if (next.empty() && part == "ended" && query->ended && engine_.history() != nullptr) {
+    next = "ended:" + history_cursor;  // the page is full before the history began
+  }
+  json body{{"grants", std::move(grants)}};
+  if (!next.empty()) body["next"] = next;
+  return json_response(200, body);
 }
 
-Response Router::create_grant(const core::Caller& caller, std::string_view body) const {
-  auto request = parse_grant_request(body);
-  if (!request) return refuse(caller, "request", request.error());
-  return grant_response(engine_.request(caller, *request));
+Response Router::show_grant(const core::Caller& caller, std::string_view id) const {
+  if (auto refused = refuse_without(caller, core::Right::read, "read", "read a grant")) {
+    return *refused;
+  }
+  if (!is_grant_id(id)) {
+    return error_response({ErrorCode::invalid_request,
+                           "grant id '" + core::excerpt(id) +
+                               "': not a grant id (16 lowercase hex digits)"});
+  }
+  auto found = engine_.find_grant(id);
+  if (!found) return error_response(found.error());
+  if (!*found) {
+    return error_response({ErrorCode::not_found,
+                           "grant " + std::string(id) +
+                               ": no such grant (live, pending, or ended within the history's "
+                               "retention)"});
+  }
+  return json_response(200, grant_json(**found, view_of(engine_, clock_)));
 }
 
-Response Router::grant_response(const core::Result<core::Grant>& grant) const {
-  if (!grant) return error_response(grant.error());
-  return json_response(201, grant_json(*grant, clock_.boot_now()));
+// A reply to requests that created grants: 201 when all are in force, 202 when one waits (for
+// an approver or its start); one grant as itself, several as {"grants": [...]}. Each carries
+// the rules of other firewalls that may still drop its ports.
+Response Router::created(const std::vector<core::Grant>& grants) const {
+  const auto shown = view_of(engine_, clock_);
+  json list = json::array();
+  bool waiting = false;
+  for (const auto& grant : grants) {
+    auto body = grant_json(grant, shown);
+    waiting |= grant.status == core::GrantStatus::pending;
+    if (firewall_.warnings) {
+      if (auto warnings = firewall_.warnings(grant.ports); !warnings.empty()) {
+        body["warnings"] = std::move(warnings);
+      }
+    }
+    list.push_back(std::move(body));
+  }
+  const unsigned status = waiting ? 202 : 201;
+  if (list.size() == 1) return json_response(status, list.front());
+  return json_response(status, json{{"grants", std::move(list)}});
 }
 
-void Router::handle_async(const core::Caller& caller, std::string_view method,
-                          std::string_view path, std::string_view body, const QueryArguments& query,
-                          std::function<void(Response)> respond) const {
-  if (path != "/v1/grants" || method != "POST")
-    return respond(handle(caller, method, path, body, query));
-  auto request = parse_grant_request(body);
-  if (!request) return respond(refuse(caller, "request", request.error()));
-  engine_.submit(caller, *request,
-                 [this, respond = std::move(respond)](core::Result<core::Grant> grant) {
-                   respond(grant_response(grant));
+void Router::create_grants(const core::Caller& caller, std::string_view body,
+                           std::function<void(Response)> respond) const {
+  auto requests = parse_grant_requests(body);
+  if (!requests) return respond(refuse(caller, "request", requests.error()));
+  engine_.submit(caller, *requests,
+                 [this, respond = std::move(respond)](core::Result<std::vector<core::Grant>> made) {
+                   respond(made ? created(*made) : error_response(made.error()));
                  });
+}
+
+void Router::initiate(const core::Caller& caller, std::string_view body,
+                      std::function<void(Response)> respond) const {
+  auto initiate = parse_azure_initiate(body);
+  if (!initiate) return respond(refuse(caller, "request", initiate.error()));
+  if (!vm_names_host(initiate->vm_name, host_name_)) {
+    return respond(refuse(caller, "request",
+                          {ErrorCode::not_found,
+                           "virtualMachines[0].id: names the VM '" +
+                               core::excerpt(initiate->vm_name) + "', and this host is '" +
+                               core::excerpt(host_name_) +
+                               "' (the name must equal the host name or its first label)"}));
+  }
+  auto requests = resolve_protocols(engine_.policy(), std::move(initiate->requests));
+  if (!requests) return respond(refuse(caller, "request", requests.error()));
+  engine_.submit(caller, *requests,
+                 [this, vm_id = initiate->vm_id,
+                  respond = std::move(respond)](core::Result<std::vector<core::Grant>> made) {
+                   if (!made) return respond(error_response(made.error()));
+                   respond(json_response(202, azure_initiate_response(*made, vm_id)));
+                 });
+}
+
+Response Router::act_on_grant(const core::Caller& caller, std::string_view id,
+                              std::string_view action, std::string_view body) const {
+  const auto event = std::string(action);
+  if (!is_grant_id(id)) {
+    return refuse(caller, event,
+                  {ErrorCode::invalid_request, "grant id '" + core::excerpt(id) +
+                                                   "': not a grant id (16 lowercase hex digits)"});
+  }
+  const auto parsed = parse_without_duplicate_keys(body.empty() ? "{}" : body);
+  if (!parsed) return refuse(caller, event, parsed.error());
+  if (!parsed->is_object()) {
+    return refuse(caller, event, {ErrorCode::invalid_request, "body: must be a JSON object"});
+  }
+  core::Result<core::Grant> outcome = core::fail(ErrorCode::invalid_request, "");
+  if (action == "extend") {
+    for (const auto& [key, value] : parsed->items()) {
+      if (key != "duration" && key != "endTimeUtc") {
+        return refuse(caller, event,
+                      {ErrorCode::invalid_request,
+                       core::excerpt(key) + ": unknown field; expected duration or endTimeUtc"});
+      }
+    }
+    auto terms = terms::parse_terms(*parsed, "");
+    if (!terms) return refuse(caller, event, terms.error());
+    if (!terms->duration && !terms->end_time) {
+      return refuse(caller, event,
+                    {ErrorCode::invalid_request,
+                     "duration: give how much longer (duration) or until when (endTimeUtc)"});
+    }
+    outcome = engine_.extend(caller, id, core::Extension{terms->duration, terms->end_time});
+  } else {
+    for (const auto& [key, value] : parsed->items()) {
+      if (key != "justification") {
+        return refuse(caller, event,
+                      {ErrorCode::invalid_request,
+                       core::excerpt(key) + ": unknown field; expected justification"});
+      }
+    }
+    auto note = fields::justification(*parsed, "");
+    if (!note) return refuse(caller, event, note.error());
+    outcome = action == "approve" ? engine_.approve(caller, id, *note)
+                                  : engine_.deny(caller, id, *note);
+  }
+  if (!outcome) return error_response(outcome.error());
+  return json_response(200, grant_json(*outcome, view_of(engine_, clock_)));
 }
 
 Response Router::revoke_grant(const core::Caller& caller, std::string_view id) const {
@@ -280,7 +455,21 @@ Response Router::revoke_grant(const core::Caller& caller, std::string_view id) c
   }
   auto grant = engine_.revoke(caller, id);
   if (!grant) return error_response(grant.error());
-  return json_response(200, grant_json(*grant, clock_.boot_now()));
+  return json_response(200, grant_json(*grant, view_of(engine_, clock_)));
+}
+
+Response Router::show_doctor(const core::Caller& caller) const {
+  if (auto refused =
+          refuse_without(caller, core::Right::read, "read", "read the firewall check")) {
+    return *refused;
+  }
+  if (!firewall_.report) {
+    return error_response(
+        {ErrorCode::not_found, "this jitd cannot inspect other firewalls' rules"});
+  }
+  auto report = firewall_.report();
+  if (!report) return error_response(report.error());
+  return json_response(200, *report);
 }
 
 Response Router::reload_policy(const core::Caller& caller) const {
@@ -306,62 +495,12 @@ Response Router::reload_policy(const core::Caller& caller) const {
                                  {"clamped", outcome.change.clamped}});
 }
 
-namespace {
-
-// A point in time: RFC 3339 UTC, or a duration back from now ("7d" is not ISO; "P7D", "168h").
-core::Result<core::TimePoint> parse_time_argument(std::string_view name, std::string_view text,
-                                                  core::TimePoint now) {
-  if (auto absolute = core::parse_utc(text)) return *absolute;
-  if (auto back = core::parse_duration(text)) return now - *back;
-  return core::fail(ErrorCode::invalid_request,
-                    std::string(name) + ": " + core::excerpt(text) +
-                        " is neither a UTC time (2026-11-30T08:00:00Z) nor a duration back "
-                        "from now (PT24H, 30m)");
-}
-
-core::Result<core::AuditQuery> parse_audit_query(const QueryArguments& arguments,
-                                                 core::TimePoint now) {
-  core::AuditQuery query;
-  std::vector<std::string_view> seen;
-  for (const auto& [name, value] : arguments) {
-    if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
-      return core::fail(ErrorCode::invalid_request, core::excerpt(name) + ": given more than once");
-    }
-    seen.push_back(name);
-    if (name == "since" || name == "until") {
-      auto when = parse_time_argument(name, value, now);
-      if (!when) return tl::unexpected(when.error());
-      (name == "since" ? query.since : query.until) = *when;
-    } else if (name == "user") {
-      query.user = value;
-    } else if (name == "cursor") {
-      query.cursor = value;
-    } else if (name == "limit") {
-      std::size_t limit = 0;
-      const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), limit);
-      if (error != std::errc{} || end != value.data() + value.size() || limit == 0 ||
-          limit > core::max_audit_page) {
-        return core::fail(ErrorCode::invalid_request, "limit: must be a number from 1 to " +
-                                                          std::to_string(core::max_audit_page));
-      }
-      query.limit = limit;
-    } else {
-      return core::fail(
-          ErrorCode::invalid_request,
-          core::excerpt(name) + ": unknown argument; expected since, until, user, limit, cursor");
-    }
-  }
-  return query;
-}
-
-}  // namespace
-
 Response Router::read_audit(const core::Caller& caller, const QueryArguments& arguments) const {
   if (auto refused = refuse_without(caller, core::Right::read, "read", "read the audit log")) {
     return *refused;
   }
   if (audit_ == nullptr) return error_response({ErrorCode::not_found, "no audit log to read"});
-  auto query = parse_audit_query(arguments, clock_.now());
+  auto query = queries::parse_audit_query(arguments, clock_.now());
   if (!query) return error_response(query.error());
   auto page = audit_->read(*query);
   if (!page) return error_response(page.error());
@@ -442,6 +581,14 @@ Response Router::show_policy(const core::Caller& caller) const {
     if (rule.min_request_length_v6 > 0)
       entry["minRequestPrefixLengthV6"] = rule.min_request_length_v6;
     if (rule.requesters) entry["requesters"] = principals_json(*rule.requesters);
+    entry["terminateSessionsOnEnd"] = rule.terminate_sessions_on_end;
+    entry["approval"] = rule.approval_required ? "required" : "none";
+    if (rule.approval_required) {
+      entry["approvers"] = principals_json(rule.approvers);
+      entry["approvalTimeout"] = core::format_duration(rule.approval_timeout);
+    }
+    entry["extendFrom"] =
+        rule.extend_from == core::PortRule::ExtendFrom::now ? "now" : "start";
     ports.push_back(std::move(entry));
   }
   json roles = json::object();

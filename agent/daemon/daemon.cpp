@@ -30,6 +30,10 @@ constexpr auto audit_sync_delay = 50ms;
 // Between two passes of an expiry storm's records (128 each): 100,000 ends in about 4 s.
 constexpr auto expiry_pass_interval = 5ms;
 constexpr auto repair_coalesce_time = 2ms;  // one foreign transaction sends many events
+// Retention is counted in days: an hourly prune keeps the history within an hour of it.
+constexpr auto history_prune_interval = std::chrono::hours(1);
+// How old a reading of other tables' rules a grant's warnings may come from.
+constexpr auto firewall_advice_max_age = std::chrono::seconds(5);
 
 // A failure here costs old sessions, never protection, so it is logged, not fatal.
 void adopt_sessions(const std::vector<core::PortKey>& protected_ports, std::string_view when) {
@@ -161,6 +165,7 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
       audit_(std::move(audit)),
       journal_(std::move(journal)),
       engine_(*backend_, *journal_, *audit_, clock_, random_grant_id, std::move(policy.enforced)),
+      firewall_advice_(clock_, settings_.nft_table, firewall_advice_max_age),
       policy_status_(std::move(policy.status)),
       starting_sources_(std::move(policy.sources)),
       router_(
@@ -171,7 +176,19 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
             return api::EnforcementStatus{std::string(backend_->name()), backend_->where(),
                                           backend_->protection(), backend_->features(),
                                           backend_->dropped()};
-          }) {}
+          }) {
+  engine_.set_session_cutter(&session_cutter_);
+  router_.set_host_name(host_name());
+  router_.set_firewall_advisor(api::FirewallAdvisor{
+      [this]() -> core::Result<nlohmann::json> {
+        auto report = firewall_advice_.inspect(engine_.policy().protected_ports());
+        if (!report) return tl::unexpected(report.error());
+        return doctor_json(*report);
+      },
+      [this](const std::vector<core::PortSpec>& ports) {
+        return firewall_advice_.warnings(engine_.policy().protected_ports(), ports);
+      }});
+}
 
 int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) {
   if (auto started = start(replay, boot_id); !started) {
@@ -213,6 +230,7 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
   if (!replay.damaged_copy.empty()) {
     spdlog::warn("journal damaged: the file as it was is kept in {}", replay.damaged_copy.string());
   }
+  open_history();
   const auto restored = engine_.restore(replay.live, boot_id);
   spdlog::info("journal: {} live grant(s) restored, {} ended while jitd was not running",
                restored.restored, restored.expired);
@@ -254,6 +272,7 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
   }
   spdlog::info("{} installed in {} ms ({} backend): {} protected port(s), {}", backend_->where(),
                install_ms, backend_->name(), protected_ports.size(), backend_->protection());
+  log_firewall_conflicts();
   if (policy_status_.last_valid_copy) {
     record("policy", "last-valid-copy",
            "policy files invalid, enforcing the copy saved " + policy_status_.saved_utc + ": " +
@@ -492,6 +511,7 @@ void Daemon::housekeeping() {
     reload_settle_->add();
   }
   engine_.expire_due();
+  if (clock_.boot_now() >= next_history_prune_) prune_history();
   const auto retried = engine_.retry_pending();
   if (retried.journal) {
     spdlog::error("journal still refuses an end record: {}", retried.journal->message);
@@ -513,6 +533,52 @@ void Daemon::housekeeping() {
   // An expiry storm's records are written at a steady pace rather than in one burst: a burst
   // of audit lines is tens of MiB the disk must write while the next journal sync waits.
   housekeeping_timer_->arm(backlog ? expiry_pass_interval : housekeeping_delay(next, now));
+}
+
+void Daemon::open_history() {
+  const auto path = settings_.state_directory / "history.jsonl";
+  auto opened = state::FileGrantHistory::open(
+      path.string(), {settings_.history_retention, settings_.history_max_bytes});
+  if (!opened) {
+    spdlog::error("grant history {}: {}; ended grants are kept in the audit log only",
+                  path.string(), opened.error().message);
+    return;
+  }
+  history_ = std::move(*opened);
+  engine_.set_history(history_.get());
+  prune_history();
+}
+
+void Daemon::prune_history() {
+  next_history_prune_ = clock_.boot_now() + history_prune_interval;
+  if (!history_) return;
+  auto pruned = history_->prune(clock_.now());
+  if (!pruned) {
+    spdlog::warn("prune grant history: {}; retried in an hour", pruned.error().message);
+  } else if (*pruned > 0) {
+    spdlog::info("grant history: {} grant(s) past retention or the size bound dropped", *pruned);
+  }
+}
+
+void Daemon::log_firewall_conflicts() {
+  auto report = firewall_advice_.inspect(engine_.policy().protected_ports());
+  if (!report) {
+    spdlog::warn("check other firewalls' rules: {}", report.error().message);
+    return;
+  }
+  for (const auto& conflict : report->conflicts) {
+    const bool drops = conflict.kind == nft::FirewallConflict::Kind::drops;
+    spdlog::warn("{} {} {} in family {} table {} chain {} ({}): {}",
+                 conflict.certain ? "a rule" : "a rule possibly",
+                 drops ? "drops a protected port jitd may grant:"
+                       : "accepts a protected port, which jitd's drop now refuses:",
+                 conflict.rule, conflict.family, conflict.table, conflict.chain,
+                 conflict.certain ? "certain" : "possible", conflict.advice);
+  }
+  if (!report->legacy_iptables_tables.empty()) {
+    spdlog::warn("legacy iptables tables are loaded ({}): jitd cannot judge their rules",
+                 core::join(report->legacy_iptables_tables));
+  }
 }
 
 void Daemon::sync_audit_soon() {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 
 #include <spdlog/spdlog.h>
 #include <cerrno>
@@ -41,6 +42,12 @@ std::string random_grant_id() {
     id += digits[byte & 0xf];
   }
   return id;
+}
+
+std::string host_name() {
+  utsname names{};
+  if (uname(&names) != 0) return {};
+  return names.nodename;
 }
 
 std::string current_boot_id() {

@@ -99,12 +99,83 @@ TEST_F(RouterTest, RequestWithoutDurationGetsTheRulesMaximum) {
   EXPECT_EQ(grant["endTimeUtc"], core::format_utc(clock.now() + rule.max_duration));
 }
 
-// A list filter this jitd cannot apply yet is refused, never answered with the live grants.
-TEST_F(RouterTest, ListRefusesFiltersItCannotApply) {
-  EXPECT_EQ(router.handle(nobody, "GET", "/v1/grants", "", {{"state", "active"}}).status, 200u);
-  const auto ended = router.handle(nobody, "GET", "/v1/grants", "", {{"state", "ended"}});
-  EXPECT_EQ(ended.status, 400u);
-  EXPECT_NE(ended.body.find("state=ended: not supported"), std::string::npos) << ended.body;
+// The list pages through live grants with the filters every state shares; a page's `next`
+// continues where it ended.
+TEST_F(RouterTest, ListFiltersAndPages) {
+  for (const auto* source : {"203.0.113.1", "203.0.113.2", "10.1.2.3"}) {
+    const auto port = std::string(source) == "10.1.2.3" ? "3389" : "22";
+    const auto body = std::string(R"({"ports":[{"number":)") + port +
+                      R"(}],"allowedSourceAddressPrefix":")" + source + R"(","duration":"PT5M"})";
+    ASSERT_EQ(call(root, "POST", "/v1/grants", body).first, 201u);
+  }
+  const auto list = [&](const api::QueryArguments& query) {
+    const auto response = router.handle(nobody, "GET", "/v1/grants", "", query);
+    return std::pair{response.status, json::parse(response.body)};
+  };
+  auto [status, first] = list({{"state", "active"}, {"limit", "2"}});
+  ASSERT_EQ(status, 200u) << first;
+  ASSERT_EQ(first["grants"].size(), 2u);
+  ASSERT_TRUE(first.contains("next")) << first;
+  auto [next_status, rest] = list({{"limit", "2"}, {"cursor", first["next"].get<std::string>()}});
+  ASSERT_EQ(next_status, 200u) << rest;
+  ASSERT_EQ(rest["grants"].size(), 1u);
+  EXPECT_FALSE(rest.contains("next"));
+  EXPECT_EQ(rest["grants"][0]["allowedSourceAddressPrefix"], "10.1.2.3");
+
+  EXPECT_EQ(list({{"port", "3389"}}).second["grants"].size(), 1u);
+  EXPECT_EQ(list({{"user", "root"}}).second["grants"].size(), 3u);
+  EXPECT_EQ(list({{"user", "alice"}}).second["grants"].size(), 0u);
+  // Nothing waits and no history is kept here: only the live grants.
+  EXPECT_EQ(list({{"state", "all"}}).second["grants"].size(), 3u);
+  EXPECT_EQ(list({{"state", "pending"}}).second["grants"].size(), 0u);
+
+  for (const api::QueryArguments& bad :
+       {api::QueryArguments{{"state", "expired"}}, {{"port", "0"}}, {{"limit", "1001"}},
+        {{"cursor", "live:x"}}, {{"state", "pending"}, {"cursor", "live:1"}},
+        {{"since", "yesterday"}}, {{"colour", "red"}}, {{"user", "a"}, {"user", "b"}}}) {
+    auto [bad_status, error] = list(bad);
+    EXPECT_EQ(bad_status, 400u) << bad.front().first << "=" << bad.front().second;
+    EXPECT_EQ(error["error"]["code"], "InvalidRequest") << error;
+  }
+}
+
+TEST_F(RouterTest, ShowsOneGrantById) {
+  ASSERT_EQ(call(root, "POST", "/v1/grants", good_body).first, 201u);
+  auto [status, grant] = call(nobody, "GET", "/v1/grants/" + grant_id(1));
+  ASSERT_EQ(status, 200u) << grant;
+  EXPECT_EQ(grant["id"], grant_id(1));
+  EXPECT_EQ(grant["ports"][0]["allowedSourceAddressPrefix"], "203.0.113.7");
+  EXPECT_EQ(grant["ports"][0]["endTimeUtc"], grant["endTimeUtc"]);
+  EXPECT_EQ(grant["requestedTimeUtc"], core::format_utc(clock.now()));
+  EXPECT_EQ(call(nobody, "GET", "/v1/grants/" + grant_id(2)).first, 404u);
+  EXPECT_EQ(call(nobody, "GET", "/v1/grants/XYZ").first, 400u);
+  EXPECT_EQ(call(nobody, "PUT", "/v1/grants/" + grant_id(1)).first, 405u);
+  EXPECT_EQ(call(root, "POST", "/v1/grants/" + grant_id(1) + "/frobnicate").first, 404u);
+}
+
+// Ports with a source or end of their own (Azure's per-port shape) become grants of their own;
+// the reply lists them all.
+TEST_F(RouterTest, PortsWithTheirOwnTermsAreSplitIntoGrants) {
+  auto [status, reply] = call(root, "POST", "/v1/grants", R"({"ports":[
+      {"number":22,"allowedSourceAddressPrefix":"198.51.100.9","duration":"PT5M"},
+      {"number":3389,"allowedSourceAddressPrefix":"10.9.9.9"}],
+      "duration":"PT2M","justification":"both"})");
+  ASSERT_EQ(status, 201u) << reply;
+  ASSERT_EQ(reply["grants"].size(), 2u) << reply;
+  EXPECT_EQ(reply["grants"][0]["allowedSourceAddressPrefix"], "198.51.100.9");
+  EXPECT_EQ(reply["grants"][0]["endTimeUtc"], core::format_utc(clock.now() + std::chrono::minutes(5)));
+  EXPECT_EQ(reply["grants"][1]["allowedSourceAddressPrefix"], "10.9.9.9");
+  EXPECT_EQ(reply["grants"][1]["endTimeUtc"], core::format_utc(clock.now() + std::chrono::minutes(2)));
+  EXPECT_EQ(reply["grants"][1]["justification"], "both");
+
+  // One port without a source of its own and none in the body: refused, nothing granted.
+  auto [missing, error] = call(root, "POST", "/v1/grants", R"({"ports":[
+      {"number":22,"allowedSourceAddressPrefix":"198.51.100.9"},{"number":3389}]})");
+  EXPECT_EQ(missing, 400u);
+  EXPECT_NE(error["error"]["message"].get<std::string>().find("ports[1] has none"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(call(root, "GET", "/v1/grants").second["grants"].size(), 2u);
 }
 
 TEST_F(RouterTest, ReadersMayNotWrite) {
@@ -167,7 +238,7 @@ TEST_F(RouterTest, NoRouteAndMethodMessagesQuoteTheCallerBoundedAndEscaped) {
   const std::string path = "/" + std::string(100 * 1024, 'x') + "\n\x1b[2J";
   for (const auto& [method, target, expected] :
        {std::tuple<std::string, std::string, unsigned>{"GET", path, 404u},
-        {"GET", "/v1/grants/" + path, 405u},
+        {"GET", "/v1/grants/" + path, 404u},
         {"\x1b[2J" + std::string(1000, 'M'), "/v1/grants", 405u},
         {"GET", "/v2/\n[x] forged\x1b[2J", 404u}}) {
     auto [status, reply] = call(root, method, target);
@@ -381,10 +452,12 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(ParseGrantRequest, AcceptsEndTimeAndDefaultsProtocolToTcp) {
-  auto request = api::parse_grant_request(
+  auto requests = api::parse_grant_requests(
       R"({"ports":[{"number":22},{"number":53,"protocol":"*"}],
           "allowedSourceAddressPrefix":"2001:db8::/64","endTimeUtc":"2030-01-02T03:04:05Z"})");
-  ASSERT_TRUE(request) << request.error().message;
+  ASSERT_TRUE(requests) << requests.error().message;
+  ASSERT_EQ(requests->size(), 1u);
+  const auto* request = &requests->front();
   ASSERT_EQ(request->ports.size(), 2u);
   EXPECT_EQ(request->ports[0].protocol, core::ProtocolSpec::tcp);
   EXPECT_EQ(request->ports[1].protocol, core::ProtocolSpec::any);
@@ -399,7 +472,7 @@ TEST(ParseGrantRequest, RefusesOverlongJustification) {
   const std::string body = R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"1.2.3.4",)"
                            R"("duration":"1m","justification":")" +
                            std::string(1025, 'x') + "\"}";
-  auto request = api::parse_grant_request(body);
+  auto request = api::parse_grant_requests(body);
   ASSERT_FALSE(request);
   EXPECT_EQ(request.error().message.rfind("justification:", 0), 0u);
 }

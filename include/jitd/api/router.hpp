@@ -1,6 +1,7 @@
 #pragma once
 // HTTP routes → engine calls, without any socket: unit-testable with a fake backend.
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,8 +21,11 @@ struct Response {
   std::string body;  // JSON
 };
 
-// Parses a POST /v1/grants body; errors name the offending field.
-[[nodiscard]] core::Result<core::GrantRequest> parse_grant_request(std::string_view body);
+// Parses a POST /v1/grants body into one request per distinct (source, duration or end): the
+// body's own, and those of ports that give their own allowedSourceAddressPrefix, duration or
+// endTimeUtc. Errors name the offending field.
+[[nodiscard]] core::Result<std::vector<core::GrantRequest>> parse_grant_requests(
+    std::string_view body);
 
 // What a policy reload did: applied (with its effect on grants) or refused with every
 // error as "file:line:col: message", the old policy staying in force.
@@ -51,6 +55,16 @@ struct EnforcementStatus {
 };
 using StatusReader = std::function<EnforcementStatus()>;
 
+// Other firewalls' rules that defeat jitd's (GET /v1/doctor, and warnings in grant replies).
+struct FirewallAdvisor {
+  // The doctor report: {"conflicts": [...], "legacyIptablesTables": [...], "notes": [...]},
+  // read from the kernel now.
+  std::function<core::Result<nlohmann::json>()> report;
+  // One line per rule that may drop traffic to these ports, e.g. for a new grant; may answer
+  // from a recent reading of the ruleset.
+  std::function<std::vector<std::string>(const std::vector<core::PortSpec>&)> warnings;
+};
+
 // The query string's arguments, decoded, in the order given.
 using QueryArguments = std::vector<std::pair<std::string, std::string>>;
 
@@ -69,12 +83,20 @@ class Router {
         policy_status_(policy_status),
         status_(std::move(status)) {}
 
+  // Without it, GET /v1/doctor answers that jitd cannot inspect other firewalls here, and grant
+  // replies carry no warnings.
+  void set_firewall_advisor(FirewallAdvisor advisor) { firewall_ = std::move(advisor); }
+  // The host's name: POST /v1/initiate serves requests for this VM only. Empty: every VM id
+  // is refused.
+  void set_host_name(std::string name) { host_name_ = std::move(name); }
+
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
                                 std::string_view path, std::string_view body,
                                 const QueryArguments& query = {}) const;
-  // As handle(), but a grant request is only submitted to the engine: `respond` is called once
-  // the engine's next commit() decided it (group commit). Every other call, and a request
-  // refused before it reaches the engine, is answered before this returns.
+  // As handle(), but a grant request (POST /v1/grants, POST /v1/initiate) is only submitted to
+  // the engine: `respond` is called once the engine's next commit() decided it (group commit).
+  // Every other call, and a request refused before it reaches the engine, is answered before
+  // this returns.
   void handle_async(const core::Caller& caller, std::string_view method, std::string_view path,
                     std::string_view body, const QueryArguments& query,
                     std::function<void(Response)> respond) const;
@@ -84,10 +106,21 @@ class Router {
   [[nodiscard]] std::optional<Response> refuse_without(const core::Caller& caller,
                                                        core::Right right, const char* event,
                                                        std::string_view action) const;
-  [[nodiscard]] Response list_grants(const core::Caller& caller) const;
-  [[nodiscard]] Response create_grant(const core::Caller& caller, std::string_view body) const;
-  [[nodiscard]] Response grant_response(const core::Result<core::Grant>& grant) const;
+  [[nodiscard]] Response list_grants(const core::Caller& caller,
+                                     const QueryArguments& arguments) const;
+  [[nodiscard]] Response show_grant(const core::Caller& caller, std::string_view id) const;
+  // POST /v1/grants and /v1/initiate: parsed, submitted as one batch, answered by `respond`.
+  void create_grants(const core::Caller& caller, std::string_view body,
+                     std::function<void(Response)> respond) const;
+  void initiate(const core::Caller& caller, std::string_view body,
+                std::function<void(Response)> respond) const;
+  // POST /v1/grants/{id}/<action>: extend, approve, deny.
+  [[nodiscard]] Response act_on_grant(const core::Caller& caller, std::string_view id,
+                                      std::string_view action, std::string_view body) const;
   [[nodiscard]] Response revoke_grant(const core::Caller& caller, std::string_view id) const;
+  // The reply to requests that created grants (201, or 202 when one waits), with warnings.
+  [[nodiscard]] Response created(const std::vector<core::Grant>& grants) const;
+  [[nodiscard]] Response show_doctor(const core::Caller& caller) const;
   [[nodiscard]] Response show_policy(const core::Caller& caller) const;
   [[nodiscard]] Response show_status(const core::Caller& caller) const;
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
@@ -102,6 +135,8 @@ class Router {
   const core::AuditReader* audit_;
   const PolicyStatus* policy_status_;
   StatusReader status_;
+  FirewallAdvisor firewall_;
+  std::string host_name_;
 };
 
 }  // namespace jitd::api

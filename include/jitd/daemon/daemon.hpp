@@ -12,12 +12,15 @@
 #include "jitd/api/server.hpp"
 #include "jitd/config/config.hpp"
 #include "jitd/core/backend.hpp"
+#include "jitd/conntrack/session_cut.hpp"
 #include "jitd/core/engine.hpp"
 #include "jitd/daemon/event_loop.hpp"
+#include "jitd/daemon/firewall_advice.hpp"
 #include "jitd/daemon/host.hpp"
 #include "jitd/daemon/schedule.hpp"
 #include "jitd/state/audit_log.hpp"
 #include "jitd/state/file_journal.hpp"
+#include "jitd/state/grant_history.hpp"
 
 namespace jitd::daemon {
 
@@ -57,6 +60,12 @@ class Daemon {
   void on_ruleset_event();
   void repair();
   void housekeeping();
+  // Opens the history of ended grants; without it (a disk error) jitd enforces as ever, and
+  // ended grants are only in the audit log.
+  void open_history();
+  void prune_history();
+  // Other tables' rules at start: a drop defeats grants, an accept no longer admits anyone.
+  void log_firewall_conflicts();
   void serve_http();
   // The audit log is written at once and synced shortly after, so a burst shares one sync.
   void sync_audit_soon();
@@ -67,7 +76,10 @@ class Daemon {
   std::unique_ptr<core::KernelBackend> backend_;
   std::unique_ptr<state::AuditLog> audit_;
   std::unique_ptr<state::FileJournal> journal_;
+  std::unique_ptr<state::FileGrantHistory> history_;
+  conntrack::SessionTerminator session_cutter_;
   core::AccessEngine engine_;
+  FirewallAdvice firewall_advice_;
   api::PolicyStatus policy_status_;
   std::vector<config::PolicySource> starting_sources_;  // saved once the start succeeded
   api::Router router_;
@@ -88,6 +100,7 @@ class Daemon {
   std::string tamper_detected_;
   std::string events_lost_;  // why ruleset events were lost since the last repair pass
   std::chrono::steady_clock::time_point tamper_since_;
+  core::Deadline next_history_prune_{};
   std::string stop_reason_ = "event loop ended";
 };
 

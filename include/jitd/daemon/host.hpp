@@ -25,6 +25,10 @@ class SystemClock final : public core::Clock {
 // /proc/sys/kernel/random/boot_id: tells a restart from a reboot. Empty when unreadable.
 [[nodiscard]] std::string current_boot_id();
 
+// The host's name (uname's nodename): what an Azure initiate's VM id must name. Empty when
+// unreadable.
+[[nodiscard]] std::string host_name();
+
 // The group's id, or nullopt (with a warning) when `name` is empty or no such group exists.
 [[nodiscard]] std::optional<gid_t> lookup_group(const std::string& name);
 
