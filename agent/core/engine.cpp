@@ -809,7 +809,12 @@ Result<Grant> AccessEngine::extend(const Caller& caller, std::string_view id,
   // Journal first: a crash after the kernel change must not shorten the grant again, and one
   // before it restores the longer end, which the kernel then gets at install.
   if (auto journaled = journal_.record_grant(grant); !journaled) return refuse(journaled.error());
-  if (auto synced = journal_.sync(); !synced) return refuse(synced.error());
+  if (auto synced = journal_.sync(); !synced) {
+    // The longer end may be on disk all the same: the current one goes after it, so a restart
+    // does not grant what was refused (durable with the next sync).
+    (void)journal_.record_grant(current);
+    return refuse(synced.error());
+  }
   const auto previous_end = format_utc(current.end);
   RangeChanges changes;
   remove_coverage(deactivate(found), changes);
