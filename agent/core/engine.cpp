@@ -171,7 +171,10 @@ Result<void> AccessEngine::install() {
   auto installed = install_index(clock_.boot_now());
   // Grants that ended while jitd was down, or while the kernel refused changes: their sessions
   // go once the table no longer admits them.
-  if (installed) cut_sessions();
+  if (installed) {
+    installed_ = true;
+    cut_sessions();
+  }
   return installed;
 }
 
@@ -949,7 +952,9 @@ void AccessEngine::start_waiting(Grant grant, const std::optional<Caller>& appro
 }
 
 void AccessEngine::cut_sessions() {
-  if (uncut_.empty() || kernel_pending_) return;
+  // Before the first install the kernel's table is not the one index_ describes, and the keep
+  // lists would miss live grants: wait for it.
+  if (uncut_.empty() || kernel_pending_ || !installed_) return;
   auto ended = std::exchange(uncut_, {});
   if (cutter_ == nullptr) return;
   const auto now = clock_.boot_now();
@@ -1084,7 +1089,6 @@ void AccessEngine::expire_due() {
   // like the records.
   index_.forget_ended(now, 8 * expiry_batch);
   end_grants(std::move(expired));
-  cut_sessions();
   std::vector<Grant> due;
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     if (*it->second.wait_until <= now) {
@@ -1095,6 +1099,8 @@ void AccessEngine::expire_due() {
     }
   }
   for (auto& grant : due) start_waiting(std::move(grant), std::nullopt);
+  // After the starts: a grant that starts as another ends keeps the sessions it admits.
+  cut_sessions();
 }
 
 std::vector<Grant> AccessEngine::active_grants() const {

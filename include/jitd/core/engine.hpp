@@ -217,6 +217,7 @@ class AccessEngine {
   // The disjoint ranges of the live grants: what the kernel holds unless kernel_pending_.
   RangeIndex index_;
   bool kernel_pending_ = false;               // the kernel may differ from index_: install again
+  bool installed_ = false;                    // install() succeeded: index_ is what the kernel got
   std::vector<PendingRequest> pending_;       // submitted, waiting for commit()
   std::vector<PendingEnd> unjournaled_ends_;  // ends the journal refused; retried
   std::map<std::string, Grant, std::less<>> waiting_;  // pending: approval or start time
