@@ -171,7 +171,10 @@ Result<void> AccessEngine::install() {
   auto installed = install_index(clock_.boot_now());
   // Grants that ended while jitd was down, or while the kernel refused changes: their sessions
   // go once the table no longer admits them.
-  if (installed) cut_sessions();
+  if (installed) {
+    installed_ = true;
+    cut_sessions();
+  }
   return installed;
 }
 
@@ -389,7 +392,7 @@ void AccessEngine::audit_grant(const std::string& event, const std::string& outc
 
 // Journals (one sync), keeps in the history and audits the ends of grants that are no longer
 // (or never were) in active_ or waiting_.
-void AccessEngine::end_grants(std::vector<Ending> endings) {
+std::vector<Grant> AccessEngine::end_grants(std::vector<Ending> endings) {
   std::vector<PendingEnd> ends;
   ends.reserve(endings.size());
   for (const auto& ending : endings) {
@@ -397,14 +400,17 @@ void AccessEngine::end_grants(std::vector<Ending> endings) {
   }
   const auto failures = journal_ends(ends);
   const auto wall_now = clock_.now();
+  std::vector<Grant> ended;
+  ended.reserve(endings.size());
   for (std::size_t i = 0; i < endings.size(); ++i) {
-    auto& [grant, status, reason, by] = endings[i];
+    auto& [grant, status, reason, by, note] = endings[i];
     const bool was_live = grant.status == GrantStatus::initiated;
     grant.status = status;
     grant.status_reason = reason;
     grant.ended = wall_now;
     if (by) grant.ended_by = Requestor{by->uid, by->name};
     std::string audit_reason = reason;
+    if (!note.empty()) audit_reason += "; note: " + note;
     if (failures[i]) audit_reason += "; journal: " + failures[i]->message + " (retrying)";
     if (history_ != nullptr) {
       if (auto kept = history_->record(grant); !kept) {
@@ -417,8 +423,10 @@ void AccessEngine::end_grants(std::vector<Ending> endings) {
                         : reason == reason::approval_expired ? "expire"
                                                              : "revoke";
     audit_grant(event, expired ? "expired" : "revoked", grant, audit_reason, by ? &*by : nullptr);
-    if (was_live) uncut_.push_back(std::move(grant));
+    if (was_live) uncut_.push_back(grant);
+    ended.push_back(std::move(grant));
   }
+  return ended;
 }
 
 void AccessEngine::audit_refused_call(const Caller& caller, std::string event, const Error& error) {
@@ -717,20 +725,16 @@ Result<Grant> AccessEngine::revoke(const Caller& caller, std::string_view id) {
     // Withdrawn before it started: nothing in the kernel to change.
     Grant grant = waiting->second;
     waiting_.erase(waiting);
-    end_grants({{grant, GrantStatus::revoked, std::string(reason::user_requested), caller}});
-    grant.status = GrantStatus::revoked;
-    grant.status_reason = reason::user_requested;
-    return grant;
+    return end_grants({{std::move(grant), GrantStatus::revoked, std::string(reason::user_requested),
+                        caller}})
+        .front();
   }
   // Journal first: once recorded, no restart can bring the grant back.
-  Grant grant = deactivate(found);
   RangeChanges changes;
-  remove_coverage(grant, changes);
-  end_grants({{grant, GrantStatus::revoked, std::string(reason::user_requested), caller}});
-  grant.status = GrantStatus::revoked;
-  grant.status_reason = reason::user_requested;
-  grant.ended = clock_.now();
-  grant.ended_by = Requestor{caller.uid, caller.name};
+  remove_coverage(found->second, changes);
+  Grant grant = end_grants({{deactivate(found), GrantStatus::revoked,
+                             std::string(reason::user_requested), caller}})
+                    .front();
   if (auto applied = apply(changes, clock_.boot_now()); !applied) {
     return tl::unexpected(Error{applied.error().code,
                                 "revoke of " + grant.id +
@@ -809,7 +813,12 @@ Result<Grant> AccessEngine::extend(const Caller& caller, std::string_view id,
   // Journal first: a crash after the kernel change must not shorten the grant again, and one
   // before it restores the longer end, which the kernel then gets at install.
   if (auto journaled = journal_.record_grant(grant); !journaled) return refuse(journaled.error());
-  if (auto synced = journal_.sync(); !synced) return refuse(synced.error());
+  if (auto synced = journal_.sync(); !synced) {
+    // The longer end may be on disk all the same: the current one goes after it, so a restart
+    // does not grant what was refused (durable with the next sync).
+    (void)journal_.record_grant(current);
+    return refuse(synced.error());
+  }
   const auto previous_end = format_utc(current.end);
   RangeChanges changes;
   remove_coverage(deactivate(found), changes);
@@ -868,26 +877,25 @@ Result<Grant> AccessEngine::decide(const Caller& caller, std::string_view id, bo
                          ": its approvers are " + rule->approvers.describe()});
     }
   }
-  const std::string audit_note = note.empty() ? std::string() : "note: " + note;
-  if (!approve) {
-    waiting_.erase(found);
-    end_grants({{grant, GrantStatus::revoked, std::string(reason::denied), caller}});
-    grant.status = GrantStatus::revoked;
-    grant.status_reason = reason::denied;
-    grant.decided_by = Requestor{caller.uid, caller.name};
-    grant.ended_by = grant.decided_by;
-    grant.ended = clock_.now();
-    return grant;
-  }
   waiting_.erase(found);
-  grant.needs_approval = false;
+  // Kept with the grant, in the history too: who let it start, or who refused it.
   grant.decided_by = Requestor{caller.uid, caller.name};
-  audit_grant("approve", "approved", grant, audit_note, &caller);
+  if (!approve) {
+    return end_grants({{std::move(grant), GrantStatus::revoked, std::string(reason::denied), caller,
+                        note}})
+        .front();
+  }
+  grant.needs_approval = false;
+  audit_grant("approve", "approved", grant, note.empty() ? std::string() : "note: " + note,
+              &caller);
   start_waiting(std::move(grant), caller);
-  const auto result = find_grant(id);
-  if (result && *result) return **result;
-  return fail(ErrorCode::kernel,
-              "grant " + std::string(id) + " could not start; see the audit log");
+  // Live, or waiting for its start time; anything else ended it (the history has it, but an
+  // ended grant is not what an approval answers).
+  if (const auto live = active_.find(id); live != active_.end()) return live->second;
+  if (const auto waiting = waiting_.find(id); waiting != waiting_.end()) return waiting->second;
+  return fail(ErrorCode::io, "grant " + std::string(id) +
+                                 " was approved but could not start: the journal refused its "
+                                 "record; see the audit log");
 }
 
 void AccessEngine::start_waiting(Grant grant, const std::optional<Caller>& approver) {
@@ -944,7 +952,9 @@ void AccessEngine::start_waiting(Grant grant, const std::optional<Caller>& appro
 }
 
 void AccessEngine::cut_sessions() {
-  if (uncut_.empty() || kernel_pending_) return;
+  // Before the first install the kernel's table is not the one index_ describes, and the keep
+  // lists would miss live grants: wait for it.
+  if (uncut_.empty() || kernel_pending_ || !installed_) return;
   auto ended = std::exchange(uncut_, {});
   if (cutter_ == nullptr) return;
   const auto now = clock_.boot_now();
@@ -1079,7 +1089,6 @@ void AccessEngine::expire_due() {
   // like the records.
   index_.forget_ended(now, 8 * expiry_batch);
   end_grants(std::move(expired));
-  cut_sessions();
   std::vector<Grant> due;
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     if (*it->second.wait_until <= now) {
@@ -1090,6 +1099,8 @@ void AccessEngine::expire_due() {
     }
   }
   for (auto& grant : due) start_waiting(std::move(grant), std::nullopt);
+  // After the starts: a grant that starts as another ends keeps the sessions it admits.
+  cut_sessions();
 }
 
 std::vector<Grant> AccessEngine::active_grants() const {

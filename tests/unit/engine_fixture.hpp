@@ -5,7 +5,9 @@
 // fixture class, as GoogleTest requires of one suite spread over several files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,6 +15,8 @@
 
 #include "fake_backend.hpp"
 #include "jitd/core/engine.hpp"
+#include "jitd/core/history.hpp"
+#include "jitd/core/sessions.hpp"
 #include "test_grants.hpp"
 
 namespace jitd::core::engine_fixture {
@@ -84,12 +88,55 @@ inline GrantRequest ask(std::vector<PortSpec> ports, std::string_view source,
 inline const Caller admin{0, 0, "root", true, {}};
 inline const Caller alice{1000, 1000, "alice", true, {}};
 inline const Caller mallory{1001, 1001, "mallory", false, {}};
+inline const Caller bob{1002, 1002, "bob", true, {}};
+
+// Keeps every cut with what the kernel model held and how many installs it had seen at that
+// moment: a cut must come only once the kernel no longer admits the ended grant.
+class RecordingCutter final : public SessionCutter {
+ public:
+  struct Call {
+    std::vector<SessionCut> cuts;
+    std::map<ElementKey, Deadline> kernel;
+    std::size_t installs = 0;
+  };
+  explicit RecordingCutter(FakeBackend& backend) : backend_(backend) {}
+
+  std::vector<Call> calls;
+
+  Result<CutReport> cut(const std::vector<SessionCut>& cuts) override {
+    calls.push_back({cuts, backend_.live_elements(), backend_.installs.size()});
+    return CutReport{cuts.size(), 0, false, 0, {}};
+  }
+
+ private:
+  FakeBackend& backend_;
+};
+
+// Keeps every ended grant it is given, in order; find() answers from them.
+class RecordingHistory final : public GrantHistory {
+ public:
+  std::vector<Grant> ended;
+
+  Result<void> record(const Grant& grant) override {
+    ended.push_back(grant);
+    return {};
+  }
+  [[nodiscard]] Result<std::optional<Grant>> find(const std::string& id) const override {
+    const auto found = std::find_if(ended.rbegin(), ended.rend(),
+                                    [&id](const Grant& grant) { return grant.id == id; });
+    if (found == ended.rend()) return std::nullopt;
+    return *found;
+  }
+  [[nodiscard]] Result<HistoryPage> query(const HistoryQuery& /*query*/) const override {
+    return HistoryPage{{ended.rbegin(), ended.rend()}, {}};
+  }
+  [[nodiscard]] Result<std::size_t> prune(TimePoint /*now*/) override { return 0; }
+};
 
 class CoreEngineTest : public ::testing::Test {
  protected:
   explicit CoreEngineTest(Policy policy = default_policy())
-      : engine(backend, journal, audit, clock, [this] { return "g" + std::to_string(++ids); },
-               std::move(policy)) {}
+      : engine(backend, journal, audit, clock, [this] { return next_id(); }, std::move(policy)) {}
 
   void TearDown() override {
     for (const auto& violation : backend.violations) ADD_FAILURE() << "kernel model: " << violation;
@@ -146,12 +193,21 @@ class CoreEngineTest : public ::testing::Test {
     EXPECT_FALSE(outcome.kernel.has_value()) << outcome.kernel->message;
   }
 
+  // jitd started again on the same journal, backend and clocks, with the same policy: a new
+  // engine that has not restored anything yet.
+  AccessEngine restarted_engine() {
+    return AccessEngine(backend, journal, audit, clock, [this] { return next_id(); },
+                        engine.policy());
+  }
+
   // Sends every backend, journal and audit call to `log`, in the order they happen.
   void trace() {
     backend.log = &log;
     journal.log = &log;
     audit.log = &log;
   }
+
+  std::string next_id() { return "g" + std::to_string(++ids); }
 
   CallLog log;
   FakeClock clock{t0, b0};

@@ -150,6 +150,7 @@ class AccessEngine {
     GrantStatus status;
     std::string reason;
     std::optional<Caller> by;  // who ended it, when a person did
+    std::string note = {};     // the person's words, for the audit log
   };
   // Approval's two outcomes share one path: who may decide, and the self-approval rule.
   [[nodiscard]] Result<Grant> decide(const Caller& caller, std::string_view id, bool approve,
@@ -196,7 +197,8 @@ class AccessEngine {
   // Returns, for each, why its record is not yet on disk (nothing when it is).
   std::vector<std::optional<Error>> journal_ends(const std::vector<PendingEnd>& ends);
   // journal_ends() for grants that are no longer (or never were) in active_, then audits each.
-  void end_grants(std::vector<Ending> endings);
+  // Returns them as ended, as the history keeps them.
+  std::vector<Grant> end_grants(std::vector<Ending> endings);
   void answer_refused(PendingRequest& pending, Error error);
   [[nodiscard]] AuditEvent refusal_event(const Caller& caller, std::string event,
                                          const Error& error) const;
@@ -215,6 +217,7 @@ class AccessEngine {
   // The disjoint ranges of the live grants: what the kernel holds unless kernel_pending_.
   RangeIndex index_;
   bool kernel_pending_ = false;               // the kernel may differ from index_: install again
+  bool installed_ = false;                    // install() succeeded: index_ is what the kernel got
   std::vector<PendingRequest> pending_;       // submitted, waiting for commit()
   std::vector<PendingEnd> unjournaled_ends_;  // ends the journal refused; retried
   std::map<std::string, Grant, std::less<>> waiting_;  // pending: approval or start time
