@@ -234,7 +234,9 @@ core::Result<std::size_t> count_lines(int fd, std::uint64_t size, const std::str
   std::size_t lines = 0;
   char last = '\n';
   for (std::uint64_t done = 0; done < size;) {
-    const auto length = static_cast<std::size_t>(std::min<std::uint64_t>(size - done, chunk_bytes));
+    // Large reads: the whole segment is read, front to back, only to be counted.
+    const auto length =
+        static_cast<std::size_t>(std::min<std::uint64_t>(size - done, max_line_bytes));
     const auto text = sys::read_at(fd, done, length, what);
     if (!text) return tl::unexpected(text.error());
     if (text->size() != length) {
@@ -527,11 +529,9 @@ core::Result<std::size_t> FileGrantHistory::prune(core::TimePoint now) {
     if (!lines) return tl::unexpected(lines.error());
     dropped += *lines;
   }
-  // Unlinks that a power loss undoes only bring back what the next prune removes again; the
-  // sync keeps a restart's view the same as this process's.
-  if (dropped > 0 && ::fsync(directory_.get()) != 0) {
-    return sys::fail_system(core::ErrorCode::io, "sync directory of " + path_.string(), errno);
-  }
+  // The directory is not synced: an unlink that a power loss undoes brings back the oldest
+  // segment, which the next prune removes again, and the sync (a journal commit, ~9 ms in
+  // docs/benchmarks.md) would be most of what a prune costs the event loop.
   return dropped;
 }
 
