@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -269,13 +270,14 @@ core::Result<std::vector<SealedSegment>> list_sealed(int directory_fd, const std
       return sys::fail_system(core::ErrorCode::io, what + ": " + file, errno);
     }
     if (!S_ISREG(info.st_mode)) {
-      return core::fail(core::ErrorCode::io,
-                        what + ": " + file + " is " + std::string(sys::file_type(info.st_mode)) +
-                            ", not a segment");
+      return core::fail(core::ErrorCode::io, what + ": " + file + " is " +
+                                                 std::string(sys::file_type(info.st_mode)) +
+                                                 ", not a segment");
     }
     sealed.push_back({*number, info.st_ino, static_cast<std::uint64_t>(info.st_size)});
   }
-  if (error) return sys::fail_system(core::ErrorCode::io, what + ": list " + directory, error.value());
+  if (error)
+    return sys::fail_system(core::ErrorCode::io, what + ": list " + directory, error.value());
   std::sort(sealed.begin(), sealed.end(),
             [](const SealedSegment& a, const SealedSegment& b) { return a.number < b.number; });
   return sealed;
@@ -314,8 +316,8 @@ core::Result<std::unique_ptr<FileGrantHistory>> FileGrantHistory::open(const std
   const auto directory = directory_of(path);
   sys::UniqueFd directory_fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!directory_fd) return sys::fail_system(core::ErrorCode::io, what, errno);
-  auto sealed = list_sealed(directory_fd.get(), directory, std::filesystem::path(path).filename(),
-                            what);
+  auto sealed =
+      list_sealed(directory_fd.get(), directory, std::filesystem::path(path).filename(), what);
   if (!sealed) return tl::unexpected(sealed.error());
   std::unique_ptr<FileGrantHistory> history(
       new FileGrantHistory(path, limits, std::move(directory_fd), std::move(*sealed)));
@@ -431,8 +433,9 @@ core::Result<core::HistoryPage> FileGrantHistory::query(const core::HistoryQuery
   if (!query.cursor.empty()) {
     const auto at = split_file_cursor(query.cursor);
     if (!at) return tl::unexpected(at.error());
-    const auto part = std::find_if(parts->begin(), parts->end(),
-                                   [&](const Part& candidate) { return candidate.inode == at->inode; });
+    const auto part = std::find_if(parts->begin(), parts->end(), [&](const Part& candidate) {
+      return candidate.inode == at->inode;
+    });
     if (part == parts->end()) {
       return tl::unexpected(bad_cursor(
           query.cursor, "belongs to a grant history segment that was pruned (or replaced) since"));

@@ -96,9 +96,12 @@ int main(int argc, char** argv) {
   int rounds = 20;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string_view flag = argv[i];
-    if (flag == "--dir") dir_arg = argv[i + 1];
-    else if (flag == "--mib") mib = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (flag == "--rounds") rounds = std::atoi(argv[i + 1]);
+    if (flag == "--dir")
+      dir_arg = argv[i + 1];
+    else if (flag == "--mib")
+      mib = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (flag == "--rounds")
+      rounds = std::atoi(argv[i + 1]);
   }
   if (dir_arg.empty()) {
     char pattern[] = "/tmp/jitd-history-bench-XXXXXX";
@@ -121,17 +124,20 @@ int main(int argc, char** argv) {
   const auto fill_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - fill_start).count();
   history.reset();
-  std::printf("History: %zu records, %.1f MiB in %zu files (max_bytes %llu MiB), filled in %.2f s "
-              "(%.1f us a record)\n\n",
-              records, static_cast<double>(history_bytes(dir)) / (1 << 20), files(dir),
-              static_cast<unsigned long long>(mib), fill_s, fill_s * 1e6 / static_cast<double>(records));
+  std::printf(
+      "History: %zu records, %.1f MiB in %zu files (max_bytes %llu MiB), filled in %.2f s "
+      "(%.1f us a record)\n\n",
+      records, static_cast<double>(history_bytes(dir)) / (1 << 20), files(dir),
+      static_cast<unsigned long long>(mib), fill_s, fill_s * 1e6 / static_cast<double>(records));
   std::printf("| operation | rounds | ms min / median / max |\n|---|---|---|\n");
 
-  std::printf("| open() | %d | %s |\n", rounds, timed(rounds, [&] {
+  std::printf("| open() | %d | %s |\n", rounds,
+              timed(rounds, [&] {
                 history = must(jitd::state::FileGrantHistory::open(path, limits), "open");
               }).c_str());
-  std::printf("| record() (no seal) | %d | %s |\n", rounds,
-              timed(rounds, [&] { must(history->record(ended_grant(records++)), "record"); }).c_str());
+  std::printf(
+      "| record() (no seal) | %d | %s |\n", rounds,
+      timed(rounds, [&] { must(history->record(ended_grant(records++)), "record"); }).c_str());
 
   jitd::core::HistoryQuery newest;
   newest.limit = 1000;
@@ -149,9 +155,11 @@ int main(int argc, char** argv) {
   std::printf("| query(), user matching 1 in 50 (bounded by max_scan_bytes) | %d | %s |\n", rounds,
               timed(rounds, [&] { (void)must(history->query(rare), "query"); }).c_str());
   const auto oldest_id = ended_grant(0).id;
-  std::printf("| find() of the oldest record (whole history) | %d | %s |\n", std::max(1, rounds / 5),
+  std::printf("| find() of the oldest record (whole history) | %d | %s |\n",
+              std::max(1, rounds / 5),
               timed(std::max(1, rounds / 5), [&] {
-                if (!must(history->find(oldest_id), "find")) die("find", {jitd::core::ErrorCode::not_found, oldest_id});
+                if (!must(history->find(oldest_id), "find"))
+                  die("find", {jitd::core::ErrorCode::not_found, oldest_id});
               }).c_str());
 
   const auto now = ended_grant(records).end;

@@ -335,12 +335,19 @@ std::uint64_t line_size() {
 }
 
 // A history of g100 ... g<100 + count - 1>, one a minute from t0, in history.jsonl.1, .2, ...
-// and the active segment; unless `custom` says otherwise, a segment holds two records.
+// and the active segment, which is sealed once it holds `per_segment` records.
 struct SegmentedHistory {
-  explicit SegmentedHistory(int count, HistoryLimits custom = {}) : limits(custom) {
-    if (limits.segment_bytes == 0) limits.segment_bytes = 2 * line_size();
+  explicit SegmentedHistory(int count, int per_segment = 2, HistoryLimits custom = {})
+      : limits(custom) {
+    limits.segment_bytes = per_segment * line_size();
     history = open_ok(path, limits);
     for (int i = 100; i < 100 + count; ++i) record(i);
+  }
+  // Closes and opens the history again, as a restart of jitd.
+  void reopen() {
+    history.reset();
+    history = open_ok(path, limits);
+    ASSERT_TRUE(history);
   }
   void record(int i) {
     record_ok(*history, ended_grant("g" + std::to_string(i), "alice", {22}, t0 + i * 1min));
@@ -398,9 +405,7 @@ TEST(GrantHistory, SealsTheActiveSegmentOnceFullAndReadsAcrossSegments) {
   EXPECT_TRUE(page.next.empty());
 
   // Reopened: the segments are found, and numbering goes on after the newest.
-  h.history.reset();
-  h.history = open_ok(h.path, h.limits);
-  ASSERT_TRUE(h.history);
+  h.reopen();
   EXPECT_EQ(all_ids(*h.history), g_ids(104, 100));
   h.record(105);
   EXPECT_TRUE(fs::exists(h.segment(3)));
@@ -410,9 +415,7 @@ TEST(GrantHistory, SealsTheActiveSegmentOnceFullAndReadsAcrossSegments) {
 // A cursor names a segment by inode: a seal renames the segment it points into, and the next
 // page neither repeats nor skips a record.
 TEST(GrantHistory, PagesStayStableAcrossASeal) {
-  HistoryLimits limits;
-  limits.segment_bytes = 3 * line_size();
-  SegmentedHistory h(2, limits);
+  SegmentedHistory h(2, 3);
   ASSERT_TRUE(h.history);
   core::HistoryQuery query;
   query.limit = 1;
@@ -431,7 +434,7 @@ TEST(GrantHistory, PagesStayStableAcrossASeal) {
 TEST(GrantHistory, BoundsTheBytesOneQueryScansAcrossSegments) {
   HistoryLimits limits;
   limits.max_scan_bytes = 3 * line_size();
-  SegmentedHistory h(20, limits);
+  SegmentedHistory h(20, 2, limits);
   ASSERT_TRUE(h.history);
   core::HistoryQuery query;
   query.user = "nobody";
@@ -463,9 +466,7 @@ TEST(GrantHistory, PrunesWholeSegmentsPastTheRetention) {
 
   // Appends go on, and reopening sees what prune left.
   h.record(107);
-  h.history.reset();
-  h.history = open_ok(h.path, h.limits);
-  ASSERT_TRUE(h.history);
+  h.reopen();
   EXPECT_EQ(all_ids(*h.history), g_ids(107, 102));
 }
 
@@ -486,7 +487,7 @@ TEST(GrantHistory, PrunesAnActiveSegmentPastTheRetention) {
 TEST(GrantHistory, PrunesTheOldestSegmentsBeyondTheSizeBound) {
   HistoryLimits limits;
   limits.max_bytes = 5 * line_size();
-  SegmentedHistory h(5, limits);
+  SegmentedHistory h(5, 2, limits);
   ASSERT_TRUE(h.history);
   // At the bound: nothing due.
   EXPECT_EQ(prune_ok(*h.history, t0), 0u);
@@ -503,7 +504,7 @@ TEST(GrantHistory, PrunesByAgeAndSizeTogether) {
   HistoryLimits limits;
   limits.retention = 24h;
   limits.max_bytes = 4 * line_size();
-  SegmentedHistory h(4, limits);  // .1: g100 g101, .2: g102 g103, all at t0 + a few minutes
+  SegmentedHistory h(4, 2, limits);  // .1: g100 g101, .2: g102 g103, all at t0 + a few minutes
   ASSERT_TRUE(h.history);
   for (int i = 100; i < 105; ++i) {
     record_ok(*h.history, ended_grant("n" + std::to_string(i), "alice", {22}, t0 + 48h));
@@ -518,10 +519,8 @@ TEST(GrantHistory, PrunesByAgeAndSizeTogether) {
 TEST(GrantHistory, PrunesASegmentWithoutARecord) {
   SegmentedHistory h(4);
   ASSERT_TRUE(h.history);
-  h.history.reset();
-  write_text(h.segment(1), "garbage\nmore garbage\n");
-  h.history = open_ok(h.path, h.limits);
-  ASSERT_TRUE(h.history);
+  write_text(h.segment(1), "garbage\nmore garbage\n");  // a sealed segment is not held open
+  h.reopen();
   EXPECT_EQ(all_ids(*h.history), g_ids(103, 102));
   EXPECT_EQ(prune_ok(*h.history, t0), 2u);
   EXPECT_FALSE(fs::exists(h.segment(1)));
@@ -568,23 +567,6 @@ TEST(GrantHistory, ReadsAndSealsAHistoryFromBeforeSegments) {
   EXPECT_FALSE(fs::exists(dir.file("history.jsonl.1")));
 }
 
-// A crash between the rename of a seal and the creation of the next active segment: open()
-// creates it, and the records are all there.
-TEST(GrantHistory, OpensAHistoryWhoseSealWasCutShort) {
-  SegmentedHistory h(5);
-  ASSERT_TRUE(h.history);
-  h.history.reset();
-  fs::rename(h.path, h.segment(3));
-  h.history = open_ok(h.path, h.limits);
-  ASSERT_TRUE(h.history);
-  EXPECT_TRUE(fs::exists(h.path));
-  EXPECT_EQ(all_ids(*h.history), g_ids(104, 100));
-  h.record(105);
-  h.record(106);
-  EXPECT_TRUE(fs::exists(h.segment(4)));
-  EXPECT_EQ(all_ids(*h.history), g_ids(106, 100));
-}
-
 // A torn line sealed into a segment stays skipped there; the record after it starts a line.
 TEST(GrantHistory, SealsATornTailWithoutGluingTheNextRecordOn) {
   HistoryLimits limits;
@@ -600,7 +582,8 @@ TEST(GrantHistory, SealsATornTailWithoutGluingTheNextRecordOn) {
   record_ok(*history, ended_grant("g102", "alice", {22}, t0 + 2min));
   EXPECT_TRUE(fs::exists(dir.file("history.jsonl.1")));
   EXPECT_EQ(all_ids(*history), g_ids(102, 100));
-  EXPECT_EQ(read_text(path), grant_fields_json(ended_grant("g102", "alice", {22}, t0 + 2min)) + "\n");
+  EXPECT_EQ(read_text(path),
+            grant_fields_json(ended_grant("g102", "alice", {22}, t0 + 2min)) + "\n");
 }
 
 // Without segment_bytes, a segment is max_bytes / 16, at least 256 KiB.
@@ -628,6 +611,22 @@ TEST(GrantHistory, RefusesASegmentThatIsNoRegularFile) {
   EXPECT_EQ(history.error().code, core::ErrorCode::io);
   EXPECT_NE(history.error().message.find("history.jsonl.1 is a symbolic link"), std::string::npos)
       << history.error().message;
+}
+
+// A crash between the rename of a seal and the creation of the next active segment: open()
+// creates it, and the records are all there.
+TEST(GrantHistory, OpensAHistoryWhoseSealWasCutShort) {
+  SegmentedHistory h(5);
+  ASSERT_TRUE(h.history);
+  h.history.reset();
+  fs::rename(h.path, h.segment(3));
+  h.reopen();
+  EXPECT_TRUE(fs::exists(h.path));
+  EXPECT_EQ(all_ids(*h.history), g_ids(104, 100));
+  h.record(105);
+  h.record(106);
+  EXPECT_TRUE(fs::exists(h.segment(4)));
+  EXPECT_EQ(all_ids(*h.history), g_ids(106, 100));
 }
 
 }  // namespace

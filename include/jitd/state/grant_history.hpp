@@ -97,7 +97,7 @@ class FileGrantHistory final : public core::GrantHistory {
   std::filesystem::path path_;
   std::string name_;  // path_'s file name, the active segment's name in directory_
   HistoryLimits limits_;
-  sys::UniqueFd directory_;   // the state directory: segments are opened, renamed in it
+  sys::UniqueFd directory_;            // the state directory: segments are opened, renamed in it
   std::vector<SealedSegment> sealed_;  // oldest first
   std::uint64_t next_number_ = 1;
   // Read and append; empty after a seal that could not create the next active segment, which
