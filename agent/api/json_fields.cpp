@@ -1,10 +1,9 @@
 #include "json_fields.hpp"
 
-#include <optional>
-#include <set>
-#include <vector>
+#include <utility>
 
 #include "jitd/core/text.hpp"
+#include "jitd/strict_json/strict_json.hpp"
 
 namespace jitd::api::fields {
 
@@ -32,36 +31,15 @@ tl::unexpected<core::Error> invalid_value(const std::string& field, const core::
                     field + ": " + core::excerpt(error.message, max_quoted_message));
 }
 
-// nlohmann::json's parser callback is shown every object's keys in turn: the first key seen
-// twice in one object is refused.
 core::Result<json> parse_without_duplicate_keys(std::string_view body) {
-  std::vector<std::set<std::string>> open_objects;
-  std::optional<std::string> duplicate;
-  const json::parser_callback_t check = [&](int /*depth*/, json::parse_event_t event,
-                                            json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && !duplicate) {
-      auto key = parsed.get<std::string>();
-      if (open_objects.back().count(key) != 0)
-        duplicate = std::move(key);
-      else
-        open_objects.back().insert(std::move(key));
-    }
-    return true;
-  };
-  json document = json::parse(body, check, false);
-  if (document.is_discarded()) {
+  auto document = strict_json::parse(body, strict_json::Keys::exact);
+  if (document) return std::move(*document);
+  if (!document.error().duplicate) {
     return core::fail(ErrorCode::invalid_request, "body: not valid JSON");
   }
-  if (duplicate) {
-    return core::fail(
-        ErrorCode::invalid_request,
-        core::excerpt(*duplicate) + ": duplicate key; each key may appear once in an object");
-  }
-  return document;
+  return core::fail(ErrorCode::invalid_request,
+                    core::excerpt(*document.error().duplicate) +
+                        ": duplicate key; each key may appear once in an object");
 }
 
 core::Result<std::string> justification(const json& object, const std::string& where) {

@@ -3,14 +3,14 @@
 #include <algorithm>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
-#include <optional>
-#include <set>
+#include <utility>
 
 #include "jitd/core/azure_id.hpp"
 #include "jitd/core/duration.hpp"
 #include "jitd/core/policy.hpp"
 #include "jitd/core/prefix.hpp"
 #include "jitd/core/text.hpp"
+#include "jitd/strict_json/strict_json.hpp"
 
 namespace jitd::config {
 
@@ -37,30 +37,11 @@ std::string item_path(const std::string& parent, std::size_t index) {
 // Azure and PowerShell read keys ignoring case ("Number" is "number"), so two keys that differ
 // only in case would be one field given twice: refused, whichever the file meant.
 core::Result<json> parse_json(std::string_view text) {
-  std::vector<std::set<std::string>> open_objects;
-  std::optional<std::string> duplicate;
-  const json::parser_callback_t check = [&](int /*depth*/, json::parse_event_t event,
-                                            json& parsed) {
-    if (event == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end) {
-      open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && !duplicate) {
-      auto key = parsed.get<std::string>();
-      std::string folded = key;
-      std::transform(folded.begin(), folded.end(), folded.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      if (!open_objects.back().insert(folded).second) duplicate = std::move(key);
-    }
-    return true;
-  };
-  json document = json::parse(text, check, false);
-  if (document.is_discarded()) return refuse("file", "not valid JSON");
-  if (duplicate) {
-    return refuse(core::excerpt(*duplicate),
-                  "key given twice in one object (Azure's keys ignore case)");
-  }
-  return document;
+  auto document = strict_json::parse(text, strict_json::Keys::ignore_case);
+  if (document) return std::move(*document);
+  if (!document.error().duplicate) return refuse("file", "not valid JSON");
+  return refuse(core::excerpt(*document.error().duplicate),
+                "key given twice in one object (Azure's keys ignore case)");
 }
 
 // The member `key` of `object`, ignoring case; nullptr when absent or null (PowerShell writes

@@ -1,9 +1,15 @@
 #include "jitd/state/grant_history.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
 #include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -13,6 +19,7 @@
 #include "jitd/state/journal_format.hpp"
 #include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
+#include "jitd/sys/system_error.hpp"
 
 namespace jitd::state {
 
@@ -102,61 +109,241 @@ bool matches(const core::Grant& grant, const core::HistoryQuery& query) {
   return true;
 }
 
-// A byte range of the file that prune() keeps.
-struct Span {
-  std::uint64_t offset = 0;
-  std::uint64_t length = 0;
+// Where the sealed segments are bounded: below, a full history would be many small files;
+// above, the size bound would cut much more than it must.
+constexpr std::uint64_t min_segment_bytes = 256 * 1024;
+constexpr std::uint64_t max_segment_bytes = 4 * 1024 * 1024;
+
+std::uint64_t segment_bytes(const HistoryLimits& limits) {
+  if (limits.segment_bytes != 0) return limits.segment_bytes;
+  return std::clamp(limits.max_bytes / 16, min_segment_bytes, max_segment_bytes);
+}
+
+std::string sealed_name(const std::string& active, std::uint64_t number) {
+  return active + "." + std::to_string(number);
+}
+
+// The <n> of a sealed segment's name "<active>.<n>"; nullopt for any other name (the old
+// rewrite's "<active>.tmp", other state files).
+std::optional<std::uint64_t> sealed_number(std::string_view name, const std::string& active) {
+  if (name.size() <= active.size() + 1 || name.substr(0, active.size()) != active ||
+      name[active.size()] != '.') {
+    return std::nullopt;
+  }
+  const auto digits = name.substr(active.size() + 1);
+  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  std::uint64_t number = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
+  if (error != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
+  return number;
+}
+
+// A segment to read: its name in the state directory, and the inode cursors name it by.
+struct Part {
+  std::string name;
+  ino_t inode = 0;
 };
 
-// Copies `spans` (in file order) from `from` to the end of `to`, in chunks, ending the copy
-// with a '\n' should the last span lack one (a record whose newline was torn off).
-core::Result<void> copy_spans(int from, const std::vector<Span>& spans, int to,
-                              const std::string& read_what, const std::string& write_what) {
-  bool newline_last = true;
-  for (const auto& span : spans) {
-    for (std::uint64_t done = 0; done < span.length;) {
-      const auto length =
-          static_cast<std::size_t>(std::min<std::uint64_t>(span.length - done, max_line_bytes));
-      auto text = sys::read_at(from, span.offset + done, length, read_what);
-      if (!text) return tl::unexpected(text.error());
-      if (text->size() != length) {
-        return core::fail(core::ErrorCode::io, read_what + ": the file was cut short while read");
+// The lines of the whole history newest first: the parts (newest first) one after the other,
+// each read backwards by BackwardLines and opened only when reached, so a page that ends in
+// the active segment opens no other.
+class HistoryLines {
+ public:
+  // Starts at `offset` in parts[0] (nullopt: at its end).
+  HistoryLines(int directory, std::string prefix, std::vector<Part> parts,
+               std::optional<std::uint64_t> offset)
+      : directory_(directory),
+        prefix_(std::move(prefix)),
+        parts_(std::move(parts)),
+        offset_(offset) {}
+
+  // The next older line, or nullopt past the oldest segment's start.
+  [[nodiscard]] core::Result<std::optional<Line>> next() {
+    for (;;) {
+      if (!lines_) {
+        if (index_ == parts_.size()) return std::nullopt;
+        if (auto opened = open_part(); !opened) return tl::unexpected(opened.error());
       }
-      if (auto written = sys::write_all(to, *text, write_what); !written) return written;
-      newline_last = text->back() == '\n';
-      done += length;
+      auto line = lines_->next();
+      if (!line || *line) return line;
+      scanned_ += end_;
+      lines_.reset();
+      ++index_;
     }
   }
-  return newline_last ? core::Result<void>{} : sys::write_all(to, "\n", write_what);
+
+  // Bytes read so far.
+  [[nodiscard]] std::uint64_t scanned() const {
+    return scanned_ + (lines_ ? end_ - lines_->position() : 0);
+  }
+
+  // The cursor of the lines not given out yet; empty when none are left.
+  [[nodiscard]] std::string cursor() const {
+    if (!lines_ || (lines_->position() == 0 && index_ + 1 == parts_.size())) return {};
+    return file_cursor(info_, lines_->position());
+  }
+
+ private:
+  core::Result<void> open_part() {
+    const auto& part = parts_[index_];
+    what_ = prefix_ + part.name;
+    auto fd = sys::open_nofollow(directory_, part.name, O_RDONLY, what_);
+    if (!fd) return tl::unexpected(fd.error());
+    auto info = sys::stat_open(fd->get(), what_);
+    if (!info) return tl::unexpected(info.error());
+    // Only jitd renames and unlinks segments, and not while it reads: another inode under the
+    // name would make offsets (cursors) point into the wrong records.
+    if (info->st_ino != part.inode) {
+      return core::fail(core::ErrorCode::io, what_ + ": replaced by something other than jitd");
+    }
+    info_ = *info;
+    end_ = std::exchange(offset_, std::nullopt).value_or(static_cast<std::uint64_t>(info->st_size));
+    fd_ = std::move(*fd);
+    lines_.emplace(fd_.get(), end_, what_);
+    return {};
+  }
+
+  int directory_;
+  std::string prefix_;  // the directory, for messages
+  std::vector<Part> parts_;
+  std::optional<std::uint64_t> offset_;
+  std::size_t index_ = 0;  // parts_[index_] is open while lines_ is set
+  std::string what_;       // lines_ holds a reference
+  sys::UniqueFd fd_;
+  struct stat info_ {};
+  std::uint64_t end_ = 0;  // where reading began in the open part
+  std::optional<BackwardLines> lines_;
+  std::uint64_t scanned_ = 0;  // bytes of the parts done
+};
+
+// The newest readable record of a segment, if it holds one.
+core::Result<std::optional<core::Grant>> newest_record(int fd, std::uint64_t size,
+                                                       const std::string& what) {
+  BackwardLines lines(fd, size, what);
+  for (;;) {
+    auto line = lines.next();
+    if (!line) return tl::unexpected(line.error());
+    if (!*line) return std::nullopt;
+    if (auto grant = parse_grant_fields((*line)->text)) return std::move(*grant);
+  }
+}
+
+// The lines of a segment (a torn last one included), for prune() to say how much went.
+core::Result<std::size_t> count_lines(int fd, std::uint64_t size, const std::string& what) {
+  std::size_t lines = 0;
+  char last = '\n';
+  for (std::uint64_t done = 0; done < size;) {
+    // Large reads: the whole segment is read, front to back, only to be counted.
+    const auto length =
+        static_cast<std::size_t>(std::min<std::uint64_t>(size - done, max_line_bytes));
+    const auto text = sys::read_at(fd, done, length, what);
+    if (!text) return tl::unexpected(text.error());
+    if (text->size() != length) {
+      return core::fail(core::ErrorCode::io, what + ": the file was cut short while read");
+    }
+    lines += static_cast<std::size_t>(std::count(text->begin(), text->end(), '\n'));
+    last = text->back();
+    done += length;
+  }
+  return lines + (last == '\n' ? 0 : 1);
+}
+
+std::string directory_of(const std::filesystem::path& path) {
+  return path.has_parent_path() ? path.parent_path().string() : ".";
+}
+
+// The sealed segments beside the active one `name` in `directory`, oldest first.
+core::Result<std::vector<SealedSegment>> list_sealed(int directory_fd, const std::string& directory,
+                                                     const std::string& name,
+                                                     const std::string& what) {
+  std::vector<SealedSegment> sealed;
+  std::error_code error;
+  for (std::filesystem::directory_iterator entry(directory, error), end; !error && entry != end;
+       entry.increment(error)) {
+    const auto file = entry->path().filename().string();
+    const auto number = sealed_number(file, name);
+    if (!number) continue;
+    struct stat info {};
+    if (::fstatat(directory_fd, file.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
+      return sys::fail_system(core::ErrorCode::io, what + ": " + file, errno);
+    }
+    if (!S_ISREG(info.st_mode)) {
+      return core::fail(core::ErrorCode::io, what + ": " + file + " is " +
+                                                 std::string(sys::file_type(info.st_mode)) +
+                                                 ", not a segment");
+    }
+    sealed.push_back({*number, info.st_ino, static_cast<std::uint64_t>(info.st_size)});
+  }
+  if (error)
+    return sys::fail_system(core::ErrorCode::io, what + ": list " + directory, error.value());
+  std::sort(sealed.begin(), sealed.end(),
+            [](const SealedSegment& a, const SealedSegment& b) { return a.number < b.number; });
+  return sealed;
+}
+
+// The parts of the history newest first: the active segment (if open), then the sealed ones.
+core::Result<std::vector<Part>> reading_order(int active_fd, const std::string& active,
+                                              const std::vector<SealedSegment>& sealed,
+                                              const std::string& what) {
+  std::vector<Part> parts;
+  if (active_fd >= 0) {
+    const auto info = sys::stat_open(active_fd, what);
+    if (!info) return tl::unexpected(info.error());
+    parts.push_back({active, info->st_ino});
+  }
+  for (auto segment = sealed.rbegin(); segment != sealed.rend(); ++segment) {
+    parts.push_back({sealed_name(active, segment->number), segment->inode});
+  }
+  return parts;
 }
 
 }  // namespace
 
 FileGrantHistory::FileGrantHistory(std::filesystem::path path, HistoryLimits limits,
-                                   sys::UniqueFd fd, bool torn_tail)
-    : path_(std::move(path)), limits_(limits), fd_(std::move(fd)), torn_tail_(torn_tail) {}
+                                   sys::UniqueFd directory, std::vector<SealedSegment> sealed)
+    : path_(std::move(path)),
+      name_(path_.filename().string()),
+      limits_(limits),
+      directory_(std::move(directory)),
+      sealed_(std::move(sealed)),
+      next_number_(sealed_.empty() ? 1 : sealed_.back().number + 1) {}
 
 core::Result<std::unique_ptr<FileGrantHistory>> FileGrantHistory::open(const std::string& path,
                                                                        HistoryLimits limits) {
-  // As the audit log: never through a link, never anything but a regular file.
   const auto what = "open grant history " + path;
-  auto fd = sys::open_nofollow(AT_FDCWD, path, O_RDWR | O_APPEND | O_CREAT, what, 0600);
+  const auto directory = directory_of(path);
+  sys::UniqueFd directory_fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!directory_fd) return sys::fail_system(core::ErrorCode::io, what, errno);
+  auto sealed =
+      list_sealed(directory_fd.get(), directory, std::filesystem::path(path).filename(), what);
+  if (!sealed) return tl::unexpected(sealed.error());
+  std::unique_ptr<FileGrantHistory> history(
+      new FileGrantHistory(path, limits, std::move(directory_fd), std::move(*sealed)));
+  if (auto opened = history->open_active(); !opened) return tl::unexpected(opened.error());
+  return history;
+}
+
+core::Result<void> FileGrantHistory::open_active() {
+  // As the audit log: never through a link, never anything but a regular file.
+  const auto what = "open grant history " + path_.string();
+  auto fd = sys::open_nofollow(directory_.get(), name_, O_RDWR | O_APPEND | O_CREAT, what, 0600);
   if (!fd) return tl::unexpected(fd.error());
-  if (auto regular = sys::require_regular(fd->get(), what); !regular) {
-    return tl::unexpected(regular.error());
-  }
+  if (auto regular = sys::require_regular(fd->get(), what); !regular) return regular;
   const auto info = sys::stat_open(fd->get(), what);
   if (!info) return tl::unexpected(info.error());
   // The last byte only: whether a crash left a torn line that the next record must not extend.
   bool torn_tail = false;
   if (info->st_size > 0) {
     const auto last = sys::read_at(fd->get(), static_cast<std::uint64_t>(info->st_size) - 1, 1,
-                                   "read grant history " + path);
+                                   "read grant history " + path_.string());
     if (!last) return tl::unexpected(last.error());
     torn_tail = *last != "\n";
   }
-  return std::unique_ptr<FileGrantHistory>(
-      new FileGrantHistory(path, limits, std::move(*fd), torn_tail));
+  active_ = std::move(*fd);
+  torn_tail_ = torn_tail;
+  return {};
 }
 
 core::Result<void> FileGrantHistory::record(const core::Grant& ended) {
@@ -170,27 +357,60 @@ core::Result<void> FileGrantHistory::record(const core::Grant& ended) {
     return core::fail(core::ErrorCode::invalid_argument,
                       "grant " + ended.id + " cannot be recorded: " + check.error().message);
   }
+  if (!active_) {
+    if (auto opened = open_active(); !opened) return opened;
+  }
+  const auto what = "append to grant history " + path_.string();
   const auto line = (torn_tail_ ? "\n" : "") + json + "\n";
   // No sync: see the header. append_record takes a short write back; should that fail too,
   // the fragment stays, and the next record must start on a line of its own.
-  if (auto appended =
-          sys::append_record(fd_.get(), line, "append to grant history " + path_.string());
-      !appended) {
+  if (auto appended = sys::append_record(active_.get(), line, what); !appended) {
     torn_tail_ = true;
     return appended;
   }
   torn_tail_ = false;
+  const auto info = sys::stat_open(active_.get(), what);
+  if (!info) return tl::unexpected(info.error());
+  if (static_cast<std::uint64_t>(info->st_size) < segment_bytes(limits_)) return {};
+  if (auto sealed = seal(); !sealed) {
+    auto error = sealed.error();
+    error.message = "grant " + ended.id + " is recorded, but " + error.message;
+    return tl::unexpected(std::move(error));
+  }
+  return {};
+}
+
+core::Result<void> FileGrantHistory::seal() {
+  const auto number = next_number_;
+  const auto target = sealed_name(name_, number);
+  const auto what = "seal grant history " + path_.string() + " as " + target;
+  const auto info = sys::stat_open(active_.get(), what);
+  if (!info) return tl::unexpected(info.error());
+  // Its records on disk before its new name is: a sealed segment is never written again.
+  if (auto synced = sys::sync_data(active_.get(), what); !synced) return synced;
+  if (::renameat(directory_.get(), name_.c_str(), directory_.get(), target.c_str()) != 0) {
+    return sys::fail_system(core::ErrorCode::io, what, errno);
+  }
+  ++next_number_;
+  sealed_.push_back({number, info->st_ino, static_cast<std::uint64_t>(info->st_size)});
+  active_.reset();
+  // Should this fail, the next record() tries again; queries read the sealed segments alone.
+  if (auto opened = open_active(); !opened) return opened;
+  if (::fsync(directory_.get()) != 0) {
+    return sys::fail_system(core::ErrorCode::io, "sync directory of " + path_.string(), errno);
+  }
   return {};
 }
 
 core::Result<std::optional<core::Grant>> FileGrantHistory::find(const std::string& id) const {
   const auto what = "read grant history " + path_.string();
-  const auto info = sys::stat_open(fd_.get(), what);
-  if (!info) return tl::unexpected(info.error());
+  auto parts = reading_order(active_.get(), name_, sealed_, what);
+  if (!parts) return tl::unexpected(parts.error());
   // Only lines holding the id as a JSON string are parsed: a scan of a full history parses one.
   const auto needle =
       nlohmann::json(id).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  BackwardLines lines(fd_.get(), static_cast<std::uint64_t>(info->st_size), what);
+  HistoryLines lines(directory_.get(), "read grant history " + directory_of(path_) + "/",
+                     std::move(*parts), std::nullopt);
   for (;;) {
     auto line = lines.next();
     if (!line) return tl::unexpected(line.error());
@@ -207,16 +427,32 @@ core::Result<core::HistoryPage> FileGrantHistory::query(const core::HistoryQuery
                                                             std::to_string(core::max_history_page));
   }
   const auto what = "read grant history " + path_.string();
-  const auto info = sys::stat_open(fd_.get(), what);
-  if (!info) return tl::unexpected(info.error());
-  auto start = static_cast<std::uint64_t>(info->st_size);
+  auto parts = reading_order(active_.get(), name_, sealed_, what);
+  if (!parts) return tl::unexpected(parts.error());
+  std::optional<std::uint64_t> offset;
   if (!query.cursor.empty()) {
-    const auto at = parse_file_cursor(query.cursor, *info, "a grant history");
+    const auto at = split_file_cursor(query.cursor);
     if (!at) return tl::unexpected(at.error());
-    start = *at;
+    const auto part = std::find_if(parts->begin(), parts->end(), [&](const Part& candidate) {
+      return candidate.inode == at->inode;
+    });
+    if (part == parts->end()) {
+      return tl::unexpected(bad_cursor(
+          query.cursor, "belongs to a grant history segment that was pruned (or replaced) since"));
+    }
+    struct stat info {};
+    if (::fstatat(directory_.get(), part->name.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
+      return sys::fail_system(core::ErrorCode::io, what + ": " + part->name, errno);
+    }
+    if (at->offset > static_cast<std::uint64_t>(info.st_size)) {
+      return tl::unexpected(bad_cursor(query.cursor, "points past the end of its segment"));
+    }
+    parts->erase(parts->begin(), part);
+    offset = at->offset;
   }
   core::HistoryPage page;
-  BackwardLines lines(fd_.get(), start, what);
+  HistoryLines lines(directory_.get(), "read grant history " + directory_of(path_) + "/",
+                     std::move(*parts), offset);
   for (;;) {
     auto line = lines.next();
     if (!line) return tl::unexpected(line.error());
@@ -224,101 +460,82 @@ core::Result<core::HistoryPage> FileGrantHistory::query(const core::HistoryQuery
     if (auto grant = parse_grant_fields((*line)->text); grant && matches(*grant, query)) {
       page.grants.push_back(std::move(*grant));
     }
-    const bool full = page.grants.size() == query.limit;
-    if (full || start - lines.position() >= limits_.max_scan_bytes) {
-      if (lines.position() > 0) page.next = file_cursor(*info, lines.position());
+    if (page.grants.size() == query.limit || lines.scanned() >= limits_.max_scan_bytes) {
+      page.next = lines.cursor();
       return page;
     }
   }
 }
 
-core::Result<bool> FileGrantHistory::prune_due(core::TimePoint cutoff) const {
-  const auto what = "read grant history " + path_.string();
-  const auto info = sys::stat_open(fd_.get(), what);
-  if (!info) return tl::unexpected(info.error());
-  const auto size = static_cast<std::uint64_t>(info->st_size);
-  if (size == 0) return false;
-  if (size > limits_.max_bytes) return true;
-  // The first record is the oldest (records are appended as grants end): if it is within the
-  // retention, so is everything after it.
-  auto head = sys::read_at(fd_.get(), 0, std::min<std::uint64_t>(size, chunk_bytes), what);
-  if (!head) return tl::unexpected(head.error());
-  if (head->find('\n') == std::string::npos && size > head->size()) {
-    head = sys::read_at(fd_.get(), 0, std::min<std::uint64_t>(size, max_line_bytes), what);
-    if (!head) return tl::unexpected(head.error());
+core::Result<std::size_t> FileGrantHistory::drop_oldest() {
+  const auto& oldest = sealed_.front();
+  const auto name = sealed_name(name_, oldest.number);
+  const auto what = "prune grant history " + directory_of(path_) + "/" + name;
+  auto fd = sys::open_nofollow(directory_.get(), name, O_RDONLY, what);
+  if (!fd) return tl::unexpected(fd.error());
+  const auto lines = count_lines(fd->get(), oldest.size, what);
+  if (!lines) return tl::unexpected(lines.error());
+  if (::unlinkat(directory_.get(), name.c_str(), 0) != 0) {
+    return sys::fail_system(core::ErrorCode::io, what, errno);
   }
-  const auto first = parse_grant_fields(std::string_view(*head).substr(0, head->find('\n')));
-  // An unreadable first line is damage a rewrite removes.
-  return !first || ended_at(*first) < cutoff;
+  sealed_.erase(sealed_.begin());
+  return *lines;
 }
 
 core::Result<std::size_t> FileGrantHistory::prune(core::TimePoint now) {
   const auto cutoff = now - limits_.retention;
-  const auto due = prune_due(cutoff);
-  if (!due) return tl::unexpected(due.error());
-  if (!*due) return 0;
-
   const auto what = "prune grant history " + path_.string();
-  const auto info = sys::stat_open(fd_.get(), what);
-  if (!info) return tl::unexpected(info.error());
-  // Newest first, what the retention keeps, as runs of adjacent lines (few, as records end in
-  // file order). `fits_from` is the oldest of the newest records that fit in 3/4 of max_bytes:
-  // should the kept records exceed max_bytes, only those from there on stay.
-  const auto target = limits_.max_bytes / 4 * 3;
-  std::vector<Span> kept;  // newest first
-  std::uint64_t kept_bytes = 0;
-  std::size_t kept_records = 0;
-  std::size_t records = 0;
-  std::size_t fitting_records = 0;
-  auto fits_from = static_cast<std::uint64_t>(info->st_size);
-  BackwardLines lines(fd_.get(), fits_from, what);
-  for (;;) {
-    auto line = lines.next();
-    if (!line) return tl::unexpected(line.error());
-    if (!*line) break;
-    const auto grant = parse_grant_fields((*line)->text);
-    if (!grant) continue;
-    ++records;
-    if (ended_at(*grant) < cutoff) continue;
-    const auto length = (*line)->end - (*line)->offset;
-    if (!kept.empty() && kept.back().offset == (*line)->end) {
-      kept.back().offset = (*line)->offset;
-      kept.back().length += length;
-    } else {
-      kept.push_back(Span{(*line)->offset, length});
-    }
-    ++kept_records;
-    kept_bytes += length;
-    if (kept_bytes <= target) {
-      fits_from = (*line)->offset;
-      ++fitting_records;
+  // Whether the newest record of the segment `name` ended before the cutoff (or it has none).
+  const auto due = [&](int fd, std::uint64_t size, const std::string& name) -> core::Result<bool> {
+    const auto newest = newest_record(fd, size, what + ": " + name);
+    if (!newest) return tl::unexpected(newest.error());
+    return !*newest || ended_at(**newest) < cutoff;
+  };
+  std::size_t dropped = 0;
+  // Records are in end order across the segments: the first segment whose newest record is
+  // within the retention ends the age pruning.
+  while (!sealed_.empty()) {
+    const auto name = sealed_name(name_, sealed_.front().number);
+    auto fd = sys::open_nofollow(directory_.get(), name, O_RDONLY, what + ": " + name);
+    if (!fd) return tl::unexpected(fd.error());
+    const auto expired = due(fd->get(), sealed_.front().size, name);
+    if (!expired) return tl::unexpected(expired.error());
+    if (!*expired) break;
+    const auto lines = drop_oldest();
+    if (!lines) return tl::unexpected(lines.error());
+    dropped += *lines;
+  }
+  std::uint64_t active_size = 0;
+  if (active_) {
+    const auto info = sys::stat_open(active_.get(), what);
+    if (!info) return tl::unexpected(info.error());
+    active_size = static_cast<std::uint64_t>(info->st_size);
+  }
+  // No grant ended within the retention: the active segment goes too, sealed first so that
+  // it leaves the way every segment does.
+  if (sealed_.empty() && active_size > 0) {
+    const auto expired = due(active_.get(), active_size, name_);
+    if (!expired) return tl::unexpected(expired.error());
+    if (*expired) {
+      if (auto sealed = seal(); !sealed) return tl::unexpected(sealed.error());
+      const auto lines = drop_oldest();
+      if (!lines) return tl::unexpected(lines.error());
+      dropped += *lines;
+      active_size = 0;
     }
   }
-  if (kept_bytes > limits_.max_bytes) {
-    // The oldest kept records go: the runs before fits_from, and the part of the one across it.
-    while (!kept.empty() && kept.back().offset + kept.back().length <= fits_from) kept.pop_back();
-    if (!kept.empty() && kept.back().offset < fits_from) {
-      kept.back().length -= fits_from - kept.back().offset;
-      kept.back().offset = fits_from;
-    }
-    kept_records = fitting_records;
+  std::uint64_t total = active_size;
+  for (const auto& segment : sealed_) total += segment.size;
+  while (!sealed_.empty() && total > limits_.max_bytes) {
+    total -= sealed_.front().size;
+    const auto lines = drop_oldest();
+    if (!lines) return tl::unexpected(lines.error());
+    dropped += *lines;
   }
-  std::reverse(kept.begin(), kept.end());
-
-  auto replacement = sys::Replacement::create(path_);
-  if (!replacement) return tl::unexpected(replacement.error());
-  if (auto copied =
-          copy_spans(fd_.get(), kept, replacement->fd(), what, "write " + replacement->temp_path());
-      !copied) {
-    return tl::unexpected(copied.error());
-  }
-  auto replaced = std::move(*replacement).commit();
-  if (!replaced) return tl::unexpected(replaced.error());
-  // Appends go to the new file from here; it ends on a whole line.
-  fd_ = std::move(*replaced);
-  torn_tail_ = false;
-  if (auto synced = sys::sync_directory_of(path_); !synced) return tl::unexpected(synced.error());
-  return records - kept_records;
+  // The directory is not synced: an unlink that a power loss undoes brings back the oldest
+  // segment, which the next prune removes again, and the sync (a journal commit, ~9 ms in
+  // docs/benchmarks.md) would be most of what a prune costs the event loop.
+  return dropped;
 }
 
 }  // namespace jitd::state

@@ -1,5 +1,5 @@
-// The grant history file: records read back, filters, stable paging, bounded scans, pruning by
-// age and size (atomic), damage skipped, reopening.
+// The grant history: records read back, filters, stable paging, bounded scans, segments (sealed,
+// read across, pruned whole by age and size), damage skipped, reopening.
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -329,114 +329,304 @@ TEST(GrantHistory, OpeningWhatIsNoHistoryFileNamesTheFileAndWhy) {
   EXPECT_FALSE(fs::exists(dir.file("target")));
 }
 
-TEST_F(GrantHistoryTest, PrunesWhatEndedBeforeTheRetention) {
-  // Nothing due: no rewrite (the file keeps its inode).
-  struct stat before {};
-  ASSERT_EQ(::stat(path.c_str(), &before), 0);
-  EXPECT_EQ(prune_ok(*history, t0 + 90 * 24h), 0u);
-  struct stat after {};
-  ASSERT_EQ(::stat(path.c_str(), &after), 0);
-  EXPECT_EQ(after.st_ino, before.st_ino);
-
-  // a1 ended at t0 and b1 at t0 + 1h: both before now - 90 days.
-  EXPECT_EQ(prune_ok(*history, t0 + 90 * 24h + 1h + 1ms), 2u);
-  EXPECT_EQ(all_ids(*history), (std::vector<std::string>{"a3", "a2"}));
-  EXPECT_FALSE(fs::exists(dir.file("history.jsonl.tmp")));
-  EXPECT_EQ(read_text(path), grant_fields_json(ended_grant("a2", "alice", {443}, t0 + 2h)) + "\n" +
-                                 grant_fields_json(ended_grant("a3", "alice", {8080}, t0 + 3h)) +
-                                 "\n");
-
-  // Appends go to the new file, and survive a reopen.
-  record_ok(*history, ended_grant("a4", "alice", {22}, t0 + 4h));
-  history.reset();
-  history = open_ok(path);
-  ASSERT_TRUE(history);
-  EXPECT_EQ(all_ids(*history), (std::vector<std::string>{"a4", "a3", "a2"}));
+// The size of one record of ended_grant("g<3 digits>", "alice", {22}, ...).
+std::uint64_t line_size() {
+  return grant_fields_json(ended_grant("g100", "alice", {22}, t0)).size() + 1;
 }
 
-TEST_F(GrantHistoryTest, ACursorIntoAPrunedFileIsRefused) {
-  core::HistoryQuery query;
-  query.limit = 1;
-  const auto first = query_ok(*history, query);
-  ASSERT_FALSE(first.next.empty());
-  EXPECT_EQ(prune_ok(*history, t0 + 90 * 24h + 1ms), 1u);
-  query.cursor = first.next;
-  const auto page = history->query(query);
-  ASSERT_FALSE(page.has_value());
-  EXPECT_EQ(page.error().code, core::ErrorCode::invalid_request);
-  EXPECT_NE(page.error().message.find("replaced"), std::string::npos) << page.error().message;
-}
-
-TEST(GrantHistory, PrunesTheOldestBeyondTheSizeBound) {
-  TempDir dir;
-  const auto path = dir.file("history.jsonl");
-  const auto line_size = grant_fields_json(ended_grant("g100", "alice", {22}, t0)).size() + 1;
-  HistoryLimits limits;
-  limits.max_bytes = 40 * line_size;
-  auto history = open_ok(path, limits);
-  ASSERT_TRUE(history);
-  for (int i = 100; i < 140; ++i) {
+// A history of g100 ... g<100 + count - 1>, one a minute from t0, in history.jsonl.1, .2, ...
+// and the active segment, which is sealed once it holds `per_segment` records.
+struct SegmentedHistory {
+  explicit SegmentedHistory(int count, int per_segment = 2, HistoryLimits custom = {})
+      : limits(custom) {
+    limits.segment_bytes = per_segment * line_size();
+    history = open_ok(path, limits);
+    for (int i = 100; i < 100 + count; ++i) record(i);
+  }
+  // Closes and opens the history again, as a restart of jitd.
+  void reopen() {
+    history.reset();
+    history = open_ok(path, limits);
+    ASSERT_TRUE(history);
+  }
+  void record(int i) {
     record_ok(*history, ended_grant("g" + std::to_string(i), "alice", {22}, t0 + i * 1min));
   }
-  // At the bound: nothing due.
-  EXPECT_EQ(fs::file_size(path), limits.max_bytes);
-  EXPECT_EQ(prune_ok(*history, t0 + 1h), 0u);
+  [[nodiscard]] fs::path segment(int number) const {
+    return dir.file("history.jsonl." + std::to_string(number));
+  }
+  [[nodiscard]] std::vector<std::string> files() const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(path.parent_path())) {
+      names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+  }
 
-  record_ok(*history, ended_grant("g140", "alice", {22}, t0 + 140min));
-  // 41 records; 3/4 of the bound holds 30: the 11 oldest go.
-  EXPECT_EQ(prune_ok(*history, t0 + 1h), 11u);
-  EXPECT_LE(fs::file_size(path), limits.max_bytes / 4 * 3);
-  const auto left = all_ids(*history);
-  ASSERT_EQ(left.size(), 30u);
-  EXPECT_EQ(left.front(), "g140");
-  EXPECT_EQ(left.back(), "g111");
-  EXPECT_FALSE(fs::exists(dir.file("history.jsonl.tmp")));
-  EXPECT_EQ(prune_ok(*history, t0 + 1h), 0u);
+  TempDir dir;
+  fs::path path = dir.file("history.jsonl");
+  HistoryLimits limits;
+  std::unique_ptr<FileGrantHistory> history;
+};
+
+std::vector<std::string> g_ids(int newest, int oldest) {
+  std::vector<std::string> out;
+  for (int i = newest; i >= oldest; --i) out.push_back("g" + std::to_string(i));
+  return out;
 }
 
-// Retention first, then the size bound on what is left; unreadable lines go with the rewrite.
+ino_t inode_of(const fs::path& path) {
+  struct stat info {};
+  EXPECT_EQ(::stat(path.c_str(), &info), 0) << path;
+  return info.st_ino;
+}
+
+TEST(GrantHistory, SealsTheActiveSegmentOnceFullAndReadsAcrossSegments) {
+  SegmentedHistory h(5);
+  ASSERT_TRUE(h.history);
+  EXPECT_EQ(h.files(),
+            (std::vector<std::string>{"history.jsonl", "history.jsonl.1", "history.jsonl.2"}));
+  EXPECT_EQ(fs::file_size(h.segment(1)), 2 * line_size());
+  EXPECT_EQ(fs::file_size(h.path), line_size());
+  EXPECT_EQ(all_ids(*h.history), g_ids(104, 100));
+  for (int i = 100; i < 105; ++i) {
+    const auto found = h.history->find("g" + std::to_string(i));
+    ASSERT_TRUE(found.has_value() && found->has_value()) << i;
+    EXPECT_EQ((*found)->ended, t0 + i * 1min);
+  }
+  // One record a page: the cursors lead from segment to segment, the last page has none.
+  core::HistoryQuery query;
+  query.limit = 1;
+  EXPECT_EQ(all_ids(*h.history, query), g_ids(104, 100));
+  query.limit = 5;
+  const auto page = query_ok(*h.history, query);
+  EXPECT_EQ(ids(page.grants), g_ids(104, 100));
+  EXPECT_TRUE(page.next.empty());
+
+  // Reopened: the segments are found, and numbering goes on after the newest.
+  h.reopen();
+  EXPECT_EQ(all_ids(*h.history), g_ids(104, 100));
+  h.record(105);
+  EXPECT_TRUE(fs::exists(h.segment(3)));
+  EXPECT_EQ(all_ids(*h.history), g_ids(105, 100));
+}
+
+// A cursor names a segment by inode: a seal renames the segment it points into, and the next
+// page neither repeats nor skips a record.
+TEST(GrantHistory, PagesStayStableAcrossASeal) {
+  SegmentedHistory h(2, 3);
+  ASSERT_TRUE(h.history);
+  core::HistoryQuery query;
+  query.limit = 1;
+  const auto first = query_ok(*h.history, query);
+  EXPECT_EQ(ids(first.grants), g_ids(101, 101));
+  h.record(102);  // seals the segment the cursor points into
+  h.record(103);
+  ASSERT_TRUE(fs::exists(h.segment(1)));
+  query.cursor = first.next;
+  query.limit = 10;
+  const auto second = query_ok(*h.history, query);
+  EXPECT_EQ(ids(second.grants), g_ids(100, 100));
+  EXPECT_TRUE(second.next.empty());
+}
+
+TEST(GrantHistory, BoundsTheBytesOneQueryScansAcrossSegments) {
+  HistoryLimits limits;
+  limits.max_scan_bytes = 3 * line_size();
+  SegmentedHistory h(20, 2, limits);
+  ASSERT_TRUE(h.history);
+  core::HistoryQuery query;
+  query.user = "nobody";
+  const auto first = query_ok(*h.history, query);
+  EXPECT_TRUE(first.grants.empty());
+  EXPECT_FALSE(first.next.empty());
+  EXPECT_TRUE(all_ids(*h.history, query).empty());
+  EXPECT_EQ(all_ids(*h.history), g_ids(119, 100));
+}
+
+// Only whole sealed segments go, whose newest record is due: no rewrite, every file left keeps
+// its inode, and a segment holding one record within the retention stays whole.
+TEST(GrantHistory, PrunesWholeSegmentsPastTheRetention) {
+  SegmentedHistory h(7);  // .1: g100 g101, .2: g102 g103, .3: g104 g105, active: g106
+  ASSERT_TRUE(h.history);
+  const auto kept = inode_of(h.segment(2));
+  const auto active = inode_of(h.path);
+  const auto retention = HistoryLimits{}.retention;
+  // Nothing due.
+  EXPECT_EQ(prune_ok(*h.history, t0 + retention + 100min), 0u);
+  EXPECT_EQ(all_ids(*h.history), g_ids(106, 100));
+  // g100 .. g102 are due, but g103 is not: .1 goes, .2 stays.
+  EXPECT_EQ(prune_ok(*h.history, t0 + retention + 102min + 1ms), 2u);
+  EXPECT_FALSE(fs::exists(h.segment(1)));
+  EXPECT_EQ(inode_of(h.segment(2)), kept);
+  EXPECT_EQ(inode_of(h.path), active);
+  EXPECT_EQ(all_ids(*h.history), g_ids(106, 102));
+  EXPECT_TRUE(h.history->find("g101").has_value() && !h.history->find("g101")->has_value());
+
+  // Appends go on, and reopening sees what prune left.
+  h.record(107);
+  h.reopen();
+  EXPECT_EQ(all_ids(*h.history), g_ids(107, 102));
+}
+
+// When no grant ended within the retention, the active segment is due too: it is sealed and
+// goes, and the next record starts a new one.
+TEST(GrantHistory, PrunesAnActiveSegmentPastTheRetention) {
+  SegmentedHistory h(3);
+  ASSERT_TRUE(h.history);
+  EXPECT_EQ(prune_ok(*h.history, t0 + HistoryLimits{}.retention + 103min), 3u);
+  EXPECT_TRUE(all_ids(*h.history).empty());
+  EXPECT_EQ(h.files(), (std::vector<std::string>{"history.jsonl"}));
+  EXPECT_EQ(fs::file_size(h.path), 0u);
+  h.record(200);
+  EXPECT_EQ(all_ids(*h.history), g_ids(200, 200));
+  EXPECT_EQ(prune_ok(*h.history, t0), 0u);
+}
+
+TEST(GrantHistory, PrunesTheOldestSegmentsBeyondTheSizeBound) {
+  HistoryLimits limits;
+  limits.max_bytes = 5 * line_size();
+  SegmentedHistory h(5, 2, limits);
+  ASSERT_TRUE(h.history);
+  // At the bound: nothing due.
+  EXPECT_EQ(prune_ok(*h.history, t0), 0u);
+  h.record(105);
+  h.record(106);  // 7 records: .1 (g100 g101) goes, leaving 5
+  EXPECT_EQ(prune_ok(*h.history, t0), 2u);
+  EXPECT_EQ(all_ids(*h.history), g_ids(106, 102));
+  EXPECT_EQ(h.files(),
+            (std::vector<std::string>{"history.jsonl", "history.jsonl.2", "history.jsonl.3"}));
+  EXPECT_EQ(prune_ok(*h.history, t0), 0u);
+}
+
 TEST(GrantHistory, PrunesByAgeAndSizeTogether) {
-  TempDir dir;
-  const auto path = dir.file("history.jsonl");
-  const auto line_size = grant_fields_json(ended_grant("g100", "alice", {22}, t0)).size() + 1;
   HistoryLimits limits;
   limits.retention = 24h;
-  limits.max_bytes = 8 * line_size;
-  auto history = open_ok(path, limits);
-  ASSERT_TRUE(history);
+  limits.max_bytes = 4 * line_size();
+  SegmentedHistory h(4, 2, limits);  // .1: g100 g101, .2: g102 g103, all at t0 + a few minutes
+  ASSERT_TRUE(h.history);
   for (int i = 100; i < 105; ++i) {
-    record_ok(*history, ended_grant("g" + std::to_string(i), "alice", {22}, t0));
+    record_ok(*h.history, ended_grant("n" + std::to_string(i), "alice", {22}, t0 + 48h));
   }
-  history.reset();
-  write_text(path, read_text(path) + "garbage\n");
-  history = open_ok(path, limits);
-  ASSERT_TRUE(history);
-  for (int i = 105; i < 115; ++i) {
-    record_ok(*history, ended_grant("g" + std::to_string(i), "alice", {22}, t0 + 48h));
-  }
-  // 5 expired; of the 10 left, the 6 newest fit in 3/4 of the bound.
-  EXPECT_EQ(prune_ok(*history, t0 + 48h), 9u);
-  const auto left = all_ids(*history);
-  EXPECT_EQ(left, (std::vector<std::string>{"g114", "g113", "g112", "g111", "g110", "g109"}));
-  EXPECT_EQ(read_text(path).find("garbage"), std::string::npos);
+  // Both old segments are past the retention; of the 5 new records (.3: n100 n101, .4: n102
+  // n103, active: n104), .3 goes for size.
+  EXPECT_EQ(prune_ok(*h.history, t0 + 48h), 6u);
+  EXPECT_EQ(all_ids(*h.history), (std::vector<std::string>{"n104", "n103", "n102"}));
 }
 
-// A record torn before its newline alone is whole: pruning keeps it and ends the file cleanly.
-TEST_F(GrantHistoryTest, PruningEndsTheFileOnAWholeLine) {
-  history.reset();
-  {
-    auto text = read_text(path);
-    text.pop_back();
-    write_text(path, text);
+// A segment without one readable record is damage: prune takes it.
+TEST(GrantHistory, PrunesASegmentWithoutARecord) {
+  SegmentedHistory h(4);
+  ASSERT_TRUE(h.history);
+  write_text(h.segment(1), "garbage\nmore garbage\n");  // a sealed segment is not held open
+  h.reopen();
+  EXPECT_EQ(all_ids(*h.history), g_ids(103, 102));
+  EXPECT_EQ(prune_ok(*h.history, t0), 2u);
+  EXPECT_FALSE(fs::exists(h.segment(1)));
+}
+
+// A cursor into a segment pruned since is refused: what it led to is gone.
+TEST(GrantHistory, ACursorIntoAPrunedSegmentIsRefused) {
+  SegmentedHistory h(5);
+  ASSERT_TRUE(h.history);
+  core::HistoryQuery query;
+  query.limit = 4;
+  const auto first = query_ok(*h.history, query);
+  EXPECT_EQ(ids(first.grants), g_ids(104, 101));
+  ASSERT_FALSE(first.next.empty());  // in .1, before g101
+  EXPECT_EQ(prune_ok(*h.history, t0 + HistoryLimits{}.retention + 102min), 2u);
+  query.cursor = first.next;
+  const auto page = h.history->query(query);
+  ASSERT_FALSE(page.has_value());
+  EXPECT_EQ(page.error().code, core::ErrorCode::invalid_request);
+  EXPECT_NE(page.error().message.find("pruned"), std::string::npos) << page.error().message;
+}
+
+// A history.jsonl from before segments, however large, reads as it is; the next record seals
+// it whole, and prune takes it as one segment.
+TEST(GrantHistory, ReadsAndSealsAHistoryFromBeforeSegments) {
+  TempDir dir;
+  const auto path = dir.file("history.jsonl");
+  std::string text;
+  for (int i = 100; i < 110; ++i) {
+    text += grant_fields_json(ended_grant("g" + std::to_string(i), "alice", {22}, t0 + i * 1min));
+    text += "\n";
   }
-  history = open_ok(path);
+  write_text(path, text);
+  HistoryLimits limits;
+  limits.segment_bytes = 2 * line_size();
+  auto history = open_ok(path, limits);
   ASSERT_TRUE(history);
-  EXPECT_EQ(prune_ok(*history, t0 + 90 * 24h + 1ms), 1u);
-  const auto text = read_text(path);
-  ASSERT_FALSE(text.empty());
-  EXPECT_EQ(text.back(), '\n');
-  record_ok(*history, ended_grant("a4", "alice", {22}, t0 + 4h));
-  EXPECT_EQ(all_ids(*history), (std::vector<std::string>{"a4", "a3", "a2", "b1"}));
+  EXPECT_EQ(all_ids(*history), g_ids(109, 100));
+  record_ok(*history, ended_grant("g110", "alice", {22}, t0 + 110min));
+  EXPECT_EQ(fs::file_size(dir.file("history.jsonl.1")), 11 * line_size());
+  EXPECT_EQ(fs::file_size(path), 0u);
+  EXPECT_EQ(all_ids(*history), g_ids(110, 100));
+  EXPECT_EQ(prune_ok(*history, t0 + HistoryLimits{}.retention + 111min), 11u);
+  EXPECT_FALSE(fs::exists(dir.file("history.jsonl.1")));
+}
+
+// A torn line sealed into a segment stays skipped there; the record after it starts a line.
+TEST(GrantHistory, SealsATornTailWithoutGluingTheNextRecordOn) {
+  HistoryLimits limits;
+  limits.segment_bytes = 2 * line_size();
+  TempDir dir;
+  const auto path = dir.file("history.jsonl");
+  const auto torn = grant_fields_json(ended_grant("torn", "alice", {22}, t0));
+  write_text(path, grant_fields_json(ended_grant("g100", "alice", {22}, t0)) + "\n" +
+                       torn.substr(0, torn.size() / 2));
+  auto history = open_ok(path, limits);
+  ASSERT_TRUE(history);
+  record_ok(*history, ended_grant("g101", "alice", {22}, t0 + 1min));  // seals
+  record_ok(*history, ended_grant("g102", "alice", {22}, t0 + 2min));
+  EXPECT_TRUE(fs::exists(dir.file("history.jsonl.1")));
+  EXPECT_EQ(all_ids(*history), g_ids(102, 100));
+  EXPECT_EQ(read_text(path),
+            grant_fields_json(ended_grant("g102", "alice", {22}, t0 + 2min)) + "\n");
+}
+
+// Without segment_bytes, a segment is max_bytes / 16, at least 256 KiB.
+TEST(GrantHistory, SealsAtTheDefaultSegmentSize) {
+  TempDir dir;
+  const auto path = dir.file("history.jsonl");
+  HistoryLimits limits;
+  limits.max_bytes = std::uint64_t{1} << 20;
+  auto history = open_ok(path, limits);
+  ASSERT_TRUE(history);
+  int i = 100;
+  while (!fs::exists(dir.file("history.jsonl.1")) && i < 10000) {
+    record_ok(*history, ended_grant("g" + std::to_string(i++), "alice", {22}, t0));
+  }
+  const auto size = fs::file_size(dir.file("history.jsonl.1"));
+  EXPECT_GE(size, 256u * 1024);
+  EXPECT_LT(size, 256u * 1024 + line_size());
+}
+
+TEST(GrantHistory, RefusesASegmentThatIsNoRegularFile) {
+  TempDir dir;
+  fs::create_symlink(dir.file("elsewhere"), dir.file("history.jsonl.1"));
+  const auto history = FileGrantHistory::open(dir.file("history.jsonl").string(), {});
+  ASSERT_FALSE(history.has_value());
+  EXPECT_EQ(history.error().code, core::ErrorCode::io);
+  EXPECT_NE(history.error().message.find("history.jsonl.1 is a symbolic link"), std::string::npos)
+      << history.error().message;
+}
+
+// A crash between the rename of a seal and the creation of the next active segment: open()
+// creates it, and the records are all there.
+TEST(GrantHistory, OpensAHistoryWhoseSealWasCutShort) {
+  SegmentedHistory h(5);
+  ASSERT_TRUE(h.history);
+  h.history.reset();
+  fs::rename(h.path, h.segment(3));
+  h.reopen();
+  EXPECT_TRUE(fs::exists(h.path));
+  EXPECT_EQ(all_ids(*h.history), g_ids(104, 100));
+  h.record(105);
+  h.record(106);
+  EXPECT_TRUE(fs::exists(h.segment(4)));
+  EXPECT_EQ(all_ids(*h.history), g_ids(106, 100));
 }
 
 }  // namespace
