@@ -13,7 +13,7 @@ import socket
 import time
 import unittest
 
-from lab import CLIENT_A, CLIENT_B, CLIENT_C, SERVER4, LabTest, parse_utc, sleep_until, utc
+from lab import CLIENT6, CLIENT_A, CLIENT_B, CLIENT_C, SERVER4, SERVER6, LabTest, parse_utc, sleep_until, utc
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit", "golden", "azure")
 
@@ -141,6 +141,30 @@ class AzureInitiate(LabTest):
         sleep_until(end + 1.0)
         for source in sources.values():
             self.assertFalse(lab.connect(SERVER4, 3389, source, timeout=0.5))
+
+    def test_initiate_any_source_opens_both_families(self):
+        lab = self.lab
+        lab.start_jitd()
+        body = with_vm(golden("initiate_duration.request.json"), socket.gethostname())
+        body["virtualMachines"][0]["ports"] = [
+            {"number": 22, "allowedSourceAddressPrefix": "*", "duration": "PT5M"}]
+        status, reply = lab.api("POST", "/v1/initiate", body)
+        self.assertEqual(status, 202, reply)
+        (port,) = reply["virtualMachines"][0]["ports"]
+        self.assertEqual((port["number"], port["allowedSourceAddressPrefix"], port["status"]),
+                         (22, "*", "Initiated"), reply)
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_C))
+        self.assertTrue(lab.connect(SERVER6, 22, CLIENT6))
+        self.assertFalse(lab.connect(SERVER4, 3389, CLIENT_A, timeout=0.5))
+        # 3389's rule does not allow "*": refused, nothing opened.
+        before = lab.kernel_state()
+        body["virtualMachines"][0]["ports"] = [
+            {"number": 3389, "allowedSourceAddressPrefix": "*", "duration": "PT5M"}]
+        status, reply = lab.api("POST", "/v1/initiate", body)
+        self.assertEqual(status // 100, 4, reply)
+        self.assertEqual(lab.kernel_state(), before)
+        self.assertFalse(lab.connect(SERVER4, 3389, CLIENT_A, timeout=0.5))
 
     def test_initiate_for_another_vm_is_not_found(self):
         lab = self.lab

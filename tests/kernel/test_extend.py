@@ -124,6 +124,87 @@ class Extend(ExtendTest):
         self.assertEqual(lab.grant_set_elements(4), [])
 
 
+class ExtendOverlapAndRestart(ExtendTest):
+    def test_extension_over_an_overlapping_grant_and_across_restarts(self):
+        lab = self.lab
+        lab.start_jitd()
+        # A: two grants on one element; the shorter is extended past the longer.
+        short = lab.grant(CLIENT_A, duration="PT3S")
+        long = lab.grant(CLIENT_A, duration="PT8S")
+        # B: extended, then jitd restarts (SIGTERM) and is killed (-9): the new end stays.
+        restarted = lab.grant(CLIENT_B, duration="PT3S")
+        status, reply = lab.api("POST", f"/v1/grants/{short['id']}/extend", {"duration": "PT12S"})
+        self.assertEqual(status, 200, reply)
+        a_end = parse_utc(short["endTimeUtc"]) + 12
+        status, reply = lab.api("POST", f"/v1/grants/{restarted['id']}/extend", {"duration": "PT10S"})
+        self.assertEqual(status, 200, reply)
+        b_end = parse_utc(restarted["endTimeUtc"]) + 10
+        self.assert_element_ends(CLIENT_A, 22, a_end)
+        self.assert_element_ends(CLIENT_B, 22, b_end)
+        lab.restart_jitd()
+        self.assert_element_ends(CLIENT_A, 22, a_end)
+        self.assert_element_ends(CLIENT_B, 22, b_end)
+        lab.kill_jitd(9)
+        lab.start_jitd()
+        self.assert_element_ends(CLIENT_A, 22, a_end)
+        self.assert_element_ends(CLIENT_B, 22, b_end)
+        status, shown = lab.api("GET", f"/v1/grants/{restarted['id']}")
+        self.assertEqual((status, parse_utc(shown["endTimeUtc"])), (200, b_end), shown)
+
+        sleep_until(parse_utc(long["endTimeUtc"]) + 1.0)
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A), "closed at the other grant's end")
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_B), "closed at the original end")
+        sleep_until(b_end + 1.0)
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5), "open after the new end")
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        # Revoking the extended grant leaves nothing (the other one has ended).
+        self.assertEqual(lab.api("DELETE", f"/v1/grants/{short['id']}")[0], 200)
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        self.assertEqual(lab.grant_set_elements(4), [])
+        # A live grant revoked leaves the other grant's end on the element.
+        first = lab.grant(CLIENT_C, duration="PT4M")
+        second = lab.grant(CLIENT_C, duration="PT2M")
+        status, reply = lab.api("POST", f"/v1/grants/{second['id']}/extend", {"duration": "PT5M"})
+        self.assertEqual(status, 200, reply)
+        self.assert_element_ends(CLIENT_C, 22, parse_utc(second["endTimeUtc"]) + 300)
+        self.assertEqual(lab.api("DELETE", f"/v1/grants/{second['id']}")[0], 200)
+        self.assert_element_ends(CLIENT_C, 22, parse_utc(first["endTimeUtc"]))
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_C))
+
+
+class ExtendFromNow(ExtendTest):
+    policy = DEFAULT_POLICY + """
+  - number: 8080
+    protocol: tcp
+    allowedSourceAddressPrefixes: ["*"]
+    maxRequestAccessDuration: PT10S
+    extendFrom: now
+"""
+
+    def test_extend_from_now_counts_the_maximum_from_the_extension(self):
+        lab = self.lab
+        lab.start_jitd()
+        grant = lab.grant(CLIENT_A, ports=((8080, "tcp"),), duration="PT8S")
+        start = parse_utc(grant["startTimeUtc"])
+        sleep_until(start + 4)
+        # start + 13 s is past start + 10 s, but within 10 s from now.
+        status, reply = lab.api("POST", f"/v1/grants/{grant['id']}/extend", {"duration": "PT5S"})
+        self.assertEqual(status, 200, reply)
+        new_end = start + 13
+        self.assertAlmostEqual(parse_utc(reply["endTimeUtc"]), new_end, delta=0.01)
+        self.assert_element_ends(CLIENT_A, 8080, new_end)
+        status, reply = lab.api("POST", f"/v1/grants/{grant['id']}/extend", {"duration": "PT3S"})
+        self.assertEqual(status, 400, reply)
+        self.assertEqual(reply["error"]["code"], "DurationTooLong", reply)
+        self.assertIn("extendFrom: now", reply["error"]["message"])
+        sleep_until(start + 8 + 1.0)
+        self.assertTrue(lab.connect(SERVER4, 8080, CLIENT_A), "closed at the original end")
+        sleep_until(new_end - 1.0)
+        self.assertTrue(lab.connect(SERVER4, 8080, CLIENT_A, timeout=0.9))
+        sleep_until(new_end + 1.0)
+        self.assertFalse(lab.connect(SERVER4, 8080, CLIENT_A, timeout=0.5), "open after the new end")
+
+
 class ExtendRoles(ExtendTest):
     policy = ROLES_POLICY
     socket_group = "nogroup"

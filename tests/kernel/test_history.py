@@ -6,11 +6,12 @@ ended), GET /v1/grants/{id} shows one in any state, the filters user/port/since 
 that end while jitd is down. historyRetention prunes at start what ended longer ago.
 """
 import json
+import os
 import time
 import unittest
 import urllib.parse
 
-from lab import CLIENT_A, CLIENT_B, CLIENT_C, SERVER4, LabTest, parse_utc, sleep_until, utc
+from lab import CLIENT_A, CLIENT_B, CLIENT_C, DEFAULT_POLICY, SERVER4, LabTest, parse_utc, sleep_until, utc
 
 TIME_FIELDS = ("requestedTimeUtc", "startTimeUtc", "endTimeUtc", "endedTimeUtc")
 
@@ -183,6 +184,31 @@ class History(LabTest):
         lab.restart_jitd()
         self.assertEqual(sorted(ids(self.ended())), sorted([revoked["id"], while_down["id"]]))
 
+    def test_grant_ended_by_a_policy_change_is_in_the_history(self):
+        lab = self.lab
+        lab.start_jitd()
+        grant = lab.grant(CLIENT_A, ports=((3389, "tcp"),), duration="PT5M")
+        kept = lab.grant(CLIENT_B, duration="PT5M")
+        self.assertTrue(lab.connect(SERVER4, 3389, CLIENT_A))
+        # The policy no longer names 3389: its grant ends.
+        lab.write_policy(DEFAULT_POLICY.replace(
+            '  - number: 3389\n    protocol: tcp\n'
+            '    allowedSourceAddressPrefixes: ["10.77.0.0/24", "fd00:77::/64"]\n'
+            '    maxRequestAccessDuration: 10m\n', ''))
+        status, reply = lab.api("POST", "/v1/policy/reload")
+        self.assertEqual(status, 200, reply)
+        self.assertIsNotNone(lab.wait_for(lambda: ids(self.ended()) == [grant["id"]], timeout=2),
+                             self.ended())
+        (ended,) = self.ended()
+        self.assertEqual((ended["status"], ended["statusReason"]), ("Revoked", "PolicyChanged"),
+                         ended)
+        self.assertNotIn("endedBy", ended)
+        self.assertIn("endedTimeUtc", ended)
+        self.assertEqual(ids(lab.api("GET", "/v1/grants")[1]["grants"]), [kept["id"]])
+        self.assertTrue(lab.connect(SERVER4, 22, CLIENT_B))
+        lab.restart_jitd()
+        self.assertEqual(ids(self.ended()), [grant["id"]])
+
 
 class Retention(LabTest):
     def test_history_retention_prunes_at_start(self):
@@ -233,6 +259,43 @@ class Retention(LabTest):
         self.assertEqual(ids(self.ended()), [fresh["id"], new, recent])
 
     ended = History.ended
+
+    def test_history_max_bytes_drops_the_oldest_at_start(self):
+        lab = self.lab
+        limit = 1048576
+        lab.set_config("historyMaxBytes", str(limit))
+        lab.start_jitd()
+        grants = [lab.grant(source, duration="PT5M") for source in (CLIENT_A, CLIENT_B)]
+        for grant in grants:
+            self.assertEqual(lab.api("DELETE", f"/v1/grants/{grant['id']}")[0], 200)
+        lab.kill_jitd(15)
+        # Older records before them: copies of the first with ids of their own, 1.5 MiB in all.
+        (path,) = [p for p in lab.history_files() if grants[0]["id"] in open(p).read()]
+        with open(path) as f:
+            lines = f.read().splitlines()
+        (template,) = [json.loads(l) for l in lines if grants[0]["id"] in l]
+        copies = []
+        size = sum(len(l) + 1 for l in lines)
+        while size < limit * 3 // 2:
+            record = dict(template, id=f"{len(copies):016x}")
+            copies.append(json.dumps(record, separators=(",", ":")))
+            size += len(copies[-1]) + 1
+        with open(path, "w") as f:
+            f.write("".join(l + "\n" for l in copies + lines))
+        self.assertGreater(os.path.getsize(path), limit)
+
+        lab.start_jitd()
+        self.assertLessEqual(sum(os.path.getsize(p) for p in lab.history_files()), limit)
+        ended, sizes = lab.api_pages("/v1/grants?state=ended&limit=1000")
+        kept = ids(ended)
+        self.assertEqual(kept[:2], [grants[1]["id"], grants[0]["id"]], "the newest must stay")
+        self.assertGreater(len(kept), 100, sizes)
+        self.assertLess(len(kept), len(copies) + 2)
+        self.assertEqual(len(set(kept)), len(kept), "a record listed twice")
+        # The oldest went, the newest copies stayed, in order.
+        self.assertEqual(kept[2:], [f"{n:016x}" for n in reversed(range(len(copies)))][:len(kept) - 2])
+        self.assertEqual(lab.api("GET", "/v1/grants/0000000000000000")[0], 404)
+        self.assertEqual(lab.api("GET", f"/v1/grants/{len(copies) - 1:016x}")[0], 200)
 
 
 if __name__ == "__main__":

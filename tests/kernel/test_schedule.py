@@ -35,7 +35,11 @@ class Schedule(LabTest):
         lab.start_jitd()
         start = whole_second(3)
         grant = schedule(self, lab, CLIENT_A, start, 4)
+        withdrawn = schedule(self, lab, CLIENT_B, start, 4)
         end = start + 4
+        status, reply = lab.api("DELETE", f"/v1/grants/{withdrawn['id']}")
+        self.assertEqual(status, 200, reply)
+        self.assertEqual((reply["status"], reply["statusReason"]), ("Revoked", "UserRequested"), reply)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5), "open before the start")
         self.assertEqual(lab.grant_set_elements(4), [], "an element before the start")
         status, pending = lab.api("GET", "/v1/grants?state=pending")
@@ -52,7 +56,10 @@ class Schedule(LabTest):
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5), "open before the start")
         sleep_until(start + 1.0)
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A), "closed after the start")
-        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5), "a withdrawn grant opened")
+        status, shown = lab.api("GET", f"/v1/grants/{withdrawn['id']}")
+        self.assertEqual((status, shown["status"], shown["statusReason"]),
+                         (200, "Revoked", "UserRequested"), shown)
         status, active = lab.api("GET", "/v1/grants")
         self.assertEqual([(g["id"], g["status"]) for g in active["grants"]],
                          [(grant["id"], "Initiated")], active)
