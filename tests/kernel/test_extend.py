@@ -88,6 +88,14 @@ class Extend(ExtendTest):
                          sorted((g["id"], "extended") for g in (by_jitctl, by_api, until_api)),
                          extends)
         self.assertEqual({l["user"] for l in extends}, {"root"}, extends)
+        # The history keeps the extended end, and that it expired.
+        self.assertIsNotNone(lab.wait_for(
+            lambda: len(lab.api("GET", "/v1/grants?state=ended")[1]["grants"]) == 3, timeout=3))
+        for grant in (by_jitctl, by_api, until_api):
+            status, shown = lab.api("GET", f"/v1/grants/{grant['id']}")
+            self.assertEqual((status, shown["status"], shown["statusReason"]),
+                             (200, "Revoked", "Expired"), shown)
+            self.assertAlmostEqual(parse_utc(shown["endTimeUtc"]), new_ends[grant["id"]], delta=0.01)
 
     def test_extend_beyond_the_rule_maximum_is_refused(self):
         lab = self.lab

@@ -48,6 +48,14 @@ class Schedule(LabTest):
         status, shown = lab.api("GET", f"/v1/grants/{grant['id']}")
         self.assertEqual((status, shown["status"], shown["statusReason"]),
                          (200, "Pending", "Scheduled"), shown)
+        # Only live grants are extended.
+        status, reply = lab.api("POST", f"/v1/grants/{grant['id']}/extend", {"duration": "PT5S"})
+        self.assertEqual(status, 404, reply)
+        # At most 30 days ahead.
+        status, reply = lab.api("POST", "/v1/grants", {
+            "ports": [{"number": 22, "protocol": "tcp"}], "allowedSourceAddressPrefix": CLIENT_B,
+            "startTimeUtc": utc(time.time() + 31 * 86400), "duration": "PT5M"})
+        self.assertEqual(status, 400, reply)
         listed = lab.jitctl("list", "--pending")
         self.assertEqual(listed.returncode, 0, listed.stderr)
         self.assertIn(grant["id"], listed.stdout)
@@ -71,8 +79,9 @@ class Schedule(LabTest):
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5), "open after the end")
         self.assertEqual(lab.grant_set_elements(4), [])
         started = [l for l in lab.audit() if l.get("grantId") == grant["id"]]
-        self.assertEqual([(l["event"], l["outcome"]) for l in started][:2],
-                         [("request", "pending"), ("start", "granted")], started)
+        self.assertEqual([(l["event"], l["outcome"]) for l in started][:3],
+                         [("request", "pending"), ("extend", "refused"), ("start", "granted")],
+                         started)
 
     def test_scheduled_grant_survives_a_restart_before_its_start(self):
         # Two labs on one timeline: one restarted with SIGTERM, one killed with -9.
