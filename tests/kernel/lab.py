@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 
 JITD = os.environ.get("JITD_BIN", "jitd")
 JITCTL = os.environ.get("JITCTL_BIN", "jitctl")
@@ -113,6 +114,32 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 def parse_utc(text):
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def utc(timestamp, digits=3):
+    """A Unix time as an RFC 3339 UTC text with `digits` (0..6) fraction digits, e.g.
+    2026-11-24T18:00:00.250Z."""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        text += "." + moment.strftime("%f")[:digits]
+    return text + "Z"
+
+
+# Sends one request to jitd's socket as whoever runs it (Lab.api_as runs it with setpriv) and
+# prints [status, body].
+AS_USER_CLIENT = """
+import http.client, json, socket, sys
+class Unix(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(sys.argv[1])
+connection = Unix("localhost")
+connection.request(sys.argv[2], sys.argv[3], body=sys.argv[4] or None,
+                   headers={"Content-Type": "application/json"})
+reply = connection.getresponse()
+print(json.dumps([reply.status, json.loads(reply.read())]))
+"""
 
 
 class Lab:
@@ -295,6 +322,81 @@ class Lab:
             return response.status, json.loads(response.read())
         finally:
             connection.close()
+
+    def api_as(self, user, method, path, body=None, group="nogroup"):
+        """lab.api as another uid (setpriv, group `group`, no supplementary groups): the caller
+        jitd sees through SO_PEERCRED. The socket must admit that user (socket_group)."""
+        result = run("setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups",
+                     sys.executable, "-c", AS_USER_CLIENT, self.socket, method, path,
+                     json.dumps(body) if body is not None else "", check=False)
+        self.test.assertEqual(result.returncode, 0, result.stderr)
+        status, reply = json.loads(result.stdout)
+        return status, reply
+
+    def api_pages(self, path, key="grants"):
+        """Every item of a paged GET (`next` passed back as `cursor`, page after page) and the
+        pages' sizes. Fails on an error status or a cursor seen before."""
+        items, sizes, cursors = [], [], set()
+        cursor = None
+        while True:
+            separator = "&" if "?" in path else "?"
+            page_path = path if cursor is None else \
+                f"{path}{separator}cursor={urllib.parse.quote(cursor, safe='')}"
+            status, page = self.api("GET", page_path)
+            self.test.assertEqual(status, 200, (page_path, page))
+            items += page[key]
+            sizes.append(len(page[key]))
+            cursor = page.get("next")
+            if cursor is None:
+                return items, sizes
+            self.test.assertNotIn(cursor, cursors, f"{page_path}: next repeats a cursor")
+            cursors.add(cursor)
+            self.test.assertLess(len(sizes), 1000, f"{path}: no end of pages")
+
+    # ---- the history of ended grants (state/history.jsonl, or segments beside it) ----
+    def history_files(self):
+        """The files of the grant history in the state directory: history.jsonl and any
+        segment named beside it (history*)."""
+        state = os.path.join(self.dir, "state")
+        if not os.path.isdir(state):
+            return []
+        return sorted(os.path.join(state, name) for name in os.listdir(state)
+                      if name.startswith("history") and os.path.isfile(os.path.join(state, name)))
+
+    def history_text(self):
+        """All history files' contents, one after another (to look for ids)."""
+        text = ""
+        for path in self.history_files():
+            with open(path, errors="replace") as f:
+                text += f.read()
+        return text
+
+    def rewrite_history(self, change):
+        """Calls change(record) for every record (a JSON object per line) of every history file;
+        a record change() returns (changed in place or new) replaces the line, None keeps it.
+        jitd must be stopped. Returns how many records were replaced."""
+        replaced = 0
+        for path in self.history_files():
+            with open(path) as f:
+                lines = f.read().splitlines()
+            out = []
+            for line in lines:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    out.append(line)
+                    continue
+                new = change(record) if isinstance(record, dict) else None
+                if new is None:
+                    out.append(line)
+                else:
+                    out.append(json.dumps(new, separators=(",", ":")))
+                    replaced += 1
+            mode = os.stat(path).st_mode & 0o777
+            with open(path, "w") as f:
+                f.write("".join(line + "\n" for line in out))
+            os.chmod(path, mode)
+        return replaced
 
     def grant(self, source, ports=((22, "tcp"),), duration="PT1M", **extra):
         body = {"ports": [{"number": n, "protocol": p} for n, p in ports],
