@@ -150,10 +150,13 @@ class _Process:
         self.reader.start()
 
     def _read(self):
-        for line in self.process.stdout:
-            with self.lock:
-                self.events.append((time.monotonic(), time.time(), line.rstrip("\n")))
-                self.arrived.notify_all()
+        try:
+            for line in self.process.stdout:
+                with self.lock:
+                    self.events.append((time.monotonic(), time.time(), line.rstrip("\n")))
+                    self.arrived.notify_all()
+        except (OSError, ValueError):
+            pass  # closed by stop()
 
     def write(self, line):
         try:

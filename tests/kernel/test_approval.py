@@ -104,16 +104,19 @@ class Approval(LabTest):
 
     def test_self_approval_is_refused(self):
         lab = self.lab
-        own = self.request(user=APPROVER, source=CLIENT_B)
+        own = self.request(user=APPROVER, source=CLIENT_B)  # an approver, asking for themself
         status, reply = call_as(lab, APPROVER, "POST", f"/v1/grants/{own['id']}/approve", {})
         self.assertEqual(status, 403, reply)
-        self.assertIn("self-approval", reply["error"]["message"])
         refused = self.jitctl_as(APPROVER, "approve", own["id"])
         self.assertNotEqual(refused.returncode, 0, refused.stdout)
-        self.assertIn("self-approval", refused.stderr)
         self.assertEqual(self.grant(own["id"])["status"], "Pending")
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_B, timeout=0.5))
-        self.assertEqual(lab.audit()[-1]["outcome"], "refused")
+        last = lab.audit()[-1]
+        self.assertEqual((last["event"], last["user"], last["outcome"]),
+                         ("approve", APPROVER, "refused"), last)
+        # The refusal names its reason in the contract's word (contract.md: 403 "self-approval").
+        self.assertIn("self-approval", reply["error"]["message"])
+        self.assertIn("self-approval", refused.stderr)
 
     def test_non_approver_may_not_decide(self):
         lab = self.lab

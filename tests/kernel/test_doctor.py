@@ -43,20 +43,9 @@ class Doctor(LabTest):
         self.assertEqual(status, 200, report)
         return report
 
-    def test_drop_in_another_table_is_reported(self):
+    def test_drop_in_another_table_is_listed_by_doctor(self):
         lab = self.lab
         nft_script(lab, DROP_22)
-        grant = lab.grant(CLIENT_A, duration="PT5M")  # asserts 201
-        self.assertTrue(grant.get("warnings"), f"no warning about table other: {grant}")
-        self.assertTrue(any("other" in w and "22" in w for w in grant["warnings"]), grant)
-        # The conflict is real: the granted client is still blocked.
-        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
-
-        granted = lab.jitctl("grant", "--port", "22", "--source", CLIENT_B, "--duration", "5m")
-        self.assertEqual(granted.returncode, 0, granted.stderr)
-        self.assertIn("warning", granted.stderr.lower())
-        self.assertIn("other", granted.stderr)
-
         (conflict,) = conflicts_of(self.doctor(), "other")
         self.assertEqual(conflict["kind"], "drops", conflict)
         self.assertEqual((conflict["family"], conflict["chain"]), ("inet", "input"), conflict)
@@ -71,10 +60,30 @@ class Doctor(LabTest):
         self.assertIn("drops", doctor.stdout)
         self.assertIn("22", doctor.stdout)
 
-        # Gone again: no conflict, exit 0, and grants answer without warnings.
+        # Gone again: no conflict, exit 0.
         lab.ns(lab.server_ns, "nft", "delete", "table", "inet", "other")
         self.assertEqual(self.doctor()["conflicts"], [])
         self.assertEqual(lab.jitctl("doctor").returncode, 0)
+
+    def test_drop_in_another_table_is_reported_by_a_grant(self):
+        lab = self.lab
+        nft_script(lab, DROP_22)
+        grant = lab.grant(CLIENT_A, duration="PT5M")  # asserts 201
+        # The conflict is real: the granted client is still blocked.
+        self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
+        self.assertTrue(grant.get("warnings"), f"no warning about table other: {grant}")
+        self.assertTrue(any("other" in w and "22" in w for w in grant["warnings"]), grant)
+
+        granted = lab.jitctl("grant", "--port", "22", "--source", CLIENT_B, "--duration", "5m")
+        self.assertEqual(granted.returncode, 0, granted.stderr)
+        self.assertIn("warning", granted.stderr.lower())
+        self.assertIn("other", granted.stderr)
+        # And a line in jitd's log (issue 11).
+        self.assertTrue([line for line in lab.log().splitlines() if "other" in line],
+                        "jitd's log does not mention the conflicting table")
+
+        # Gone again: grants answer without warnings, and the grant admits its client.
+        lab.ns(lab.server_ns, "nft", "delete", "table", "inet", "other")
         self.assertNotIn("warnings", lab.grant(CLIENT_A, ports=((3389, "tcp"),), duration="PT5M"))
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
 
