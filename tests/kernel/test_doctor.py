@@ -66,25 +66,38 @@ class Doctor(LabTest):
         self.assertEqual(lab.jitctl("doctor").returncode, 0)
 
     def test_drop_in_another_table_is_reported_by_a_grant(self):
+        """The other firewall was there first (a distribution's ruleset, ufw at boot)."""
         lab = self.lab
+        lab.kill_jitd(15)
         nft_script(lab, DROP_22)
+        lab.start_jitd()
+        # A line in jitd's log at its start (issue 11).
+        self.assertTrue([line for line in lab.log().splitlines() if "table other" in line],
+                        f"jitd's log does not mention the conflicting table: {lab.log()[-2000:]}")
         grant = lab.grant(CLIENT_A, duration="PT5M")  # asserts 201
         # The conflict is real: the granted client is still blocked.
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
         self.assertTrue(grant.get("warnings"), f"no warning about table other: {grant}")
-        self.assertTrue(any("other" in w and "22" in w for w in grant["warnings"]), grant)
+        self.assertTrue(any("table other" in w and "22" in w for w in grant["warnings"]), grant)
 
         granted = lab.jitctl("grant", "--port", "22", "--source", CLIENT_B, "--duration", "5m")
         self.assertEqual(granted.returncode, 0, granted.stderr)
         self.assertIn("warning", granted.stderr.lower())
-        self.assertIn("other", granted.stderr)
-        # And a line in jitd's log (issue 11).
-        self.assertTrue([line for line in lab.log().splitlines() if "other" in line],
-                        "jitd's log does not mention the conflicting table")
+        self.assertIn("table other", granted.stderr)
 
+        # A grant for a port the rule does not drop has no warning.
+        self.assertNotIn("warnings", lab.grant(CLIENT_A, ports=((3389, "tcp"),), duration="PT5M"))
+
+    def test_drop_added_while_jitd_runs_is_reported_by_a_grant(self):
+        lab = self.lab
+        nft_script(lab, DROP_22)
+        self.assertEqual(len(conflicts_of(self.doctor(), "other")), 1)  # a fresh reading
+        grant = lab.grant(CLIENT_A, duration="PT5M")
+        self.assertTrue(any("table other" in w for w in grant.get("warnings", [])), grant)
         # Gone again: grants answer without warnings, and the grant admits its client.
         lab.ns(lab.server_ns, "nft", "delete", "table", "inet", "other")
-        self.assertNotIn("warnings", lab.grant(CLIENT_A, ports=((3389, "tcp"),), duration="PT5M"))
+        self.assertEqual(self.doctor()["conflicts"], [])
+        self.assertNotIn("warnings", lab.grant(CLIENT_B, duration="PT5M"))
         self.assertTrue(lab.connect(SERVER4, 22, CLIENT_A))
 
     def test_accept_in_another_table_is_listed(self):
