@@ -114,9 +114,10 @@ class Approval(LabTest):
         last = lab.audit()[-1]
         self.assertEqual((last["event"], last["user"], last["outcome"]),
                          ("approve", APPROVER, "refused"), last)
-        # The refusal names its reason in the contract's word (contract.md: 403 "self-approval").
-        self.assertIn("self-approval", reply["error"]["message"])
-        self.assertIn("self-approval", refused.stderr)
+        # The refusal says why, in docs/api.md's words (403, "may not approve or deny their own
+        # request").
+        self.assertIn("may not approve or deny their own request", reply["error"]["message"])
+        self.assertIn("their own request", refused.stderr)
 
     def test_non_approver_may_not_decide(self):
         lab = self.lab
