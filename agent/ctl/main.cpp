@@ -77,6 +77,21 @@ class ReplyReader {
     return found ? jitd::core::escaped(found->get<std::string>()) : std::string();
   }
 
+  // A text of several lines (a YAML snippet to paste): each line escaped on its own, so the
+  // line breaks stay and nothing else of the sender's reaches the terminal unescaped.
+  std::vector<std::string> lines(const Node& object, const std::string& key) {
+    const json* found = field(object, key, &json::is_string, "a string");
+    std::vector<std::string> result;
+    if (found == nullptr) return result;
+    std::string_view rest = found->get_ref<const std::string&>();
+    for (;;) {
+      const auto end = rest.find('\n');
+      result.push_back(jitd::core::escaped(rest.substr(0, end)));
+      if (end == std::string_view::npos) return result;
+      rest.remove_prefix(end + 1);
+    }
+  }
+
   long long integer(const Node& object, const std::string& key) {
     const json* found = field(object, key, &json::is_number_integer, "an integer");
     return found ? found->get<long long>() : 0;
@@ -741,13 +756,17 @@ std::string conflict_text(ReplyReader& read, const Node& conflict, std::size_t n
   if (kind == "drops") {
     out << "a rule drops " << ports << ": a grant may not open it";
   } else if (kind == "accepts") {
-    out << "a rule accepts " << ports << ": it may be let in without a grant";
+    out << "a rule accepts " << ports << ": jitd's drop now blocks its clients unless granted";
   } else {
     out << kind << " " << ports;
   }
   out << "\n  where:  " << conflict_place(read, conflict)
       << "\n  rule:   " << read.text(conflict, "rule")
-      << "\n  advice: " << read.text(conflict, "advice") << "\n";
+      << "\n  advice: ";
+  // A YAML snippet keeps its lines, indented under the first.
+  const auto advice = read.lines(conflict, "advice");
+  for (std::size_t i = 0; i < advice.size(); ++i) out << (i == 0 ? "" : "\n          ") << advice[i];
+  out << "\n";
   return out.str();
 }
 

@@ -469,6 +469,7 @@ void Daemon::on_ruleset_event() {
     foreign = "ruleset events unreadable: " + events.error().message;
   } else {
     foreign = std::move(events->foreign);
+    if (events->other_tables) firewall_advice_.forget();
     if (!events->lost.empty() && events_lost_.empty()) events_lost_ = std::move(events->lost);
   }
   if (foreign.empty() && events_lost_.empty()) return;

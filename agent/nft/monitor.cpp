@@ -134,8 +134,9 @@ core::Result<core::ForeignChanges> RulesetMonitor::Impl::drain() {
       const auto name = name_attribute(message);
       if (!name) continue;
       const auto* family = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(header));
-      if (header->nlmsg_len < NLMSG_SPACE(sizeof(nfgenmsg)) ||
-          family->nfgen_family != NFPROTO_INET) {
+      if (header->nlmsg_len < NLMSG_SPACE(sizeof(nfgenmsg))) continue;
+      if (family->nfgen_family != NFPROTO_INET) {
+        events.other_tables = true;
         continue;
       }
       Attributes attributes{};
@@ -144,7 +145,10 @@ core::Result<core::ForeignChanges> RulesetMonitor::Impl::drain() {
         note("unreadable nftables event");
         continue;
       }
-      if (mnl_attr_get_str(attributes[table_attribute]) != table) continue;
+      if (mnl_attr_get_str(attributes[table_attribute]) != table) {
+        events.other_tables = true;
+        continue;
+      }
       note(describe(message, mnl_attr_get_str(attributes[*name])) + " (netlink port " +
            std::to_string(header->nlmsg_pid) + ")");
     }

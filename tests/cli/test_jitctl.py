@@ -550,12 +550,20 @@ class Doctor(StandInTest):
             "  where:  family ip, table filter, chain INPUT, hook input, priority 0, handle 7\n"
             "  rule:   tcp dport 22 drop\n"
             "  advice: delete it: nft delete rule ip filter INPUT handle 7\n"
-            "conflict 2 (possible): a rule accepts 22/tcp: it may be let in without a grant\n"
+            "conflict 2 (possible): a rule accepts 22/tcp: jitd's drop now blocks its clients unless granted\n"
             "  where:  family ip, table filter, chain INPUT, priority filter - 10, handle 7\n"
             "  rule:   tcp dport 22 drop\n"
             "  advice: delete it: nft delete rule ip filter INPUT handle 7\n"
             "legacy iptables tables: filter\n"
             "note: checked 3 tables\n"))
+
+    def test_advice_keeps_its_lines(self):
+        advice = "add to a policy file:\npermanentAllowList:\n  - sourceAddressPrefixes: [\"10.0.0.4\"]"
+        result = self.jitctl("doctor", replies=[(200, {**DOCTOR, "conflicts": [{**CONFLICT, "advice": advice}]})])
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertIn("  advice: add to a policy file:\n"
+                      "          permanentAllowList:\n"
+                      "            - sourceAddressPrefixes: [\"10.0.0.4\"]\n", result.stdout)
 
     def test_no_conflicts_exit_0(self):
         result = self.jitctl("doctor", replies=[

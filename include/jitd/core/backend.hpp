@@ -66,6 +66,7 @@ class Backend {
 struct ForeignChanges {
   std::string foreign;  // the first change someone else made to jitd's enforcement; empty: none
   std::string lost;     // why events were lost (a queue overran); empty: none were
+  bool other_tables = false;  // another firewall's table changed (what `jitctl doctor` reads)
 };
 
 // Notices changes to jitd's enforcement made behind its back (a deleted table, a removed tc

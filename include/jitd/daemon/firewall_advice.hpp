@@ -17,9 +17,9 @@ namespace jitd::daemon {
 
 [[nodiscard]] nlohmann::json doctor_json(const nft::FirewallReport& report);
 
-// Grant replies read the ruleset at most once per `max_age`: a burst of grants must not dump
-// every table once each, and a rule added a moment ago is worth a warning on the next reply,
-// not this one.
+// Grant replies reuse one reading of the ruleset: a burst of grants must not dump every table
+// once each. The reading is renewed when another table changes (forget(), from the nftables
+// monitor) and at the latest after `max_age` (the eBPF backend watches no nftables events).
 class FirewallAdvice {
  public:
   FirewallAdvice(const core::Clock& clock, std::string own_table, core::Milliseconds max_age)
@@ -28,6 +28,8 @@ class FirewallAdvice {
   // A fresh reading, also kept for warnings().
   [[nodiscard]] core::Result<nft::FirewallReport> inspect(
       const std::vector<core::PortKey>& protected_ports);
+  // Another table changed: the next warnings() reads the ruleset again.
+  void forget() { last_.reset(); }
   // One line per rule that may drop traffic to one of `ports` (certain or possible); a line
   // saying the ruleset could not be read when it could not.
   [[nodiscard]] std::vector<std::string> warnings(const std::vector<core::PortKey>& protected_ports,
