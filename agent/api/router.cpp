@@ -4,6 +4,7 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <spdlog/spdlog.h>
 
 #include "grant_json.hpp"
 #include "jitd/api/azure.hpp"
@@ -349,6 +350,13 @@ Response Router::show_grant(const core::Caller& caller, std::string_view id) con
 // A reply to requests that created grants: 201 when all are in force, 202 when one waits (for
 // an approver or its start); one grant as itself, several as {"grants": [...]}. Each carries
 // the rules of other firewalls that may still drop its ports.
+std::vector<std::string> Router::warnings_for(const core::Grant& grant) const {
+  if (!firewall_.warnings) return {};
+  auto warnings = firewall_.warnings(grant.ports);
+  for (const auto& warning : warnings) spdlog::warn("grant {}: {}", grant.id, warning);
+  return warnings;
+}
+
 Response Router::created(const std::vector<core::Grant>& grants) const {
   const auto shown = view_of(engine_, clock_);
   json list = json::array();
@@ -356,11 +364,7 @@ Response Router::created(const std::vector<core::Grant>& grants) const {
   for (const auto& grant : grants) {
     auto body = grant_json(grant, shown);
     waiting |= grant.status == core::GrantStatus::pending;
-    if (firewall_.warnings) {
-      if (auto warnings = firewall_.warnings(grant.ports); !warnings.empty()) {
-        body["warnings"] = std::move(warnings);
-      }
-    }
+    if (auto warnings = warnings_for(grant); !warnings.empty()) body["warnings"] = warnings;
     list.push_back(std::move(body));
   }
   const unsigned status = waiting ? 202 : 201;
@@ -396,7 +400,17 @@ void Router::initiate(const core::Caller& caller, std::string_view body,
                  [this, vm_id = initiate->vm_id,
                   respond = std::move(respond)](core::Result<std::vector<core::Grant>> made) {
                    if (!made) return respond(error_response(made.error()));
-                   respond(json_response(202, azure_initiate_response(*made, vm_id)));
+                   auto body = azure_initiate_response(*made, vm_id);
+                   // jitd's addition, like jitdGrantId: once for the whole initiate.
+                   std::vector<std::string> warnings;
+                   for (const auto& grant : *made) {
+                     for (auto& warning : warnings_for(grant)) {
+                       if (std::find(warnings.begin(), warnings.end(), warning) == warnings.end())
+                         warnings.push_back(std::move(warning));
+                     }
+                   }
+                   if (!warnings.empty()) body["warnings"] = warnings;
+                   respond(json_response(202, body));
                  });
 }
 

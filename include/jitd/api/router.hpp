@@ -118,6 +118,8 @@ class Router {
   [[nodiscard]] Response act_on_grant(const core::Caller& caller, std::string_view id,
                                       std::string_view action, std::string_view body) const;
   [[nodiscard]] Response revoke_grant(const core::Caller& caller, std::string_view id) const;
+  // Other firewalls' rules that may drop the grant's ports, each also logged.
+  [[nodiscard]] std::vector<std::string> warnings_for(const core::Grant& grant) const;
   // The reply to requests that created grants (201, or 202 when one waits), with warnings.
   [[nodiscard]] Response created(const std::vector<core::Grant>& grants) const;
   [[nodiscard]] Response show_doctor(const core::Caller& caller) const;
