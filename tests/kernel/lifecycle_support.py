@@ -2,7 +2,7 @@
 """Helpers for the grant-lifecycle kernel tests (test_session_end, test_approval, test_doctor).
 
 Imported: `Sessions` (live TCP sessions whose both ends the test drives, to prove that data
-stops, or keeps, passing in each direction), `call_as` (one API request as another user) and
+stops, or keeps, passing in each direction), and
 `nft_script` (a ruleset of another "firewall" in the lab's server namespace).
 
 Run as a script inside a lab namespace (`ip netns exec`), it is the two ends of those sessions:
@@ -16,7 +16,6 @@ Run as a script inside a lab namespace (`ip netns exec`), it is the two ends of 
         received and "closed REASON"; reads "send TEXT" on stdin, answers "sent" or "error REASON"
 Lines are printed as they happen, so the test sees each delivery with its time.
 """
-import json
 import os
 import queue
 import select
@@ -312,32 +311,6 @@ def watch(sessions, start, until, interval=0.1, grace=1.0):
         report[id(s)] = {"last_delivered": last, "lost": lost,
                          "client": s.client_events()[-5:], "server": s.server_events()[-5:]}
     return report
-
-
-# ---- API calls as another user ----
-# Sends one request as the user setpriv runs it as, and prints [status, reply].
-_CLIENT = """
-import http.client, json, socket, sys
-class Unix(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(sys.argv[1])
-connection = Unix("localhost")
-connection.request(sys.argv[2], sys.argv[3], body=sys.argv[4] or None,
-                   headers={"Content-Type": "application/json"})
-reply = connection.getresponse()
-print(json.dumps([reply.status, json.loads(reply.read())]))
-"""
-
-
-def call_as(lab, user, method, path, body=None, group="nogroup"):
-    """One API request as `user` (group `group`, no supplementary groups): (status, reply)."""
-    result = subprocess.run(["setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups",
-                             sys.executable, "-c", _CLIENT, lab.socket, method, path,
-                             json.dumps(body) if body is not None else ""],
-                            capture_output=True, text=True)
-    lab.test.assertEqual(result.returncode, 0, result.stderr)
-    return tuple(json.loads(result.stdout))
 
 
 def nft_script(lab, text):

@@ -8,7 +8,6 @@ import time
 import unittest
 
 from lab import CLIENT_A, CLIENT_B, SERVER4, LabTest, parse_utc
-from lifecycle_support import call_as
 
 APPROVER, REQUESTOR, OUTSIDER = "bin", "nobody", "daemon"
 APPROVAL_TIMEOUT = 3  # seconds
@@ -41,7 +40,7 @@ class Approval(LabTest):
     def request(self, user=REQUESTOR, source=CLIENT_A, duration="PT1M"):
         body = {"ports": [{"number": 22, "protocol": "tcp"}], "allowedSourceAddressPrefix": source,
                 "duration": duration, "justification": "approval test"}
-        status, reply = call_as(self.lab, user, "POST", "/v1/grants", body)
+        status, reply = self.lab.api_as(user, "POST", "/v1/grants", body)
         self.assertEqual(status, 202, reply)
         self.assertEqual((reply["status"], reply["statusReason"]), ("Pending", "AwaitingApproval"),
                          reply)
@@ -95,7 +94,7 @@ class Approval(LabTest):
         self.assertEqual(grant["endedBy"]["name"], APPROVER, grant)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
         self.assertEqual(lab.grant_set_elements(4), [])
-        status, reply = call_as(lab, APPROVER, "POST", f"/v1/grants/{pending['id']}/approve", {})
+        status, reply = lab.api_as(APPROVER, "POST", f"/v1/grants/{pending['id']}/approve", {})
         self.assertIn(status, (400, 404), reply)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
         events = self.audit_events(pending["id"])
@@ -105,7 +104,7 @@ class Approval(LabTest):
     def test_self_approval_is_refused(self):
         lab = self.lab
         own = self.request(user=APPROVER, source=CLIENT_B)  # an approver, asking for themself
-        status, reply = call_as(lab, APPROVER, "POST", f"/v1/grants/{own['id']}/approve", {})
+        status, reply = lab.api_as(APPROVER, "POST", f"/v1/grants/{own['id']}/approve", {})
         self.assertEqual(status, 403, reply)
         refused = self.jitctl_as(APPROVER, "approve", own["id"])
         self.assertNotEqual(refused.returncode, 0, refused.stdout)
@@ -123,7 +122,7 @@ class Approval(LabTest):
         lab = self.lab
         pending = self.request()
         for verb in ("approve", "deny"):
-            status, reply = call_as(lab, OUTSIDER, "POST", f"/v1/grants/{pending['id']}/{verb}", {})
+            status, reply = lab.api_as(OUTSIDER, "POST", f"/v1/grants/{pending['id']}/{verb}", {})
             self.assertEqual(status, 403, reply)
             self.assertIn(APPROVER, reply["error"]["message"])  # names who may
         refused = self.jitctl_as(OUTSIDER, "approve", pending["id"])
@@ -146,7 +145,7 @@ class Approval(LabTest):
                          grant)
         self.assertNotIn("endedBy", grant)  # nobody ended it
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
-        status, reply = call_as(lab, APPROVER, "POST", f"/v1/grants/{pending['id']}/approve", {})
+        status, reply = lab.api_as(APPROVER, "POST", f"/v1/grants/{pending['id']}/approve", {})
         self.assertIn(status, (400, 404), reply)
         self.assertFalse(lab.connect(SERVER4, 22, CLIENT_A, timeout=0.5))
         self.assertEqual(lab.grant_set_elements(4), [])
@@ -154,7 +153,7 @@ class Approval(LabTest):
     def test_port_without_approval_is_granted_at_once(self):
         body = {"ports": [{"number": 3389, "protocol": "tcp"}], "allowedSourceAddressPrefix": CLIENT_A,
                 "duration": "PT1M"}
-        status, reply = call_as(self.lab, REQUESTOR, "POST", "/v1/grants", body)
+        status, reply = self.lab.api_as(REQUESTOR, "POST", "/v1/grants", body)
         self.assertEqual(status, 201, reply)
         self.assertEqual(reply["status"], "Initiated")
         self.assertNotIn("approval", reply)
