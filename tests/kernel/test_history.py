@@ -238,6 +238,16 @@ class Retention(LabTest):
         aged = lab.rewrite_history(age)
         self.assertEqual(aged, 2, "expected one JSON record a line, with id and endedTimeUtc, in "
                                   f"{lab.history_files()} (has the history format changed?)")
+        # Pruning drops whole sealed segments (history.jsonl.<n>, a larger n newer), never lines
+        # of one: the oldest record goes into a sealed segment of its own, as if the active one
+        # had filled up after it.
+        active = os.path.join(lab.dir, "state", "history.jsonl")
+        with open(active) as f:
+            lines = f.read().splitlines(keepends=True)
+        with open(active + ".1", "w") as f:
+            f.writelines(l for l in lines if old in l)
+        with open(active, "w") as f:
+            f.writelines(l for l in lines if old not in l)
         self.assertIn(old, lab.history_text())
 
         lab.start_jitd()
@@ -269,20 +279,31 @@ class Retention(LabTest):
         for grant in grants:
             self.assertEqual(lab.api("DELETE", f"/v1/grants/{grant['id']}")[0], 200)
         lab.kill_jitd(15)
-        # Older records before them: copies of the first with ids of their own, 1.5 MiB in all.
-        (path,) = [p for p in lab.history_files() if grants[0]["id"] in open(p).read()]
-        with open(path) as f:
+        # Older records before them: copies of the first with ids of their own, 1.5 MiB in all,
+        # in sealed segments of 256 KiB (history.jsonl.<n>, a larger n newer) as jitd seals them.
+        active = os.path.join(lab.dir, "state", "history.jsonl")
+        with open(active) as f:
             lines = f.read().splitlines()
         (template,) = [json.loads(l) for l in lines if grants[0]["id"] in l]
-        copies = []
+        copies, segment, number = [], [], 0
         size = sum(len(l) + 1 for l in lines)
+
+        def seal():
+            nonlocal segment, number
+            number += 1
+            with open(f"{active}.{number}", "w") as f:
+                f.write("".join(l + "\n" for l in segment))
+            segment = []
         while size < limit * 3 // 2:
             record = dict(template, id=f"{len(copies):016x}")
             copies.append(json.dumps(record, separators=(",", ":")))
+            segment.append(copies[-1])
             size += len(copies[-1]) + 1
-        with open(path, "w") as f:
-            f.write("".join(l + "\n" for l in copies + lines))
-        self.assertGreater(os.path.getsize(path), limit)
+            if sum(len(l) + 1 for l in segment) >= 256 * 1024:
+                seal()
+        if segment:
+            seal()
+        self.assertGreater(sum(os.path.getsize(p) for p in lab.history_files()), limit)
 
         lab.start_jitd()
         self.assertLessEqual(sum(os.path.getsize(p) for p in lab.history_files()), limit)
