@@ -4,6 +4,7 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <tuple>
 #include <spdlog/spdlog.h>
 
 #include "grant_json.hpp"
@@ -262,20 +263,30 @@ Response Router::list_grants(const core::Caller& caller, const QueryArguments& a
                                           return port.number == *query->port;
                                         }));
   };
-  // The cursor names the part the last page ended in and where: "live:<n>", "pending:<n>" (the
-  // n-th match, in the engine's order) or "ended:<the history's cursor>".
+  // The cursor names the part the last page ended in and the last grant it showed:
+  // "live:<start ms>:<id>", "pending:<requested ms>:<id>" (the engine's orders, so a page
+  // resumes after that grant however many ended or started since; nothing after the colon:
+  // from the part's beginning) or "ended:<the history's cursor>".
   std::string part = query->live ? "live" : query->pending ? "pending" : "ended";
-  std::size_t skip = 0;
+  std::optional<std::pair<core::TimePoint, std::string>> after;
   std::string history_cursor;
   if (!query->cursor.empty()) {
     const auto colon = query->cursor.find(':');
     part = query->cursor.substr(0, colon);
     const auto rest = colon == std::string::npos ? std::string() : query->cursor.substr(colon + 1);
-    const bool known = (part == "live" && query->live) || (part == "pending" && query->pending) ||
-                       (part == "ended" && query->ended);
-    const auto parsed = std::from_chars(rest.data(), rest.data() + rest.size(), skip);
-    if (!known || (part != "ended" && (parsed.ec != std::errc{} ||
-                                       parsed.ptr != rest.data() + rest.size()))) {
+    bool valid = (part == "live" && query->live) || (part == "pending" && query->pending) ||
+                 (part == "ended" && query->ended);
+    if (valid && part != "ended" && !rest.empty()) {  // empty: from the part's beginning
+      const auto separator = rest.find(':');
+      std::int64_t milliseconds = 0;
+      const auto parsed = std::from_chars(rest.data(), rest.data() + separator, milliseconds);
+      valid = separator != std::string::npos && parsed.ec == std::errc{} &&
+              parsed.ptr == rest.data() + separator && is_grant_id(rest.substr(separator + 1));
+      if (valid) {
+        after = {core::TimePoint{core::Milliseconds{milliseconds}}, rest.substr(separator + 1)};
+      }
+    }
+    if (!valid) {
       return error_response({ErrorCode::invalid_request,
                              "cursor: " + core::excerpt(query->cursor) +
                                  " is not one this listing gave (pass `next` as it came)"});
@@ -286,25 +297,36 @@ Response Router::list_grants(const core::Caller& caller, const QueryArguments& a
   json grants = json::array();
   std::string next;
   const auto room = [&] { return !query->limit || grants.size() < *query->limit; };
-  // One in-memory part (live or pending) from `skip` on, while the page has room.
-  const auto take = [&](const char* name, const std::vector<core::Grant>& all) {
-    std::size_t seen = 0;
+  // One in-memory part (live or pending), after the cursor's grant, while the page has room.
+  const auto take = [&](const char* name, const std::vector<core::Grant>& all,
+                        core::TimePoint core::Grant::*key) {
+    const core::Grant* last = nullptr;
     for (const auto& grant : all) {
-      if (!matches(grant) || seen++ < skip) continue;
+      if (!matches(grant)) continue;
+      if (after && std::tie(grant.*key, grant.id) <= std::tie(after->first, after->second)) {
+        continue;
+      }
       if (!room()) {
-        next = std::string(name) + ":" + std::to_string(seen - 1);
+        // Nothing of this part shown yet: the next page starts where this one would have.
+        next = std::string(name) + ":";
+        if (last != nullptr) {
+          next += std::to_string((last->*key).time_since_epoch().count()) + ":" + last->id;
+        } else if (after) {
+          next += std::to_string(after->first.time_since_epoch().count()) + ":" + after->second;
+        }
         return;
       }
       grants.push_back(grant_json(grant, shown));
+      last = &grant;
     }
-    skip = 0;
+    after.reset();
   };
   if (part == "live") {
-    take("live", engine_.active_grants());
+    take("live", engine_.active_grants(), &core::Grant::start);
     part = query->pending ? "pending" : "ended";
   }
   if (next.empty() && part == "pending" && query->pending) {
-    take("pending", engine_.pending_grants());
+    take("pending", engine_.pending_grants(), &core::Grant::requested);
     part = "ended";
   }
   if (next.empty() && part == "ended" && query->ended && room() &&

@@ -1,6 +1,7 @@
 #include "jitd/core/engine.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 #include "jitd/core/failpoint.hpp"
 
@@ -132,7 +133,13 @@ RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::stri
             grant.needs_approval
                 ? grant.requested + approval_timeout_for(grant.ports).value_or(Milliseconds{0})
                 : grant.start;
-        grant.wait_until = now + std::max(Milliseconds{0}, target - clock_.now());
+        // A wall clock not yet synced after boot may be far behind: never wait longer than a
+        // request may (its approval timeout, or how far ahead a start may be scheduled).
+        const auto longest = grant.needs_approval
+                                 ? approval_timeout_for(grant.ports).value_or(Milliseconds{0})
+                                 : max_schedule_ahead;
+        grant.wait_until =
+            now + std::clamp(target - clock_.now(), Milliseconds{0}, longest);
       }
       waiting_.insert_or_assign(grant.id, std::move(grant));
       continue;
@@ -776,6 +783,22 @@ Result<Grant> AccessEngine::extend(const Caller& caller, std::string_view id,
          policy_.roles.refusal(caller, Right::administer,
                                "extend grant " + current.id + " of " + current.requestor.name)});
   }
+  // An extension is more access: on a port whose rule wants an approver, the requester may not
+  // give it to themselves (one approval must not become open-ended access); per-port
+  // requesters narrow who may extend as they narrow who may request.
+  if (!policy_.roles.grants(caller, Right::administer)) {
+    if (approval_timeout_for(current.ports)) {
+      return refuse({ErrorCode::forbidden,
+                     "grant " + current.id +
+                         ": its ports require approval, so only an administrator may extend "
+                         "it; ask for a new grant, which an approver decides"});
+    }
+    GrantRequest as_request;
+    as_request.ports = current.ports;
+    if (auto authorised = authorise_ports(caller, as_request); !authorised) {
+      return refuse(authorised.error());
+    }
+  }
   const auto field = extension.by ? "duration" : "endTimeUtc";
   if (extension.by && *extension.by <= Milliseconds{0}) {
     return refuse({ErrorCode::invalid_argument, "duration: must be longer than zero"});
@@ -1036,12 +1059,23 @@ PolicyChange AccessEngine::apply_policy_to_grants() {
     changed.push_back(updated);
     activate(std::move(updated));
   }
-  // A pending request none of whose ports the policy still allows for its source ends too.
+  // A pending request is not in force yet: unless the new policy allows it exactly as asked
+  // (every port for its source, its length, and approval as it was given or is still awaited),
+  // it ends, and its requester asks again under the new policy. Narrowing it instead could
+  // start, unapproved or longer, what the new policy would refuse.
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     const auto& grant = it->second;
-    if (std::none_of(grant.ports.begin(), grant.ports.end(), [&](const PortSpec& port) {
-          return still_allowed(policy_, port, grant.source).has_value();
-        })) {
+    const bool ports_allowed =
+        std::all_of(grant.ports.begin(), grant.ports.end(), [&](const PortSpec& port) {
+          return still_allowed(policy_, port, grant.source) == port;
+        });
+    const bool requires_approval = approval_timeout_for(grant.ports).has_value();
+    const bool approval_holds = grant.needs_approval
+                                    ? requires_approval
+                                    : !requires_approval || grant.decided_by.has_value();
+    if (!ports_allowed || !approval_holds ||
+        grant.end - grant.start > longest_for(grant.ports)) {
+      ++change.revoked;
       revoked.push_back({it->second, GrantStatus::revoked, policy_changed, std::nullopt});
       it = waiting_.erase(it);
     } else {
@@ -1109,16 +1143,19 @@ std::vector<Grant> AccessEngine::active_grants() const {
   for (const auto& [id, grant] : active_) {
     if (grant.deadline > now) grants.push_back(grant);
   }
-  std::sort(grants.begin(), grants.end(),
-            [](const Grant& a, const Grant& b) { return a.start < b.start; });
+  // Ties broken by id: a listing pages through this order with (start, id) cursors.
+  std::sort(grants.begin(), grants.end(), [](const Grant& a, const Grant& b) {
+    return std::tie(a.start, a.id) < std::tie(b.start, b.id);
+  });
   return grants;
 }
 
 std::vector<Grant> AccessEngine::pending_grants() const {
   std::vector<Grant> grants;
   for (const auto& [id, grant] : waiting_) grants.push_back(grant);
-  std::sort(grants.begin(), grants.end(),
-            [](const Grant& a, const Grant& b) { return a.requested < b.requested; });
+  std::sort(grants.begin(), grants.end(), [](const Grant& a, const Grant& b) {
+    return std::tie(a.requested, a.id) < std::tie(b.requested, b.id);
+  });
   return grants;
 }
 

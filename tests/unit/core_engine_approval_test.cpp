@@ -278,5 +278,67 @@ TEST_F(CoreEngineApprovalTest, RebootKeepsAtMostTheApprovalTimeLeft) {
   EXPECT_EQ(journal.recorded(Kind::end).back().reason, reason::approval_expired);
 }
 
+// One approval must not become open-ended access: on a port that needs an approver, only an
+// administrator may extend.
+TEST_F(CoreEngineApprovalTest, OnlyAnAdministratorExtendsAGrantThatNeededApproval) {
+  const auto request = pending_request();
+  ASSERT_TRUE(engine.approve(bob, request.id, "").has_value());
+  auto own = engine.extend(alice, request.id, Extension{10min, std::nullopt});
+  ASSERT_FALSE(own.has_value());
+  EXPECT_EQ(own.error().code, ErrorCode::forbidden);
+  EXPECT_NE(own.error().message.find("require approval"), std::string::npos)
+      << own.error().message;
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h);
+  auto by_admin = engine.extend(admin, request.id, Extension{10min, std::nullopt});
+  ASSERT_TRUE(by_admin.has_value()) << by_admin.error().message;
+  EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 1h + 10min);
+}
+
+// A request not yet in force ends when the new policy would not allow it as asked: here 443
+// now needs an approver, so a scheduled request nobody approved must not start unapproved; a
+// request longer than a new maximum ends too, rather than start longer than allowed.
+TEST_F(CoreEngineApprovalTest, ReloadEndsPendingRequestsTheNewPolicyWouldNotAllowAsAsked) {
+  ASSERT_TRUE(engine.install().has_value());
+  auto scheduled = ask({https}, "10.0.0.7", 30min);
+  scheduled.start_time = t0 + 1h;
+  const auto unapproved = grant_ok(scheduled, alice);
+  auto longer = ask({dns}, "10.0.0.8", 2h);
+  longer.start_time = t0 + 1h;
+  const auto too_long = grant_ok(longer, alice);
+  auto fine = ask({dns}, "10.0.0.9", 20min);
+  fine.start_time = t0 + 1h;
+  const auto kept = grant_ok(fine, alice);
+
+  auto policy = approval_policy();
+  policy.rules[1].approval_required = true;
+  policy.rules[1].approvers = policy.rules[0].approvers;
+  policy.rules[2].max_duration = 1h;
+  const auto change = engine.replace_policy(policy);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked, 2U);
+  EXPECT_EQ(ids_of(engine.pending_grants()), std::vector<std::string>{kept.id});
+  const auto ends = journal.recorded(Kind::end);
+  ASSERT_EQ(ends.size(), 2U);
+  for (const auto& end : ends) {
+    EXPECT_TRUE(end.id == unapproved.id || end.id == too_long.id) << end.id;
+    EXPECT_EQ(end.status, GrantStatus::revoked);
+    EXPECT_EQ(end.reason, reason::policy_changed);
+  }
+  clock.advance(1h);
+  engine.expire_due();
+  EXPECT_EQ(ids_of(engine.active_grants()), std::vector<std::string>{kept.id});
+}
+
+// After a reboot with the wall clock far behind (an RTC not yet synced), a request waits no
+// longer than its approval timeout, not the decades the clocks disagree by.
+TEST_F(CoreEngineApprovalTest, RebootWithAClockFarBehindWaitsNoLongerThanTheTimeout) {
+  (void)pending_request();
+  auto restarted = restarted_engine();
+  clock.jump_wall(-std::chrono::days(365 * 50));
+  (void)restarted.restore(journal.replay(), "another-boot");
+  ASSERT_EQ(restarted.pending_grants().size(), 1U);
+  EXPECT_EQ(restarted.next_expiry(), clock.boot_now() + 30min);
+}
+
 }  // namespace
 }  // namespace jitd::core

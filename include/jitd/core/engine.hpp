@@ -126,8 +126,9 @@ class AccessEngine {
   // Also starts scheduled grants whose time has come and ends requests nobody approved in time.
   void expire_due();
 
+  // Live grants by (start, id).
   [[nodiscard]] std::vector<Grant> active_grants() const;
-  // Requests waiting for an approver or for their start time, oldest first.
+  // Requests waiting for an approver or for their start time, by (requested, id).
   [[nodiscard]] std::vector<Grant> pending_grants() const;
   // A live or pending grant, or an ended one the history still holds.
   [[nodiscard]] Result<std::optional<Grant>> find_grant(std::string_view id) const;
