@@ -30,6 +30,9 @@ constexpr std::size_t chunk_bytes = 64 * 1024;
 // A line longer than this is no record (a request body is at most 64 KiB): it is skipped
 // without being held in memory whole.
 constexpr std::size_t max_line_bytes = 1024 * 1024;
+// How far out of end order two records may be (a wall clock stepped back between two ends): a
+// query with `since` stops at the first record that ended this long before it.
+constexpr auto since_slack = std::chrono::hours(24);
 
 // One line of the file: [offset, end) holds `text` and its '\n' (none after a torn tail).
 struct Line {
@@ -457,9 +460,13 @@ core::Result<core::HistoryPage> FileGrantHistory::query(const core::HistoryQuery
     auto line = lines.next();
     if (!line) return tl::unexpected(line.error());
     if (!*line) return page;  // the oldest record: no next page
-    if (auto grant = parse_grant_fields((*line)->text); grant && matches(*grant, query)) {
-      page.grants.push_back(std::move(*grant));
+    auto grant = parse_grant_fields((*line)->text);
+    // Records are in the order grants ended: once they ended well before `since` (the slack
+    // covers wall clock steps between two ends), nothing older can match.
+    if (grant && query.since && grant->ended && *grant->ended < *query.since - since_slack) {
+      return page;
     }
+    if (grant && matches(*grant, query)) page.grants.push_back(std::move(*grant));
     if (page.grants.size() == query.limit || lines.scanned() >= limits_.max_scan_bytes) {
       page.next = lines.cursor();
       return page;

@@ -230,6 +230,26 @@ TEST(GrantHistory, BoundsTheBytesOneQueryScans) {
   EXPECT_EQ(all_ids(*history).size(), 201u);
 }
 
+// Records are in end order: a query with `since` stops at the first record that ended more
+// than a day (the slack for clock steps) before it, instead of paging through the rest.
+TEST(GrantHistory, AQuerySinceStopsAtRecordsThatEndedLongBefore) {
+  TempDir dir;
+  HistoryLimits limits;
+  limits.max_scan_bytes = 4096;
+  auto history = open_ok(dir.file("history.jsonl"), limits);
+  ASSERT_TRUE(history);
+  for (int i = 0; i < 200; ++i) {
+    record_ok(*history, ended_grant("old" + std::to_string(i), "bob", {22}, t0));
+  }
+  record_ok(*history, ended_grant("stepped", "bob", {22}, t0 + 71h));  // a clock step back
+  record_ok(*history, ended_grant("new", "bob", {22}, t0 + 72h + 30min));
+  core::HistoryQuery query;
+  query.since = t0 + 72h;
+  const auto page = query_ok(*history, query);
+  EXPECT_EQ(ids(page.grants), (std::vector<std::string>{"new"}));
+  EXPECT_TRUE(page.next.empty()) << page.next;
+}
+
 TEST(GrantHistory, RefusesAGrantThatHasNotEnded) {
   TempDir dir;
   auto history = open_ok(dir.file("history.jsonl"));
