@@ -1,11 +1,10 @@
 """Roles: readers, requesters, administrators, and a port narrowed to one group. Every refusal
 is a 403 naming the missing right, audited, and changes nothing in the kernel. Callers are real
 uids (setpriv), identified by the kernel (SO_PEERCRED), all in the socket's group."""
-import json
 import os
 import unittest
 
-from lab import CLIENT_A, CLIENT_B, DEFAULT_POLICY, SERVER4, LabTest, run
+from lab import CLIENT_A, CLIENT_B, DEFAULT_POLICY, SERVER4, LabTest
 
 ROLES_POLICY = DEFAULT_POLICY + """
   - number: 8080
@@ -19,20 +18,6 @@ roles:
   administrators: {users: [sys]}
 """
 
-# Sends one request as `user` (group nogroup, no supplementary groups) and prints the reply.
-CLIENT = """
-import http.client, json, socket, sys
-class Unix(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(sys.argv[1])
-connection = Unix("localhost")
-connection.request(sys.argv[2], sys.argv[3], body=sys.argv[4] or None)
-reply = connection.getresponse()
-print(json.dumps([reply.status, json.loads(reply.read())]))
-"""
-
-
 class Roles(LabTest):
     policy = ROLES_POLICY
     socket_group = "nogroup"
@@ -43,11 +28,7 @@ class Roles(LabTest):
         self.lab.start_jitd()
 
     def call(self, user, method, path, body=None, group="nogroup"):
-        result = run("setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups",
-                     "python3", "-c", CLIENT, self.lab.socket, method, path,
-                     json.dumps(body) if body is not None else "", check=False)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        return json.loads(result.stdout)
+        return self.lab.api_as(user, method, path, body, group)
 
     def grant_body(self, source, port=22):
         return {"ports": [{"number": port, "protocol": "tcp"}],
