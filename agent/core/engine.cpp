@@ -14,6 +14,8 @@ constexpr const char* policy_changed = "PolicyChanged";
 // is recorded in passes that share one sync each, with requests served in between. The kernel
 // enforced every end already; only the records wait.
 constexpr std::size_t expiry_batch = 128;
+// Scheduled starts and lapsed approvals per pass: each is journaled and synced on its own.
+constexpr std::size_t start_batch = 16;
 
 std::string describe_error(const Error& error) {
   return std::string(to_string(error.code)) + ": " + error.message;
@@ -1123,8 +1125,10 @@ void AccessEngine::expire_due() {
   // like the records.
   index_.forget_ended(now, 8 * expiry_batch);
   end_grants(std::move(expired));
+  // At most a batch per pass, so many starts due at once (a shift's scheduled grants) do not
+  // hold the loop for seconds; next_expiry() is then still due.
   std::vector<Grant> due;
-  for (auto it = waiting_.begin(); it != waiting_.end();) {
+  for (auto it = waiting_.begin(); it != waiting_.end() && due.size() < start_batch;) {
     if (*it->second.wait_until <= now) {
       due.push_back(std::move(it->second));
       it = waiting_.erase(it);

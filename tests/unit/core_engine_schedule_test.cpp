@@ -80,6 +80,25 @@ TEST_F(CoreEngineScheduleTest, ALateTimerDoesNotLengthenTheGrant) {
   EXPECT_EQ(kernel_end("10.0.0.1", ssh_key), b0 + 3h);
 }
 
+// Each start is journaled and synced on its own: many due at once start a batch per pass, and
+// the engine says it has more due at once.
+TEST_F(CoreEngineScheduleTest, ManyStartsDueAtOnceStartABatchAPass) {
+  ASSERT_TRUE(engine.install().has_value());
+  for (int i = 1; i <= 40; ++i) {
+    auto request = ask({ssh}, "10.1.0." + std::to_string(i), 1h);
+    request.start_time = t0 + 2h;
+    (void)grant_ok(request, alice);
+  }
+  clock.advance(2h);
+  std::vector<std::size_t> live;
+  while (!engine.pending_grants().empty() && live.size() < 10) {
+    ASSERT_LE(*engine.next_expiry(), clock.boot_now());
+    engine.expire_due();
+    live.push_back(engine.active_grants().size());
+  }
+  EXPECT_EQ(live, (std::vector<std::size_t>{16, 32, 40}));
+}
+
 TEST_F(CoreEngineScheduleTest, StartMoreThanMaxScheduleAheadIsRefused) {
   const auto error =
       refused(ask_from(t0 + max_schedule_ahead + 1s), ErrorCode::invalid_request, alice);
