@@ -38,6 +38,13 @@ bool is_grant_id(std::string_view id) {
          });
 }
 
+// Why `id` is not a grant id, quoted escaped and bounded; none when it is one.
+std::optional<core::Error> grant_id_error(std::string_view id) {
+  if (is_grant_id(id)) return std::nullopt;
+  return core::Error{ErrorCode::invalid_request,
+                     "grant id '" + core::excerpt(id) + "': not a grant id (16 lowercase hex digits)"};
+}
+
 unsigned http_status(ErrorCode code) {
   switch (code) {
     case ErrorCode::forbidden:
@@ -353,11 +360,7 @@ Response Router::show_grant(const core::Caller& caller, std::string_view id) con
   if (auto refused = refuse_without(caller, core::Right::read, "read", "read a grant")) {
     return *refused;
   }
-  if (!is_grant_id(id)) {
-    return error_response({ErrorCode::invalid_request,
-                           "grant id '" + core::excerpt(id) +
-                               "': not a grant id (16 lowercase hex digits)"});
-  }
+  if (const auto invalid = grant_id_error(id)) return error_response(*invalid);
   auto found = engine_.find_grant(id);
   if (!found) return error_response(found.error());
   if (!*found) {
@@ -439,11 +442,7 @@ void Router::initiate(const core::Caller& caller, std::string_view body,
 Response Router::act_on_grant(const core::Caller& caller, std::string_view id,
                               std::string_view action, std::string_view body) const {
   const auto event = std::string(action);
-  if (!is_grant_id(id)) {
-    return refuse(caller, event,
-                  {ErrorCode::invalid_request, "grant id '" + core::excerpt(id) +
-                                                   "': not a grant id (16 lowercase hex digits)"});
-  }
+  if (const auto invalid = grant_id_error(id)) return refuse(caller, event, *invalid);
   const auto parsed = parse_without_duplicate_keys(body.empty() ? "{}" : body);
   if (!parsed) return refuse(caller, event, parsed.error());
   if (!parsed->is_object()) {
@@ -484,11 +483,7 @@ Response Router::act_on_grant(const core::Caller& caller, std::string_view id,
 }
 
 Response Router::revoke_grant(const core::Caller& caller, std::string_view id) const {
-  if (!is_grant_id(id)) {
-    return refuse(caller, "revoke",
-                  {ErrorCode::invalid_request, "grant id '" + core::excerpt(id) +
-                                                   "': not a grant id (16 lowercase hex digits)"});
-  }
+  if (const auto invalid = grant_id_error(id)) return refuse(caller, "revoke", *invalid);
   auto grant = engine_.revoke(caller, id);
   if (!grant) return error_response(grant.error());
   return json_response(200, grant_json(*grant, view_of(engine_, clock_)));
