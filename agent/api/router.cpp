@@ -566,18 +566,18 @@ Response Router::show_status(const core::Caller& caller) const {
   };
   const auto enforcement = status_ ? status_() : EnforcementStatus{};
   json errors = json::array();
-  if (!enforcement.dropped)
-    errors.push_back("dropped packets: " + enforcement.dropped.error().message);
+  if (!enforcement.counters)
+    errors.push_back("kernel counters: " + enforcement.counters.error().message);
   json ports = json::array();
   for (const auto& port : engine_.policy().protected_ports()) {
     json entry{{"number", port.port},
                {"protocol", core::to_string(port.protocol)},
                {"liveGrants", live_on(port)},
                {"droppedPackets", nullptr}};
-    if (enforcement.dropped) {
+    if (enforcement.counters) {
       std::uint64_t packets = 0;
-      for (const auto& drops : *enforcement.dropped) {
-        if (drops.port == port) packets += drops.packets;
+      for (const auto& counted : *enforcement.counters) {
+        if (counted.port == port) packets += counted.dropped_packets;
       }
       entry["droppedPackets"] = packets;
     }

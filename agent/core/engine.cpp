@@ -368,6 +368,7 @@ AuditEvent AccessEngine::refusal_event(const Caller& caller, std::string event,
   audit.uid = caller.uid;
   audit.user = caller.name;
   audit.reason = describe_error(error);
+  audit.code = std::string(to_string(error.code));
   return audit;
 }
 

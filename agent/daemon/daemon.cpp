@@ -164,7 +164,7 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
       backend_(std::move(backend)),
       audit_(std::move(audit)),
       journal_(std::move(journal)),
-      engine_(*backend_, *journal_, *audit_, clock_, random_grant_id, std::move(policy.enforced)),
+      engine_(*backend_, *journal_, audit_sinks_, clock_, random_grant_id, std::move(policy.enforced)),
       firewall_advice_(clock_, settings_.nft_table, firewall_advice_max_age),
       policy_status_(std::move(policy.status)),
       starting_sources_(std::move(policy.sources)),
@@ -175,8 +175,9 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
           [this] {
             return api::EnforcementStatus{std::string(backend_->name()), backend_->where(),
                                           backend_->protection(), backend_->features(),
-                                          backend_->dropped()};
+                                          backend_->counters()};
           }) {
+  audit_sinks_.add(*audit_);
   engine_.set_session_cutter(&session_cutter_);
   router_.set_host_name(host_name());
   router_.set_firewall_advisor(api::FirewallAdvisor{
@@ -379,7 +380,7 @@ void Daemon::record(std::string event, std::string outcome, std::string reason) 
   audit.outcome = std::move(outcome);
   audit.user = "jitd";
   audit.reason = std::move(reason);
-  audit_->record(audit);
+  audit_sinks_.record(audit);
 }
 
 api::ReloadOutcome Daemon::reload(const std::string& trigger) {

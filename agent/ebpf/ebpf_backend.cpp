@@ -854,12 +854,12 @@ core::Result<bool> EbpfBackend::installed() {
   return true;
 }
 
-core::Result<std::vector<core::PortDrops>> EbpfBackend::dropped() {
+core::Result<std::vector<core::PortCounters>> EbpfBackend::counters() {
   const Map drops(impl_->skeleton->maps.drops);
   auto ports = read_ports(Map(impl_->skeleton->maps.protected_ports));
   if (!ports) return tl::unexpected(ports.error());
   std::vector<std::uint64_t> per_cpu(impl_->possible_cpus);
-  std::vector<core::PortDrops> counted;
+  std::vector<core::PortCounters> counted;
   for (const auto& port : *ports) {
     std::fill(per_cpu.begin(), per_cpu.end(), 0);
     auto found = drops.lookup(encode(port), per_cpu.data(), describe(port));
@@ -869,6 +869,10 @@ core::Result<std::vector<core::PortDrops>> EbpfBackend::dropped() {
     counted.push_back({port, sum});
   }
   return counted;
+}
+
+core::Result<std::vector<core::WouldBlock>> EbpfBackend::would_block() {
+  return std::vector<core::WouldBlock>{};
 }
 
 core::Result<std::unique_ptr<core::ChangeWatch>> EbpfBackend::watch() { return open_watch(impl_); }

@@ -263,10 +263,10 @@ std::vector<std::pair<std::string, std::string>> NftBackend::features() const {
                                                       : "off"}};
 }
 
-core::Result<std::vector<core::PortDrops>> NftBackend::dropped() {
+core::Result<std::vector<core::PortCounters>> NftBackend::counters() {
   auto ports = impl_->dump(SetKind::protected_ports);
   if (!ports) return tl::unexpected(ports.error());
-  std::vector<core::PortDrops> drops;
+  std::vector<core::PortCounters> drops;
   for (nftnl_set_elem* element : elements_of(*ports)) {
     auto decoded = decode_port_drops(element);
     if (!decoded) return tl::unexpected(decoded.error());
@@ -274,6 +274,10 @@ core::Result<std::vector<core::PortDrops>> NftBackend::dropped() {
   }
   std::sort(drops.begin(), drops.end());
   return drops;
+}
+
+core::Result<std::vector<core::WouldBlock>> NftBackend::would_block() {
+  return std::vector<core::WouldBlock>{};
 }
 
 core::Result<std::unique_ptr<core::ChangeWatch>> NftBackend::watch() {

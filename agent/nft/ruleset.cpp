@@ -473,15 +473,15 @@ core::Result<core::TimedElement> decode_element(SetKind kind, nftnl_set_elem* el
   return result;
 }
 
-core::Result<core::PortDrops> decode_port_drops(nftnl_set_elem* element) {
+core::Result<core::PortCounters> decode_port_drops(nftnl_set_elem* element) {
   auto port = decode_port(element);
   if (!port) return tl::unexpected(port.error());
-  core::PortDrops drops{*port, 0};
+  core::PortCounters drops{*port};
   nftnl_set_elem_expr_foreach(
       element,
       [](nftnl_expr* expr, void* data) {
         if (std::strcmp(nftnl_expr_get_str(expr, NFTNL_EXPR_NAME), "counter") == 0) {
-          static_cast<core::PortDrops*>(data)->packets +=
+          static_cast<core::PortCounters*>(data)->dropped_packets +=
               nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
         }
         return 0;

@@ -81,7 +81,7 @@ class TableWriter {
 // of the hash sets and single addresses of the interval sets come back without a key end.
 [[nodiscard]] core::Result<core::PortKey> decode_port(nftnl_set_elem* element);
 // An element of the set `protected` with the packets its counter has seen (drops only).
-[[nodiscard]] core::Result<core::PortDrops> decode_port_drops(nftnl_set_elem* element);
+[[nodiscard]] core::Result<core::PortCounters> decode_port_drops(nftnl_set_elem* element);
 [[nodiscard]] core::Result<core::TimedElement> decode_element(SetKind kind,
                                                               nftnl_set_elem* element);
 

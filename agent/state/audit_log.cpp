@@ -32,6 +32,7 @@ std::string to_json_line(const core::AuditEvent& event) {
   add_if("justification", event.justification);
   add_if("endTimeUtc", event.end_time);
   add_if("reason", event.reason);
+  add_if("code", event.code);
   // Invalid UTF-8 in a justification must not make the log unwritable.
   return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }

@@ -705,10 +705,10 @@ TEST_F(EbpfBackendTest, XdpReplacesAnotherProgramOnlyWhereItHeldTheSlot) {
 
 TEST_F(EbpfBackendTest, DroppedSumsThePerCpuCounters) {
   ASSERT_NO_FATAL_FAILURE(install_sample());
-  auto dropped = backend_->dropped();
+  auto dropped = backend_->counters();
   ASSERT_TRUE(succeeded(dropped));
   ASSERT_EQ(dropped->size(), 3U);
-  for (const auto& port : *dropped) EXPECT_EQ(port.packets, 0U);
+  for (const auto& port : *dropped) EXPECT_EQ(port.dropped_packets, 0U);
 
   // What the program would count: 5 on every CPU for tcp/22 (key: protocol 6, pad, port 22 in
   // network byte order).
@@ -724,13 +724,13 @@ TEST_F(EbpfBackendTest, DroppedSumsThePerCpuCounters) {
     }
   }
   ASSERT_GT(cpus, 0U) << entries.dump();
-  dropped = backend_->dropped();
+  dropped = backend_->counters();
   ASSERT_TRUE(succeeded(dropped));
   const auto tcp22 = std::find_if(dropped->begin(), dropped->end(), [](const auto& port) {
     return port.port == PortKey{Protocol::tcp, 22};
   });
   ASSERT_NE(tcp22, dropped->end());
-  EXPECT_EQ(tcp22->packets, 5U * cpus);
+  EXPECT_EQ(tcp22->dropped_packets, 5U * cpus);
 }
 
 }  // namespace

@@ -28,7 +28,7 @@ using jitd::core::ElementKey;
 using jitd::core::EnforcementSpec;
 using jitd::core::Family;
 using jitd::core::Milliseconds;
-using jitd::core::PortDrops;
+using jitd::core::PortCounters;
 using jitd::core::PortKey;
 using jitd::core::Protocol;
 using jitd::core::TimedElement;
@@ -180,10 +180,10 @@ TEST_P(NftBackendOwnershipTest, InstallCreatesTheRuleset) {
   EXPECT_EQ(keys_of(snapshot->grants), (std::vector<ElementKey>{host_tcp22, net_udp53}));
 
   // One drop counter per protected port, nothing dropped yet (no traffic in this namespace).
-  auto dropped = backend_->dropped();
+  auto dropped = backend_->counters();
   ASSERT_TRUE(succeeded(dropped));
   EXPECT_EQ(*dropped,
-            (std::vector<PortDrops>{{spec.protected_ports[0], 0}, {spec.protected_ports[1], 0}}));
+            (std::vector<PortCounters>{{spec.protected_ports[0]}, {spec.protected_ports[1]}}));
 }
 
 // nft itself, given the ruleset as text, must produce a table that lists identically.

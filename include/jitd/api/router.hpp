@@ -51,7 +51,7 @@ struct EnforcementStatus {
   std::string where;       // "table inet jitd", "tc ingress on eth0"
   std::string protection;  // how it resists other tools
   std::vector<std::pair<std::string, std::string>> features;  // what the start-up probe chose
-  core::Result<std::vector<core::PortDrops>> dropped = std::vector<core::PortDrops>{};
+  core::Result<std::vector<core::PortCounters>> counters = std::vector<core::PortCounters>{};
 };
 using StatusReader = std::function<EnforcementStatus()>;
 

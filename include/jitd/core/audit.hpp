@@ -24,6 +24,7 @@ struct AuditEvent {
   std::string justification;
   std::string end_time;  // UTC text, when a grant is involved
   std::string reason;    // refusal or failure message, status reason
+  std::string code;      // a refusal's or failure's error code ("PortNotInPolicy"): its kind
 };
 
 // A page of the audit log: who did what, filtered by time and user.
@@ -56,6 +57,19 @@ class AuditSink {
   // Best effort by design of the caller: a failing audit disk is logged, never
   // turned into a lost or leaked grant.
   virtual void record(const AuditEvent& event) = 0;
+};
+
+// Hands every event to each of its sinks in turn (the log file first, then the journal,
+// metrics, notifications), so the engine knows of one sink.
+class AuditFanout final : public AuditSink {
+ public:
+  void add(AuditSink& sink) { sinks_.push_back(&sink); }
+  void record(const AuditEvent& event) override {
+    for (auto* sink : sinks_) sink->record(event);
+  }
+
+ private:
+  std::vector<AuditSink*> sinks_;
 };
 
 }  // namespace jitd::core

@@ -32,6 +32,9 @@ struct TimedElement {
 
 struct EnforcementSpec {
   std::vector<PortKey> protected_ports;
+  // Of protected_ports, those in `mode: audit`: what enforcement would drop there is counted
+  // and its sources remembered (`would_block()`), but accepted.
+  std::vector<PortKey> audited_ports;
   std::vector<ElementKey> permanent;  // disjoint per port
   std::vector<TimedElement> grants;   // disjoint per port
 };
@@ -81,11 +84,24 @@ class ChangeWatch {
   [[nodiscard]] virtual Result<ForeignChanges> drain() = 0;
 };
 
-// Packets dropped so far for one protected (protocol, port), as the kernel counts them.
-struct PortDrops {
+// The kernel's counters for one protected (protocol, port), since the enforcement was installed
+// (a re-install, e.g. after tampering, starts them from zero again).
+struct PortCounters {
+  PortKey port;
+  std::uint64_t dropped_packets = 0;       // dropped by enforcement
+  std::uint64_t dropped_connections = 0;   // of those, packets opening a connection (conntrack new)
+  std::uint64_t admitted_connections = 0;  // new connections a grant admitted
+  std::uint64_t would_drop_packets = 0;    // `mode: audit`: accepted, enforcement would drop them
+  auto operator<=>(const PortCounters&) const = default;
+};
+
+// A source `mode: audit` let through that enforcement would have dropped, as the kernel
+// remembers it (entries age out).
+struct WouldBlock {
+  AddressRange source;  // one address
   PortKey port;
   std::uint64_t packets = 0;
-  auto operator<=>(const PortDrops&) const = default;
+  auto operator<=>(const WouldBlock&) const = default;
 };
 
 // A backend as the daemon runs it: the engine's seam plus what start-up, tamper repair and
@@ -102,8 +118,10 @@ class KernelBackend : public Backend {
   [[nodiscard]] virtual std::vector<std::pair<std::string, std::string>> features() const = 0;
   // Whether jitd's enforcement is in the kernel, without reading every element.
   [[nodiscard]] virtual Result<bool> installed() = 0;
-  // Per protected port, the packets dropped since the enforcement was installed.
-  [[nodiscard]] virtual Result<std::vector<PortDrops>> dropped() = 0;
+  // Per protected port, its counters since the enforcement was installed.
+  [[nodiscard]] virtual Result<std::vector<PortCounters>> counters() = 0;
+  // Sources that ports in `mode: audit` admitted only because of that mode, recently.
+  [[nodiscard]] virtual Result<std::vector<WouldBlock>> would_block() = 0;
   [[nodiscard]] virtual Result<std::unique_ptr<ChangeWatch>> watch() = 0;
 };
 

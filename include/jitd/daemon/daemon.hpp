@@ -78,6 +78,8 @@ class Daemon {
   std::unique_ptr<state::FileJournal> journal_;
   std::unique_ptr<state::FileGrantHistory> history_;
   conntrack::SessionTerminator session_cutter_;
+  // Every audit event, the engine's and the daemon's: the log file first, then the others.
+  core::AuditFanout audit_sinks_;
   core::AccessEngine engine_;
   FirewallAdvice firewall_advice_;
   api::PolicyStatus policy_status_;

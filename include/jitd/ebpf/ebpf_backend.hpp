@@ -53,7 +53,8 @@ class EbpfBackend final : public core::KernelBackend {
   [[nodiscard]] std::string where() const override;
   [[nodiscard]] std::string protection() const override;
   [[nodiscard]] core::Result<bool> installed() override;
-  [[nodiscard]] core::Result<std::vector<core::PortDrops>> dropped() override;
+  [[nodiscard]] core::Result<std::vector<core::PortCounters>> counters() override;
+  [[nodiscard]] core::Result<std::vector<core::WouldBlock>> would_block() override;
   [[nodiscard]] core::Result<std::unique_ptr<core::ChangeWatch>> watch() override;
 
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> features() const override;

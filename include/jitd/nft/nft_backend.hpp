@@ -67,7 +67,8 @@ class NftBackend final : public core::KernelBackend {
   [[nodiscard]] core::Result<bool> installed() override { return table_installed(); }
   // The counter of each element of the set `protected`: the drop rule's lookup is the only
   // one that matches it (the earlier one is inverted), so it counts exactly the drops.
-  [[nodiscard]] core::Result<std::vector<core::PortDrops>> dropped() override;
+  [[nodiscard]] core::Result<std::vector<core::PortCounters>> counters() override;
+  [[nodiscard]] core::Result<std::vector<core::WouldBlock>> would_block() override;
   [[nodiscard]] core::Result<std::unique_ptr<core::ChangeWatch>> watch() override;
 
  private:
