@@ -229,6 +229,8 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
     if (method == "GET") return show_status(caller);
   } else if (path == "/v1/doctor") {
     if (method == "GET") return show_doctor(caller);
+  } else if (path == "/v1/recommendations") {
+    if (method == "GET") return show_recommendations(caller);
   } else if (path == "/v1/policy/reload") {
     if (method == "POST") return reload_policy(caller);
   } else {
@@ -501,6 +503,37 @@ Response Router::show_doctor(const core::Caller& caller) const {
   auto report = firewall_.report();
   if (!report) return error_response(report.error());
   return json_response(200, *report);
+}
+
+Response Router::show_recommendations(const core::Caller& caller) const {
+  if (auto refused =
+          refuse_without(caller, core::Right::read, "read", "read the recommendations")) {
+    return *refused;
+  }
+  if (!listeners_) {
+    return error_response({ErrorCode::not_found, "this jitd cannot list listening sockets"});
+  }
+  const auto listeners = listeners_();
+  if (!listeners) return error_response(listeners.error());
+  const auto found = core::recommend(engine_.policy(), *listeners);
+  json unprotected = json::array();
+  for (const auto& service : found.unprotected) {
+    unprotected.push_back({{"port", service.port.port},
+                           {"protocol", core::to_string(service.port.protocol)},
+                           {"service", service.service},
+                           {"addresses", service.addresses}});
+  }
+  json unused = json::array();
+  for (const auto& rule : found.unused_protected) {
+    unused.push_back({{"port", rule.port.number},
+                      {"protocol", core::to_string(rule.port.protocol)},
+                      {"service", rule.service},
+                      {"addresses", rule.addresses},
+                      {"origin", rule.origin.to_string()}});
+  }
+  return json_response(200, json{{"unprotected", std::move(unprotected)},
+                                 {"unusedProtected", std::move(unused)},
+                                 {"snippet", found.snippet}});
 }
 
 Response Router::reload_policy(const core::Caller& caller) const {

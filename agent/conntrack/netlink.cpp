@@ -1,4 +1,4 @@
-// Netlink plumbing shared by session adoption and session cutting.
+// Netlink plumbing shared by session adoption, session cutting and the listener listing.
 #include "netlink.hpp"
 
 #include <arpa/inet.h>
@@ -14,11 +14,6 @@
 namespace jitd::conntrack::detail {
 namespace {
 
-struct DumpContext {
-  const std::set<std::uint16_t>& ports;
-  std::vector<Session>& sessions;
-};
-
 in6_addr from_diag(std::uint8_t family, const __be32 (&address)[4]) {
   in6_addr result{};
   if (family == AF_INET) {
@@ -30,51 +25,52 @@ in6_addr from_diag(std::uint8_t family, const __be32 (&address)[4]) {
   return result;
 }
 
-int on_socket(const nlmsghdr* header, void* data) {
-  auto& context = *static_cast<DumpContext*>(data);
+struct DumpContext {
+  const OnSocket& on_socket;
+};
+
+int on_message(const nlmsghdr* header, void* data) {
   if (header->nlmsg_len < NLMSG_LENGTH(sizeof(inet_diag_msg))) {
     errno = EBADMSG;
     return MNL_CB_ERROR;
   }
-  const auto* message = static_cast<const inet_diag_msg*>(mnl_nlmsg_get_payload(header));
-  const std::uint16_t local_port = ntohs(message->id.idiag_sport);
-  if (!context.ports.contains(local_port)) return MNL_CB_OK;
-  context.sessions.push_back(Session{from_diag(message->idiag_family, message->id.idiag_src),
-                                     from_diag(message->idiag_family, message->id.idiag_dst),
-                                     local_port, ntohs(message->id.idiag_dport),
-                                     message->idiag_family, message->id});
+  const auto& context = *static_cast<const DumpContext*>(data);
+  context.on_socket(header, *static_cast<const inet_diag_msg*>(mnl_nlmsg_get_payload(header)));
   return MNL_CB_OK;
 }
 
-core::Result<void> dump_family(mnl_socket* socket, std::uint8_t family, std::uint32_t seq,
-                               DumpContext& context) {
-  const std::string operation =
-      std::string("dump tcp") + (family == AF_INET ? "" : "6") + " sockets (sock_diag)";
+}  // namespace
+
+core::Result<void> dump_sockets(mnl_socket* socket, std::uint8_t family, std::uint8_t protocol,
+                                std::uint32_t states, std::uint32_t& seq,
+                                const OnSocket& on_socket) {
+  const std::string operation = std::string("dump ") + (protocol == IPPROTO_UDP ? "udp" : "tcp") +
+                                (family == AF_INET ? "" : "6") + " sockets (sock_diag)";
   std::vector<char> buffer(receive_buffer_size);
   nlmsghdr* header = mnl_nlmsg_put_header(buffer.data());
   header->nlmsg_type = SOCK_DIAG_BY_FAMILY;
   header->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  header->nlmsg_seq = seq;
+  header->nlmsg_seq = seq++;
+  const std::uint32_t request_seq = header->nlmsg_seq;
   auto* request =
       static_cast<inet_diag_req_v2*>(mnl_nlmsg_put_extra_header(header, sizeof(inet_diag_req_v2)));
   request->sdiag_family = family;
-  request->sdiag_protocol = IPPROTO_TCP;
-  request->idiag_states = synchronized_states;
+  request->sdiag_protocol = protocol;
+  request->idiag_states = states;
   if (mnl_socket_sendto(socket, header, header->nlmsg_len) < 0) {
     return sys::fail_system(core::ErrorCode::kernel, operation, errno);
   }
   const unsigned int portid = mnl_socket_get_portid(socket);
+  DumpContext context{on_socket};
   for (;;) {
     const ssize_t received = mnl_socket_recvfrom(socket, buffer.data(), buffer.size());
     if (received < 0) return sys::fail_system(core::ErrorCode::kernel, operation, errno);
-    const int status = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), seq, portid,
-                                  on_socket, &context);
+    const int status = mnl_cb_run(buffer.data(), static_cast<std::size_t>(received), request_seq,
+                                  portid, on_message, &context);
     if (status == MNL_CB_ERROR) return sys::fail_system(core::ErrorCode::kernel, operation, errno);
     if (status == MNL_CB_STOP) return {};
   }
 }
-
-}  // namespace
 
 core::Result<MnlSocket> open_netlink(int bus, const std::string& name) {
   MnlSocket socket(mnl_socket_open(bus));
@@ -91,9 +87,16 @@ core::Result<std::vector<Session>> list_tcp_sessions(mnl_socket* socket,
                                                      const std::set<std::uint16_t>& ports,
                                                      std::uint32_t& seq) {
   std::vector<Session> sessions;
-  DumpContext context{ports, sessions};
+  const OnSocket keep = [&](const nlmsghdr*, const inet_diag_msg& message) {
+    const std::uint16_t local_port = ntohs(message.id.idiag_sport);
+    if (!ports.contains(local_port)) return;
+    sessions.push_back(Session{from_diag(message.idiag_family, message.id.idiag_src),
+                               from_diag(message.idiag_family, message.id.idiag_dst), local_port,
+                               ntohs(message.id.idiag_dport), message.idiag_family, message.id});
+  };
   for (const std::uint8_t family : {AF_INET, AF_INET6}) {
-    if (auto dumped = dump_family(socket, family, seq++, context); !dumped) {
+    if (auto dumped = dump_sockets(socket, family, IPPROTO_TCP, synchronized_states, seq, keep);
+        !dumped) {
       return tl::unexpected(dumped.error());
     }
   }

@@ -1,6 +1,6 @@
 #pragma once
 // Netlink plumbing shared by session adoption and session cutting (internal to jitd_conntrack):
-// the handle owners, the sock_diag listing of TCP sessions, and requests sent in batches whose
+// the handle owners, sock_diag dumps (TCP sessions, listeners), and requests sent in batches whose
 // every ACK is read.
 #include <linux/inet_diag.h>
 #include <netinet/in.h>
@@ -46,6 +46,16 @@ struct Session {
 // A netlink socket on `bus` bound to a kernel-chosen port id; `name` names it in errors
 // ("sock_diag", "ctnetlink").
 [[nodiscard]] core::Result<MnlSocket> open_netlink(int bus, const std::string& name);
+
+// Told each socket a dump lists; `message` is the header's payload, its attributes follow it.
+using OnSocket = std::function<void(const nlmsghdr* header, const inet_diag_msg& message)>;
+
+// Every socket of `family` and `protocol` (IPPROTO_TCP, IPPROTO_UDP) whose state is in `states`,
+// a mask of 1 << TCP_* (a UDP socket is TCP_CLOSE unconnected, TCP_ESTABLISHED connected).
+// `seq` is advanced past the request sent.
+[[nodiscard]] core::Result<void> dump_sockets(mnl_socket* socket, std::uint8_t family,
+                                              std::uint8_t protocol, std::uint32_t states,
+                                              std::uint32_t& seq, const OnSocket& on_socket);
 
 // Synchronized TCP sessions whose local port is one of `ports`, from both address families.
 // A dual-stack socket serving an IPv4 peer shows up in the AF_INET6 dump only, v4-mapped.

@@ -794,6 +794,54 @@ Outcome<Printed> doctor_report(const Reply& reply, bool as_json) {
   return read.result(printed);
 }
 
+// Exit status 3 when there is something to recommend (like doctor); --json keeps it. The
+// snippet is printed as it came, unindented, so it can be pasted into a policy file.
+Outcome<Printed> recommend_report(const Reply& reply, bool as_json) {
+  ReplyReader read(reply.status);
+  const Node report{reply.body, ""};
+  const auto unprotected = read.elements(report, "unprotected");
+  const auto unused = read.elements(report, "unusedProtected");
+  const auto snippet = read.lines(report, "snippet");
+  const auto port_of = [&read](const Node& entry) {
+    std::string port =
+        std::to_string(read.integer(entry, "port")) + "/" + read.text(entry, "protocol");
+    const std::string service = read.text(entry, "service");
+    return service.empty() ? port : port + " (" + service + ")";
+  };
+  std::ostringstream out;
+  if (as_json) {
+    out << reply.body.dump(2) << "\n";
+  } else {
+    if (!unprotected.empty()) {
+      out << "management services reachable beyond loopback that no rule protects:\n";
+      for (const Node& entry : unprotected) {
+        out << "  " << port_of(entry) << " listening on "
+            << jitd::core::join(read.texts(entry, "addresses")) << "\n";
+      }
+    }
+    if (!unused.empty()) {
+      out << "protected ports nothing listens on beyond loopback (stale rules?):\n";
+      for (const Node& entry : unused) {
+        const auto addresses = read.texts(entry, "addresses");
+        out << "  " << port_of(entry) << ": "
+            << (addresses.empty() ? std::string("nothing listens")
+                                  : "loopback only (" + jitd::core::join(addresses) + ")")
+            << "; rule at " << read.text(entry, "origin") << "\n";
+      }
+    }
+    if (unprotected.empty() && unused.empty()) out << "nothing to recommend\n";
+    if (!unprotected.empty()) {
+      out << "policy snippet:\n";
+      for (const auto& line : snippet) {
+        if (!line.empty()) out << line << "\n";
+      }
+    }
+  }
+  Printed printed(out.str());
+  printed.exit_status = unprotected.empty() && unused.empty() ? 0 : 3;
+  return read.result(printed);
+}
+
 // No --port: people ask for SSH, so 22/tcp when the policy protects it; otherwise the refusal
 // names what the policy does protect.
 Outcome<json> default_ports(const std::string& socket) {
@@ -825,7 +873,8 @@ struct Command {
 };
 
 // show, extend, approve, deny: one grant by its id; doctor: what else on the host filters the
-// protected ports. Their arguments live as long as the commands (shared by the closures).
+// protected ports; recommend: what the policy misses or no longer needs. Their arguments live
+// as long as the commands (shared by the closures).
 std::vector<Command> add_review_commands(CLI::App& app, const std::string& socket, bool& as_json) {
   struct Arguments {
     std::string id;
@@ -891,6 +940,18 @@ std::vector<Command> add_review_commands(CLI::App& app, const std::string& socke
       {doctor, [&socket, &as_json] {
          return exchange(socket, "GET", "/v1/doctor").and_then([&](const Reply& reply) {
            return doctor_report(reply, as_json);
+         });
+       }});
+
+  auto* recommend = app.add_subcommand(
+      "recommend",
+      "find management services no rule protects, and protected ports nothing listens on, with "
+      "a policy snippet (exit 3 when found)");
+  recommend->add_flag("--json", as_json, "print JSON");
+  commands.push_back(
+      {recommend, [&socket, &as_json] {
+         return exchange(socket, "GET", "/v1/recommendations").and_then([&](const Reply& reply) {
+           return recommend_report(reply, as_json);
          });
        }});
   return commands;

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "jitd/config/last_valid.hpp"
+#include "jitd/conntrack/listeners.hpp"
 #include "jitd/conntrack/session_adoption.hpp"
 #include "jitd/core/text.hpp"
 #include "jitd/daemon/backends.hpp"
@@ -189,6 +190,7 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
       [this](const std::vector<core::PortSpec>& ports) {
         return firewall_advice_.warnings(engine_.policy().protected_ports(), ports);
       }});
+  router_.set_listener_source(conntrack::list_listeners);
 }
 
 int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) {

@@ -49,7 +49,8 @@ help2man --no-info --section=8 --source="jitd $version" \
 {
   printf '[COMMANDS]\n'
   # Every subcommand main.cpp defines, in the order a grant lives through them.
-  for command in grant list show extend approve deny revoke policy status doctor import-azure; do
+  for command in grant list show extend approve deny revoke policy status doctor recommend \
+    import-azure; do
     printf '.SS %s\n.nf\n' "$command"
     # Escape backslashes and leading dots so --help text is shown, not interpreted. Without
     # SSH_CONNECTION, so grant's --source default is not the build machine's SSH client.
@@ -58,10 +59,10 @@ help2man --no-info --section=8 --source="jitd $version" \
     printf '.fi\n'
   done
   printf '[EXIT STATUS]\n'
-  printf '.TP\n.B 0\nDone (for \\fBdoctor\\fR: no conflicting rules found).\n'
+  printf '.TP\n.B 0\nDone (for \\fBdoctor\\fR: no conflicting rules found; for \\fBrecommend\\fR: nothing to recommend).\n'
   printf '.TP\n.B 1\nRefused: by jitd, or a bad command line (then before any request).\n'
   printf '.TP\n.B 2\nNo usable reply from jitd (socket unreachable, unexpected reply).\n'
-  printf '.TP\n.B 3\n\\fBdoctor\\fR found rules that may drop or admit protected ports.\n'
+  printf '.TP\n.B 3\n\\fBdoctor\\fR found rules that may drop or admit protected ports; \\fBrecommend\\fR found\nunprotected management services or protected ports nothing listens on.\n'
   printf '[ENVIRONMENT]\n.TP\n.B SSH_CONNECTION\n'
   printf 'Inside an SSH session, the default of \\fB\\-\\-source\\fR: the client address.\n'
   printf '[SEE ALSO]\n\\fBjitd\\fR(8), \\fBjitd.yaml\\fR(5)\n'

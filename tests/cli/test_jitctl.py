@@ -38,6 +38,16 @@ CONFLICT = {"kind": "drops", "certain": True, "family": "ip", "table": "filter",
             "hook": "input", "priority": 0, "handle": 7, "ports": [{"number": 22, "protocol": "tcp"}],
             "rule": "tcp dport 22 drop", "advice": "delete it: nft delete rule ip filter INPUT handle 7"}
 DOCTOR = {"conflicts": [CONFLICT], "legacyIptablesTables": ["filter"], "notes": ["checked 3 tables"]}
+SNIPPET = ("# Management services ...\nports:\n  - number: 5432  # postgresql\n    protocol: tcp\n")
+RECOMMEND = {
+    "unprotected": [{"port": 5432, "protocol": "tcp", "service": "postgresql",
+                     "addresses": ["0.0.0.0", "::"]}],
+    "unusedProtected": [{"port": 22, "protocol": "tcp", "service": "ssh", "addresses": [],
+                         "origin": "/etc/jitd/policies.d/10-management.yaml:5:5"},
+                        {"port": 8443, "protocol": "*", "service": "", "addresses": ["127.0.0.1"],
+                         "origin": "/etc/jitd/policies.d/20-web.yaml:3:5"}],
+    "snippet": SNIPPET,
+}
 POLICY = {
     "ports": [{"number": 22, "protocol": "tcp", "allowedSourceAddressPrefixes": ["192.0.2.0/24"],
                "maxRequestAccessDuration": "PT3H"}],
@@ -594,6 +604,58 @@ class Doctor(StandInTest):
     def test_error_is_a_refusal_not_a_finding(self):
         result = self.jitctl("doctor", replies=[(403, {"error": {"code": "Forbidden", "message": "no"}})])
         self.assertEqual(result.returncode, 1, result.stderr)
+
+
+class Recommend(StandInTest):
+    def test_findings_exit_3_with_the_snippet_as_it_came(self):
+        result = self.jitctl("recommend", replies=[(200, RECOMMEND)])
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertEqual(self.sent(), [("GET", "/v1/recommendations", None)])
+        self.assertEqual(result.stdout, (
+            "management services reachable beyond loopback that no rule protects:\n"
+            "  5432/tcp (postgresql) listening on 0.0.0.0, ::\n"
+            "protected ports nothing listens on beyond loopback (stale rules?):\n"
+            "  22/tcp (ssh): nothing listens; rule at /etc/jitd/policies.d/10-management.yaml:5:5\n"
+            "  8443/*: loopback only (127.0.0.1); rule at /etc/jitd/policies.d/20-web.yaml:3:5\n"
+            "policy snippet:\n" + SNIPPET))
+
+    def test_unused_rules_alone_exit_3_without_a_snippet(self):
+        reply = {**RECOMMEND, "unprotected": [], "snippet": ""}
+        result = self.jitctl("recommend", replies=[(200, reply)])
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertNotIn("snippet", result.stdout)
+
+    def test_nothing_to_recommend_exit_0(self):
+        result = self.jitctl("recommend", replies=[
+            (200, {"unprotected": [], "unusedProtected": [], "snippet": ""})])
+        self.assertEqual((result.returncode, result.stdout), (0, "nothing to recommend\n"))
+
+    def test_json_keeps_the_exit_status(self):
+        result = self.jitctl("recommend", "--json", replies=[(200, RECOMMEND)])
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertEqual(json.loads(result.stdout), RECOMMEND)
+
+    def test_odd_replies(self):
+        for reply, problem in [
+            (without(RECOMMEND, "unprotected"), "unprotected missing"),
+            (without(RECOMMEND, "snippet"), "snippet missing"),
+            ({**RECOMMEND, "unprotected": [{**RECOMMEND["unprotected"][0], "port": "5432"}]},
+             "unprotected[0].port is not an integer"),
+            ({**RECOMMEND, "unusedProtected": [without(RECOMMEND["unusedProtected"][0], "origin")]},
+             "unusedProtected[0].origin missing"),
+        ]:
+            with self.subTest(problem=problem):
+                self.assert_unusable(["recommend"], [(200, reply)], problem)
+
+    def test_hostile_text_is_escaped(self):
+        hostile = "ok\n\x1b[2J"
+        reply = {**RECOMMEND, "unprotected": [{**RECOMMEND["unprotected"][0], "service": hostile}],
+                 "snippet": "ports:\n  - number: 1 # \x1b[2J\n"}
+        result = self.jitctl("recommend", replies=[(200, reply)])
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertNotIn("\x1b", result.stdout)
+        self.assertIn("(ok\\n\\x1b[2J)", result.stdout)
+        self.assertIn("  - number: 1 # \\x1b[2J\n", result.stdout)
 
 
 class Escaping(StandInTest):

@@ -241,6 +241,15 @@ class Lab:
                 return process.stdout.readline().strip()
         return Held
 
+    def listen(self, *specs):
+        """Sockets in the server namespace that wait and answer nothing, for as long as the
+        lab: each spec "tcp|udp,HOST,PORT[,dual]" (dual: IPv6 without IPV6_V6ONLY)."""
+        process = subprocess.Popen(["ip", "netns", "exec", self.server_ns, "python3", NETPEER,
+                                    "listen", *specs],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.holders.append(process)
+        self.test.assertEqual(process.stdout.readline().strip(), "ready", f"listen {specs}")
+
     # ---- jitd ----
     def write_policy(self, text, name="10-test.yaml"):
         os.makedirs(os.path.join(self.dir, "policies.d"), exist_ok=True)

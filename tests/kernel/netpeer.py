@@ -8,6 +8,9 @@
         reads one JSON command per line ({"kind", "host", "port", "source", "timeout"}) and
         answers "ok" or "fail <reason>" per line; a resident prober, so that a check made
         1 s before a deadline is not delayed by starting a process on a loaded machine
+  netpeer.py listen tcp|udp,HOST,PORT[,dual]...
+        binds each socket (tcp ones listen; dual: IPv6 without IPV6_V6ONLY), prints "ready",
+        then holds them, answering nothing, until stdin closes
   netpeer.py hold HOST PORT [--source ADDR]
         opens one TCP connection, then for each line on stdin sends it and prints the echo
         (or "ERROR <reason>"); proves an established flow keeps working
@@ -63,6 +66,22 @@ def serve(args):
                 else:
                     del kinds[s.fileno()]
                     s.close()
+
+
+def listen(args):
+    sockets = []
+    for spec in args.specs:
+        kind, host, port, *flags = spec.split(",")
+        s = socket.socket(family_of(host), socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM)
+        if family_of(host) == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if "dual" in flags else 1)
+        s.bind((host, int(port)))
+        if kind == "tcp":
+            s.listen(8)
+        sockets.append(s)
+    print("ready", flush=True)
+    sys.stdin.read()
+    return 0
 
 
 def open_socket(kind, host, source):
@@ -134,6 +153,8 @@ def main():
     p.add_argument("--source")
     p.add_argument("--timeout", type=float, default=1.0)
     sub.add_parser("agent")
+    p = sub.add_parser("listen")
+    p.add_argument("specs", nargs="+")
     p = sub.add_parser("hold")
     p.add_argument("host")
     p.add_argument("port", type=int)
@@ -145,6 +166,8 @@ def main():
         return 0
     if args.command == "agent":
         return agent()
+    if args.command == "listen":
+        return listen(args)
     return connect(args) if args.command == "connect" else hold(args)
 
 

@@ -13,6 +13,7 @@
 #include "jitd/core/clock.hpp"
 #include "jitd/core/engine.hpp"
 #include "jitd/core/grant.hpp"
+#include "jitd/core/recommend.hpp"
 
 namespace jitd::api {
 
@@ -65,6 +66,9 @@ struct FirewallAdvisor {
   std::function<std::vector<std::string>(const std::vector<core::PortSpec>&)> warnings;
 };
 
+// The host's listening sockets (GET /v1/recommendations), read from the kernel on each call.
+using ListenerSource = std::function<core::Result<std::vector<core::Listener>>()>;
+
 // The query string's arguments, decoded, in the order given.
 using QueryArguments = std::vector<std::pair<std::string, std::string>>;
 
@@ -86,6 +90,8 @@ class Router {
   // Without it, GET /v1/doctor answers that jitd cannot inspect other firewalls here, and grant
   // replies carry no warnings.
   void set_firewall_advisor(FirewallAdvisor advisor) { firewall_ = std::move(advisor); }
+  // Without it, GET /v1/recommendations answers that jitd cannot list listening sockets here.
+  void set_listener_source(ListenerSource source) { listeners_ = std::move(source); }
   // The host's name: POST /v1/initiate serves requests for this VM only. Empty: every VM id
   // is refused.
   void set_host_name(std::string name) { host_name_ = std::move(name); }
@@ -124,6 +130,7 @@ class Router {
   [[nodiscard]] Response created(const std::vector<core::Grant>& grants) const;
   [[nodiscard]] Response show_doctor(const core::Caller& caller) const;
   [[nodiscard]] Response show_policy(const core::Caller& caller) const;
+  [[nodiscard]] Response show_recommendations(const core::Caller& caller) const;
   [[nodiscard]] Response show_status(const core::Caller& caller) const;
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
   [[nodiscard]] Response read_audit(const core::Caller& caller, const QueryArguments& query) const;
@@ -138,6 +145,7 @@ class Router {
   const PolicyStatus* policy_status_;
   StatusReader status_;
   FirewallAdvisor firewall_;
+  ListenerSource listeners_;
   std::string host_name_;
 };
 
