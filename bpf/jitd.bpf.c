@@ -13,15 +13,22 @@ struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, JITD_MAX_PROTECTED);
   __type(key, struct jitd_port_key);
-  __type(value, __u8);
+  __type(value, __u8); /* JITD_PORT_ENFORCE or JITD_PORT_AUDIT */
 } protected_ports SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
   __uint(max_entries, JITD_MAX_PROTECTED);
   __type(key, struct jitd_port_key);
-  __type(value, __u64);
-} drops SEC(".maps");
+  __type(value, struct jitd_port_counters);
+} counters SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, JITD_MAX_WOULD_BLOCK);
+  __type(key, struct jitd_source_key);
+  __type(value, struct jitd_source_seen);
+} would_block SEC(".maps");
 
 #define LPM_MAP(name, key_type, capacity) \
   struct {                                \
@@ -60,6 +67,8 @@ const volatile __u32 ct_opts_size = 12;
 #define IP_OFFSET 0x1FFF
 #define IP6_OFFSET 0xFFF8
 #define IP6_MF 0x0001
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
 #define LOOPBACK_IFINDEX 1 /* every namespace's lo */
 
 /* Parsing bounds, fixed so the verifier sees bounded loops and offsets. Two VLAN tags: at tc
@@ -115,6 +124,14 @@ struct wire_ports {
   __be16 source;
   __be16 dest;
 };
+/* TCP up to its flags. */
+struct wire_tcp_flags {
+  struct wire_ports ports;
+  __be32 seq;
+  __be32 ack_seq;
+  __u8 data_offset;
+  __u8 flags;
+};
 
 /* struct bpf_ct_opts as the kfuncs read it: 12 bytes on 6.1 (the last two reserved), 16 on
  * newer kernels (zone id and direction, then reserved). Ours, not vmlinux.h's: its size is
@@ -149,6 +166,7 @@ struct jitd_packet {
   __u8 protocol;   /* IPPROTO_TCP or IPPROTO_UDP once known */
   __be16 sport;
   __be16 dport;
+  __u8 tcp_flags;      /* 0 when the packet ends before them */
   bool first_fragment; /* offset 0 and more fragments follow: the stack will reassemble */
 };
 
@@ -180,6 +198,11 @@ static __always_inline enum jitd_parse read_ports(void* data, void* data_end, __
   struct wire_ports* ports = data + off;
   pkt->sport = ports->source;
   pkt->dport = ports->dest;
+  /* barrier_var: else clang computes data + off again for the read, apart from the register
+   * the bound was checked on, and the verifier (at XDP) knows no range for it. */
+  struct wire_tcp_flags* tcp = data + off;
+  barrier_var(tcp);
+  if (pkt->protocol == IPPROTO_TCP && (void*)(tcp + 1) <= data_end) pkt->tcp_flags = tcp->flags;
   return PARSE_PORTS;
 }
 
@@ -270,11 +293,18 @@ static __always_inline enum jitd_parse parse(void* data, void* data_end, struct 
   return PARSE_IGNORE;
 }
 
-/* Whether conntrack has the packet's flow as nftables' `ct state established,related` sees
- * it: the packet is in the reply direction, or the entry has seen a reply (established) or
- * was expected by a helper (related). `xdp` is a constant at each call site, so only one
- * kfunc call remains in each program. */
-static __always_inline bool established(void* ctx, const struct jitd_packet* pkt, bool xdp) {
+/* What conntrack knows of the packet's flow. */
+enum jitd_flow {
+  FLOW_UNKNOWN,  /* no entry in either direction */
+  FLOW_NEW,      /* an entry that is neither established nor related (no reply seen yet) */
+  FLOW_ACCEPTED, /* nftables' `ct state established,related` */
+};
+
+/* The flow as nftables' `ct state established,related` sees it: the packet is in the reply
+ * direction, or the entry has seen a reply (established) or was expected by a helper
+ * (related). `xdp` is a constant at each call site, so only one kfunc call remains in each
+ * program. */
+static __always_inline enum jitd_flow flow_of(void* ctx, const struct jitd_packet* pkt, bool xdp) {
   struct bpf_sock_tuple tuple = {};
   __u32 tuple_size;
   if (pkt->family == AF_INET) {
@@ -294,34 +324,52 @@ static __always_inline bool established(void* ctx, const struct jitd_packet* pkt
   struct nf_conn* ct =
       xdp ? bpf_xdp_ct_lookup(ctx, &tuple, tuple_size, (struct bpf_ct_opts*)&opts, ct_opts_size)
           : bpf_skb_ct_lookup(ctx, &tuple, tuple_size, (struct bpf_ct_opts*)&opts, ct_opts_size);
-  if (!ct) return false;
+  if (!ct) return FLOW_UNKNOWN;
   /* status through vmlinux.h's preserve_access_index: relocated to the running kernel's
    * struct nf_conn (nf_conntrack's module BTF on Debian's 6.1). */
-  const bool found = opts.dir == IP_CT_DIR_REPLY || (ct->status & (IPS_SEEN_REPLY | IPS_EXPECTED));
+  const bool accepted =
+      opts.dir == IP_CT_DIR_REPLY || (ct->status & (IPS_SEEN_REPLY | IPS_EXPECTED));
   bpf_ct_release(ct);
-  return found;
+  return accepted ? FLOW_ACCEPTED : FLOW_NEW;
 }
 
+/* Whether the packet would open a connection, what the counters count as one: a TCP SYN
+ * without ACK (retransmissions too, as conntrack's `ct state new` sees them), or a UDP datagram
+ * of a flow conntrack has no entry for (a flow's later datagrams find the entry its first made,
+ * if that one was accepted). */
+static __always_inline bool opens_connection(const struct jitd_packet* pkt, enum jitd_flow flow) {
+  if (pkt->protocol == IPPROTO_TCP) {
+    return (pkt->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+  }
+  return flow == FLOW_UNKNOWN;
+}
+
+enum jitd_admission {
+  ADMIT_NONE,
+  ADMIT_ALLOWED, /* the permanent allow-list */
+  ADMIT_GRANTED, /* a live grant */
+};
+
 /* Whether the source is on the permanent allow-list or holds a live grant for the port. */
-static __always_inline bool admitted(const struct jitd_packet* pkt) {
+static __always_inline enum jitd_admission admission_of(const struct jitd_packet* pkt) {
   const __u64 now = bpf_ktime_get_boot_ns();
   __u64* end;
   if (pkt->family == AF_INET) {
     struct jitd_lpm_key4 key = {
         .prefixlen = JITD_LPM_PORT_BITS + 32, .protocol = pkt->protocol, .port = pkt->dport};
     __builtin_memcpy(key.addr, pkt->saddr, sizeof(key.addr));
-    if (bpf_map_lookup_elem(&allow4, &key)) return true;
+    if (bpf_map_lookup_elem(&allow4, &key)) return ADMIT_ALLOWED;
     end = bpf_map_lookup_elem(&grants4, &key);
   } else {
     struct jitd_lpm_key6 key = {
         .prefixlen = JITD_LPM_PORT_BITS + 128, .protocol = pkt->protocol, .port = pkt->dport};
     __builtin_memcpy(key.addr, pkt->saddr, sizeof(key.addr));
-    if (bpf_map_lookup_elem(&allow6, &key)) return true;
+    if (bpf_map_lookup_elem(&allow6, &key)) return ADMIT_ALLOWED;
     end = bpf_map_lookup_elem(&grants6, &key);
   }
   /* The grants are disjoint prefixes, so the longest match is the only one: an expired
    * entry (the loader deletes it later) admits nothing. */
-  return end && *end > now;
+  return end && *end > now ? ADMIT_GRANTED : ADMIT_NONE;
 }
 
 /* Whether the packet is for this host, as nftables' input hook sees packets: the routing
@@ -358,21 +406,42 @@ static __always_inline bool addressed_here(void* ctx, const struct jitd_packet* 
   }
 }
 
-/* drops is per CPU, so a plain increment is exact. Another CPU may create the key between
- * our lookup and insert (EEXIST): then the lookup succeeds. */
-static __always_inline void count_drop(const struct jitd_port_key* key) {
-  __u64* count = bpf_map_lookup_elem(&drops, key);
-  if (!count) {
-    const __u64 one = 1;
-    if (bpf_map_update_elem(&drops, key, &one, BPF_NOEXIST) != -EEXIST) return;
-    count = bpf_map_lookup_elem(&drops, key);
-    if (!count) return;
+/* The port's counters, made (zero) at its first count. They are per CPU, so the caller's
+ * plain increments are exact. Another CPU may create the key between our lookup and insert
+ * (EEXIST): the second lookup finds it either way. NULL only when the map is full. */
+static __always_inline struct jitd_port_counters* counters_of(const struct jitd_port_key* key) {
+  struct jitd_port_counters* found = bpf_map_lookup_elem(&counters, key);
+  if (found) return found;
+  const struct jitd_port_counters zero = {};
+  bpf_map_update_elem(&counters, key, &zero, BPF_NOEXIST);
+  return bpf_map_lookup_elem(&counters, key);
+}
+
+/* An audited port let the packet through: its source, port and time go to the LRU hash
+ * would_block, shared by all CPUs, hence the atomic add. */
+static __always_inline void remember_source(const struct jitd_packet* pkt) {
+  struct jitd_source_key key = {
+      .family = pkt->family, .protocol = pkt->protocol, .port = pkt->dport};
+  if (pkt->family == AF_INET) {
+    __builtin_memcpy(key.addr, pkt->saddr, 4);
+  } else {
+    __builtin_memcpy(key.addr, pkt->saddr, sizeof(key.addr));
   }
-  *count += 1;
+  const __u64 now = bpf_ktime_get_boot_ns();
+  struct jitd_source_seen* seen = bpf_map_lookup_elem(&would_block, &key);
+  if (!seen) {
+    const struct jitd_source_seen first = {.packets = 1, .last_seen = now};
+    if (bpf_map_update_elem(&would_block, &key, &first, BPF_NOEXIST) != -EEXIST) return;
+    seen = bpf_map_lookup_elem(&would_block, &key);
+    if (!seen) return;
+  }
+  __sync_fetch_and_add(&seen->packets, 1);
+  seen->last_seen = now;
 }
 
 /* The decision over a parsed packet, in the order of the nftables chain; true: drop. The
- * route lookup comes last, so accepted packets never pay for it. */
+ * route lookup comes last, so accepted packets never pay for it (but for new connections a
+ * grant admits, to count only those for this host, as nftables' input hook does). */
 static __always_inline bool judge(void* ctx, enum jitd_parse parsed, const struct jitd_packet* pkt,
                                   __u32 ifindex, bool xdp) {
   switch (parsed) {
@@ -388,11 +457,31 @@ static __always_inline bool judge(void* ctx, enum jitd_parse parsed, const struc
     case PARSE_PORTS: break;
   }
   const struct jitd_port_key key = {.protocol = pkt->protocol, .port = pkt->dport};
-  if (!bpf_map_lookup_elem(&protected_ports, &key)) return false;
-  if (established(ctx, pkt, xdp)) return false;
-  if (admitted(pkt)) return false;
+  const __u8* mode = bpf_map_lookup_elem(&protected_ports, &key);
+  if (!mode) return false;
+  const bool audited = *mode == JITD_PORT_AUDIT;
+  const enum jitd_flow flow = flow_of(ctx, pkt, xdp);
+  if (flow == FLOW_ACCEPTED) return false;
+  const bool opens = opens_connection(pkt, flow);
+  const enum jitd_admission admission = admission_of(pkt);
+  if (admission == ADMIT_ALLOWED) return false;
+  if (admission == ADMIT_GRANTED) {
+    if (!opens || !addressed_here(ctx, pkt, ifindex)) return false;
+    struct jitd_port_counters* counted = counters_of(&key);
+    if (counted) counted->admitted_connections += 1;
+    return false;
+  }
   if (!addressed_here(ctx, pkt, ifindex)) return false;
-  count_drop(&key);
+  struct jitd_port_counters* counted = counters_of(&key);
+  if (audited) {
+    if (counted) counted->would_drop_packets += 1;
+    remember_source(pkt);
+    return false;
+  }
+  if (counted) {
+    counted->dropped_packets += 1;
+    if (opens) counted->dropped_connections += 1;
+  }
   return true;
 }
 

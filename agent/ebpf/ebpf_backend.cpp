@@ -48,8 +48,10 @@ core::Result<void> remove_pin_directory(const std::filesystem::path& directory) 
   }
   return {};
 }
-constexpr std::uint8_t protected_value = 1;
 constexpr std::uint64_t ns_per_ms = 1'000'000;
+// would_block() lists the sources an audited port let through within this long: older entries
+// stay in the LRU map until newer ones push them out, but are no longer news.
+constexpr std::uint64_t would_block_window_ns = 3600 * 1000 * ns_per_ms;
 
 // What bpf_ktime_get_boot_ns() returns in the program.
 std::uint64_t boottime_ns() {
@@ -93,9 +95,10 @@ std::string describe(const core::PortKey& port) {
 
 std::size_t family_index(core::Family family) { return family == core::Family::ipv4 ? 0 : 1; }
 
-std::array<bpf_map*, 6> pinned_maps(const jitd_bpf& skeleton) {
-  return {skeleton.maps.protected_ports, skeleton.maps.drops,   skeleton.maps.allow4,
-          skeleton.maps.allow6,          skeleton.maps.grants4, skeleton.maps.grants6};
+std::array<bpf_map*, 7> pinned_maps(const jitd_bpf& skeleton) {
+  return {skeleton.maps.protected_ports, skeleton.maps.counters, skeleton.maps.would_block,
+          skeleton.maps.allow4,          skeleton.maps.allow6,   skeleton.maps.grants4,
+          skeleton.maps.grants6};
 }
 
 // The kernel's id of a map or program, 0 when the descriptor holds neither.
@@ -193,11 +196,8 @@ core::Result<std::map<LpmPrefix, std::uint64_t>> read_trie(const Map& map, core:
   auto listed = map.for_each_key([&](std::span<const std::uint8_t> key) -> core::Result<void> {
     auto prefix = decode(family, key);
     if (!prefix) return tl::unexpected(prefix.error());
-    RawKey raw;
-    std::copy(key.begin(), key.end(), raw.bytes.begin());
-    raw.size = static_cast<std::uint32_t>(key.size());
     std::uint64_t value = 0;
-    auto found = map.lookup(raw, &value, describe(*prefix));
+    auto found = map.lookup(raw_key(key), &value, describe(*prefix));
     if (!found) return tl::unexpected(found.error());
     if (*found) entries[*prefix] = value;  // else deleted since it was listed
     return {};
@@ -216,6 +216,22 @@ core::Result<std::set<core::PortKey>> read_ports(const Map& map) {
   });
   if (!listed) return tl::unexpected(listed.error());
   return ports;
+}
+
+// protected_ports: each port with its mode (JITD_PORT_ENFORCE or JITD_PORT_AUDIT).
+core::Result<std::map<core::PortKey, std::uint8_t>> read_modes(const Map& map) {
+  std::map<core::PortKey, std::uint8_t> modes;
+  auto listed = map.for_each_key([&](std::span<const std::uint8_t> key) -> core::Result<void> {
+    auto port = decode_port(key);
+    if (!port) return tl::unexpected(port.error());
+    std::uint8_t mode = 0;
+    auto found = map.lookup(raw_key(key), &mode, describe(*port));
+    if (!found) return tl::unexpected(found.error());
+    if (*found) modes[*port] = mode;  // else deleted since it was listed
+    return {};
+  });
+  if (!listed) return tl::unexpected(listed.error());
+  return modes;
 }
 
 }  // namespace
@@ -377,8 +393,11 @@ struct Writer {
         want_grants[family_index(prefix.family)][prefix] = end;
       }
     }
-    const std::set<core::PortKey> want_ports(spec.protected_ports.begin(),
-                                             spec.protected_ports.end());
+    const std::set<core::PortKey> audited(spec.audited_ports.begin(), spec.audited_ports.end());
+    std::map<core::PortKey, std::uint8_t> want_ports;
+    for (const auto& port : spec.protected_ports) {
+      want_ports[port] = audited.contains(port) ? JITD_PORT_AUDIT : JITD_PORT_ENFORCE;
+    }
 
     std::array<std::map<LpmPrefix, std::uint64_t>, 2> have_allow;
     std::array<std::map<LpmPrefix, std::uint64_t>, 2> have_grants;
@@ -391,11 +410,11 @@ struct Writer {
       have_grants[family_index(family)] = std::move(*granted);
     }
     const Map protected_ports(impl.skeleton->maps.protected_ports);
-    const Map drops(impl.skeleton->maps.drops);
+    const Map counters(impl.skeleton->maps.counters);
     auto have_ports = read_ports(protected_ports);
     if (!have_ports) return tl::unexpected(have_ports.error());
-    auto have_drops = read_ports(drops);
-    if (!have_drops) return tl::unexpected(have_drops.error());
+    auto have_counters = read_ports(counters);
+    if (!have_counters) return tl::unexpected(have_counters.error());
 
     // Entries that already hold their value (allowed sources, mostly) are left as they are.
     const auto upsert = [](const Map& target, const std::map<LpmPrefix, std::uint64_t>& present,
@@ -433,19 +452,19 @@ struct Writer {
         return done;
       }
     }
-    // Counters start at zero for a newly protected port and keep counting for one that stays.
-    const std::vector<std::uint64_t> zero(impl.possible_cpus, 0);
-    for (const auto& port : want_ports) {
-      if (auto updated =
-              protected_ports.update(encode(port), &protected_value, BPF_ANY, describe(port));
+    // Counters start at zero for a newly protected port and keep counting for one that stays,
+    // also when its mode changes.
+    const std::vector<jitd_port_counters> zero(impl.possible_cpus, jitd_port_counters{});
+    for (const auto& [port, mode] : want_ports) {
+      if (auto updated = protected_ports.update(encode(port), &mode, BPF_ANY, describe(port));
           !updated) {
         return updated;
       }
-      auto counted = drops.update(encode(port), zero.data(), BPF_NOEXIST, describe(port));
+      auto counted = counters.update(encode(port), zero.data(), BPF_NOEXIST, describe(port));
       if (!counted && counted.error().sys_errno != EEXIST) return counted;
     }
     for (const auto& [target, present] :
-         {std::pair{&protected_ports, &*have_ports}, std::pair{&drops, &*have_drops}}) {
+         {std::pair{&protected_ports, &*have_ports}, std::pair{&counters, &*have_counters}}) {
       for (const auto& port : *present) {
         if (want_ports.contains(port)) continue;
         if (auto erased = target->erase(encode(port), describe(port)); !erased) {
@@ -855,24 +874,56 @@ core::Result<bool> EbpfBackend::installed() {
 }
 
 core::Result<std::vector<core::PortCounters>> EbpfBackend::counters() {
-  const Map drops(impl_->skeleton->maps.drops);
+  const Map counters(impl_->skeleton->maps.counters);
   auto ports = read_ports(Map(impl_->skeleton->maps.protected_ports));
   if (!ports) return tl::unexpected(ports.error());
-  std::vector<std::uint64_t> per_cpu(impl_->possible_cpus);
+  std::vector<jitd_port_counters> per_cpu(impl_->possible_cpus);
   std::vector<core::PortCounters> counted;
   for (const auto& port : *ports) {
-    std::fill(per_cpu.begin(), per_cpu.end(), 0);
-    auto found = drops.lookup(encode(port), per_cpu.data(), describe(port));
+    // A port the program has not counted yet (no key) has all four at zero.
+    std::fill(per_cpu.begin(), per_cpu.end(), jitd_port_counters{});
+    auto found = counters.lookup(encode(port), per_cpu.data(), describe(port));
     if (!found) return tl::unexpected(found.error());
-    std::uint64_t sum = 0;
-    for (const auto count : per_cpu) sum += count;
-    counted.push_back({port, sum});
+    core::PortCounters sum{port};
+    for (const auto& cpu : per_cpu) {
+      sum.dropped_packets += cpu.dropped_packets;
+      sum.dropped_connections += cpu.dropped_connections;
+      sum.admitted_connections += cpu.admitted_connections;
+      sum.would_drop_packets += cpu.would_drop_packets;
+    }
+    counted.push_back(sum);
   }
   return counted;
 }
 
 core::Result<std::vector<core::WouldBlock>> EbpfBackend::would_block() {
-  return std::vector<core::WouldBlock>{};
+  auto modes = read_modes(Map(impl_->skeleton->maps.protected_ports));
+  if (!modes) return tl::unexpected(modes.error());
+  const Map sources(impl_->skeleton->maps.would_block);
+  const std::uint64_t now = boottime_ns();
+  const std::uint64_t since = now > would_block_window_ns ? now - would_block_window_ns : 0;
+  // By source and port: a key listed twice (the walk restarted) counts once.
+  std::map<core::ElementKey, std::uint64_t> seen;
+  auto listed = sources.for_each_key([&](std::span<const std::uint8_t> key) -> core::Result<void> {
+    auto source = decode_source(key);
+    if (!source) return tl::unexpected(source.error());
+    // Entries of a port no longer audited stay until the LRU pushes them out; they are not
+    // what that port would block now.
+    const auto mode = modes->find(source->port);
+    if (mode == modes->end() || mode->second != JITD_PORT_AUDIT) return {};
+    jitd_source_seen value{};
+    auto found = sources.lookup(raw_key(key), &value, describe(*source));
+    if (!found) return tl::unexpected(found.error());
+    if (*found && value.last_seen >= since) seen[*source] = value.packets;
+    return {};
+  });
+  if (!listed) return tl::unexpected(listed.error());
+  std::vector<core::WouldBlock> blocked;
+  blocked.reserve(seen.size());
+  for (const auto& [source, packets] : seen) {
+    blocked.push_back({source.source, source.port, packets});
+  }
+  return blocked;
 }
 
 core::Result<std::unique_ptr<core::ChangeWatch>> EbpfBackend::watch() { return open_watch(impl_); }

@@ -56,7 +56,7 @@ struct EbpfBackend::Impl {
   std::uint32_t tc_program_id = 0;
   std::uint32_t xdp_program_id = 0;
   std::map<std::string, std::uint32_t> map_ids;  // by map (and pin) name
-  std::size_t possible_cpus = 0;                 // values per key of the per-CPU drops map
+  std::size_t possible_cpus = 0;                 // values per key of the per-CPU counters map
 
   // From install() until uninstall(): every covered interface should carry the program, and
   // a missing attachment or pin is someone else's doing.

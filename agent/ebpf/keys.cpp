@@ -1,6 +1,7 @@
 #include "keys.hpp"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <bit>
@@ -32,6 +33,17 @@ core::Error malformed(core::Family family, const std::string& why) {
                      std::string("decode ") + (family == core::Family::ipv4 ? "IPv4" : "IPv6") +
                          " trie entry: " + why,
                      EPROTO};
+}
+
+// A map key's protocol and port (network byte order) as jitd's; `what` names the key in errors.
+core::Result<core::PortKey> port_of(__u8 protocol, __u16 port, const char* what) {
+  if (protocol != static_cast<__u8>(core::Protocol::tcp) &&
+      protocol != static_cast<__u8>(core::Protocol::udp)) {
+    return core::fail(core::ErrorCode::kernel,
+                      std::string("decode ") + what + ": protocol " + std::to_string(protocol),
+                      EPROTO);
+  }
+  return core::PortKey{static_cast<core::Protocol>(protocol), ntohs(port)};
 }
 
 }  // namespace
@@ -131,12 +143,39 @@ core::Result<core::PortKey> decode_port(std::span<const std::uint8_t> key) {
     return core::fail(core::ErrorCode::kernel, "decode port key: unexpected key size", EPROTO);
   }
   std::memcpy(&port, key.data(), sizeof port);
-  if (port.protocol != static_cast<__u8>(core::Protocol::tcp) &&
-      port.protocol != static_cast<__u8>(core::Protocol::udp)) {
-    return core::fail(core::ErrorCode::kernel,
-                      "decode port key: protocol " + std::to_string(port.protocol), EPROTO);
+  return port_of(port.protocol, port.port, "port key");
+}
+
+core::Result<core::ElementKey> decode_source(std::span<const std::uint8_t> key) {
+  jitd_source_key source{};
+  if (key.size() != sizeof source) {
+    return core::fail(core::ErrorCode::kernel, "decode source key: unexpected key size", EPROTO);
   }
-  return core::PortKey{static_cast<core::Protocol>(port.protocol), ntohs(port.port)};
+  std::memcpy(&source, key.data(), sizeof source);
+  if (source.family != AF_INET && source.family != AF_INET6) {
+    return core::fail(core::ErrorCode::kernel,
+                      "decode source key: address family " + std::to_string(source.family), EPROTO);
+  }
+  auto port = port_of(source.protocol, source.port, "source key");
+  if (!port) return tl::unexpected(port.error());
+  const core::Family family = source.family == AF_INET ? core::Family::ipv4 : core::Family::ipv6;
+  core::AddressValue address = 0;
+  for (std::size_t i = 0; i < address_bytes(family); ++i) address = address << 8 | source.addr[i];
+  return core::ElementKey{core::AddressRange{family, address, address}, *port};
+}
+
+std::string describe(const core::ElementKey& source) {
+  return core::address_to_string(source.source.family, source.source.first) + " " +
+         std::string(core::to_string(source.port.protocol)) + "/" +
+         std::to_string(source.port.port);
+}
+
+RawKey raw_key(std::span<const std::uint8_t> key) {
+  RawKey raw;
+  const std::size_t size = std::min(key.size(), raw.bytes.size());
+  std::copy_n(key.begin(), size, raw.bytes.begin());
+  raw.size = static_cast<std::uint32_t>(size);
+  return raw;
 }
 
 std::vector<std::pair<core::ElementKey, std::uint64_t>> merge(

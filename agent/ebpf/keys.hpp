@@ -47,6 +47,14 @@ struct RawKey {
 [[nodiscard]] RawKey encode(const core::PortKey& port);
 [[nodiscard]] core::Result<core::PortKey> decode_port(std::span<const std::uint8_t> key);
 
+// A would_block key (one address of one (protocol, port)) as jitd's element.
+[[nodiscard]] core::Result<core::ElementKey> decode_source(std::span<const std::uint8_t> key);
+// "198.51.100.7 tcp/22", for error messages.
+[[nodiscard]] std::string describe(const core::ElementKey& source);
+
+// A key as listed from a map, to look it up again.
+[[nodiscard]] RawKey raw_key(std::span<const std::uint8_t> key);
+
 // Entries of one trie back as ranges: adjacent prefixes of one (protocol, port) with the same
 // value join into one range, so a range installed as several prefixes reads back as itself.
 // Sorted by port, then address.

@@ -37,7 +37,7 @@ Per visit:
      source addresses random over 10.88.0.0/16 (no grant covers them), random source ports,
      sequence numbers and IP ids. Figures: packets offered (trafgen's count over its own run
      time); packets dropped as the kernel counted them (GET /v1/status droppedPackets of port
-     22, cross-checked with the nft rule counter or the pinned per-CPU drops map read with
+     22, cross-checked with the nft rule counter or the pinned per-CPU counters map read with
      bpftool); what reached TCP (the server namespace's Tcp InSegs) and what it answered
      (OutSegs); and CPU time from /proc/stat (see CPU below).
   2. connect_rate (tests/bench/connect_rate.c) from the client namespace to port 22 for
@@ -61,7 +61,7 @@ packet (generation and receive; about 1/rate, as that CPU is saturated), and tra
 and system time (from wait4), and how busy the other CPU was (other load on the machine).
 
 Counters read before and after each flood: /proc/stat, trafgen's output and rusage, jitd's
-status, the nft counter or the bpftool drops map, the server namespace's /proc/net/snmp and
+status, the nft counter or the bpftool counters map, the server namespace's /proc/net/snmp and
 /proc/net/netstat, both veths' statistics and /proc/net/softnet_stat (backlog drops).
 """
 import argparse
@@ -81,7 +81,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import (DEFAULT_JITD, PORT, REPO, Client, ClientServerNamespaces, UnixHTTPConnection,  # noqa: E402
                       check_environment, guarded_run, loadavg, machine, progress, refuse_without_root, run)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernel"))
-from lab import pinned_map_entries  # noqa: E402  (one reader of bpftool's map dumps)
+from lab import pinned_map_entries, port_counter  # noqa: E402  (one reader of bpftool's map dumps)
 from scale import B_FILL, MAX_CLIENTS, MAX_SINGLES, concurrent, git_commit, grant_body, single, split  # noqa: E402
 
 POLICY = """ports:
@@ -372,7 +372,7 @@ class Flood(ClientServerNamespaces):
 
     def kernel_drops(self, backend):
         """Port 22's drops as the kernel counts them, read without jitd: the counter of the drop
-        rule of jitd's chain, or the pinned per-CPU drops map."""
+        rule of jitd's chain, or the pinned per-CPU counters map."""
         if backend == "nftables":
             listing = json.loads(self.ns_run(self.ns, "nft", "-j", "list", "chain", "inet", "jitd", "input").stdout)
             for item in listing["nftables"]:
@@ -383,7 +383,8 @@ class Flood(ClientServerNamespaces):
                             return expression["counter"]["packets"]
             raise RuntimeError("no counted drop rule in jitd's chain")
         key = bytes([6, 0]) + PORT.to_bytes(2, "big")
-        return sum(value for k, value in self.bpf_map("drops") if k == key)
+        return sum(port_counter(value, "dropped_packets")
+                   for k, value in self.bpf_map("counters") if k == key)
 
     def switch(self, target):
         """Puts `target` in force: jitd stopped and uninstalled, then started with the target's

@@ -31,6 +31,7 @@
 
 #include "jitd/ebpf/ebpf_backend.hpp"
 #include "jitd/sys/unique_fd.hpp"
+#include "jitd_abi.h"
 #include "kernel_test_support.hpp"
 
 namespace {
@@ -42,9 +43,11 @@ using jitd::core::ElementKey;
 using jitd::core::EnforcementSpec;
 using jitd::core::Family;
 using jitd::core::Milliseconds;
+using jitd::core::PortCounters;
 using jitd::core::PortKey;
 using jitd::core::Protocol;
 using jitd::core::TimedElement;
+using jitd::core::WouldBlock;
 using jitd::ebpf::AttachPoint;
 using jitd::ebpf::EbpfBackend;
 using jitd::ebpf::EbpfOptions;
@@ -205,14 +208,15 @@ TEST_F(EbpfBackendTest, OpenProbesTheKernelAndAttachesNothing) {
   // <bpffs>/jitd/<netns inode>/v<layout version>, each level 0700.
   struct stat netns {};
   ASSERT_EQ(stat("/proc/self/ns/net", &netns), 0);
-  EXPECT_EQ(backend_->pin_directory(),
-            bpffs_ / "jitd" / std::to_string(netns.st_ino) / ("v" + std::to_string(1)));
+  EXPECT_EQ(backend_->pin_directory(), bpffs_ / "jitd" / std::to_string(netns.st_ino) /
+                                           ("v" + std::to_string(JITD_BPF_LAYOUT_VERSION)));
   for (auto directory = backend_->pin_directory(); directory != bpffs_;
        directory = directory.parent_path()) {
     EXPECT_EQ(std::filesystem::status(directory).permissions(), std::filesystem::perms::owner_all)
         << directory;
   }
-  for (const char* map : {"protected_ports", "drops", "allow4", "allow6", "grants4", "grants6"}) {
+  for (const char* map :
+       {"protected_ports", "counters", "would_block", "allow4", "allow6", "grants4", "grants6"}) {
     EXPECT_TRUE(std::filesystem::exists(pin(map))) << map;
   }
 
@@ -291,7 +295,7 @@ TEST_F(EbpfBackendTest, InstallAttachesAndTheSnapshotEqualsTheSpec) {
   EXPECT_EQ(pinned_entries(pin("allow4")).size(), 0U);
   EXPECT_EQ(pinned_entries(pin("grants6")).size(), 0U);
   EXPECT_EQ(pinned_entries(pin("protected_ports")).size(), 1U);
-  EXPECT_EQ(pinned_entries(pin("drops")).size(), 1U);
+  EXPECT_EQ(pinned_entries(pin("counters")).size(), 1U);
 }
 
 // A range is its fewest CIDR prefixes in the trie: 198.51.100.8-10 is .8/31 and .10/32,
@@ -703,20 +707,22 @@ TEST_F(EbpfBackendTest, XdpReplacesAnotherProgramOnlyWhereItHeldTheSlot) {
   EXPECT_EQ(xdp_id("veth0"), other_id);
 }
 
-TEST_F(EbpfBackendTest, DroppedSumsThePerCpuCounters) {
+// What the program would count, the same on every CPU (bpftool writes one value to all):
+// counters() returns each field times the number of CPUs.
+TEST_F(EbpfBackendTest, CountersSumThePerCpuValues) {
   ASSERT_NO_FATAL_FAILURE(install_sample());
-  auto dropped = backend_->counters();
-  ASSERT_TRUE(succeeded(dropped));
-  ASSERT_EQ(dropped->size(), 3U);
-  for (const auto& port : *dropped) EXPECT_EQ(port.dropped_packets, 0U);
+  auto counted = backend_->counters();
+  ASSERT_TRUE(succeeded(counted));
+  ASSERT_EQ(counted->size(), 3U);
+  for (const auto& port : *counted) EXPECT_EQ(port, PortCounters{port.port});
 
-  // What the program would count: 5 on every CPU for tcp/22 (key: protocol 6, pad, port 22 in
-  // network byte order).
-  ASSERT_EQ(run("bpftool map update pinned " + pin("drops").string() +
-                " key 6 0 0 22 value 5 0 0 0 0 0 0 0")
+  // tcp/22 (key: protocol 6, pad, port 22 in network byte order); four little-endian u64.
+  ASSERT_EQ(run("bpftool map update pinned " + pin("counters").string() +
+                " key 6 0 0 22 value 5 0 0 0 0 0 0 0 3 0 0 0 0 0 0 0 2 0 0 0 0 0 0 0"
+                " 1 0 0 0 0 0 0 0")
                 .status,
             0);
-  const json entries = pinned_entries(pin("drops"));
+  const json entries = pinned_entries(pin("counters"));
   std::size_t cpus = 0;
   for (const json& entry : entries) {
     if (entry["formatted"]["key"]["port"] == htons(22)) {
@@ -724,13 +730,155 @@ TEST_F(EbpfBackendTest, DroppedSumsThePerCpuCounters) {
     }
   }
   ASSERT_GT(cpus, 0U) << entries.dump();
-  dropped = backend_->counters();
-  ASSERT_TRUE(succeeded(dropped));
-  const auto tcp22 = std::find_if(dropped->begin(), dropped->end(), [](const auto& port) {
+  counted = backend_->counters();
+  ASSERT_TRUE(succeeded(counted));
+  const auto tcp22 = std::find_if(counted->begin(), counted->end(), [](const auto& port) {
     return port.port == PortKey{Protocol::tcp, 22};
   });
-  ASSERT_NE(tcp22, dropped->end());
+  ASSERT_NE(tcp22, counted->end());
   EXPECT_EQ(tcp22->dropped_packets, 5U * cpus);
+  EXPECT_EQ(tcp22->dropped_connections, 3U * cpus);
+  EXPECT_EQ(tcp22->admitted_connections, 2U * cpus);
+  EXPECT_EQ(tcp22->would_drop_packets, 1U * cpus);
+}
+
+// A TCP SYN from `source` to 10.9.0.1 (veth0's address: for this host, so judged) and `dport`.
+std::vector<std::uint8_t> syn(const char* source, std::uint16_t dport) {
+  std::vector<std::uint8_t> frame(14 + 20 + 20, 0);
+  frame[12] = 0x08;  // IPv4
+  std::uint8_t* ip = frame.data() + 14;
+  ip[0] = 0x45;
+  ip[3] = 40;  // total length
+  ip[8] = 64;
+  ip[9] = IPPROTO_TCP;
+  inet_pton(AF_INET, source, ip + 12);
+  inet_pton(AF_INET, "10.9.0.1", ip + 16);
+  std::uint8_t* tcp = ip + 20;
+  tcp[0] = 40000 >> 8;
+  tcp[1] = 40000 & 0xFF;
+  tcp[2] = static_cast<std::uint8_t>(dport >> 8);
+  tcp[3] = static_cast<std::uint8_t>(dport);
+  tcp[12] = 0x50;  // data offset
+  tcp[13] = 0x02;  // SYN
+  return frame;
+}
+
+// A UDP datagram from `source` to 10.9.0.1 and `dport`.
+std::vector<std::uint8_t> udp(const char* source, std::uint16_t dport) {
+  std::vector<std::uint8_t> frame = syn(source, dport);
+  frame[14 + 9] = IPPROTO_UDP;
+  frame.resize(14 + 20 + 8);
+  frame[14 + 3] = 28;
+  frame[14 + 20 + 5] = 8;  // length
+  return frame;
+}
+
+// The pinned tc program's verdict on `frame` arriving on veth0 (BPF_PROG_TEST_RUN).
+int verdict(const std::filesystem::path& program, const std::vector<std::uint8_t>& frame) {
+  const UniqueFd fd(bpf_obj_get(program.c_str()));
+  if (!fd) throw std::runtime_error("open " + program.string() + ": " + std::strerror(errno));
+  __sk_buff skb{};
+  skb.ifindex = if_nametoindex("veth0");
+  bpf_test_run_opts run{};
+  run.sz = sizeof(run);
+  run.data_in = frame.data();
+  run.data_size_in = static_cast<__u32>(frame.size());
+  run.ctx_in = &skb;
+  run.ctx_size_in = sizeof(skb);
+  run.repeat = 1;
+  if (const int error = bpf_prog_test_run_opts(fd.get(), &run); error != 0) {
+    throw std::runtime_error("test run of " + program.string() + ": " + std::strerror(-error));
+  }
+  return static_cast<int>(run.retval);
+}
+
+// The whole path: install() marks the audited port, the program (run on crafted packets)
+// counts, counters() and would_block() read it back; an enforce install later keeps the
+// counts and stops listing the port's sources.
+TEST_F(EbpfBackendTest, AuditedPortCountsAndListsWhatItWouldBlock) {
+  ASSERT_EQ(run("ip addr add 10.9.0.1/24 dev veth0").status, 0);
+  ASSERT_NO_FATAL_FAILURE(open(options()));
+  EnforcementSpec spec = sample_spec();
+  spec.audited_ports = {{Protocol::tcp, 22}};
+  ASSERT_TRUE(succeeded(backend_->install(spec)));
+  for (const json& entry : pinned_entries(pin("protected_ports"))) {
+    const bool ssh = entry["formatted"]["key"]["port"] == htons(22) &&
+                     entry["formatted"]["key"]["protocol"] == IPPROTO_TCP;
+    EXPECT_EQ(entry["formatted"]["value"], ssh ? JITD_PORT_AUDIT : JITD_PORT_ENFORCE)
+        << entry.dump();
+  }
+  const auto program = pin("prog_tc");
+  constexpr int pass = 0;                                       // TC_ACT_OK
+  constexpr int drop = 2;                                       // TC_ACT_SHOT
+  EXPECT_EQ(verdict(program, syn("198.51.100.99", 22)), pass);  // audited: would drop
+  EXPECT_EQ(verdict(program, syn("198.51.100.99", 22)), pass);
+  EXPECT_EQ(verdict(program, syn("198.51.100.7", 22)), pass);   // granted
+  EXPECT_EQ(verdict(program, udp("198.51.100.99", 53)), drop);  // enforced beside it
+
+  auto counted = backend_->counters();
+  ASSERT_TRUE(succeeded(counted));
+  const auto find = [&counted](PortKey port) {
+    const auto found = std::find_if(counted->begin(), counted->end(),
+                                    [&port](const auto& entry) { return entry.port == port; });
+    return found == counted->end() ? PortCounters{} : *found;
+  };
+  EXPECT_EQ(find({Protocol::tcp, 22}), (PortCounters{{Protocol::tcp, 22}, 0, 0, 1, 2}));
+  EXPECT_EQ(find({Protocol::udp, 53}), (PortCounters{{Protocol::udp, 53}, 1, 1, 0, 0}));
+
+  // Besides what the program remembered: an entry older than an hour (when the boot clock
+  // goes back that far) and one of the enforced port, neither listed.
+  const UniqueFd sources(bpf_obj_get(pin("would_block").c_str()));
+  ASSERT_TRUE(sources) << std::strerror(errno);
+  timespec now{};
+  clock_gettime(CLOCK_BOOTTIME, &now);
+  const std::uint64_t boot_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000U;
+  constexpr std::uint64_t two_hours_ns = 7200ULL * 1'000'000'000U;
+  const auto remember = [&sources](const char* source, std::uint8_t protocol, std::uint16_t port,
+                                   std::uint64_t last_seen) {
+    jitd_source_key key{AF_INET, protocol, htons(port), {}};
+    inet_pton(AF_INET, source, key.addr);
+    const jitd_source_seen seen{7, last_seen};
+    return bpf_map_update_elem(sources.get(), &key, &seen, BPF_ANY) == 0;
+  };
+  if (boot_ns > two_hours_ns) {
+    ASSERT_TRUE(remember("198.51.100.100", IPPROTO_TCP, 22, boot_ns - two_hours_ns));
+  }
+  ASSERT_TRUE(remember("198.51.100.101", IPPROTO_UDP, 53, boot_ns));
+  auto blocked = backend_->would_block();
+  ASSERT_TRUE(succeeded(blocked));
+  const std::vector<WouldBlock> expected{
+      {key("198.51.100.99", Protocol::tcp, 22).source, {Protocol::tcp, 22}, 2}};
+  EXPECT_EQ(*blocked, expected);
+
+  // Enforced now: the same source is dropped; the counts carry on, the list is empty.
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  EXPECT_EQ(pinned_entries(pin("protected_ports"))[0]["formatted"]["value"], JITD_PORT_ENFORCE);
+  EXPECT_EQ(verdict(program, syn("198.51.100.99", 22)), drop);
+  counted = backend_->counters();
+  ASSERT_TRUE(succeeded(counted));
+  EXPECT_EQ(find({Protocol::tcp, 22}), (PortCounters{{Protocol::tcp, 22}, 1, 1, 1, 2}));
+  blocked = backend_->would_block();
+  ASSERT_TRUE(succeeded(blocked));
+  EXPECT_TRUE(blocked->empty());
+}
+
+// An upgraded jitd (a new map layout) starts from maps of its own layout and removes the
+// pins of the earlier one once its program is attached.
+TEST_F(EbpfBackendTest, PinsOfAnEarlierLayoutAreRemovedAtInstall) {
+  struct stat netns {};
+  ASSERT_EQ(stat("/proc/self/ns/net", &netns), 0);
+  const auto earlier = bpffs_ / "jitd" / std::to_string(netns.st_ino) / "v1";
+  std::filesystem::create_directories(earlier);
+  const UniqueFd map(bpf_map_create(BPF_MAP_TYPE_HASH, "drops", 4, 8, 16, nullptr));
+  ASSERT_TRUE(map) << std::strerror(errno);
+  ASSERT_EQ(bpf_obj_pin(map.get(), (earlier / "drops").c_str()), 0) << std::strerror(errno);
+
+  ASSERT_NO_FATAL_FAILURE(install_sample());
+  EXPECT_FALSE(std::filesystem::exists(earlier));
+  EXPECT_TRUE(std::filesystem::exists(pin("counters")));
+  auto snapshot = backend_->snapshot();
+  ASSERT_TRUE(succeeded(snapshot));
+  EXPECT_TRUE(snapshot->installed);
 }
 
 }  // namespace

@@ -25,7 +25,6 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
-#include <numeric>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -82,6 +81,8 @@ constexpr std::uint8_t nexthdr_auth = 51;
 constexpr std::uint8_t nexthdr_none = 59;
 constexpr std::uint8_t nexthdr_dest = 60;
 constexpr std::uint16_t ipv4_more_fragments = 0x2000;
+constexpr std::uint8_t tcp_syn = 0x02;
+constexpr std::uint8_t tcp_ack = 0x10;
 
 // Test plumbing failures are not what is under test: they abort the test with the reason.
 void check(bool ok, const std::string& what) {
@@ -125,8 +126,10 @@ std::array<std::uint8_t, N> address(const std::string& text) {
   return bytes;
 }
 
-// A TCP SYN, a UDP header or an ICMP/ICMPv6 echo request.
-Bytes transport(std::uint8_t protocol, std::uint16_t sport, std::uint16_t dport) {
+// A TCP header (a SYN unless `tcp_flags` say otherwise), a UDP header or an ICMP/ICMPv6 echo
+// request.
+Bytes transport(std::uint8_t protocol, std::uint16_t sport, std::uint16_t dport,
+                std::uint8_t tcp_flags = tcp_syn) {
   Bytes out;
   if (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6) {
     return {static_cast<std::uint8_t>(protocol == IPPROTO_ICMP ? 8 : 128), 0, 0, 0, 0, 0, 0, 0};
@@ -137,8 +140,8 @@ Bytes transport(std::uint8_t protocol, std::uint16_t sport, std::uint16_t dport)
     put16(out, 8);  // length
     put16(out, 0);  // no checksum
   } else {
-    // sequence, acknowledgement, data offset 5 words, SYN, window, checksum, urgent pointer
-    append(out, {0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xFF, 0xFF, 0, 0, 0, 0});
+    // sequence, acknowledgement, data offset 5 words, flags, window, checksum, urgent pointer
+    append(out, {0, 0, 0, 1, 0, 0, 0, 0, 0x50, tcp_flags, 0xFF, 0xFF, 0, 0, 0, 0});
   }
   return out;
 }
@@ -208,9 +211,10 @@ Bytes ethernet(std::uint16_t type, const Bytes& payload,
   return out;
 }
 
-Bytes tcp4(const std::string& src, std::uint16_t dport = ssh, const std::string& dst = host4) {
+Bytes tcp4(const std::string& src, std::uint16_t dport = ssh, const std::string& dst = host4,
+           std::uint8_t flags = tcp_syn) {
   return ethernet(ethertype_ipv4,
-                  ipv4(src, dst, IPPROTO_TCP, transport(IPPROTO_TCP, client_port, dport)));
+                  ipv4(src, dst, IPPROTO_TCP, transport(IPPROTO_TCP, client_port, dport, flags)));
 }
 
 Bytes udp4(const std::string& src, std::uint16_t dport, const std::string& dst = host4) {
@@ -324,10 +328,10 @@ class EbpfProgramTest : public testing::Test {
           std::string("update map ") + bpf_map__name(map));
   }
 
-  void protect(std::uint8_t protocol, std::uint16_t port) const {
+  void protect(std::uint8_t protocol, std::uint16_t port,
+               std::uint8_t mode = JITD_PORT_ENFORCE) const {
     const jitd_port_key key{protocol, 0, htons(port)};
-    const std::uint8_t present = 1;
-    update(skeleton_->maps.protected_ports, &key, &present);
+    update(skeleton_->maps.protected_ports, &key, &mode);
   }
 
   // An allow-list (end JITD_NEVER) or grant entry for `source`/`prefix_len`, whose
@@ -358,17 +362,52 @@ class EbpfProgramTest : public testing::Test {
     add_source(true, protocol, port, source, prefix_len, JITD_NEVER);
   }
 
-  // drops[(protocol, port)] summed over CPUs; 0 when the program never counted it.
-  [[nodiscard]] std::uint64_t drops(std::uint8_t protocol, std::uint16_t port) const {
+  // counters[(protocol, port)] summed over CPUs; all zero when the program never counted it.
+  [[nodiscard]] jitd_port_counters counters(std::uint8_t protocol, std::uint16_t port) const {
     const jitd_port_key key{protocol, 0, htons(port)};
     const int cpus = libbpf_num_possible_cpus();
     check(cpus > 0, "count the possible CPUs");
-    std::vector<std::uint64_t> values(static_cast<std::size_t>(cpus));
-    if (bpf_map_lookup_elem(map_fd(skeleton_->maps.drops), &key, values.data()) != 0) {
-      check(errno == ENOENT, "look up drops");
-      return 0;
+    std::vector<jitd_port_counters> values(static_cast<std::size_t>(cpus));
+    jitd_port_counters sum{};
+    if (bpf_map_lookup_elem(map_fd(skeleton_->maps.counters), &key, values.data()) != 0) {
+      check(errno == ENOENT, "look up counters");
+      return sum;
     }
-    return std::accumulate(values.begin(), values.end(), std::uint64_t{0});
+    for (const auto& cpu : values) {
+      sum.dropped_packets += cpu.dropped_packets;
+      sum.dropped_connections += cpu.dropped_connections;
+      sum.admitted_connections += cpu.admitted_connections;
+      sum.would_drop_packets += cpu.would_drop_packets;
+    }
+    return sum;
+  }
+
+  [[nodiscard]] std::uint64_t drops(std::uint8_t protocol, std::uint16_t port) const {
+    return counters(protocol, port).dropped_packets;
+  }
+
+  // What would_block remembers of `source` at (protocol, port), if anything.
+  [[nodiscard]] std::optional<jitd_source_seen> remembered(const std::string& source,
+                                                           std::uint8_t protocol,
+                                                           std::uint16_t port) const {
+    jitd_source_key key{};
+    key.protocol = protocol;
+    key.port = htons(port);
+    if (source.find(':') == std::string::npos) {
+      key.family = AF_INET;
+      const auto bytes = address<4>(source);
+      std::memcpy(key.addr, bytes.data(), bytes.size());
+    } else {
+      key.family = AF_INET6;
+      const auto bytes = address<16>(source);
+      std::memcpy(key.addr, bytes.data(), bytes.size());
+    }
+    jitd_source_seen seen{};
+    if (bpf_map_lookup_elem(map_fd(skeleton_->maps.would_block), &key, &seen) != 0) {
+      check(errno == ENOENT, "look up would_block");
+      return std::nullopt;
+    }
+    return seen;
   }
 
   static std::uint32_t test_run(const bpf_program* program, const Bytes& packet, void* context,
@@ -430,6 +469,89 @@ TEST_F(EbpfProgramTest, SourceWithoutGrantIsDroppedAndCounted) {
   EXPECT_TRUE(dropped(run(tcp4(client4))));
   EXPECT_EQ(drops(IPPROTO_TCP, ssh), 4U);
   EXPECT_EQ(drops(IPPROTO_TCP, other_port), 0U);
+}
+
+// A packet opens a connection when it is a TCP SYN without ACK, or a UDP datagram of a flow
+// conntrack does not know; dropped_connections counts the dropped ones.
+TEST_F(EbpfProgramTest, DroppedSynCountsADroppedConnection) {
+  protect(IPPROTO_TCP, ssh);
+  protect(IPPROTO_UDP, 53);
+
+  EXPECT_TRUE(dropped(run(tcp4(client4))));
+  jitd_port_counters counted = counters(IPPROTO_TCP, ssh);
+  EXPECT_EQ(counted.dropped_packets, 2U);  // one per program
+  EXPECT_EQ(counted.dropped_connections, 2U);
+  // Neither a stray ACK nor a SYN-ACK opens a connection.
+  EXPECT_TRUE(dropped(run(tcp4(client4, ssh, host4, tcp_ack))));
+  EXPECT_TRUE(dropped(run(tcp4(client4, ssh, host4, tcp_syn | tcp_ack))));
+  counted = counters(IPPROTO_TCP, ssh);
+  EXPECT_EQ(counted.dropped_packets, 6U);
+  EXPECT_EQ(counted.dropped_connections, 2U);
+  EXPECT_EQ(counted.admitted_connections, 0U);
+  EXPECT_EQ(counted.would_drop_packets, 0U);
+
+  EXPECT_TRUE(dropped(run(udp4(client4, 53))));
+  counted = counters(IPPROTO_UDP, 53);
+  EXPECT_EQ(counted.dropped_packets, 2U);
+  EXPECT_EQ(counted.dropped_connections, 2U);
+}
+
+// admitted_connections: new connections a grant let in; not the allow-list's, not later
+// packets of a connection, not a forwarded packet (nftables' input hook never sees those).
+TEST_F(EbpfProgramTest, GrantedSynCountsAnAdmittedConnection) {
+  protect(IPPROTO_TCP, ssh);
+  grant(IPPROTO_TCP, ssh, client4, 32);
+  allow(IPPROTO_TCP, ssh, "10.1.0.3", 32);
+  check_command("ip route add 10.2.0.0/24 dev " + interface);
+
+  EXPECT_TRUE(passed(run(tcp4(client4))));
+  EXPECT_EQ(counters(IPPROTO_TCP, ssh).admitted_connections, 2U);
+  EXPECT_TRUE(passed(run(tcp4(client4, ssh, host4, tcp_ack))));
+  EXPECT_TRUE(passed(run(tcp4("10.1.0.3"))));
+  EXPECT_TRUE(passed(run(tcp4(client4, ssh, "10.2.0.5"))));
+  const jitd_port_counters counted = counters(IPPROTO_TCP, ssh);
+  EXPECT_EQ(counted.admitted_connections, 2U);
+  EXPECT_EQ(counted.dropped_packets, 0U);
+  EXPECT_EQ(counted.dropped_connections, 0U);
+}
+
+// `mode: audit`: what enforcement would drop passes, is counted and its source remembered; an
+// enforced port beside it still drops.
+TEST_F(EbpfProgramTest, AuditedPortPassesCountsAndRemembersTheSource) {
+  protect(IPPROTO_TCP, ssh, JITD_PORT_AUDIT);
+  protect(IPPROTO_TCP, other_port);
+  grant(IPPROTO_TCP, ssh, "10.1.0.3", 32);
+  const std::uint64_t before = boot_clock_ns();
+
+  EXPECT_TRUE(passed(run(tcp4(client4))));
+  EXPECT_TRUE(passed(run(tcp6(client6))));
+  const std::uint64_t after = boot_clock_ns();
+  jitd_port_counters counted = counters(IPPROTO_TCP, ssh);
+  EXPECT_EQ(counted.would_drop_packets, 4U);
+  EXPECT_EQ(counted.dropped_packets, 0U);
+  EXPECT_EQ(counted.dropped_connections, 0U);
+  const auto seen4 = remembered(client4, IPPROTO_TCP, ssh);
+  ASSERT_TRUE(seen4.has_value());
+  EXPECT_EQ(seen4->packets, 2U);
+  EXPECT_GE(seen4->last_seen, before);
+  EXPECT_LE(seen4->last_seen, after);
+  const auto seen6 = remembered(client6, IPPROTO_TCP, ssh);
+  ASSERT_TRUE(seen6.has_value());
+  EXPECT_EQ(seen6->packets, 2U);
+
+  // A granted source is admitted, not a would-be drop.
+  EXPECT_TRUE(passed(run(tcp4("10.1.0.3"))));
+  counted = counters(IPPROTO_TCP, ssh);
+  EXPECT_EQ(counted.would_drop_packets, 4U);
+  EXPECT_EQ(counted.admitted_connections, 2U);
+  EXPECT_FALSE(remembered("10.1.0.3", IPPROTO_TCP, ssh).has_value());
+
+  EXPECT_TRUE(dropped(run(tcp4(client4, other_port))));
+  counted = counters(IPPROTO_TCP, other_port);
+  EXPECT_EQ(counted.dropped_packets, 2U);
+  EXPECT_EQ(counted.dropped_connections, 2U);
+  EXPECT_EQ(counted.would_drop_packets, 0U);
+  EXPECT_FALSE(remembered(client4, IPPROTO_TCP, other_port).has_value());
 }
 
 TEST_F(EbpfProgramTest, ExpiredGrantDrops) {
@@ -755,10 +877,17 @@ TEST_P(EbpfConntrackTest, EstablishedFlowsPass) {
 
 TEST_P(EbpfConntrackTest, UnrepliedFlowIsJudged) {
   protect(IPPROTO_TCP, ssh);
+  protect(IPPROTO_UDP, 53);
   add_entry("tcp", client4, client_port, host4, ssh, "SYN_SENT", "");
+  add_entry("udp", client4, client_port, host4, 53, "", "");
 
   EXPECT_TRUE(dropped(run(tcp4(client4))));
   EXPECT_EQ(drops(IPPROTO_TCP, ssh), 2U);
+  EXPECT_EQ(counters(IPPROTO_TCP, ssh).dropped_connections, 2U);  // a SYN, retransmitted
+  // A datagram of a flow conntrack already knows does not open one.
+  EXPECT_TRUE(dropped(run(udp4(client4, 53))));
+  EXPECT_EQ(drops(IPPROTO_UDP, 53), 2U);
+  EXPECT_EQ(counters(IPPROTO_UDP, 53).dropped_connections, 0U);
 }
 
 // A packet in the reply direction of a flow this host opened (from its port 22) is

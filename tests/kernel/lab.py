@@ -37,7 +37,7 @@ GRANT_SETS = {4: ("grants4_single", "grants4"), 6: ("grants6_single", "grants6")
 # state (nft -j, or bpftool on the pinned maps) behind one interface.
 BACKEND = os.environ.get("JITD_TEST_BACKEND", "nftables")
 ATTACH = os.environ.get("JITD_TEST_ATTACH", "tc")
-BPF_LAYOUT_VERSION = 1  # bpf/jitd_abi.h JITD_BPF_LAYOUT_VERSION
+BPF_LAYOUT_VERSION = 2  # bpf/jitd_abi.h JITD_BPF_LAYOUT_VERSION
 PROTOCOL_NAMES = {6: "tcp", 17: "udp"}
 
 
@@ -548,7 +548,8 @@ class Lab:
 
     def drop_count(self):
         if BACKEND == "ebpf":
-            return sum(value for _, value in self.bpf_map("drops") or [])
+            return sum(port_counter(value, "dropped_packets")
+                       for _, value in self.bpf_map("counters") or [])
         listing = self.nft("list", "chain", "inet", "jitd", "input")
         for item in listing["nftables"]:
             rule = item.get("rule")
@@ -618,6 +619,17 @@ def pinned_map_entries(path):
             value = int.from_bytes(raw(entry["value"]), "little")
         result.append((raw(entry["key"]), value))
     return result
+
+
+# struct jitd_port_counters (bpf/jitd_abi.h), the value of the eBPF backend's counters map.
+PORT_COUNTERS = ("dropped_packets", "dropped_connections", "admitted_connections",
+                 "would_drop_packets")
+
+
+def port_counter(value, name):
+    """One field of a counters entry as pinned_map_entries reads it: the per-CPU values summed as
+    little-endian integers are the fields summed, as long as no field's sum reaches 2^64."""
+    return (value >> (64 * PORT_COUNTERS.index(name))) & (2**64 - 1)
 
 
 def element_value(element):

@@ -96,8 +96,8 @@ class Lifetime(LabTest):
         lab.start_jitd()
         lab.grant(CLIENT_A, duration="PT10M")
         before = pinned_ids(lab)
-        self.assertTrue({"protected_ports", "grants4", "grants6", "allow4", "allow6", "drops"}
-                        <= set(before), before)
+        self.assertTrue({"protected_ports", "grants4", "grants6", "allow4", "allow6", "counters",
+                         "would_block"} <= set(before), before)
         lab.kill_jitd(9)
         # No daemon: the kernel alone still enforces, and the grant still admits.
         self.assertTrue(lab.bpf_attached())
