@@ -599,22 +599,52 @@ Response Router::show_status(const core::Caller& caller) const {
   };
   const auto enforcement = status_ ? status_() : EnforcementStatus{};
   json errors = json::array();
+  const auto& policy = engine_.policy();
   if (!enforcement.counters)
     errors.push_back("kernel counters: " + enforcement.counters.error().message);
   json ports = json::array();
-  for (const auto& port : engine_.policy().protected_ports()) {
+  for (const auto& port : policy.protected_ports()) {
+    const auto* rule = policy.find_rule(port.port, port.protocol);
     json entry{{"number", port.port},
                {"protocol", core::to_string(port.protocol)},
-               {"liveGrants", live_on(port)},
-               {"droppedPackets", nullptr}};
+               {"mode", core::to_string(policy.mode_of(*rule))},
+               {"liveGrants", live_on(port)}};
+    // null: the kernel could not be read (the error says why), not "none".
+    core::PortCounters counted{port};
     if (enforcement.counters) {
-      std::uint64_t packets = 0;
-      for (const auto& counted : *enforcement.counters) {
-        if (counted.port == port) packets += counted.dropped_packets;
-      }
-      entry["droppedPackets"] = packets;
+      const auto found = std::find_if(enforcement.counters->begin(), enforcement.counters->end(),
+                                      [&](const core::PortCounters& c) { return c.port == port; });
+      if (found != enforcement.counters->end()) counted = *found;
+    }
+    for (const auto& [name, value] :
+         {std::pair{"droppedPackets", counted.dropped_packets},
+          std::pair{"droppedConnections", counted.dropped_connections},
+          std::pair{"admittedConnections", counted.admitted_connections},
+          std::pair{"wouldDropPackets", counted.would_drop_packets}}) {
+      entry[name] = enforcement.counters ? json(value) : json(nullptr);
     }
     ports.push_back(std::move(entry));
+  }
+  // The sources audit mode let through, most packets first, so an admin can allow-list them
+  // before enforcing; bounded, with the count left out said.
+  json would_block = json::array();
+  std::size_t omitted = 0;
+  if (enforcement.would_block) {
+    auto sources = *enforcement.would_block;
+    std::stable_sort(
+        sources.begin(), sources.end(),
+        [](const core::WouldBlock& a, const core::WouldBlock& b) { return a.packets > b.packets; });
+    omitted = sources.size() - std::min(sources.size(), status_would_block_limit);
+    sources.resize(sources.size() - omitted);
+    for (const auto& source : sources) {
+      would_block.push_back(
+          {{"source", core::address_to_string(source.source.family, source.source.first)},
+           {"port", source.port.port},
+           {"protocol", core::to_string(source.port.protocol)},
+           {"packets", source.packets}});
+    }
+  } else {
+    errors.push_back("would-be-blocked sources: " + enforcement.would_block.error().message);
   }
   json features = json::object();
   for (const auto& [name, value] : enforcement.features) features[name] = value;
@@ -625,6 +655,8 @@ Response Router::show_status(const core::Caller& caller) const {
                                    {"protection", enforcement.protection},
                                    {"kernelFeatures", std::move(features)}}},
                                  {"policySource", last_valid ? "lastValidCopy" : "files"},
+                                 {"wouldBlock", std::move(would_block)},
+                                 {"wouldBlockOmitted", omitted},
                                  {"liveGrants", grants.size()},
                                  {"ports", std::move(ports)},
                                  {"errors", std::move(errors)}});
@@ -653,6 +685,7 @@ Response Router::show_policy(const core::Caller& caller) const {
     }
     entry["extendFrom"] =
         rule.extend_from == core::PortRule::ExtendFrom::now ? "now" : "start";
+    entry["mode"] = core::to_string(policy.mode_of(rule));
     ports.push_back(std::move(entry));
   }
   json roles = json::object();

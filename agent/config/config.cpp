@@ -613,6 +613,8 @@ const auto parse_approval =
 using ExtendFrom = core::PortRule::ExtendFrom;
 const auto parse_extend_from = word_parser<ExtendFrom>(
     "what extensions count from", {{"start", ExtendFrom::start}, {"now", ExtendFrom::now}});
+const auto parse_mode = word_parser<core::Mode>(
+    "a mode", {{"enforce", core::Mode::enforce}, {"audit", core::Mode::audit}});
 
 // What the kernel takes as a network interface name (IFNAMSIZ, no '/', ':' or blanks).
 core::Result<std::string> parse_interface_name(std::string_view text) {
@@ -673,8 +675,14 @@ class PolicyParser {
   Loaded<core::Policy> parse(const std::string& text) {
     const auto root = doc_.load(text);
     if (root && !root->IsNull()) {
-      if (const auto file =
-              Mapping::read(doc_, *root, "policy file", {"ports", "permanentAllowList", "roles"})) {
+      if (const auto file = Mapping::read(doc_, *root, "policy file",
+                                          {"mode", "ports", "permanentAllowList", "roles"})) {
+        if (const auto* mode = file->find("mode")) {
+          if (const auto value = read_scalar(doc_, *mode, parse_mode)) {
+            policy_.default_mode = *value;
+            policy_.default_mode_origin = doc_.where(mode->key);
+          }
+        }
         if (const auto* ports = file->find("ports")) {
           for (const auto& node : read_list(doc_, *ports).value_or(std::vector<YAML::Node>{})) {
             read_rule(node);
@@ -698,7 +706,7 @@ class PolicyParser {
         {"number", "protocol", "allowedSourceAddressPrefixes", "allowedSourceAddressPrefix",
          "maxRequestAccessDuration", "minRequestPrefixLengthV4", "minRequestPrefixLengthV6",
          "requesters", "terminateSessionsOnEnd", "approval", "approvers", "approvalTimeout",
-         "extendFrom"});
+         "extendFrom", "mode"});
     if (!mapping) return;
     core::PortRule rule;
     rule.origin = doc_.where(node);
@@ -723,6 +731,7 @@ class PolicyParser {
                   rule.terminate_sessions_on_end);
     read_approval(*mapping, rule);
     read_optional(doc_, *mapping, "extendFrom", parse_extend_from, rule.extend_from);
+    read_optional(doc_, *mapping, "mode", parse_mode, rule.mode);
     // A rule with a valid port is kept even when another field failed, so the merged checks
     // don't add "port not protected" noise on top of the real error.
     if (port) {
@@ -1098,6 +1107,21 @@ void add_policy_file(const fs::path& file, const core::Result<std::string>& text
   merge(roles.requesters, std::move(part.value.roles.requesters));
   merge(roles.administrators, std::move(part.value.roles.administrators));
   append(loaded.errors, std::move(part.errors));
+  // The default mode is policy-wide: files may repeat it, never contradict it.
+  auto& policy = loaded.value;
+  if (part.value.default_mode_origin.line == 0) return;
+  if (policy.default_mode_origin.line == 0) {
+    policy.default_mode = part.value.default_mode;
+    policy.default_mode_origin = std::move(part.value.default_mode_origin);
+  } else if (policy.default_mode != part.value.default_mode) {
+    loaded.errors.push_back(
+        {part.value.default_mode_origin,
+         "mode: " + std::string(core::to_string(part.value.default_mode)) +
+             " contradicts mode: " + std::string(core::to_string(policy.default_mode)) + " at " +
+             policy.default_mode_origin.to_string() +
+             "; the top-level mode is the default of every file's rules, so set it once "
+             "(or give each rule its own mode)"});
+  }
 }
 
 }  // namespace

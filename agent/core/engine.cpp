@@ -72,6 +72,7 @@ EnforcementSpec AccessEngine::enforcement_spec(Deadline now) const {
 EnforcementSpec AccessEngine::spec_with(const std::vector<TimedRange>& grants, Deadline now) const {
   EnforcementSpec spec;
   spec.protected_ports = policy_.protected_ports();
+  spec.audited_ports = policy_.audited_ports();
   // The allow-list goes through the same disjoint derivation: entries may overlap.
   std::vector<TimedRange> permanent;
   for (const auto& entry : policy_.permanent_allow) {

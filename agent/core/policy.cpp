@@ -66,9 +66,13 @@ const PortRule* Policy::find_rule(std::uint16_t port, Protocol protocol) const {
   return nullptr;
 }
 
-std::vector<PortKey> Policy::protected_ports() const {
+namespace {
+
+template <class Keep>
+std::vector<PortKey> ports_of(const std::vector<PortRule>& rules, Keep keep) {
   std::vector<PortKey> keys;
   for (const auto& rule : rules) {
+    if (!keep(rule)) continue;
     for (const auto protocol : expand(rule.port.protocol))
       keys.push_back({protocol, rule.port.number});
   }
@@ -76,5 +80,19 @@ std::vector<PortKey> Policy::protected_ports() const {
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   return keys;
 }
+
+}  // namespace
+
+std::vector<PortKey> Policy::protected_ports() const {
+  return ports_of(rules, [](const PortRule&) { return true; });
+}
+
+Mode Policy::mode_of(const PortRule& rule) const { return rule.mode.value_or(default_mode); }
+
+std::vector<PortKey> Policy::audited_ports() const {
+  return ports_of(rules, [this](const PortRule& rule) { return mode_of(rule) == Mode::audit; });
+}
+
+std::string_view to_string(Mode mode) { return mode == Mode::audit ? "audit" : "enforce"; }
 
 }  // namespace jitd::core

@@ -371,16 +371,42 @@ Outcome<std::string> status_text(const json& reply) {
     }
   }
   out << "live grants: " << read.integer(status, "liveGrants") << "\n\n"
-      << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL" << std::setw(13)
-      << "LIVE GRANTS"
-      << "DROPPED PACKETS\n";
+      << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL" << std::setw(9)
+      << "MODE" << std::setw(13) << "LIVE GRANTS" << std::setw(17) << "DROPPED PACKETS"
+      << std::setw(17) << "DROPPED CONNS" << std::setw(15) << "ADMITTED CONNS"
+      << "WOULD DROP\n";
+  // null: the kernel's counters could not be read (an error line says why).
+  const auto counter = [&read](const Node& port, const char* key) {
+    if (port.value.contains(key) && port.value.at(key).is_null()) return std::string("unknown");
+    return std::to_string(read.integer(port, key));
+  };
+  bool audited = false;
   for (const Node& port : read.elements(status, "ports")) {
-    const bool counted =
-        port.value.contains("droppedPackets") && !port.value.at("droppedPackets").is_null();
+    const auto mode = read.text(port, "mode");
+    audited = audited || mode == "audit";
     out << std::setw(8) << read.integer(port, "number") << std::setw(10)
-        << read.text(port, "protocol") << std::setw(13) << read.integer(port, "liveGrants")
-        << (counted ? std::to_string(read.integer(port, "droppedPackets")) : "unknown") << "\n";
+        << read.text(port, "protocol") << std::setw(9) << mode << std::setw(13)
+        << read.integer(port, "liveGrants") << std::setw(17) << counter(port, "droppedPackets")
+        << std::setw(17) << counter(port, "droppedConnections") << std::setw(15)
+        << counter(port, "admittedConnections") << counter(port, "wouldDropPackets") << "\n";
   }
+  const auto sources = read.elements(status, "wouldBlock");
+  const auto omitted = read.integer(status, "wouldBlockOmitted");
+  if (audited || !sources.empty()) {
+    out << "\nwould have been blocked (mode: audit lets them through; allow-list those that "
+           "must pass before enforcing):\n";
+    if (sources.empty()) out << "  none seen\n";
+  }
+  if (!sources.empty()) {
+    out << std::setw(42) << "  SOURCE" << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL"
+        << "PACKETS\n";
+    for (const Node& source : sources) {
+      out << "  " << std::setw(40) << read.text(source, "source") << std::setw(8)
+          << read.integer(source, "port") << std::setw(10) << read.text(source, "protocol")
+          << read.integer(source, "packets") << "\n";
+    }
+  }
+  if (omitted > 0) out << "  ... and " << omitted << " more with fewer packets\n";
   for (const auto& error : read.texts(status, "errors")) out << "error: " << error << "\n";
   return read.result(out.str());
 }

@@ -176,7 +176,7 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
           [this] {
             return api::EnforcementStatus{std::string(backend_->name()), backend_->where(),
                                           backend_->protection(), backend_->features(),
-                                          backend_->counters()};
+                                          backend_->counters(), backend_->would_block()};
           }) {
   audit_sinks_.add(*audit_);
   engine_.set_session_cutter(&session_cutter_);

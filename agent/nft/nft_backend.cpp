@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cerrno>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -176,7 +177,7 @@ core::Result<void> NftBackend::install(const core::EnforcementSpec& spec) {
   writer.add_table(impl_->owns_table ? owned_table_flags : 0);
   writer.add_sets();
   writer.add_chain();
-  writer.add_protected(spec.protected_ports);
+  writer.add_ports(spec.protected_ports, spec.audited_ports);
   writer.add_permanent(spec.permanent);
   writer.add_grants(spec.grants);
   return impl_->commit(std::move(batch));
@@ -216,12 +217,11 @@ core::Result<core::KernelSnapshot> NftBackend::snapshot() {
   auto ports = impl_->dump(SetKind::protected_ports);
   if (!ports) return tl::unexpected(ports.error());
   for (nftnl_set_elem* element : elements_of(*ports)) {
-    auto port = decode_port(element);
+    auto port = decode_port(SetKind::protected_ports, element);
     if (!port) return tl::unexpected(port.error());
     snapshot.protected_ports.push_back(*port);
   }
-  for (const SetKind kind : all_sets) {
-    if (kind == SetKind::protected_ports) continue;
+  for (const SetKind kind : source_sets) {
     auto elements = is_hash_set(kind) ? impl_->read_hash_set(kind) : impl_->read_elements(kind);
     if (!elements) return tl::unexpected(elements.error());
     // Both grant sets of a family merge into one list: the split is the backend's own.
@@ -264,20 +264,48 @@ std::vector<std::pair<std::string, std::string>> NftBackend::features() const {
 }
 
 core::Result<std::vector<core::PortCounters>> NftBackend::counters() {
-  auto ports = impl_->dump(SetKind::protected_ports);
-  if (!ports) return tl::unexpected(ports.error());
-  std::vector<core::PortCounters> drops;
-  for (nftnl_set_elem* element : elements_of(*ports)) {
-    auto decoded = decode_port_drops(element);
-    if (!decoded) return tl::unexpected(decoded.error());
-    drops.push_back(*decoded);
+  // Every protected port is in `protected`; the other sets hold it too (audited: when audited).
+  std::map<core::PortKey, core::PortCounters> counted;
+  for (const SetKind kind : counter_sets) {
+    auto set = impl_->dump(kind);
+    if (!set) return tl::unexpected(set.error());
+    for (nftnl_set_elem* element : elements_of(*set)) {
+      auto port = decode_port(kind, element);
+      if (!port) return tl::unexpected(port.error());
+      auto& counters = counted.try_emplace(*port, core::PortCounters{*port}).first->second;
+      const std::uint64_t packets = counted_packets(element);
+      switch (kind) {
+        case SetKind::protected_ports: counters.dropped_packets = packets; break;
+        case SetKind::dropped_new: counters.dropped_connections = packets; break;
+        case SetKind::admitted: counters.admitted_connections = packets; break;
+        default: counters.would_drop_packets = packets; break;
+      }
+    }
   }
-  std::sort(drops.begin(), drops.end());
-  return drops;
+  std::vector<core::PortCounters> result;
+  for (auto& [port, counters] : counted) result.push_back(counters);
+  return result;
 }
 
 core::Result<std::vector<core::WouldBlock>> NftBackend::would_block() {
-  return std::vector<core::WouldBlock>{};
+  std::vector<core::WouldBlock> sources;
+  for (const SetKind kind : would_block_sets) {
+    auto set = impl_->dump(kind);
+    if (!set) return tl::unexpected(set.error());
+    for (nftnl_set_elem* element : elements_of(*set)) {
+      auto decoded = decode_element(kind, element);
+      if (!decoded) return tl::unexpected(decoded.error());
+      sources.push_back({decoded->key.source, decoded->key.port, counted_packets(element)});
+    }
+  }
+  // A hash set resized during the dump may list an element twice (see read_hash_set); an
+  // approximate list is good enough here, a repeated source is not.
+  std::sort(sources.begin(), sources.end());
+  const auto same = [](const core::WouldBlock& a, const core::WouldBlock& b) {
+    return a.source == b.source && a.port == b.port;
+  };
+  sources.erase(std::unique(sources.begin(), sources.end(), same), sources.end());
+  return sources;
 }
 
 core::Result<std::unique_ptr<core::ChangeWatch>> NftBackend::watch() {

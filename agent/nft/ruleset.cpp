@@ -34,36 +34,50 @@ struct SetSpec {
   std::uint32_t flags;
   std::uint32_t key_type;
   std::array<std::uint8_t, 3> fields;  // field byte lengths, 0-terminated when shorter
+  // A counter on every element (Linux 5.11+ set element expressions).
+  bool counted = false;
+  std::uint64_t timeout_ms = 0;  // default element timeout; 0: none
+  std::uint32_t size = 0;        // element limit; 0: none
 };
 
 constexpr std::uint32_t interval = NFT_SET_INTERVAL | NFT_SET_CONCAT;
+constexpr std::uint32_t port_type = concat(inet_proto, inet_service);
+constexpr std::uint32_t source4_type = concat(concat(ipv4_addr, inet_proto), inet_service);
+constexpr std::uint32_t source6_type = concat(concat(ipv6_addr, inet_proto), inet_service);
 
 constexpr std::array grant_sets{SetKind::grants4_single, SetKind::grants6_single, SetKind::grants4,
                                 SetKind::grants6};
 
 const SetSpec& spec(SetKind kind) {
   static constexpr std::array<SetSpec, all_sets.size()> specs{{
-      {"protected", 0, concat(inet_proto, inet_service), {1, 2, 0}},
-      {"allow4", interval, concat(concat(ipv4_addr, inet_proto), inet_service), {4, 1, 2}},
-      {"allow6", interval, concat(concat(ipv6_addr, inet_proto), inet_service), {16, 1, 2}},
+      {"protected", 0, port_type, {1, 2, 0}, true},
+      {"allow4", interval, source4_type, {4, 1, 2}},
+      {"allow6", interval, source6_type, {16, 1, 2}},
       // No interval flag: the kernel picks its resizable hash set (rhash). No size either: a
       // set without one has no element limit, and the table grows as needed.
-      {"grants4_single",
-       NFT_SET_TIMEOUT,
-       concat(concat(ipv4_addr, inet_proto), inet_service),
-       {4, 1, 2}},
-      {"grants6_single",
-       NFT_SET_TIMEOUT,
-       concat(concat(ipv6_addr, inet_proto), inet_service),
-       {16, 1, 2}},
-      {"grants4",
-       interval | NFT_SET_TIMEOUT,
-       concat(concat(ipv4_addr, inet_proto), inet_service),
-       {4, 1, 2}},
-      {"grants6",
-       interval | NFT_SET_TIMEOUT,
-       concat(concat(ipv6_addr, inet_proto), inet_service),
-       {16, 1, 2}},
+      {"grants4_single", NFT_SET_TIMEOUT, source4_type, {4, 1, 2}},
+      {"grants6_single", NFT_SET_TIMEOUT, source6_type, {16, 1, 2}},
+      {"grants4", interval | NFT_SET_TIMEOUT, source4_type, {4, 1, 2}},
+      {"grants6", interval | NFT_SET_TIMEOUT, source6_type, {16, 1, 2}},
+      {"dropped_new", 0, port_type, {1, 2, 0}, true},
+      {"admitted", 0, port_type, {1, 2, 0}, true},
+      {"audited", 0, port_type, {1, 2, 0}, true},
+      // Filled from the packet path (dynamic), so bounded: a scan from many addresses must not
+      // grow kernel memory without limit.
+      {"would_block4",
+       NFT_SET_EVAL | NFT_SET_TIMEOUT,
+       source4_type,
+       {4, 1, 2},
+       true,
+       would_block_timeout_ms,
+       would_block_size},
+      {"would_block6",
+       NFT_SET_EVAL | NFT_SET_TIMEOUT,
+       source6_type,
+       {16, 1, 2},
+       true,
+       would_block_timeout_ms,
+       would_block_size},
   }};
   return specs.at(static_cast<std::size_t>(kind));
 }
@@ -220,6 +234,24 @@ Expr verdict(std::uint32_t code) {
   return expr;
 }
 
+Expr go_to(std::string_view chain) {
+  auto expr = make_expr("immediate");
+  nftnl_expr_set_u32(expr.get(), NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+  nftnl_expr_set_u32(expr.get(), NFTNL_EXPR_IMM_VERDICT, NFT_GOTO);
+  nftnl_expr_set_str(expr.get(), NFTNL_EXPR_IMM_CHAIN, std::string(chain).c_str());
+  return expr;
+}
+
+// update @set { <key in sreg> }: adds the key or refreshes its timeout, and moves the
+// element's counter (cloned from the set's).
+Expr update(SetKind set, std::uint32_t sreg) {
+  auto expr = make_expr("dynset");
+  nftnl_expr_set_str(expr.get(), NFTNL_EXPR_DYNSET_SET_NAME, std::string(set_name(set)).c_str());
+  nftnl_expr_set_u32(expr.get(), NFTNL_EXPR_DYNSET_SREG_KEY, sreg);
+  nftnl_expr_set_u32(expr.get(), NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_UPDATE);
+  return expr;
+}
+
 template <class... E>
 std::vector<Expr> sequence(E... exprs) {
   std::vector<Expr> result;
@@ -227,45 +259,102 @@ std::vector<Expr> sequence(E... exprs) {
   return result;
 }
 
-// meta nfproto <family> <saddr> . meta l4proto . th dport @set accept
-std::vector<Expr> source_lookup(core::Family family, SetKind set) {
+constexpr std::string_view granted_chain = "granted";
+constexpr std::string_view audit_chain = "audit";
+
+// meta nfproto <family> <saddr> . meta l4proto . th dport, in the registers from reg(0).
+std::vector<Expr> source_key(core::Family family) {
   const bool v4 = family == core::Family::ipv4;
   const std::uint32_t address_words = v4 ? 1 : 4;
-  return sequence(meta(NFT_META_NFPROTO, reg(0)),
-                  cmp(NFT_CMP_EQ, reg(0), std::uint8_t{v4 ? NFPROTO_IPV4 : NFPROTO_IPV6}),
-                  payload(NFT_PAYLOAD_NETWORK_HEADER, v4 ? 12 : 8, v4 ? 4 : 16, reg(0)),
-                  meta(NFT_META_L4PROTO, reg(address_words)),
-                  payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg(address_words + 1)),
-                  lookup(set_name(set), reg(0), 0), verdict(NF_ACCEPT));
+  return sequence(
+      meta(NFT_META_NFPROTO, reg(0)),
+      cmp(NFT_CMP_EQ, reg(0), static_cast<std::uint8_t>(v4 ? NFPROTO_IPV4 : NFPROTO_IPV6)),
+      payload(NFT_PAYLOAD_NETWORK_HEADER, v4 ? 12 : 8, v4 ? 4 : 16, reg(0)),
+      meta(NFT_META_L4PROTO, reg(address_words)),
+      payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg(address_words + 1)));
+}
+
+// meta l4proto . th dport, in reg(0) and reg(1).
+std::vector<Expr> port_key_exprs() {
+  return sequence(meta(NFT_META_L4PROTO, reg(0)),
+                  payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg(1)));
+}
+
+std::vector<Expr> then(std::vector<Expr> first, std::vector<Expr> rest) {
+  for (auto& expr : rest) first.push_back(std::move(expr));
+  return first;
+}
+
+// <source key> @set <verdict>
+std::vector<Expr> source_lookup(core::Family family, SetKind set, Expr verdict_expr) {
+  return then(source_key(family),
+              sequence(lookup(set_name(set), reg(0), 0), std::move(verdict_expr)));
 }
 
 constexpr std::uint32_t established_related =
     NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
+constexpr std::uint32_t state_new = NF_CT_STATE_BIT(IP_CT_NEW);
 
-std::vector<std::vector<Expr>> rules() {
+// ct state <states>: matches when any of them holds.
+std::vector<Expr> ct_state_in(std::uint32_t states) {
+  return sequence(ct_state(reg(0)), bitwise_and(reg(0), states),
+                  cmp(NFT_CMP_NEQ, reg(0), std::uint32_t{0}));
+}
+
+// ct state new meta l4proto . th dport @set: a lookup only for the element's counter; what
+// follows runs whether or not it matched.
+std::vector<Expr> count_new_connection(SetKind set) {
+  return then(then(ct_state_in(state_new), port_key_exprs()),
+              sequence(lookup(set_name(set), reg(0), 0)));
+}
+
+std::vector<std::vector<Expr>> input_rules() {
   std::vector<std::vector<Expr>> rules;
   // iif "lo" accept
   rules.push_back(sequence(meta(NFT_META_IIF, reg(0)), cmp(NFT_CMP_EQ, reg(0), loopback_ifindex),
                            verdict(NF_ACCEPT)));
   // meta l4proto . th dport != @protected accept
-  rules.push_back(sequence(
-      meta(NFT_META_L4PROTO, reg(0)), payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg(1)),
-      lookup(set_name(SetKind::protected_ports), reg(0), NFT_LOOKUP_F_INV), verdict(NF_ACCEPT)));
+  rules.push_back(then(port_key_exprs(), sequence(lookup(set_name(SetKind::protected_ports), reg(0),
+                                                         NFT_LOOKUP_F_INV),
+                                                  verdict(NF_ACCEPT))));
   // ct state established,related accept
-  rules.push_back(sequence(ct_state(reg(0)), bitwise_and(reg(0), established_related),
-                           cmp(NFT_CMP_NEQ, reg(0), std::uint32_t{0}), verdict(NF_ACCEPT)));
-  rules.push_back(source_lookup(core::Family::ipv4, SetKind::allow4));
-  rules.push_back(source_lookup(core::Family::ipv6, SetKind::allow6));
-  rules.push_back(source_lookup(core::Family::ipv4, SetKind::grants4_single));
-  rules.push_back(source_lookup(core::Family::ipv6, SetKind::grants6_single));
-  rules.push_back(source_lookup(core::Family::ipv4, SetKind::grants4));
-  rules.push_back(source_lookup(core::Family::ipv6, SetKind::grants6));
+  rules.push_back(then(ct_state_in(established_related), sequence(verdict(NF_ACCEPT))));
+  // The allow-list accepts here; its connections are not grant accesses (not counted).
+  rules.push_back(source_lookup(core::Family::ipv4, SetKind::allow4, verdict(NF_ACCEPT)));
+  rules.push_back(source_lookup(core::Family::ipv6, SetKind::allow6, verdict(NF_ACCEPT)));
+  for (const SetKind kind : grant_sets) {
+    const bool v4 = kind == SetKind::grants4_single || kind == SetKind::grants4;
+    rules.push_back(
+        source_lookup(v4 ? core::Family::ipv4 : core::Family::ipv6, kind, go_to(granted_chain)));
+  }
+  // meta l4proto . th dport @audited goto audit: the lookup moves the port's would-drop counter.
+  rules.push_back(then(port_key_exprs(), sequence(lookup(set_name(SetKind::audited), reg(0), 0),
+                                                  go_to(audit_chain))));
+  rules.push_back(count_new_connection(SetKind::dropped_new));
   // meta l4proto . th dport @protected counter drop: every packet here is to a protected port;
   // the lookup is for the element's own counter (see add_sets).
-  rules.push_back(sequence(meta(NFT_META_L4PROTO, reg(0)),
-                           payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg(1)),
-                           lookup(set_name(SetKind::protected_ports), reg(0), 0),
-                           make_expr("counter"), verdict(NF_DROP)));
+  rules.push_back(
+      then(port_key_exprs(), sequence(lookup(set_name(SetKind::protected_ports), reg(0), 0),
+                                      make_expr("counter"), verdict(NF_DROP))));
+  return rules;
+}
+
+std::vector<std::vector<Expr>> granted_rules() {
+  std::vector<std::vector<Expr>> rules;
+  rules.push_back(count_new_connection(SetKind::admitted));
+  rules.push_back(sequence(verdict(NF_ACCEPT)));
+  return rules;
+}
+
+// The source is remembered by a rule of its own: when the set is full the update fails and
+// ends only that rule, and the packet is still accepted.
+std::vector<std::vector<Expr>> audit_rules() {
+  std::vector<std::vector<Expr>> rules;
+  rules.push_back(
+      then(source_key(core::Family::ipv4), sequence(update(SetKind::would_block4, reg(0)))));
+  rules.push_back(
+      then(source_key(core::Family::ipv6), sequence(update(SetKind::would_block6, reg(0)))));
+  rules.push_back(sequence(verdict(NF_ACCEPT)));
   return rules;
 }
 
@@ -329,10 +418,12 @@ void TableWriter::add_sets() {
       nftnl_set_set_data(set.get(), NFTNL_SET_DESC_CONCAT, set_spec.fields.data(),
                          set_spec.fields.size());
     }
-    // Every protected port gets a counter of its own (Linux 5.11+ set element expressions),
-    // which only the drop rule's lookup moves: the per-port dropped packets of status.
-    if (kind == SetKind::protected_ports)
-      nftnl_set_add_expr(set.get(), make_expr("counter").release());
+    if (set_spec.timeout_ms != 0)
+      nftnl_set_set_u64(set.get(), NFTNL_SET_TIMEOUT, set_spec.timeout_ms);
+    if (set_spec.size != 0) nftnl_set_set_u32(set.get(), NFTNL_SET_DESC_SIZE, set_spec.size);
+    // Each element counts what the one lookup that matches it in the chains sees: the
+    // per-port counters of status.
+    if (set_spec.counted) nftnl_set_add_expr(set.get(), make_expr("counter").release());
     const std::string operation = "add set inet " + table_ + " " + std::string(set_spec.name);
     nftnl_set_nlmsg_build_payload(batch_.add(NFT_MSG_NEWSET, NFPROTO_INET, NLM_F_CREATE, operation),
                                   set.get());
@@ -340,6 +431,11 @@ void TableWriter::add_sets() {
 }
 
 void TableWriter::add_chain() {
+  // The chains a rule jumps to exist before the rule.
+  add_regular_chain(granted_chain);
+  add_rules(granted_chain, granted_rules());
+  add_regular_chain(audit_chain);
+  add_rules(audit_chain, audit_rules());
   auto chain = allocate<Chain>(nftnl_chain_alloc());
   nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TABLE, table_.c_str());
   nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_NAME, std::string(chain_name).c_str());
@@ -350,22 +446,24 @@ void TableWriter::add_chain() {
   const std::string object = "chain inet " + table_ + " " + std::string(chain_name);
   nftnl_chain_nlmsg_build_payload(
       batch_.add(NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE, "add " + object), chain.get());
-  add_rules(chain_name, rules());
+  add_rules(chain_name, input_rules());
+}
+
+void TableWriter::add_regular_chain(std::string_view name) {
+  auto chain = allocate<Chain>(nftnl_chain_alloc());
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TABLE, table_.c_str());
+  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_NAME, std::string(name).c_str());
+  nftnl_chain_nlmsg_build_payload(batch_.add(NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE,
+                                             "add chain inet " + table_ + " " + std::string(name)),
+                                  chain.get());
 }
 
 void TableWriter::add_conntrack_keeper() {
   constexpr std::string_view keeper = "conntrack";
-  auto chain = allocate<Chain>(nftnl_chain_alloc());
-  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TABLE, table_.c_str());
-  nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_NAME, std::string(keeper).c_str());
-  nftnl_chain_nlmsg_build_payload(
-      batch_.add(NFT_MSG_NEWCHAIN, NFPROTO_INET, NLM_F_CREATE,
-                 "add chain inet " + table_ + " " + std::string(keeper)),
-      chain.get());
+  add_regular_chain(keeper);
   std::vector<std::vector<Expr>> keeper_rules;
   // ct state established,related: the ct expression is what registers conntrack's hooks.
-  keeper_rules.push_back(sequence(ct_state(reg(0)), bitwise_and(reg(0), established_related),
-                                  cmp(NFT_CMP_NEQ, reg(0), std::uint32_t{0})));
+  keeper_rules.push_back(ct_state_in(established_related));
   add_rules(keeper, std::move(keeper_rules));
 }
 
@@ -385,10 +483,16 @@ void TableWriter::add_rules(std::string_view chain, std::vector<std::vector<Expr
   }
 }
 
-void TableWriter::add_protected(const std::vector<core::PortKey>& ports) {
-  std::vector<SetElem> elements;
-  for (const auto& port : ports) elements.push_back(make_element(port_key(port)));
-  write_elements(NFT_MSG_NEWSETELEM, SetKind::protected_ports, std::move(elements));
+void TableWriter::add_ports(const std::vector<core::PortKey>& protected_ports,
+                            const std::vector<core::PortKey>& audited_ports) {
+  const auto write = [this](SetKind kind, const std::vector<core::PortKey>& ports) {
+    std::vector<SetElem> elements;
+    for (const auto& port : ports) elements.push_back(make_element(port_key(port)));
+    write_elements(NFT_MSG_NEWSETELEM, kind, std::move(elements));
+  };
+  for (const SetKind kind : counter_sets) {
+    write(kind, kind == SetKind::audited ? audited_ports : protected_ports);
+  }
 }
 
 void TableWriter::add_permanent(const std::vector<core::ElementKey>& elements) {
@@ -445,15 +549,14 @@ void TableWriter::write_elements(std::uint16_t type, SetKind kind, std::vector<S
   }
 }
 
-core::Result<core::PortKey> decode_port(nftnl_set_elem* element) {
-  return element_bytes(SetKind::protected_ports, element, NFTNL_SET_ELEM_KEY).map([](auto key) {
+core::Result<core::PortKey> decode_port(SetKind kind, nftnl_set_elem* element) {
+  return element_bytes(kind, element, NFTNL_SET_ELEM_KEY).map([](auto key) {
     return read_port(key, 0);
   });
 }
 
 core::Result<core::TimedElement> decode_element(SetKind kind, nftnl_set_elem* element) {
-  const bool v4 =
-      kind == SetKind::allow4 || kind == SetKind::grants4_single || kind == SetKind::grants4;
+  const bool v4 = spec(kind).key_type == source4_type;
   const std::size_t address_size = v4 ? 4 : 16;
   auto key = element_bytes(kind, element, NFTNL_SET_ELEM_KEY);
   if (!key) return tl::unexpected(key.error());
@@ -473,21 +576,18 @@ core::Result<core::TimedElement> decode_element(SetKind kind, nftnl_set_elem* el
   return result;
 }
 
-core::Result<core::PortCounters> decode_port_drops(nftnl_set_elem* element) {
-  auto port = decode_port(element);
-  if (!port) return tl::unexpected(port.error());
-  core::PortCounters drops{*port};
+std::uint64_t counted_packets(nftnl_set_elem* element) {
+  std::uint64_t packets = 0;
   nftnl_set_elem_expr_foreach(
       element,
       [](nftnl_expr* expr, void* data) {
         if (std::strcmp(nftnl_expr_get_str(expr, NFTNL_EXPR_NAME), "counter") == 0) {
-          static_cast<core::PortCounters*>(data)->dropped_packets +=
-              nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
+          *static_cast<std::uint64_t*>(data) += nftnl_expr_get_u64(expr, NFTNL_EXPR_CTR_PACKETS);
         }
         return 0;
       },
-      &drops);
-  return drops;
+      &packets);
+  return packets;
 }
 
 }  // namespace jitd::nft

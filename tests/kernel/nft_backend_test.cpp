@@ -80,6 +80,7 @@ EnforcementSpec sample_spec() {
   spec.permanent = {key("192.0.2.0", "192.0.2.255", Protocol::tcp, 22),
                     key("2001:db8::", "2001:db8::ffff:ffff:ffff:ffff", Protocol::tcp, 22)};
   spec.grants = {{host_tcp22, 1h}, {net_udp53, 30min}};
+  spec.audited_ports = {{Protocol::udp, 53}};
   return spec;
 }
 
@@ -126,28 +127,45 @@ TEST_P(NftBackendOwnershipTest, InstallCreatesTheRuleset) {
   for (const json& set : nft_objects("table inet jitd", "set")) {
     const std::string name = set.at("name");
     names.push_back(name);
-    const bool interval = name != "protected" && !name.ends_with("_single");
+    if (name.starts_with("would_block")) continue;
+    const bool interval =
+        name.starts_with("allow") || (name.starts_with("grants") && !name.ends_with("_single"));
     const bool timeout = name.starts_with("grants");
     EXPECT_EQ(set.value("flags", json::array()).size(), interval + timeout) << set.dump();
     // No size: the kernel sets no element limit then.
     EXPECT_FALSE(set.contains("size")) << set.dump();
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"protected", "allow4", "allow6", "grants4_single",
-                                             "grants6_single", "grants4", "grants6"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"protected", "allow4", "allow6", "grants4_single",
+                                      "grants6_single", "grants4", "grants6", "dropped_new",
+                                      "admitted", "audited", "would_block4", "would_block6"}));
   EXPECT_EQ(nft_set("allow4").at("type"), json({"ipv4_addr", "inet_proto", "inet_service"}));
   EXPECT_EQ(nft_set("grants6").at("flags"), json({"interval", "timeout"}));
   EXPECT_EQ(nft_set("grants6_single").at("type"),
             json({"ipv6_addr", "inet_proto", "inet_service"}));
   EXPECT_EQ(nft_set("grants6_single").at("flags"), json({"timeout"}));
+  // Filled by the packet path: bounded, and forgetting sources an hour after their last packet.
+  for (const char* name : {"would_block4", "would_block6"}) {
+    const json set = nft_set(name);
+    EXPECT_EQ(set.at("flags"), json({"timeout", "dynamic"})) << set.dump();
+    EXPECT_EQ(set.at("timeout"), 3600) << set.dump();
+    EXPECT_EQ(set.at("size"), 65536) << set.dump();
+  }
 
   const auto chains = nft_objects("table inet jitd", "chain");
-  ASSERT_EQ(chains.size(), 1U);
-  EXPECT_EQ(chains[0].at("hook"), "input");
-  EXPECT_EQ(chains[0].at("prio"), -10);
-  EXPECT_EQ(chains[0].at("policy"), "accept");
+  ASSERT_EQ(chains.size(), 3U);
+  EXPECT_EQ(chains[0].at("name"), "granted");
+  EXPECT_EQ(chains[1].at("name"), "audit");
+  EXPECT_EQ(chains[2].at("name"), "input");
+  EXPECT_EQ(chains[2].at("hook"), "input");
+  EXPECT_EQ(chains[2].at("prio"), -10);
+  EXPECT_EQ(chains[2].at("policy"), "accept");
 
-  const auto rules = nft_objects("table inet jitd", "rule");
-  ASSERT_EQ(rules.size(), 10U);
+  std::vector<json> rules;
+  for (const json& rule : nft_objects("table inet jitd", "rule")) {
+    if (rule.at("chain") == "input") rules.push_back(rule);
+  }
+  ASSERT_EQ(rules.size(), 12U);
   EXPECT_EQ(rules[0]["expr"][0]["match"]["right"], "lo");
   EXPECT_EQ(rules[1]["expr"][0]["match"]["op"], "!=");
   EXPECT_EQ(rules[1]["expr"][0]["match"]["right"], "@protected");
@@ -155,15 +173,24 @@ TEST_P(NftBackendOwnershipTest, InstallCreatesTheRuleset) {
   const std::array<const char*, 6> lookups{"@allow4",         "@allow6",  "@grants4_single",
                                            "@grants6_single", "@grants4", "@grants6"};
   for (std::size_t i = 0; i < lookups.size(); ++i) {
+    // The lookup (nft leaves the nfproto match implied), then accept (allow-list) or goto
+    // granted (grants).
     EXPECT_EQ(rules[3 + i]["expr"][0]["match"]["right"], lookups[i]) << rules[3 + i].dump();
+    EXPECT_EQ(rules[3 + i]["expr"][1].contains("goto"), i >= 2) << rules[3 + i].dump();
   }
+  EXPECT_EQ(rules[9]["expr"][0]["match"]["right"], "@audited");
+  EXPECT_EQ(rules[9]["expr"][1]["goto"]["target"], "audit");
+  EXPECT_EQ(rules[10]["expr"][1]["match"]["right"], "@dropped_new");
   // The drop rule looks the port up again for the element's counter: per-port drops.
-  EXPECT_EQ(rules[9]["expr"][0]["match"]["right"], "@protected");
-  EXPECT_TRUE(rules[9]["expr"][1].contains("counter"));
-  EXPECT_TRUE(rules[9]["expr"][2].contains("drop"));
+  EXPECT_EQ(rules[11]["expr"][0]["match"]["right"], "@protected");
+  EXPECT_TRUE(rules[11]["expr"][1].contains("counter"));
+  EXPECT_TRUE(rules[11]["expr"][2].contains("drop"));
 
-  EXPECT_EQ(element_texts(nft_set("protected")),
-            (std::vector<std::string>{"tcp . 22", "udp . 53"}));
+  for (const char* counted : {"protected", "dropped_new", "admitted"}) {
+    EXPECT_EQ(element_texts(nft_set(counted)), (std::vector<std::string>{"tcp . 22", "udp . 53"}))
+        << counted;
+  }
+  EXPECT_EQ(element_texts(nft_set("audited")), (std::vector<std::string>{"udp . 53"}));
   EXPECT_EQ(element_texts(nft_set("allow6")),
             (std::vector<std::string>{"2001:db8::/64 . tcp . 22"}));
   EXPECT_EQ(element_texts(nft_set("grants4_single")),
@@ -201,6 +228,22 @@ TEST_P(NftBackendOwnershipTest, RulesetListsLikeNftsOwn) {
     set grants6_single { type ipv6_addr . inet_proto . inet_service; flags timeout; }
     set grants4 { type ipv4_addr . inet_proto . inet_service; flags interval, timeout; }
     set grants6 { type ipv6_addr . inet_proto . inet_service; flags interval, timeout; }
+    set dropped_new { type inet_proto . inet_service; counter; elements = { tcp . 22, udp . 53 } }
+    set admitted { type inet_proto . inet_service; counter; elements = { tcp . 22, udp . 53 } }
+    set audited { type inet_proto . inet_service; counter; elements = { udp . 53 } }
+    set would_block4 { type ipv4_addr . inet_proto . inet_service; size 65536;
+                       flags dynamic, timeout; counter; timeout 1h; }
+    set would_block6 { type ipv6_addr . inet_proto . inet_service; size 65536;
+                       flags dynamic, timeout; counter; timeout 1h; }
+    chain granted {
+      ct state new meta l4proto . th dport @admitted
+      accept
+    }
+    chain audit {
+      meta nfproto ipv4 update @would_block4 { ip saddr . meta l4proto . th dport }
+      meta nfproto ipv6 update @would_block6 { ip6 saddr . meta l4proto . th dport }
+      accept
+    }
     chain input {
       type filter hook input priority -10; policy accept;
       iif "lo" accept
@@ -208,10 +251,12 @@ TEST_P(NftBackendOwnershipTest, RulesetListsLikeNftsOwn) {
       ct state established,related accept
       meta nfproto ipv4 ip saddr . meta l4proto . th dport @allow4 accept
       meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @allow6 accept
-      meta nfproto ipv4 ip saddr . meta l4proto . th dport @grants4_single accept
-      meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @grants6_single accept
-      meta nfproto ipv4 ip saddr . meta l4proto . th dport @grants4 accept
-      meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @grants6 accept
+      meta nfproto ipv4 ip saddr . meta l4proto . th dport @grants4_single goto granted
+      meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @grants6_single goto granted
+      meta nfproto ipv4 ip saddr . meta l4proto . th dport @grants4 goto granted
+      meta nfproto ipv6 ip6 saddr . meta l4proto . th dport @grants6 goto granted
+      meta l4proto . th dport @audited goto audit
+      ct state new meta l4proto . th dport @dropped_new
       meta l4proto . th dport @protected counter drop
     }
   })";
@@ -234,7 +279,8 @@ TEST_P(NftBackendOwnershipTest, InstallTwiceReplacesEverything) {
   EXPECT_TRUE(element_texts(nft_set("grants4")).empty());
   EXPECT_EQ(element_texts(nft_set("protected")), (std::vector<std::string>{"tcp . 2222"}));
   EXPECT_TRUE(element_texts(nft_set("allow4")).empty());
-  EXPECT_EQ(nft_objects("table inet jitd", "rule").size(), 10U);
+  EXPECT_TRUE(element_texts(nft_set("audited")).empty());
+  EXPECT_EQ(nft_objects("table inet jitd", "rule").size(), 17U);
   EXPECT_EQ(keys_of(grants()), (std::vector<ElementKey>{other}));
 }
 
@@ -257,6 +303,61 @@ TEST_P(NftBackendOwnershipTest, ApplyAddsGrantsAndSnapshotReportsRemainingTime) 
     EXPECT_LE(current[i].timeout, given[i]);
     EXPECT_GT(current[i].timeout, given[i] - 5s);
   }
+}
+
+// counters() reads each counting set into its own field, would_block() the dynamic sets. The
+// counters are set here through nft (traffic that moves them is tests/kernel/
+// test_operator_counters.py's and test_audit_mode.py's).
+TEST_F(NftBackendTest, CountersAndWouldBlockReadEachSet) {
+  ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
+  auto counted = backend_->counters();
+  ASSERT_TRUE(succeeded(counted));
+  const PortCounters ssh{{Protocol::tcp, 22}}, dns{{Protocol::udp, 53}};
+  EXPECT_EQ(*counted, (std::vector<PortCounters>{ssh, dns}));
+  auto sources = backend_->would_block();
+  ASSERT_TRUE(succeeded(sources));
+  EXPECT_TRUE(sources->empty());
+
+  // Each set's tcp . 22 element replaced by one whose counter has seen `packets`.
+  const auto preset = [](const std::string& set, int packets) {
+    return run("nft delete element inet jitd " + set +
+               " '{ tcp . 22 }' && nft add element inet jitd " + set +
+               " '{ tcp . 22 counter packets " + std::to_string(packets) + " bytes 0 }'")
+        .status;
+  };
+  ASSERT_EQ(preset("protected", 7), 0);
+  ASSERT_EQ(preset("dropped_new", 3), 0);
+  ASSERT_EQ(preset("admitted", 2), 0);
+  ASSERT_EQ(
+      run("nft add element inet jitd audited '{ tcp . 22 counter packets 9 bytes 0 }'").status, 0);
+  ASSERT_EQ(run("nft add element inet jitd would_block4 '{ 198.51.100.9 . udp . 53 counter "
+                "packets 4 bytes 0 }' && nft add element inet jitd would_block6 '{ "
+                "2001:db8::9 . tcp . 22 counter packets 1 bytes 0 }'")
+                .status,
+            0);
+  counted = backend_->counters();
+  ASSERT_TRUE(succeeded(counted));
+  EXPECT_EQ(*counted, (std::vector<PortCounters>{{{Protocol::tcp, 22}, 7, 3, 2, 9}, dns}));
+  sources = backend_->would_block();
+  ASSERT_TRUE(succeeded(sources));
+  EXPECT_EQ(*sources, (std::vector<jitd::core::WouldBlock>{
+                          {{Family::ipv4, address("198.51.100.9"), address("198.51.100.9")},
+                           {Protocol::udp, 53},
+                           4},
+                          {{Family::ipv6, address("2001:db8::9"), address("2001:db8::9")},
+                           {Protocol::tcp, 22},
+                           1}}));
+
+  // A set that cannot be read is named in the error.
+  ASSERT_EQ(run("nft delete table inet jitd").status, 0);
+  counted = backend_->counters();
+  ASSERT_FALSE(counted);
+  EXPECT_NE(counted.error().message.find("list set inet jitd protected"), std::string::npos)
+      << counted.error().message;
+  sources = backend_->would_block();
+  ASSERT_FALSE(sources);
+  EXPECT_NE(sources.error().message.find("list set inet jitd would_block4"), std::string::npos)
+      << sources.error().message;
 }
 
 // The backend splits grants by width: one address to the hash sets, wider ranges to the

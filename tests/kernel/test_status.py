@@ -49,7 +49,7 @@ class Status(LabTest):
         self.assertEqual(shown.returncode, 0, shown.stderr)
         self.assertIn(f"backend:     {BACKEND}", shown.stdout)
         row = next(line for line in shown.stdout.splitlines() if line.startswith("22 "))
-        self.assertEqual(row.split(), ["22", "tcp", "1", str(blocked)])
+        self.assertEqual(row.split()[:5], ["22", "tcp", "enforce", "1", str(blocked)])
 
 
 if __name__ == "__main__":

@@ -202,7 +202,92 @@ TEST_F(RouterTest, PolicyUsesYamlFieldNames) {
   EXPECT_EQ(policy["ports"][0]["maxRequestAccessDuration"], "PT3H");
   EXPECT_EQ(policy["ports"][1]["allowedSourceAddressPrefixes"], json::array({"10.0.0.0/8"}));
   EXPECT_EQ(policy["ports"][1]["maxRequestAccessDuration"], "PT10M");
+  EXPECT_EQ(policy["ports"][0]["mode"], "enforce");
 }
+
+// The kernel's counters per port and the sources audit mode let through, as the backend
+// reports them.
+class RouterStatusTest : public RouterTest {
+ protected:
+  RouterStatusTest() {
+    auto policy = test_policy();
+    policy.rules[1].mode = core::Mode::audit;  // 3389/tcp
+    EXPECT_TRUE(engine.replace_policy(policy).has_value());
+  }
+  api::EnforcementStatus kernel{"nftables", "table inet jitd", "not owned", {}};
+  api::Router status_router{engine, clock, nullptr, nullptr, nullptr, [this] { return kernel; }};
+
+  json status() {
+    const auto response = status_router.handle(nobody, "GET", "/v1/status", "");
+    EXPECT_EQ(response.status, 200u) << response.body;
+    return json::parse(response.body);
+  }
+};
+
+const core::PortKey ssh_key{core::Protocol::tcp, 22};
+const core::PortKey rdp_key{core::Protocol::tcp, 3389};
+
+core::WouldBlock would_block(const char* source, std::uint64_t packets) {
+  const auto address = *core::Prefix::parse(source);
+  return {address.range(), rdp_key, packets};
+}
+
+TEST_F(RouterStatusTest, CountersAndModePerPort) {
+  kernel.counters = std::vector<core::PortCounters>{{ssh_key, 7, 3, 2, 0}, {rdp_key, 0, 0, 1, 9}};
+  kernel.would_block =
+      std::vector<core::WouldBlock>{would_block("192.0.2.1", 4), would_block("2001:db8::1", 5)};
+  const auto reply = status();
+  ASSERT_EQ(reply["ports"].size(), 2u) << reply;
+  EXPECT_EQ(reply["ports"][0], (json{{"number", 22},
+                                     {"protocol", "tcp"},
+                                     {"mode", "enforce"},
+                                     {"liveGrants", 0},
+                                     {"droppedPackets", 7},
+                                     {"droppedConnections", 3},
+                                     {"admittedConnections", 2},
+                                     {"wouldDropPackets", 0}}));
+  EXPECT_EQ(reply["ports"][1]["mode"], "audit");
+  EXPECT_EQ(reply["ports"][1]["wouldDropPackets"], 9);
+  EXPECT_EQ(reply["ports"][1]["admittedConnections"], 1);
+  // Most packets first.
+  EXPECT_EQ(reply["wouldBlock"],
+            (json{{{"source", "2001:db8::1"}, {"port", 3389}, {"protocol", "tcp"}, {"packets", 5}},
+                  {{"source", "192.0.2.1"}, {"port", 3389}, {"protocol", "tcp"}, {"packets", 4}}}));
+  EXPECT_EQ(reply["wouldBlockOmitted"], 0);
+  EXPECT_EQ(reply["errors"], json::array());
+}
+
+TEST_F(RouterStatusTest, WouldBlockIsBoundedAndSaysHowManyItLeftOut) {
+  std::vector<core::WouldBlock> sources;
+  for (unsigned i = 0; i < api::status_would_block_limit + 20; ++i) {
+    const auto address = "10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+    sources.push_back(would_block(address.c_str(), i + 1));
+  }
+  kernel.would_block = sources;
+  const auto reply = status();
+  ASSERT_EQ(reply["wouldBlock"].size(), api::status_would_block_limit);
+  EXPECT_EQ(reply["wouldBlockOmitted"], 20);
+  // The ones kept are those with most packets.
+  EXPECT_EQ(reply["wouldBlock"][0]["packets"], api::status_would_block_limit + 20);
+  EXPECT_EQ(reply["wouldBlock"].back()["packets"], 21);
+}
+
+TEST_F(RouterStatusTest, UnreadableKernelShowsUnknownCountersAndSaysWhy) {
+  kernel.counters = core::fail(core::ErrorCode::kernel, "list set inet jitd admitted: EPERM");
+  kernel.would_block =
+      core::fail(core::ErrorCode::kernel, "list set inet jitd would_block4: EPERM");
+  const auto reply = status();
+  for (const char* key :
+       {"droppedPackets", "droppedConnections", "admittedConnections", "wouldDropPackets"}) {
+    EXPECT_TRUE(reply["ports"][0][key].is_null()) << key << reply;
+  }
+  EXPECT_EQ(reply["ports"][0]["mode"], "enforce");
+  EXPECT_EQ(reply["wouldBlock"], json::array());
+  EXPECT_EQ(reply["errors"],
+            (json{"kernel counters: list set inet jitd admitted: EPERM",
+                  "would-be-blocked sources: list set inet jitd would_block4: EPERM"}));
+}
+
 
 TEST_F(RouterTest, RoutesAndMethods) {
   EXPECT_EQ(call(root, "GET", "/v2/grants").first, 404u);

@@ -203,14 +203,14 @@ TEST(ConfigPolicy, WrongShapes) {
 
 TEST(ConfigPolicy, UnknownKeys) {
   EXPECT_EQ(policy_errors("port: []\n"),
-            Lines{"a.yaml:1:1: unknown key 'port' in policy file; expected one of: ports, "
+            Lines{"a.yaml:1:1: unknown key 'port' in policy file; expected one of: mode, ports, "
                   "permanentAllowList, roles"});
   EXPECT_EQ(policy_errors(rules(rule() + "    foo: 1\n")),
             Lines{"a.yaml:6:5: unknown key 'foo' in port rule; expected one of: number, "
                   "protocol, allowedSourceAddressPrefixes, allowedSourceAddressPrefix, "
                   "maxRequestAccessDuration, minRequestPrefixLengthV4, "
                   "minRequestPrefixLengthV6, requesters, terminateSessionsOnEnd, approval, "
-                  "approvers, approvalTimeout, extendFrom"});
+                  "approvers, approvalTimeout, extendFrom, mode"});
   EXPECT_EQ(policy_errors("permanentAllowList:\n"
                           "  - sourceAddressPrefix: 192.0.2.1\n"
                           "    comment: x\n"),
@@ -934,6 +934,54 @@ TEST(ConfigLifecycle, OverlappingRulesCannotDifferSilently) {
   EXPECT_EQ(texts(load_policy_directory(dir.path()).errors),
             Lines{dir.at("20-b.yaml") + ":2:5: rule for 22/* overlaps the rule for 22/tcp at " +
                   dir.at("10-a.yaml") + ":2:5"});
+}
+
+// --- mode: enforce | audit ------------------------------------------------------------------
+
+TEST(ConfigMode, EnforceUnlessARuleOrTheFileSaysAudit) {
+  const auto plain = valid_policy(rule_with(""));
+  EXPECT_EQ(plain.rules.at(0).mode, std::nullopt);
+  EXPECT_EQ(plain.mode_of(plain.rules.at(0)), core::Mode::enforce);
+  EXPECT_TRUE(plain.audited_ports().empty());
+
+  const auto audited = valid_policy(rules(rule("22") + "    mode: audit\n" + rule("3389")));
+  EXPECT_EQ(audited.mode_of(audited.rules.at(0)), core::Mode::audit);
+  EXPECT_EQ(audited.mode_of(audited.rules.at(1)), core::Mode::enforce);
+  EXPECT_EQ(audited.audited_ports(), (std::vector<core::PortKey>{{core::Protocol::tcp, 22}}));
+
+  // The top-level mode is the default; a rule's own mode overrides it.
+  const auto rollout = valid_policy(
+      "mode: audit\n" + rules(rule("22") + "    mode: enforce\n" + rule("53", R"("*")")));
+  EXPECT_EQ(rollout.default_mode, core::Mode::audit);
+  EXPECT_EQ(rollout.default_mode_origin.to_string(), "a.yaml:1:1");
+  EXPECT_EQ(rollout.audited_ports(),
+            (std::vector<core::PortKey>{{core::Protocol::tcp, 53}, {core::Protocol::udp, 53}}));
+}
+
+TEST(ConfigMode, BadValues) {
+  EXPECT_EQ(policy_errors(rule_with("    mode: log\n")),
+            Lines{"a.yaml:6:11: 'log' is not a mode; expected enforce or audit"});
+  EXPECT_EQ(policy_errors("mode: [audit]\n"),
+            Lines{"a.yaml:1:7: 'mode' must be a single value, got a list"});
+  EXPECT_EQ(policy_errors("mode: Audit\n"),
+            Lines{"a.yaml:1:7: 'Audit' is not a mode; expected enforce or audit"});
+}
+
+TEST(ConfigMode, FilesMayRepeatTheDefaultButNotContradictIt) {
+  TempDir dir;
+  dir.write("00-rollout.yaml", "mode: audit\n");
+  dir.write("10-a.yaml", "mode: audit\n" + rule_with(""));
+  auto loaded = load_policy_directory(dir.path());
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  EXPECT_EQ(loaded.value.audited_ports(), (std::vector<core::PortKey>{{core::Protocol::tcp, 22}}));
+  EXPECT_EQ(loaded.value.default_mode_origin.to_string(), dir.at("00-rollout.yaml") + ":1:1");
+
+  dir.write("20-b.yaml", "mode: enforce\n");
+  EXPECT_EQ(texts(load_policy_directory(dir.path()).errors),
+            Lines{dir.at("20-b.yaml") + ":1:1: mode: enforce contradicts mode: audit at " +
+                  dir.at("00-rollout.yaml") +
+                  ":1:1; the top-level mode is the default of every file's rules, so set it "
+                  "once (or give each rule its own mode)"});
 }
 
 TEST(ConfigMain, HistoryBounds) {

@@ -298,6 +298,41 @@ TEST_F(CoreEngineTest, ReplacePolicyCountsEachGrantOnceWithOneInstallAndNoApply)
                                        {key("203.0.113.7", ssh_key), 20min}}));
   EXPECT_EQ(ids_of(engine.active_grants()), (std::vector<std::string>{both.id, shell.id}));
 }
+// A port's mode lives in the kernel's ruleset: switching it is a reload that re-installs, and
+// leaves the grants as they were.
+TEST_F(CoreEngineTest, ReplacePolicyInstallsAChangedModeAndKeepsTheGrants) {
+  const auto shell = grant_ok(ask({ssh}, "10.0.0.5", 1h));
+  Policy audited = engine.policy();
+  audited.rules[0].mode = Mode::audit;
+  auto change = engine.replace_policy(audited);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  EXPECT_EQ(change->revoked + change->narrowed + change->clamped, 0U);
+  ASSERT_EQ(backend.installs.size(), 1U);
+  EXPECT_EQ(backend.installs[0].audited_ports, std::vector<PortKey>{ssh_key});
+  EXPECT_EQ(backend.installs[0].grants,
+            (std::vector<TimedElement>{{key("10.0.0.5", ssh_key), 1h}}));
+
+  // Back to enforce, here by the default the rule no longer overrides.
+  Policy enforced = engine.policy();
+  enforced.rules[0].mode.reset();
+  enforced.default_mode = Mode::enforce;
+  change = engine.replace_policy(enforced);
+  ASSERT_TRUE(change.has_value()) << change.error().message;
+  ASSERT_EQ(backend.installs.size(), 2U);
+  EXPECT_TRUE(backend.installs[1].audited_ports.empty());
+  EXPECT_EQ(ids_of(engine.active_grants()), std::vector<std::string>{shell.id});
+
+  // A policy-wide audit default reaches every port whose rule sets no mode of its own.
+  Policy rollout = engine.policy();
+  rollout.default_mode = Mode::audit;
+  rollout.rules[0].mode = Mode::enforce;
+  ASSERT_TRUE(engine.replace_policy(rollout).has_value());
+  ASSERT_EQ(backend.installs.size(), 3U);
+  auto expected = rollout.protected_ports();
+  std::erase(expected, ssh_key);
+  EXPECT_EQ(backend.installs[2].audited_ports, expected);
+}
+
 
 TEST_F(CoreEngineTest, ReplacePolicyInstallFailureLeavesTheKernelPending) {
   const auto shell = grant_ok(ask({ssh}, "10.0.0.1", 1h));

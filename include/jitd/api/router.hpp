@@ -53,7 +53,11 @@ struct EnforcementStatus {
   std::string protection;  // how it resists other tools
   std::vector<std::pair<std::string, std::string>> features;  // what the start-up probe chose
   core::Result<std::vector<core::PortCounters>> counters = std::vector<core::PortCounters>{};
+  core::Result<std::vector<core::WouldBlock>> would_block = std::vector<core::WouldBlock>{};
 };
+
+// GET /v1/status lists at most this many would-be-blocked sources, those with most packets.
+inline constexpr std::size_t status_would_block_limit = 100;
 using StatusReader = std::function<EnforcementStatus()>;
 
 // Other firewalls' rules that defeat jitd's (GET /v1/doctor, and warnings in grant replies).

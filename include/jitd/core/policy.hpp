@@ -51,6 +51,13 @@ struct SourceLocation {
   [[nodiscard]] std::string to_string() const;
 };
 
+// What a protected port does with what neither a grant nor the allow-list admits: `enforce`
+// drops it; `audit` (a rollout without lock-out) accepts it, counting it and remembering its
+// source, so an admin sees who enforcing would lock out before it does.
+enum class Mode : std::uint8_t { enforce, audit };
+
+[[nodiscard]] std::string_view to_string(Mode mode);
+
 struct PortRule {
   PortSpec port;
   bool any_source = false;              // "*": every address, v4 and v6
@@ -73,6 +80,8 @@ struct PortRule {
   // yields a grant longer than one request could have asked for. `now` lets a session be
   // kept open by repeated extensions, each bounded, each audited.
   enum class ExtendFrom : std::uint8_t { start, now } extend_from = ExtendFrom::start;
+  // The rule's own `mode:`; without one, the policy's default_mode.
+  std::optional<Mode> mode;
   SourceLocation origin;
 
   [[nodiscard]] unsigned min_request_length(Family family) const;
@@ -93,11 +102,18 @@ struct Policy {
   std::vector<PortRule> rules;
   std::vector<PermanentAllow> permanent_allow;
   Roles roles;
+  // A policy file's top-level `mode:`, for every rule (of every file) that sets none; where
+  // it was set (line 0: nowhere), so a second file setting another value can be refused.
+  Mode default_mode = Mode::enforce;
+  SourceLocation default_mode_origin;
 
   // The rule that protects this (port, protocol) pair, if any.
   [[nodiscard]] const PortRule* find_rule(std::uint16_t port, Protocol protocol) const;
   // Every protected (protocol, port), sorted, without duplicates.
   [[nodiscard]] std::vector<PortKey> protected_ports() const;
+  [[nodiscard]] Mode mode_of(const PortRule& rule) const;
+  // Of protected_ports(), those in `mode: audit`, sorted.
+  [[nodiscard]] std::vector<PortKey> audited_ports() const;
 };
 
 // The longest grant jitd accepts at all, whatever a policy says (Azure's limit too).
