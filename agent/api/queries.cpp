@@ -37,26 +37,51 @@ core::Result<std::uint64_t> parse_number(std::string_view name, std::string_view
   return value;
 }
 
-// Walks the arguments once each, refusing repeats; `take` handles one and returns false for a
-// name it does not know.
+// Walks the arguments once each, refusing repeats of all but `repeatable`; `take` handles one
+// and returns false for a name it does not know.
 template <typename Take>
 core::Result<void> each_argument(const QueryArguments& arguments, std::string_view expected,
-                                 Take take) {
+                                 Take take, std::string_view repeatable = {}) {
   std::vector<std::string_view> seen;
   for (const auto& [name, value] : arguments) {
-    if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
+    if (name != repeatable && std::find(seen.begin(), seen.end(), name) != seen.end()) {
       return core::fail(ErrorCode::invalid_request, core::excerpt(name) + ": given more than once");
     }
     seen.push_back(name);
     auto taken = take(name, value);
     if (!taken) return tl::unexpected(taken.error());
     if (!*taken) {
-      return core::fail(ErrorCode::invalid_request, core::excerpt(name) +
-                                                        ": unknown argument; expected " +
-                                                        std::string(expected));
+      return core::fail(
+          ErrorCode::invalid_request,
+          core::excerpt(name) + ": unknown argument; expected " + std::string(expected));
     }
   }
   return {};
+}
+
+// `event=` names, comma-separated, each one jitd writes: a misspelt name would otherwise
+// match nothing, and an empty answer would look like "it never happened".
+core::Result<void> add_events(std::string_view text, std::vector<std::string>& events) {
+  for (std::size_t start = 0; start <= text.size();) {
+    const auto comma = std::min(text.find(',', start), text.size());
+    const auto name = text.substr(start, comma - start);
+    start = comma + 1;
+    if (std::find(core::audit_event_names.begin(), core::audit_event_names.end(), name) ==
+        core::audit_event_names.end()) {
+      return core::fail(ErrorCode::invalid_request,
+                        "event: '" + core::excerpt(name) +
+                            "' is not an audit event; expected one of " +
+                            core::join(core::audit_event_names));
+    }
+    if (std::find(events.begin(), events.end(), name) == events.end()) events.emplace_back(name);
+  }
+  return {};
+}
+
+core::Result<std::uint16_t> parse_port(std::string_view name, std::string_view text) {
+  auto port = parse_number(name, text, 1, 65535);
+  if (!port) return tl::unexpected(port.error());
+  return static_cast<std::uint16_t>(*port);
 }
 
 }  // namespace
@@ -65,7 +90,7 @@ core::Result<core::AuditQuery> parse_audit_query(const QueryArguments& arguments
                                                  core::TimePoint now) {
   core::AuditQuery query;
   auto parsed = each_argument(
-      arguments, "since, until, user, limit, cursor",
+      arguments, "since, until, user, port, event, limit, cursor",
       [&](const std::string& name, const std::string& value) -> core::Result<bool> {
         if (name == "since" || name == "until") {
           auto when = parse_time(name, value, now);
@@ -73,6 +98,14 @@ core::Result<core::AuditQuery> parse_audit_query(const QueryArguments& arguments
           (name == "since" ? query.since : query.until) = *when;
         } else if (name == "user") {
           query.user = value;
+        } else if (name == "port") {
+          auto port = parse_port(name, value);
+          if (!port) return tl::unexpected(port.error());
+          query.port = *port;
+        } else if (name == "event") {
+          if (auto added = add_events(value, query.events); !added) {
+            return tl::unexpected(added.error());
+          }
         } else if (name == "cursor") {
           query.cursor = value;
         } else if (name == "limit") {
@@ -83,7 +116,8 @@ core::Result<core::AuditQuery> parse_audit_query(const QueryArguments& arguments
           return false;
         }
         return true;
-      });
+      },
+      "event");
   if (!parsed) return tl::unexpected(parsed.error());
   return query;
 }
@@ -110,9 +144,9 @@ core::Result<GrantQuery> parse_grant_query(const QueryArguments& arguments, core
         } else if (name == "user") {
           query.user = value;
         } else if (name == "port") {
-          auto port = parse_number(name, value, 1, 65535);
+          auto port = parse_port(name, value);
           if (!port) return tl::unexpected(port.error());
-          query.port = static_cast<std::uint16_t>(*port);
+          query.port = *port;
         } else if (name == "limit") {
           auto limit = parse_number(name, value, 1, core::max_history_page);
           if (!limit) return tl::unexpected(limit.error());

@@ -517,20 +517,45 @@ const auto parse_history_retention =
                     "the shortest history jitd keeps (ended grants must stay long enough "
                     "for someone to look at them)");
 
-core::Result<std::uint64_t> parse_history_bytes(std::string_view text) {
-  const auto bytes = whole_number(text);
-  if (!bytes) {
+// A parser of byte counts of at least `least`; `why` says what the bound protects.
+auto bytes_parser(std::uint64_t least, std::string why) {
+  return [least, why = std::move(why)](std::string_view text) -> core::Result<std::uint64_t> {
+    const auto bytes = whole_number(text);
+    if (!bytes) {
+      return core::fail(ErrorCode::invalid_argument,
+                        in_quotes(text) +
+                            " is not a number of bytes; expected an integer such as 67108864 "
+                            "(64 MiB), without a unit");
+    }
+    if (*bytes < least) {
+      return core::fail(ErrorCode::invalid_argument,
+                        in_quotes(text) + " is less than " + std::to_string(least) + " " + why);
+    }
+    return *bytes;
+  };
+}
+
+const auto parse_history_bytes =
+    bytes_parser(min_history_max_bytes, "(1 MiB), the smallest history jitd keeps");
+const auto parse_audit_bytes =
+    bytes_parser(min_audit_max_bytes, "(4 KiB), the smallest audit log file jitd rotates");
+const auto parse_audit_retention =
+    duration_parser(min_audit_retention, core::Milliseconds::max(),
+                    "the shortest time jitd keeps rotated audit logs (records must stay long "
+                    "enough for someone to look at them)");
+const auto parse_audit_age_duration =
+    duration_parser(min_audit_max_age, core::Milliseconds::max(),
+                    "the least age at which jitd rotates the audit log");
+
+// A duration, or "off": rotation by size alone.
+core::Result<core::Milliseconds> parse_audit_max_age(std::string_view text) {
+  if (text == "off") return core::Milliseconds{0};
+  auto age = parse_audit_age_duration(text);
+  if (!age && !core::parse_duration(text)) {
     return core::fail(ErrorCode::invalid_argument,
-                      in_quotes(text) +
-                          " is not a number of bytes; expected an integer such as 67108864 "
-                          "(64 MiB), without a unit");
+                      age.error().message + "; or off, to rotate by size alone");
   }
-  if (*bytes < min_history_max_bytes) {
-    return core::fail(ErrorCode::invalid_argument, in_quotes(text) + " is less than " +
-                                                       std::to_string(min_history_max_bytes) +
-                                                       " (1 MiB), the smallest history jitd keeps");
-  }
-  return *bytes;
+  return age;
 }
 
 // One of a few words, each standing for a value; an unknown word's error lists them all.
@@ -608,6 +633,9 @@ const auto parse_attach =
     word_parser<Attach>("an attach point", {{"tc", Attach::tc}, {"xdp", Attach::xdp}});
 // YAML 1.1's yes/no/on/off are not taken: which of them a reader means is a guess.
 const auto parse_boolean = word_parser<bool>("a boolean", {{"true", true}, {"false", false}});
+const auto parse_audit_rotation = word_parser<core::AuditRotation>(
+    "an audit log rotation",
+    {{"jitd", core::AuditRotation::jitd}, {"external", core::AuditRotation::external}});
 const auto parse_approval =
     word_parser<bool>("an approval mode", {{"required", true}, {"none", false}});
 using ExtendFrom = core::PortRule::ExtendFrom;
@@ -1030,7 +1058,8 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
         doc, *root, "main config",
         {"socketPath", "socketGroup", "socketMode", "policyDirectory", "stateDirectory", "nftTable",
          "nftTableOwnership", "logLevel", "backend", "attach", "interfaces", "bpfFilesystem",
-         "historyRetention", "historyMaxBytes"});
+         "historyRetention", "historyMaxBytes", "auditJournal", "auditRotation", "auditMaxBytes",
+         "auditMaxAge", "auditRetention"});
     if (mapping) {
       auto& config = loaded.value;
       read_optional(doc, *mapping, "socketPath", parse_absolute_path, config.socket_path);
@@ -1049,6 +1078,11 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
                     config.history_retention);
       read_optional(doc, *mapping, "historyMaxBytes", parse_history_bytes,
                     config.history_max_bytes);
+      read_optional(doc, *mapping, "auditJournal", parse_boolean, config.audit_journal);
+      read_optional(doc, *mapping, "auditRotation", parse_audit_rotation, config.audit_rotation);
+      read_optional(doc, *mapping, "auditMaxBytes", parse_audit_bytes, config.audit_max_bytes);
+      read_optional(doc, *mapping, "auditMaxAge", parse_audit_max_age, config.audit_max_age);
+      read_optional(doc, *mapping, "auditRetention", parse_audit_retention, config.audit_retention);
       if (const auto* list = mapping->find("interfaces")) {
         for (const auto& item : read_list(doc, *list).value_or(std::vector<YAML::Node>{})) {
           auto name =

@@ -23,6 +23,7 @@
 
 #include <tl/expected.hpp>
 
+#include "audit_format.hpp"
 #include "jitd/config/azure_import.hpp"
 #include "jitd/core/clock.hpp"
 #include "jitd/core/duration.hpp"
@@ -560,11 +561,12 @@ Outcome<std::string> time_argument(const std::string& option, const std::string&
   return jitd::core::format_utc(now + *length);
 }
 
-// --since: a UTC time as typed, or how far back from now, in ISO 8601 (7d → P7D).
-Outcome<std::string> since_argument(const std::string& text) {
+// --since (--until): a UTC time as typed, or how far back from now, in ISO 8601 (7d → P7D).
+Outcome<std::string> since_argument(const std::string& text,
+                                    const std::string& option = "--since") {
   if (jitd::core::parse_utc(text)) return text;
-  if (jitd::core::parse_duration(text)) return duration_argument("--since", text);
-  return refused("--since: '" + jitd::core::escaped(text) +
+  if (jitd::core::parse_duration(text)) return duration_argument(option, text);
+  return refused(option + ": '" + jitd::core::escaped(text) +
                  "' is neither a UTC time (2026-11-24T00:00:00Z) nor a time back from now (7d, "
                  "12h, 30m, P7D)");
 }
@@ -759,6 +761,81 @@ Outcome<Printed> list_grants(const std::string& socket, const ListFilters& filte
   const json reply = {{"grants", std::move(grants)}};
   if (as_json) return Printed(reply.dump(2) + "\n");
   return grants_table(reply, state != "active");
+}
+
+// jitctl audit's filters and format, as typed.
+struct AuditFilters {
+  std::string since;
+  std::string until;
+  std::string user;
+  int port = 0;  // 0: any
+  std::vector<std::string> events;
+  std::string format = "table";
+  int limit = 0;  // 0: every record, page after page
+};
+
+void add_audit_options(CLI::App& audit, AuditFilters& filters) {
+  audit.add_option("--since", filters.since,
+                   "only records since a UTC time, or a time back from now: 7d, 24h, 30m, P7D");
+  audit.add_option("--until", filters.until, "only records before a UTC time, or a time back");
+  audit.add_option("--user", filters.user, "only records of this user");
+  audit.add_option("--port", filters.port, "only records naming this port number")
+      ->check(CLI::Range(1, 65535));
+  audit.add_option("--event", filters.events,
+                   "only these events (request, revoke, expire, tamper, ...); repeat or separate "
+                   "with commas");
+  audit.add_option("--format", filters.format, "table (default), json or csv")
+      ->check(CLI::IsMember({"table", "json", "csv"}));
+  audit.add_option("--limit", filters.limit, "at most this many records")
+      ->check(CLI::PositiveNumber);
+}
+
+// The records the filters match, oldest first: jitd filters and answers a page at a time (a
+// page may be short, even empty, when little matches), and `next` names the page after.
+Outcome<Printed> audit_records(const std::string& socket, const AuditFilters& filters) {
+  std::string query = "/v1/audit?";
+  for (const auto& [option, value] :
+       {std::pair{"--since", &filters.since}, std::pair{"--until", &filters.until}}) {
+    if (value->empty()) continue;
+    const auto when = since_argument(*value, option);
+    if (!when) return tl::unexpected(when.error());
+    query += std::string(option).substr(2) + "=" + url_encoded(*when) + "&";
+  }
+  if (!filters.user.empty()) query += "user=" + url_encoded(filters.user) + "&";
+  if (filters.port != 0) query += "port=" + std::to_string(filters.port) + "&";
+  // jitd checks the names and says which it knows.
+  for (const auto& event : filters.events) query += "event=" + url_encoded(event) + "&";
+  // jitd's largest page (core::max_audit_page).
+  constexpr std::size_t page_size = 1000;
+  const auto wanted = static_cast<std::size_t>(filters.limit);
+  std::vector<json> records;
+  std::set<std::string> cursors;
+  std::string cursor;
+  while (true) {
+    auto path =
+        query + "limit=" +
+        std::to_string(wanted == 0 ? page_size : std::min(page_size, wanted - records.size()));
+    if (!cursor.empty()) path += "&cursor=" + url_encoded(cursor);
+    const auto page = exchange(socket, "GET", path);
+    if (!page) return tl::unexpected(page.error());
+    ReplyReader read(page->status);
+    const Node root{page->body, ""};
+    for (const Node& record : read.elements(root, "records")) {
+      if (wanted == 0 || records.size() < wanted) records.push_back(record.value);
+    }
+    const bool more = ReplyReader::has(root, "next");
+    cursor = more ? read.token(root, "next") : std::string();
+    if (const auto checked = read.result(0); !checked) return tl::unexpected(checked.error());
+    if (!more || (wanted != 0 && records.size() >= wanted)) break;
+    // A cursor seen before would go round forever.
+    if (!cursors.insert(cursor).second) {
+      return unexpected_reply(
+          page->status, "next repeats an earlier cursor, '" + jitd::core::excerpt(cursor) + "'");
+    }
+  }
+  if (filters.format == "json") return Printed(jitd::ctl::audit_json(records));
+  if (filters.format == "csv") return Printed(jitd::ctl::audit_csv(records));
+  return Printed(jitd::ctl::audit_table(records));
 }
 
 // jitd doctor's "where": which rule of which table, as nft names them. A rule in a regular
@@ -1024,6 +1101,10 @@ int main(int argc, char** argv) {
   list->add_flag("--json", as_json, "print JSON");
   ListFilters list_filters;
   add_list_options(*list, list_filters);
+  auto* audit = app.add_subcommand(
+      "audit", "show the audit log: who asked for what, and what jitd did (table, json, csv)");
+  AuditFilters audit_filters;
+  add_audit_options(*audit, audit_filters);
   auto* revoke = app.add_subcommand("revoke", "end a grant now");
   std::string revoke_id;
   revoke->add_option("id", revoke_id, "grant id")->required();
@@ -1103,6 +1184,8 @@ int main(int argc, char** argv) {
     output = run_grant();
   } else if (list->parsed()) {
     output = list_grants(socket, list_filters, as_json);
+  } else if (audit->parsed()) {
+    output = audit_records(socket, audit_filters);
   } else if (revoke->parsed()) {
     output = shown(request(socket, "DELETE", "/v1/grants/" + revoke_id), as_json, revoked_text);
   } else if (policy->parsed()) {

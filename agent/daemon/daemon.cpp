@@ -179,6 +179,7 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
                                           backend_->counters(), backend_->would_block()};
           }) {
   audit_sinks_.add(*audit_);
+  if (settings_.audit_journal) audit_sinks_.add(audit_journal_);
   engine_.set_session_cutter(&session_cutter_);
   router_.set_host_name(host_name());
   router_.set_firewall_advisor(api::FirewallAdvisor{
@@ -555,6 +556,10 @@ void Daemon::open_history() {
 
 void Daemon::prune_history() {
   next_history_prune_ = clock_.boot_now() + history_prune_interval;
+  // Rotated audit logs are pruned at each rotation too; this covers a log that stopped growing.
+  if (auto pruned = audit_->prune(clock_.now()); !pruned) {
+    spdlog::warn("prune rotated audit logs: {}; retried in an hour", pruned.error().message);
+  }
   if (!history_) return;
   auto pruned = history_->prune(clock_.now());
   if (!pruned) {

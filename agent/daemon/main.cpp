@@ -132,7 +132,9 @@ int main(int argc, char** argv) {
     spdlog::critical("{}; nothing was changed", ready.error().message);
     return 1;
   }
-  auto audit = state::AuditLog::open(settings.state_directory / "audit.jsonl");
+  auto audit = state::AuditLog::open(settings.state_directory / "audit.jsonl",
+                                     {settings.audit_rotation, settings.audit_max_bytes,
+                                      settings.audit_max_age, settings.audit_retention});
   if (!audit) {
     spdlog::critical("{}; nothing was changed", audit.error().message);
     return 1;

@@ -17,6 +17,7 @@
 
 #include "file_cursor.hpp"
 #include "jitd/state/journal_format.hpp"
+#include "jitd/state/sealed_files.hpp"
 #include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
 #include "jitd/sys/system_error.hpp"
@@ -120,27 +121,6 @@ constexpr std::uint64_t max_segment_bytes = 4 * 1024 * 1024;
 std::uint64_t segment_bytes(const HistoryLimits& limits) {
   if (limits.segment_bytes != 0) return limits.segment_bytes;
   return std::clamp(limits.max_bytes / 16, min_segment_bytes, max_segment_bytes);
-}
-
-std::string sealed_name(const std::string& active, std::uint64_t number) {
-  return active + "." + std::to_string(number);
-}
-
-// The <n> of a sealed segment's name "<active>.<n>"; nullopt for any other name (the old
-// rewrite's "<active>.tmp", other state files).
-std::optional<std::uint64_t> sealed_number(std::string_view name, const std::string& active) {
-  if (name.size() <= active.size() + 1 || name.substr(0, active.size()) != active ||
-      name[active.size()] != '.') {
-    return std::nullopt;
-  }
-  const auto digits = name.substr(active.size() + 1);
-  if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return std::nullopt;
-  }
-  std::uint64_t number = 0;
-  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), number);
-  if (error != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
-  return number;
 }
 
 // A segment to read: its name in the state directory, and the inode cursors name it by.
@@ -251,39 +231,6 @@ core::Result<std::size_t> count_lines(int fd, std::uint64_t size, const std::str
     done += length;
   }
   return lines + (last == '\n' ? 0 : 1);
-}
-
-std::string directory_of(const std::filesystem::path& path) {
-  return path.has_parent_path() ? path.parent_path().string() : ".";
-}
-
-// The sealed segments beside the active one `name` in `directory`, oldest first.
-core::Result<std::vector<SealedSegment>> list_sealed(int directory_fd, const std::string& directory,
-                                                     const std::string& name,
-                                                     const std::string& what) {
-  std::vector<SealedSegment> sealed;
-  std::error_code error;
-  for (std::filesystem::directory_iterator entry(directory, error), end; !error && entry != end;
-       entry.increment(error)) {
-    const auto file = entry->path().filename().string();
-    const auto number = sealed_number(file, name);
-    if (!number) continue;
-    struct stat info {};
-    if (::fstatat(directory_fd, file.c_str(), &info, AT_SYMLINK_NOFOLLOW) != 0) {
-      return sys::fail_system(core::ErrorCode::io, what + ": " + file, errno);
-    }
-    if (!S_ISREG(info.st_mode)) {
-      return core::fail(core::ErrorCode::io, what + ": " + file + " is " +
-                                                 std::string(sys::file_type(info.st_mode)) +
-                                                 ", not a segment");
-    }
-    sealed.push_back({*number, info.st_ino, static_cast<std::uint64_t>(info.st_size)});
-  }
-  if (error)
-    return sys::fail_system(core::ErrorCode::io, what + ": list " + directory, error.value());
-  std::sort(sealed.begin(), sealed.end(),
-            [](const SealedSegment& a, const SealedSegment& b) { return a.number < b.number; });
-  return sealed;
 }
 
 // The parts of the history newest first: the active segment (if open), then the sealed ones.

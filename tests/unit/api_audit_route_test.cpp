@@ -37,10 +37,12 @@ class AuditRouteTest : public ::testing::Test, protected test::FakeEngine {
 };
 
 TEST_F(AuditRouteTest, PageWithItsCursor) {
-  const auto [status, reply] =
-      get({{"user", "alice"}, {"since", "PT24H"}, {"until", "2026-11-30T00:00:00Z"},
-           {"limit", "50"}, {"cursor", "7:1"}},
-          reader_caller);
+  const auto [status, reply] = get({{"user", "alice"},
+                                    {"since", "PT24H"},
+                                    {"until", "2026-11-30T00:00:00Z"},
+                                    {"limit", "50"},
+                                    {"cursor", "7:1"}},
+                                   reader_caller);
   EXPECT_EQ(status, 200u) << reply;
   EXPECT_EQ(reply["records"], json::array({{{"event", "request"}, {"user", "alice"}}}));
   EXPECT_EQ(reply["next"], "7:123");
@@ -53,18 +55,33 @@ TEST_F(AuditRouteTest, PageWithItsCursor) {
   EXPECT_EQ(query.cursor, "7:1");
 }
 
+TEST_F(AuditRouteTest, PortAndEventsCommaSeparatedOrRepeated) {
+  const auto [status, reply] =
+      get({{"port", "22"}, {"event", "request,revoke"}, {"event", "expire"}, {"event", "request"}},
+          reader_caller);
+  EXPECT_EQ(status, 200u) << reply;
+  ASSERT_EQ(reader.queries.size(), 1u);
+  EXPECT_EQ(reader.queries.front().port, std::optional<std::uint16_t>(22));
+  EXPECT_EQ(reader.queries.front().events,
+            (std::vector<std::string>{"request", "revoke", "expire"}));
+}
+
 TEST_F(AuditRouteTest, BadArgumentsAreRefusedNamingThem) {
-  for (const auto& [query, named] :
-       std::vector<std::pair<QueryArguments, std::string>>{
+  for (const auto& [query, named] : std::vector<std::pair<QueryArguments, std::string>>{
            {{{"limit", "0"}}, "limit:"},
            {{{"limit", "1001"}}, "limit:"},
            {{{"since", "yesterday"}}, "since:"},
            {{{"user", "a"}, {"user", "b"}}, "user: given more than once"},
-           {{{"grep", "x"}}, "grep: unknown argument"}}) {
+           {{{"grep", "x"}}, "grep: unknown argument"},
+           {{{"port", "0"}}, "port: must be a number from 1 to 65535"},
+           {{{"port", "ssh"}}, "port:"},
+           {{{"port", "22"}, {"port", "23"}}, "port: given more than once"},
+           {{{"event", "grant"}},
+            "event: 'grant' is not an audit event; expected one of request, approve"},
+           {{{"event", "request,"}}, "event: '' is not an audit event"}}) {
     const auto [status, reply] = get(query, reader_caller);
     EXPECT_EQ(status, 400u) << reply;
-    EXPECT_NE(reply["error"]["message"].get<std::string>().find(named), std::string::npos)
-        << reply;
+    EXPECT_NE(reply["error"]["message"].get<std::string>().find(named), std::string::npos) << reply;
   }
   EXPECT_TRUE(reader.queries.empty());
 }

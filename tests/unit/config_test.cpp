@@ -554,6 +554,11 @@ void expect_defaults(const MainConfig& config) {
   EXPECT_EQ(config.bpf_filesystem, defaults.bpf_filesystem);
   EXPECT_EQ(config.history_retention, std::chrono::days(90));
   EXPECT_EQ(config.history_max_bytes, 64u << 20);
+  EXPECT_TRUE(config.audit_journal);
+  EXPECT_EQ(config.audit_rotation, jitd::core::AuditRotation::jitd);
+  EXPECT_EQ(config.audit_max_bytes, 64u << 20);
+  EXPECT_EQ(config.audit_max_age, std::chrono::days(1));
+  EXPECT_EQ(config.audit_retention, std::chrono::days(90));
 }
 
 Lines main_config_errors(const TempDir& dir, const std::string& text) {
@@ -599,7 +604,8 @@ TEST(ConfigMain, UnknownKey) {
                                   "of: socketPath, socketGroup, socketMode, policyDirectory, "
                                   "stateDirectory, nftTable, nftTableOwnership, logLevel, backend, "
                                   "attach, interfaces, bpfFilesystem, historyRetention, "
-                                  "historyMaxBytes"});
+                                  "historyMaxBytes, auditJournal, auditRotation, auditMaxBytes, "
+                                  "auditMaxAge, auditRetention"});
 }
 
 TEST(ConfigMain, PathsMustBeAbsolute) {
@@ -1018,6 +1024,42 @@ TEST(ConfigMain, HistoryBounds) {
   // An invalid value keeps the default.
   const auto invalid = load_main_config(dir.write("jitd.yaml", "historyMaxBytes: 1\n"));
   EXPECT_EQ(invalid.value.history_max_bytes, 64u << 20);
+}
+
+TEST(ConfigMain, AuditLogSettings) {
+  TempDir dir;
+  const auto loaded = load_main_config(
+      dir.write("jitd.yaml",
+                "auditJournal: false\nauditRotation: external\nauditMaxBytes: 4096\n"
+                "auditMaxAge: \"off\"\nauditRetention: P7D\n"));
+  EXPECT_EQ(texts(loaded.errors), Lines{});
+  EXPECT_FALSE(loaded.value.audit_journal);
+  EXPECT_EQ(loaded.value.audit_rotation, jitd::core::AuditRotation::external);
+  EXPECT_EQ(loaded.value.audit_max_bytes, 4096u);
+  EXPECT_EQ(loaded.value.audit_max_age, std::chrono::milliseconds(0));
+  EXPECT_EQ(loaded.value.audit_retention, std::chrono::days(7));
+  EXPECT_EQ(load_main_config(dir.write("jitd.yaml", "auditMaxAge: PT6H\n")).value.audit_max_age,
+            std::chrono::hours(6));
+
+  const auto at = [&](const char* where) { return dir.at("jitd.yaml") + ":" + where + ": "; };
+  EXPECT_EQ(main_config_errors(dir, "auditJournal: yes\n"),
+            Lines{at("1:15") + "'yes' is not a boolean; expected true or false"});
+  EXPECT_EQ(
+      main_config_errors(dir, "auditRotation: logrotate\n"),
+      Lines{at("1:16") + "'logrotate' is not an audit log rotation; expected jitd or external"});
+  EXPECT_EQ(main_config_errors(dir, "auditMaxBytes: 4095\n"),
+            Lines{at("1:16") + "'4095' is less than 4096 (4 KiB), the smallest audit log file "
+                               "jitd rotates"});
+  EXPECT_EQ(main_config_errors(dir, "auditMaxAge: PT30S\n"),
+            Lines{at("1:14") + "'PT30S' is shorter than PT1M, the least age at which jitd rotates "
+                               "the audit log"});
+  EXPECT_EQ(main_config_errors(dir, "auditMaxAge: never\n"),
+            Lines{at("1:14") + "'never' is not a valid duration: expected a number (examples: "
+                               "PT3H, PT30M, 3h, 30m, 45s); or off, to rotate by size alone"});
+  EXPECT_EQ(main_config_errors(dir, "auditRetention: PT1H\n"),
+            Lines{at("1:17") + "'PT1H' is shorter than PT24H, the shortest time jitd keeps rotated "
+                               "audit logs (records must stay long enough for someone to look at "
+                               "them)"});
 }
 
 // --- Packaged files -----------------------------------------------------------------------

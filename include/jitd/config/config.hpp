@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "jitd/core/audit.hpp"
 #include "jitd/core/duration.hpp"
 #include "jitd/core/error.hpp"
 #include "jitd/core/policy.hpp"
@@ -47,7 +48,21 @@ struct MainConfig {
   // before anyone could look at it (hence the minimums of a day and a MiB).
   core::Milliseconds history_retention = std::chrono::days(90);
   std::uint64_t history_max_bytes = std::uint64_t{64} << 20;
+  // The audit log (docs/operations.md): also sent to the systemd journal; rotated by jitd
+  // once it holds audit_max_bytes or its first record is audit_max_age old (0: size only),
+  // rotated files kept for audit_retention; or rotated by another tool that jitd follows.
+  bool audit_journal = true;
+  core::AuditRotation audit_rotation = core::AuditRotation::jitd;
+  std::uint64_t audit_max_bytes = std::uint64_t{64} << 20;
+  core::Milliseconds audit_max_age = std::chrono::days(1);
+  core::Milliseconds audit_retention = std::chrono::days(90);
 };
+
+// Below these, rotation would make a file per few records, and retention lose records before
+// anyone could look at them.
+inline constexpr std::uint64_t min_audit_max_bytes = 4096;
+inline constexpr core::Milliseconds min_audit_max_age = std::chrono::minutes(1);
+inline constexpr core::Milliseconds min_audit_retention = std::chrono::days(1);
 
 inline constexpr core::Milliseconds min_history_retention = std::chrono::days(1);
 inline constexpr std::uint64_t min_history_max_bytes = std::uint64_t{1} << 20;

@@ -1,8 +1,10 @@
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "jitd/core/clock.hpp"
@@ -14,7 +16,7 @@ namespace jitd::core {
 // One line of the audit log: who asked, for what, why, and what happened.
 struct AuditEvent {
   TimePoint time;
-  std::string event;    // "request", "revoke", "expire", "start", "stop"
+  std::string event;    // one of audit_event_names
   std::string outcome;  // "granted", "refused", "failed", "revoked", "expired", "ok"
   std::string grant_id;
   std::uint32_t uid = 0;
@@ -27,13 +29,20 @@ struct AuditEvent {
   std::string code;      // a refusal's or failure's error code ("PortNotInPolicy"): its kind
 };
 
-// A page of the audit log: who did what, filtered by time and user.
+// Every AuditEvent::event jitd writes: what a query's event filter may name.
+inline constexpr std::array<std::string_view, 15> audit_event_names{
+    "request", "approve", "deny",   "extend",   "revoke",  "expire",  "start",    "stop",
+    "policy",  "reload",  "tamper", "sessions", "journal", "backend", "uninstall"};
+
+// A page of the audit log: who did what, filtered by time, user, port and event.
 struct AuditQuery {
-  std::optional<TimePoint> since;  // records at or after
-  std::optional<TimePoint> until;  // records before
-  std::string user;                // empty: every user
-  std::size_t limit = 100;         // records per page, at most max_audit_page
-  std::string cursor;              // where the previous page ended; empty: the start
+  std::optional<TimePoint> since;     // records at or after
+  std::optional<TimePoint> until;     // records before
+  std::string user;                   // empty: every user
+  std::optional<std::uint16_t> port;  // records naming this port number (any protocol)
+  std::vector<std::string> events;    // records of one of these events; empty: every event
+  std::size_t limit = 100;            // records per page, at most max_audit_page
+  std::string cursor;                 // where the previous page ended; empty: the start
 };
 
 inline constexpr std::size_t max_audit_page = 1000;
@@ -42,6 +51,10 @@ struct AuditPage {
   std::vector<std::string> records;  // JSON objects, one per record, in log order
   std::string next;                  // the cursor of the next page; empty at the end
 };
+
+// Who rotates the audit log: jitd (by size and age, with retention), or another tool such as
+// logrotate, whose renames jitd notices and follows.
+enum class AuditRotation { jitd, external };
 
 class AuditReader {
  public:

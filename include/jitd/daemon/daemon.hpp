@@ -18,6 +18,7 @@
 #include "jitd/daemon/firewall_advice.hpp"
 #include "jitd/daemon/host.hpp"
 #include "jitd/daemon/schedule.hpp"
+#include "jitd/state/audit_journal.hpp"
 #include "jitd/state/audit_log.hpp"
 #include "jitd/state/file_journal.hpp"
 #include "jitd/state/grant_history.hpp"
@@ -75,6 +76,7 @@ class Daemon {
   SystemClock clock_;
   std::unique_ptr<core::KernelBackend> backend_;
   std::unique_ptr<state::AuditLog> audit_;
+  state::AuditJournal audit_journal_;  // a sink when auditJournal is on
   std::unique_ptr<state::FileJournal> journal_;
   std::unique_ptr<state::FileGrantHistory> history_;
   conntrack::SessionTerminator session_cutter_;

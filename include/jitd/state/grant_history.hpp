@@ -41,6 +41,7 @@
 
 #include "jitd/core/duration.hpp"
 #include "jitd/core/history.hpp"
+#include "jitd/state/sealed_files.hpp"
 #include "jitd/sys/unique_fd.hpp"
 
 namespace jitd::state {
@@ -56,13 +57,6 @@ struct HistoryLimits {
   // The size at which the active segment is sealed; 0: max_bytes / 16, within 256 KiB and
   // 4 MiB, so that the size bound cuts at most 1/16 too much and a full history is few files.
   std::uint64_t segment_bytes = 0;
-};
-
-// A sealed segment of a FileGrantHistory: history.jsonl.<number>.
-struct SealedSegment {
-  std::uint64_t number = 0;
-  ino_t inode = 0;  // what cursors into it name
-  std::uint64_t size = 0;
 };
 
 class FileGrantHistory final : public core::GrantHistory {
