@@ -32,11 +32,11 @@ struct TimedElement {
 
 struct EnforcementSpec {
   std::vector<PortKey> protected_ports;
+  std::vector<ElementKey> permanent;  // disjoint per port
+  std::vector<TimedElement> grants;   // disjoint per port
   // Of protected_ports, those in `mode: audit`: what enforcement would drop there is counted
   // and its sources remembered (`would_block()`), but accepted.
   std::vector<PortKey> audited_ports;
-  std::vector<ElementKey> permanent;  // disjoint per port
-  std::vector<TimedElement> grants;   // disjoint per port
 };
 
 // Removals are applied before additions, all in one kernel transaction.
