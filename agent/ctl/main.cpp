@@ -381,6 +381,20 @@ Outcome<std::string> status_text(const json& reply) {
         << read.text(port, "protocol") << std::setw(13) << read.integer(port, "liveGrants")
         << (counted ? std::to_string(read.integer(port, "droppedPackets")) : "unknown") << "\n";
   }
+  // Only where jitd.yaml configures webhooks.
+  if (ReplyReader::has(status, "webhooks")) {
+    for (const Node& webhook : read.elements(status, "webhooks")) {
+      out << "webhook " << read.text(webhook, "url") << ": " << read.integer(webhook, "delivered")
+          << " delivered, " << read.integer(webhook, "givenUp") << " given up, "
+          << read.integer(webhook, "dropped") << " dropped, " << read.integer(webhook, "queued")
+          << " queued";
+      if (ReplyReader::has(webhook, "lastError")) {
+        out << "; last error " << read.text(webhook, "lastErrorTime") << ": "
+            << read.text(webhook, "lastError");
+      }
+      out << "\n";
+    }
+  }
   for (const auto& error : read.texts(status, "errors")) out << "error: " << error << "\n";
   return read.result(out.str());
 }

@@ -599,7 +599,7 @@ TEST(ConfigMain, UnknownKey) {
                                   "of: socketPath, socketGroup, socketMode, policyDirectory, "
                                   "stateDirectory, nftTable, nftTableOwnership, logLevel, backend, "
                                   "attach, interfaces, bpfFilesystem, historyRetention, "
-                                  "historyMaxBytes"});
+                                  "historyMaxBytes, webhooks"});
 }
 
 TEST(ConfigMain, PathsMustBeAbsolute) {
