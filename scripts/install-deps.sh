@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config git
   libnftnl-dev libmnl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libcli11-dev libmicrohttpd-dev libcurl4-openssl-dev libsystemd-dev libexpected-dev
+  libssl-dev  # HMAC-SHA256 of webhook deliveries (libcrypto)
   libgtest-dev libgmock-dev libnetfilter-conntrack-dev zlib1g-dev
   # The eBPF backend: libbpf to load and attach, bpftool for vmlinux.h and the skeleton at build
   # time (bpf/CMakeLists.txt) and for the kernel tests to read pinned maps.

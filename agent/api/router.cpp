@@ -649,17 +649,19 @@ Response Router::show_status(const core::Caller& caller) const {
   json features = json::object();
   for (const auto& [name, value] : enforcement.features) features[name] = value;
   const bool last_valid = policy_status_ != nullptr && policy_status_->last_valid_copy;
-  return json_response(200, json{{"backend", enforcement.backend},
-                                 {"enforcement",
-                                  {{"where", enforcement.where},
-                                   {"protection", enforcement.protection},
-                                   {"kernelFeatures", std::move(features)}}},
-                                 {"policySource", last_valid ? "lastValidCopy" : "files"},
-                                 {"wouldBlock", std::move(would_block)},
-                                 {"wouldBlockOmitted", omitted},
-                                 {"liveGrants", grants.size()},
-                                 {"ports", std::move(ports)},
-                                 {"errors", std::move(errors)}});
+  json status{{"backend", enforcement.backend},
+              {"enforcement",
+               {{"where", enforcement.where},
+                {"protection", enforcement.protection},
+                {"kernelFeatures", std::move(features)}}},
+              {"policySource", last_valid ? "lastValidCopy" : "files"},
+              {"wouldBlock", std::move(would_block)},
+              {"wouldBlockOmitted", omitted},
+              {"liveGrants", grants.size()},
+              {"ports", std::move(ports)},
+              {"errors", std::move(errors)}};
+  for (const auto& [name, section] : status_sections_) status[name] = section();
+  return json_response(200, status);
 }
 
 Response Router::show_policy(const core::Caller& caller) const {

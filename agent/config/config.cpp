@@ -512,6 +512,10 @@ const auto parse_max_duration = duration_parser(core::Milliseconds{0}, core::max
 const auto parse_approval_timeout =
     duration_parser(core::Milliseconds{0}, core::max_policy_duration,
                     "the longest a request may wait for an approver");
+const auto parse_webhook_timeout =
+    duration_parser(min_webhook_timeout, max_webhook_timeout,
+                    "the bounds of one webhook attempt (a hanging receiver holds a delivery "
+                    "that long)");
 const auto parse_history_retention =
     duration_parser(min_history_retention, core::Milliseconds::max(),
                     "the shortest history jitd keeps (ended grants must stay long enough "
@@ -580,6 +584,42 @@ auto word_parser(std::string what, std::initializer_list<Word<T>> words) {
                                                        "; expected " + core::join(names) + " or " +
                                                        std::string(last));
   };
+}
+
+// An http:// or https:// URL with a host: libcurl would take other schemes (file://, smtp://)
+// and a webhook must not become a way to read or send anything else.
+core::Result<std::string> parse_webhook_url(std::string_view text) {
+  const auto lower = [](std::string_view part) {
+    std::string lowered(part);
+    for (auto& c : lowered) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return lowered;
+  };
+  const auto scheme_end = text.find("://");
+  const auto scheme =
+      scheme_end == std::string_view::npos ? std::string() : lower(text.substr(0, scheme_end));
+  if (scheme != "http" && scheme != "https") {
+    return core::fail(ErrorCode::invalid_argument,
+                      in_quotes(text) + " is not an http:// or https:// URL");
+  }
+  const auto rest = text.substr(scheme_end + 3);
+  const auto printable = [](unsigned char c) { return c > 0x20 && c < 0x7f; };
+  if (rest.empty() || rest.front() == '/' || !std::all_of(rest.begin(), rest.end(), printable)) {
+    return core::fail(ErrorCode::invalid_argument,
+                      in_quotes(text) +
+                          " is not a URL jitd sends to: it needs a host, and no blanks or "
+                          "control characters");
+  }
+  return std::string(text);
+}
+
+core::Result<unsigned> parse_webhook_attempts(std::string_view text) {
+  const auto number = whole_number(text);
+  if (!number || *number < 1 || *number > max_webhook_attempts) {
+    return core::fail(ErrorCode::invalid_argument,
+                      in_quotes(text) + " is not a number of attempts; expected 1 to " +
+                          std::to_string(max_webhook_attempts));
+  }
+  return static_cast<unsigned>(*number);
 }
 
 core::Result<fs::path> parse_absolute_path(std::string_view text) {
@@ -1034,6 +1074,48 @@ core::ProtocolSpec spec_of(core::Protocol protocol) {
   return protocol == core::Protocol::tcp ? core::ProtocolSpec::tcp : core::ProtocolSpec::udp;
 }
 
+core::Result<std::string> parse_webhook_event(std::string_view text) {
+  if (std::find(std::begin(webhook_events), std::end(webhook_events), text) ==
+      std::end(webhook_events)) {
+    return core::fail(ErrorCode::invalid_argument,
+                      in_quotes(text) + " is not a webhook event; expected one of: " +
+                          core::join(webhook_events));
+  }
+  return std::string(text);
+}
+
+std::optional<WebhookSettings> read_webhook(Document& doc, const YAML::Node& node) {
+  const auto mapping = Mapping::read(doc, node, "webhook",
+                                     {"url", "secretFile", "events", "maxAttempts", "timeout"});
+  if (!mapping) return std::nullopt;
+  WebhookSettings webhook;
+  auto url = read_required(doc, *mapping, "url", parse_webhook_url);
+  auto secret = read_required(doc, *mapping, "secretFile", parse_absolute_path);
+  read_optional(doc, *mapping, "maxAttempts", parse_webhook_attempts, webhook.max_attempts);
+  read_optional(doc, *mapping, "timeout", parse_webhook_timeout, webhook.timeout);
+  if (const auto* events = mapping->find("events")) {
+    const auto items = read_list(doc, *events);
+    if (items && items->empty()) {
+      doc.error(events->at(), "\"events\" lists none; leave it out to send every event");
+    }
+    for (const auto& item : items.value_or(std::vector<YAML::Node>{})) {
+      auto event = read_scalar(doc, item, item, "an event in \"events\"", parse_webhook_event);
+      if (!event) continue;
+      if (std::find(webhook.events.begin(), webhook.events.end(), *event) != webhook.events.end()) {
+        doc.error(item, "event " + in_quotes(*event) + " is listed twice");
+        continue;
+      }
+      webhook.events.push_back(std::move(*event));
+    }
+  } else {
+    webhook.events.assign(std::begin(webhook_events), std::end(webhook_events));
+  }
+  if (!url || !secret) return std::nullopt;
+  webhook.url = std::move(*url);
+  webhook.secret_file = std::move(*secret);
+  return webhook;
+}
+
 }  // namespace
 
 Loaded<MainConfig> load_main_config(const fs::path& path) {
@@ -1059,7 +1141,7 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
         {"socketPath", "socketGroup", "socketMode", "policyDirectory", "stateDirectory", "nftTable",
          "nftTableOwnership", "logLevel", "backend", "attach", "interfaces", "bpfFilesystem",
          "historyRetention", "historyMaxBytes", "auditJournal", "auditRotation", "auditMaxBytes",
-         "auditMaxAge", "auditRetention"});
+         "auditMaxAge", "auditRetention", "webhooks"});
     if (mapping) {
       auto& config = loaded.value;
       read_optional(doc, *mapping, "socketPath", parse_absolute_path, config.socket_path);
@@ -1094,6 +1176,12 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
             continue;
           }
           config.interfaces.push_back(std::move(*name));
+        }
+      }
+      if (const auto* list = mapping->find("webhooks")) {
+        for (const auto& item : read_list(doc, *list).value_or(std::vector<YAML::Node>{})) {
+          if (auto webhook = read_webhook(doc, item))
+            config.webhooks.push_back(std::move(*webhook));
         }
       }
       if (config.backend != Enforcement::ebpf) {

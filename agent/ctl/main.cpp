@@ -408,6 +408,20 @@ Outcome<std::string> status_text(const json& reply) {
     }
   }
   if (omitted > 0) out << "  ... and " << omitted << " more with fewer packets\n";
+  // Only where jitd.yaml configures webhooks.
+  if (ReplyReader::has(status, "webhooks")) {
+    for (const Node& webhook : read.elements(status, "webhooks")) {
+      out << "webhook " << read.text(webhook, "url") << ": " << read.integer(webhook, "delivered")
+          << " delivered, " << read.integer(webhook, "givenUp") << " given up, "
+          << read.integer(webhook, "dropped") << " dropped, " << read.integer(webhook, "queued")
+          << " queued";
+      if (ReplyReader::has(webhook, "lastError")) {
+        out << "; last error " << read.text(webhook, "lastErrorTime") << ": "
+            << read.text(webhook, "lastError");
+      }
+      out << "\n";
+    }
+  }
   for (const auto& error : read.texts(status, "errors")) out << "error: " << error << "\n";
   return read.result(out.str());
 }

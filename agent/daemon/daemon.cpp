@@ -180,6 +180,7 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
           }) {
   audit_sinks_.add(*audit_);
   if (settings_.audit_journal) audit_sinks_.add(audit_journal_);
+  add_notifier();
   engine_.set_session_cutter(&session_cutter_);
   router_.set_host_name(host_name());
   router_.set_firewall_advisor(api::FirewallAdvisor{
@@ -300,6 +301,10 @@ core::Result<void> Daemon::watch_events() {
     });
     if (!added) return added;
   }
+  if (notifier_) {
+    notify_loop_ = std::make_unique<NotifyLoop>(*loop_);
+    if (auto started = notifier_->start(*notify_loop_); !started) return started;
+  }
   if (auto added = loop_->on_signal(SIGHUP, "SIGHUP (reload)",
                                     [this](const signalfd_siginfo&) { reload("SIGHUP"); });
       !added) {
@@ -386,8 +391,22 @@ void Daemon::record(std::string event, std::string outcome, std::string reason) 
   audit_sinks_.record(audit);
 }
 
+void Daemon::add_notifier() {
+  if (settings_.webhooks.empty()) return;
+  auto notifier =
+      notify::Notifier::create(configured_webhooks(settings_.webhooks), host_name(), clock_);
+  if (!notifier) {
+    spdlog::error("{}: no webhook is sent", notifier.error().message);
+    return;
+  }
+  notifier_ = std::move(*notifier);
+  audit_sinks_.add(*notifier_);
+  router_.add_status_section("webhooks", [this] { return webhooks_json(notifier_->stats()); });
+}
+
 api::ReloadOutcome Daemon::reload(const std::string& trigger) {
   api::ReloadOutcome outcome;
+  if (notifier_) reread_webhook_secrets(settings_.webhooks, *notifier_);
   // A directory swapped in while the old watch died is watched from here on.
   if (!policy_watched_ && watch_policy_directory()) {
     spdlog::info("policy directory {} is watched again", settings_.policy_directory.string());

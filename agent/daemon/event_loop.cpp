@@ -81,6 +81,22 @@ class LoopTimer final : public Timer {
   std::unique_ptr<Callback> callback_;
 };
 
+class LoopIoWatch final : public IoWatch {
+ public:
+  LoopIoWatch(SourceRef source, std::unique_ptr<Callback> callback)
+      : source_(std::move(source)), callback_(std::move(callback)) {}
+
+  void set_events(std::uint32_t events) override {
+    // Fails only for a source that is not an io source or a loop that has ended.
+    sd_event_source_set_io_events(source_.get(), events);
+  }
+  void stop() override { sd_event_source_set_enabled(source_.get(), SD_EVENT_OFF); }
+
+ private:
+  SourceRef source_;  // released before the callback it points at
+  std::unique_ptr<Callback> callback_;
+};
+
 }  // namespace
 
 EventLoop::EventLoop(sd_event* loop) : loop_(loop) {}
@@ -153,6 +169,21 @@ core::Result<void> EventLoop::add_io(int fd, bool own_fd, std::uint32_t events,
     return tl::unexpected(event_error("own descriptor of " + description, error));
   }
   return adopt(source, description, std::move(callback));
+}
+
+core::Result<std::unique_ptr<IoWatch>> EventLoop::watch_io(int fd, std::uint32_t events,
+                                                           std::string description,
+                                                           IoHandler handler) {
+  auto callback = std::make_unique<Callback>(Callback{std::move(handler)});
+  sd_event_source* source = nullptr;
+  if (const int error =
+          sd_event_add_io(loop_, &source, fd, events, &Callback::on_io, callback.get());
+      error < 0) {
+    return tl::unexpected(event_error("watch " + description, error));
+  }
+  SourceRef owned(source);
+  sd_event_source_set_description(source, description.c_str());
+  return std::make_unique<LoopIoWatch>(std::move(owned), std::move(callback));
 }
 
 core::Result<void> EventLoop::after_each_event(std::string description, TimerHandler handler) {

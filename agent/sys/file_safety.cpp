@@ -140,4 +140,20 @@ core::Result<UniqueFd> open_trusted_directory(const std::filesystem::path& path,
   return fd;
 }
 
+core::Result<std::string> read_secret(const std::filesystem::path& path, std::size_t max_bytes,
+                                      const std::string& what) {
+  auto fd = open_nofollow(AT_FDCWD, path.string(), O_RDONLY, what);
+  if (!fd) return tl::unexpected(fd.error());
+  const auto info = stat_open(fd->get(), what);
+  if (!info) return tl::unexpected(info.error());
+  if (auto trusted = check_trusted(*info, what); !trusted) return tl::unexpected(trusted.error());
+  if ((info->st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    return core::fail(ErrorCode::io,
+                      what + ": mode " + octal(info->st_mode) +
+                          " lets others read it; a secret must be mode 0600 or 0400",
+                      EPERM);
+  }
+  return read_regular(fd->get(), *info, max_bytes, what);
+}
+
 }  // namespace jitd::sys

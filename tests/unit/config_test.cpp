@@ -605,7 +605,7 @@ TEST(ConfigMain, UnknownKey) {
                                   "stateDirectory, nftTable, nftTableOwnership, logLevel, backend, "
                                   "attach, interfaces, bpfFilesystem, historyRetention, "
                                   "historyMaxBytes, auditJournal, auditRotation, auditMaxBytes, "
-                                  "auditMaxAge, auditRetention"});
+                                  "auditMaxAge, auditRetention, webhooks"});
 }
 
 TEST(ConfigMain, PathsMustBeAbsolute) {

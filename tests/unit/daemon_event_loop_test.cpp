@@ -118,6 +118,55 @@ TEST(EventLoopTest, HandlerExceptionIsContainedAndTheLoopGoesOn) {
   EXPECT_EQ(thrown, 1);
 }
 
+TEST(EventLoopTest, WatchWaitsForTheEventsItIsSetTo) {
+  Pipe pipe;
+  auto loop = make_loop();
+  std::uint32_t seen = 0;
+  // The write end of an empty pipe is writable, never readable.
+  auto watch = loop->watch_io(pipe.write_end, EPOLLIN, "pipe", [&](std::uint32_t events) {
+    seen = events;
+    loop->exit(0);
+  });
+  ASSERT_TRUE(watch.has_value()) << watch.error().message;
+  auto stop = loop->make_timer("stop", [&] { loop->exit(1); });
+  ASSERT_TRUE(stop.has_value());
+  (*stop)->arm(20ms);
+  EXPECT_EQ(loop->run(), 1) << "not readable: the handler must not run";
+
+  auto loop2 = make_loop();
+  auto changed = loop2->watch_io(pipe.write_end, EPOLLIN, "pipe", [&](std::uint32_t events) {
+    seen = events;
+    loop2->exit(0);
+  });
+  ASSERT_TRUE(changed.has_value());
+  (*changed)->set_events(EPOLLOUT);
+  EXPECT_EQ(loop2->run(), 0);
+  EXPECT_TRUE(seen & EPOLLOUT);
+  close(pipe.read_end);
+}
+
+TEST(EventLoopTest, StoppedWatchIsQuietAndLeavesItsDescriptorOpen) {
+  Pipe pipe;
+  auto loop = make_loop();
+  int fired = 0;
+  std::unique_ptr<IoWatch> watch;
+  auto made = loop->watch_io(pipe.read_end, EPOLLIN, "pipe", [&](std::uint32_t) {
+    ++fired;
+    watch->stop();  // from its own handler, as libcurl's CURL_POLL_REMOVE does
+  });
+  ASSERT_TRUE(made.has_value()) << made.error().message;
+  watch = std::move(*made);
+  auto stop = loop->make_timer("stop", [&] { loop->exit(0); });
+  ASSERT_TRUE(stop.has_value());
+  (*stop)->arm(20ms);
+  ASSERT_EQ(write(pipe.write_end, "x", 1), 1);
+  EXPECT_EQ(loop->run(), 0);
+  EXPECT_EQ(fired, 1) << "level-triggered: a watch still on would fire on every turn";
+  watch.reset();
+  EXPECT_TRUE(is_open(pipe.read_end));
+  close(pipe.read_end);
+}
+
 TEST(EventLoopTest, WatchdogIsOffWithoutSystemd) {
   unsetenv("WATCHDOG_USEC");
   auto loop = make_loop();

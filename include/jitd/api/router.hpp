@@ -99,6 +99,11 @@ class Router {
   // The host's name: POST /v1/initiate serves requests for this VM only. Empty: every VM id
   // is refused.
   void set_host_name(std::string name) { host_name_ = std::move(name); }
+  // Adds `name` to GET /v1/status, filled by `section` at each call (e.g. "webhooks"): modules
+  // the API does not know show their state without the router depending on them.
+  void add_status_section(std::string name, std::function<nlohmann::json()> section) {
+    status_sections_.emplace_back(std::move(name), std::move(section));
+  }
 
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
                                 std::string_view path, std::string_view body,
@@ -151,6 +156,7 @@ class Router {
   FirewallAdvisor firewall_;
   ListenerSource listeners_;
   std::string host_name_;
+  std::vector<std::pair<std::string, std::function<nlohmann::json()>>> status_sections_;
 };
 
 }  // namespace jitd::api

@@ -24,6 +24,24 @@ enum class Attach { tc, xdp };
 [[nodiscard]] std::string_view to_string(Enforcement backend);
 [[nodiscard]] std::string_view to_string(Attach attach);
 
+// The events a webhook may be sent (notify::Kind's names).
+inline constexpr std::string_view webhook_events[] = {"grant", "revoke", "expire", "refusal",
+                                                      "tamper"};
+
+// One webhook (docs/operations.md, "Webhooks"). The secret is read by the daemon at start and
+// at each reload, so it never sits in jitd.yaml, which others may read.
+struct WebhookSettings {
+  std::string url;  // http:// or https://
+  std::filesystem::path secret_file;
+  std::vector<std::string> events;  // of webhook_events; every one unless the file names some
+  unsigned max_attempts = 5;
+  core::Milliseconds timeout = std::chrono::seconds(5);  // per attempt
+};
+
+inline constexpr unsigned max_webhook_attempts = 20;
+inline constexpr core::Milliseconds min_webhook_timeout = std::chrono::milliseconds(100);
+inline constexpr core::Milliseconds max_webhook_timeout = std::chrono::seconds(60);
+
 struct MainConfig {
   std::filesystem::path socket_path = "/run/jitd/jitd.sock";
   std::string socket_group = "jitd";  // members may request and revoke; empty: root only
@@ -56,6 +74,7 @@ struct MainConfig {
   std::uint64_t audit_max_bytes = std::uint64_t{64} << 20;
   core::Milliseconds audit_max_age = std::chrono::days(1);
   core::Milliseconds audit_retention = std::chrono::days(90);
+  std::vector<WebhookSettings> webhooks;  // none: no notifications
 };
 
 // Below these, rotation would make a file per few records, and retention lose records before

@@ -19,6 +19,7 @@
 #include "jitd/daemon/host.hpp"
 #include "jitd/daemon/schedule.hpp"
 #include "jitd/state/audit_journal.hpp"
+#include "jitd/daemon/webhooks.hpp"
 #include "jitd/state/audit_log.hpp"
 #include "jitd/state/file_journal.hpp"
 #include "jitd/state/grant_history.hpp"
@@ -54,6 +55,9 @@ class Daemon {
   [[nodiscard]] core::Result<void> watch_events();
   void record(std::string event, std::string outcome, std::string reason);
   void save_last_valid(std::vector<config::PolicySource> sources);
+  // Webhooks, when configured: an audit sink from the start (a restore's expiries wait in its
+  // queues), sending once the loop runs.
+  void add_notifier();
 
   api::ReloadOutcome reload(const std::string& trigger);
   void on_policy_directory_event();
@@ -98,6 +102,10 @@ class Daemon {
   std::unique_ptr<Timer> audit_sync_timer_;
   std::unique_ptr<Coalescer> reload_settle_;
   std::unique_ptr<Coalescer> repair_coalesce_;
+  // Webhooks (none configured: null). After the loop, so destroyed before it; the notifier
+  // before the adapter it sends through.
+  std::unique_ptr<NotifyLoop> notify_loop_;
+  std::unique_ptr<notify::Notifier> notifier_;
 
   int inotify_fd_ = -1;  // owned by its loop source
   bool policy_watched_ = false;

@@ -35,6 +35,17 @@ class Timer {
   [[nodiscard]] virtual bool armed() const = 0;
 };
 
+// A watch of a descriptor someone else owns, for a caller that changes what it waits for
+// (libcurl's sockets); removed from the loop when destroyed.
+class IoWatch {
+ public:
+  virtual ~IoWatch() = default;
+  virtual void set_events(std::uint32_t events) = 0;
+  // Off epoll now, while the descriptor is still open: a descriptor closed first could be
+  // reused by the time the watch is freed. The object may be freed later, outside its handler.
+  virtual void stop() = 0;
+};
+
 class EventLoop {
  public:
   using SignalHandler = std::function<void(const signalfd_siginfo&)>;
@@ -56,6 +67,10 @@ class EventLoop {
   // Watches a descriptor that someone else owns and that outlives the loop.
   [[nodiscard]] core::Result<void> on_io(int fd, std::uint32_t events, std::string description,
                                          IoHandler handler);
+  // Watches a descriptor that someone else owns, as long as the returned IoWatch lives.
+  [[nodiscard]] core::Result<std::unique_ptr<IoWatch>> watch_io(int fd, std::uint32_t events,
+                                                                std::string description,
+                                                                IoHandler handler);
   // Runs after every dispatch of another source (sd-event's post source).
   [[nodiscard]] core::Result<void> after_each_event(std::string description, TimerHandler handler);
   // A disarmed timer; the loop keeps running it as long as the Timer lives.

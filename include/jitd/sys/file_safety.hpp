@@ -42,6 +42,12 @@ namespace jitd::sys {
                                                      std::size_t max_bytes,
                                                      const std::string& what);
 
+// A secret (a webhook's signing key): a regular file, not a symbolic link, trusted as above
+// and besides readable by its owner alone (no group or other bits at all), at most
+// `max_bytes`.
+[[nodiscard]] core::Result<std::string> read_secret(const std::filesystem::path& path,
+                                                    std::size_t max_bytes, const std::string& what);
+
 // A directory that is neither a symbolic link nor changeable by anyone but root. With
 // `create_mode`, the missing components of `path` are created with that mode (the umask
 // does not narrow it); an existing directory's mode is never changed.
