@@ -599,7 +599,8 @@ TEST(ConfigMain, UnknownKey) {
                                   "of: socketPath, socketGroup, socketMode, policyDirectory, "
                                   "stateDirectory, nftTable, nftTableOwnership, logLevel, backend, "
                                   "attach, interfaces, bpfFilesystem, historyRetention, "
-                                  "historyMaxBytes"});
+                                  "historyMaxBytes, metricsListen, metricsTextfile, "
+                                  "metricsTextfileInterval"});
 }
 
 TEST(ConfigMain, PathsMustBeAbsolute) {

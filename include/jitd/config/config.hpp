@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,14 @@ enum class Enforcement { nftables, ebpf };
 enum class Attach { tc, xdp };
 [[nodiscard]] std::string_view to_string(Enforcement backend);
 [[nodiscard]] std::string_view to_string(Attach attach);
+
+// metricsListen: an address on loopback and a port.
+struct LoopbackAddress {
+  bool ipv6 = false;
+  std::string address;  // "127.0.0.1", "::1"
+  std::uint16_t port = 0;
+  [[nodiscard]] std::string to_string() const;  // "127.0.0.1:9464", "[::1]:9464"
+};
 
 struct MainConfig {
   std::filesystem::path socket_path = "/run/jitd/jitd.sock";
@@ -47,6 +56,12 @@ struct MainConfig {
   // before anyone could look at it (hence the minimums of a day and a MiB).
   core::Milliseconds history_retention = std::chrono::days(90);
   std::uint64_t history_max_bytes = std::uint64_t{64} << 20;
+  // Metrics (docs/operations.md) are always at GET /metrics on the socket. Besides: over TCP
+  // on loopback for Prometheus (off unless set), and as a node_exporter textfile (none unless
+  // set), rewritten every metrics_textfile_interval.
+  std::optional<LoopbackAddress> metrics_listen;
+  std::filesystem::path metrics_textfile;
+  core::Milliseconds metrics_textfile_interval = std::chrono::seconds(15);
 };
 
 inline constexpr core::Milliseconds min_history_retention = std::chrono::days(1);
