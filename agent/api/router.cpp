@@ -229,6 +229,8 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
     if (method == "GET") return show_status(caller);
   } else if (path == "/v1/doctor") {
     if (method == "GET") return show_doctor(caller);
+  } else if (path == "/metrics" && metrics_) {
+    if (method == "GET") return show_metrics(caller);
   } else if (path == "/v1/policy/reload") {
     if (method == "POST") return reload_policy(caller);
   } else {
@@ -568,12 +570,21 @@ Response Router::show_status(const core::Caller& caller) const {
   json errors = json::array();
   if (!enforcement.counters)
     errors.push_back("kernel counters: " + enforcement.counters.error().message);
+  const auto activity = activity_ ? activity_() : std::map<core::PortKey, PortActivity>{};
   json ports = json::array();
   for (const auto& port : engine_.policy().protected_ports()) {
     json entry{{"number", port.port},
                {"protocol", core::to_string(port.protocol)},
                {"liveGrants", live_on(port)},
                {"droppedPackets", nullptr}};
+    if (activity_) {
+      const auto found = activity.find(port);
+      const auto seen = found != activity.end() ? found->second : PortActivity{};
+      entry["approvedLast7Days"] = seen.approved_last_7_days;
+      entry["lastAccessUtc"] =
+          seen.last_access ? json(core::format_utc(*seen.last_access)) : json();
+      entry["lastUser"] = seen.last_user.empty() ? json() : json(seen.last_user);
+    }
     if (enforcement.counters) {
       std::uint64_t packets = 0;
       for (const auto& counted : *enforcement.counters) {
@@ -595,6 +606,13 @@ Response Router::show_status(const core::Caller& caller) const {
                                  {"liveGrants", grants.size()},
                                  {"ports", std::move(ports)},
                                  {"errors", std::move(errors)}});
+}
+
+Response Router::show_metrics(const core::Caller& caller) const {
+  if (auto refused = refuse_without(caller, core::Right::read, "read", "read the metrics")) {
+    return *refused;
+  }
+  return metrics_();
 }
 
 Response Router::show_policy(const core::Caller& caller) const {

@@ -1,6 +1,8 @@
 #pragma once
 // HTTP routes → engine calls, without any socket: unit-testable with a fake backend.
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -18,7 +20,8 @@ namespace jitd::api {
 
 struct Response {
   unsigned status = 200;
-  std::string body;  // JSON
+  std::string body;  // JSON, unless content_type says otherwise
+  std::string content_type = "application/json";
 };
 
 // Parses a POST /v1/grants body into one request per distinct (source, duration or end): the
@@ -65,6 +68,17 @@ struct FirewallAdvisor {
   std::function<std::vector<std::string>(const std::vector<core::PortSpec>&)> warnings;
 };
 
+// What GET /v1/status shows of a protected port's use, kept by the daemon's metrics.
+struct PortActivity {
+  std::uint64_t approved_last_7_days = 0;      // grants issued for it, today and 6 days before
+  std::optional<core::TimePoint> last_access;  // a new connection a grant admitted, seen then
+  std::string last_user;                       // of its last grant; empty: none seen
+};
+// Read once per status request, for every port.
+using ActivityReader = std::function<std::map<core::PortKey, PortActivity>()>;
+// GET /metrics: the exposition text, with its content type.
+using MetricsReader = std::function<Response()>;
+
 // The query string's arguments, decoded, in the order given.
 using QueryArguments = std::vector<std::pair<std::string, std::string>>;
 
@@ -89,6 +103,10 @@ class Router {
   // The host's name: POST /v1/initiate serves requests for this VM only. Empty: every VM id
   // is refused.
   void set_host_name(std::string name) { host_name_ = std::move(name); }
+  // Without it, status shows no port activity. (approvedLast7Days, lastAccessUtc, lastUser.)
+  void set_activity_reader(ActivityReader reader) { activity_ = std::move(reader); }
+  // Without it, GET /metrics is not a route.
+  void set_metrics_reader(MetricsReader reader) { metrics_ = std::move(reader); }
 
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
                                 std::string_view path, std::string_view body,
@@ -125,6 +143,7 @@ class Router {
   [[nodiscard]] Response show_doctor(const core::Caller& caller) const;
   [[nodiscard]] Response show_policy(const core::Caller& caller) const;
   [[nodiscard]] Response show_status(const core::Caller& caller) const;
+  [[nodiscard]] Response show_metrics(const core::Caller& caller) const;
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
   [[nodiscard]] Response read_audit(const core::Caller& caller, const QueryArguments& query) const;
   // Audits a call refused before it reached the engine and answers its error.
@@ -139,6 +158,8 @@ class Router {
   StatusReader status_;
   FirewallAdvisor firewall_;
   std::string host_name_;
+  ActivityReader activity_;
+  MetricsReader metrics_;
 };
 
 }  // namespace jitd::api
