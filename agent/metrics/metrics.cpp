@@ -279,7 +279,7 @@ void Metrics::collect(std::vector<Family>& families) const {
          std::chrono::duration<double>(found->second.last_access->time_since_epoch()).count()});
   }
   families.push_back(std::move(last_access));
-  families.push_back(counter("jitd_kernel_counter_read_failures_total",
+  families.push_back(counter("jitd_kernel_read_failures_total",
                              "Readings of the kernel's per-port counters that failed (the "
                              "totals keep their last values meanwhile).",
                              static_cast<double>(kernel_read_failures_)));

@@ -358,8 +358,8 @@ TEST_F(MetricsScrape, CountersDoNotGoBackAcrossARestartAndARecreatedTable) {
   const auto unreadable = after.scrape();
   EXPECT_EQ(line_of(unreadable, R"(jitd_dropped_packets_total{port="22",protocol="tcp"})"),
             R"(jitd_dropped_packets_total{port="22",protocol="tcp"} 43)");
-  EXPECT_EQ(line_of(unreadable, "jitd_kernel_counter_read_failures_total"),
-            "jitd_kernel_counter_read_failures_total 1");
+  EXPECT_EQ(line_of(unreadable, "jitd_kernel_read_failures_total"),
+            "jitd_kernel_read_failures_total 1");
 }
 
 TEST_F(MetricsScrape, AnInvalidStateFileIsReportedAndReplaced) {
