@@ -19,6 +19,9 @@ packages=(
   # iptables-nft and iptables-legacy: kernel.nft_conflicts loads their rules like ufw would.
   iptables
   curl  # README's API examples
+  # promtool checks jitd's /metrics and tests/kernel/test_metrics.py runs a real Prometheus server
+  # in its namespace. Without recommends (node_exporter) it is about 100 MB of Go binaries.
+  prometheus
   # trafgen (netsniff-ng) crafts the SYN flood of tests/bench/flood.py (ctest bench.flood_smoke):
   # spoofed sources over a /16 at a protected port, sent from a throw-away namespace.
   netsniff-ng

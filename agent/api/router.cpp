@@ -231,6 +231,8 @@ Response Router::handle(const core::Caller& caller, std::string_view method, std
     if (method == "GET") return show_doctor(caller);
   } else if (path == "/v1/recommendations") {
     if (method == "GET") return show_recommendations(caller);
+  } else if (path == "/metrics" && metrics_) {
+    if (method == "GET") return show_metrics(caller);
   } else if (path == "/v1/policy/reload") {
     if (method == "POST") return reload_policy(caller);
   } else {
@@ -602,6 +604,7 @@ Response Router::show_status(const core::Caller& caller) const {
   const auto& policy = engine_.policy();
   if (!enforcement.counters)
     errors.push_back("kernel counters: " + enforcement.counters.error().message);
+  const auto activity = activity_ ? activity_() : std::map<core::PortKey, PortActivity>{};
   json ports = json::array();
   for (const auto& port : policy.protected_ports()) {
     const auto* rule = policy.find_rule(port.port, port.protocol);
@@ -611,6 +614,14 @@ Response Router::show_status(const core::Caller& caller) const {
                {"liveGrants", live_on(port)}};
     // null: the kernel could not be read (the error says why), not "none".
     core::PortCounters counted{port};
+    if (activity_) {
+      const auto found = activity.find(port);
+      const auto seen = found != activity.end() ? found->second : PortActivity{};
+      entry["approvedLast7Days"] = seen.approved_last_7_days;
+      entry["lastAccessUtc"] =
+          seen.last_access ? json(core::format_utc(*seen.last_access)) : json();
+      entry["lastUser"] = seen.last_user.empty() ? json() : json(seen.last_user);
+    }
     if (enforcement.counters) {
       const auto found = std::find_if(enforcement.counters->begin(), enforcement.counters->end(),
                                       [&](const core::PortCounters& c) { return c.port == port; });
@@ -662,6 +673,13 @@ Response Router::show_status(const core::Caller& caller) const {
               {"errors", std::move(errors)}};
   for (const auto& [name, section] : status_sections_) status[name] = section();
   return json_response(200, status);
+}
+
+Response Router::show_metrics(const core::Caller& caller) const {
+  if (auto refused = refuse_without(caller, core::Right::read, "read", "read the metrics")) {
+    return *refused;
+  }
+  return metrics_();
 }
 
 Response Router::show_policy(const core::Caller& caller) const {

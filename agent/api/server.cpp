@@ -59,6 +59,7 @@ void log_libmicrohttpd(void* /*context*/, const char* format, va_list arguments)
 
 // Per-request state that libmicrohttpd keeps between calls of the handler.
 struct PendingRequest {
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::string body;
   bool too_large = false;
   bool suspended = false;         // waiting for the engine's commit
@@ -199,8 +200,9 @@ struct Server::Impl {
       spdlog::error("HTTP request failed: unknown exception");
     }
     try {
-      return respond(connection,
-                     {500, R"({"error":{"code":"Internal","message":"internal error"}})"});
+      return static_cast<Impl*>(self)->answer(
+          connection, static_cast<PendingRequest*>(*request_state), method, url,
+          {500, R"({"error":{"code":"Internal","message":"internal error"}})"});
     } catch (...) {
       return MHD_NO;  // libmicrohttpd closes the connection
     }
@@ -210,11 +212,13 @@ struct Server::Impl {
                     const char* upload_data, size_t* upload_data_size, void** request_state) {
     auto* pending = static_cast<PendingRequest*>(*request_state);
     if (pending == nullptr) {
-      *request_state = new PendingRequest();  // freed in on_completed
+      pending = new PendingRequest();  // freed in on_completed
+      *request_state = pending;
       // Two lengths leave it open where this body ends and the next request begins.
       if (count_headers(connection, MHD_HTTP_HEADER_CONTENT_LENGTH) > 1) {
-        return respond(connection, {400, R"({"error":{"code":"InvalidRequest",)"
-                                         R"("message":"Content-Length: given more than once"}})"});
+        return answer(connection, pending, method, url,
+                      {400, R"({"error":{"code":"InvalidRequest",)"
+                            R"("message":"Content-Length: given more than once"}})"});
       }
       return MHD_YES;
     }
@@ -228,13 +232,13 @@ struct Server::Impl {
       return MHD_YES;
     }
     if (pending->too_large) {
-      return respond(
-          connection,
+      return answer(
+          connection, pending, method, url,
           {413,
            R"({"error":{"code":"InvalidRequest","message":"body: larger than 65536 bytes"}})"});
     }
     // Resumed after the engine's commit: the answer is decided.
-    if (pending->reply) return respond(connection, std::move(*pending->reply));
+    if (pending->reply) return answer(connection, pending, method, url, std::move(*pending->reply));
     const auto found = admitted.find(descriptor_of(connection));
     // Every connection was admitted; one that was not has no identity and so no right.
     const auto caller = found != admitted.end()
@@ -250,7 +254,7 @@ struct Server::Impl {
                           MHD_resume_connection(connection);
                           ++resumed;
                         });
-    if (pending->reply) return respond(connection, std::move(*pending->reply));
+    if (pending->reply) return answer(connection, pending, method, url, std::move(*pending->reply));
     // A grant waits for the group commit that follows this run (Server::run).
     pending->suspended = true;
     MHD_suspend_connection(connection);
@@ -293,12 +297,24 @@ struct Server::Impl {
     return MHD_http_unescape(text);
   }
 
+  // Queues the answer and tells the observer; `pending` is null when the request failed before
+  // its state existed.
+  MHD_Result answer(MHD_Connection* connection, const PendingRequest* pending, const char* method,
+                    const char* url, Response response) const {
+    const auto status = response.status;
+    const auto queued = respond(connection, std::move(response));
+    if (options.observe && pending != nullptr) {
+      options.observe(method, url, status, std::chrono::steady_clock::now() - pending->started);
+    }
+    return queued;
+  }
+
   static MHD_Result respond(MHD_Connection* connection, Response response) {
-    response.body += "\n";
+    if (!response.body.ends_with('\n')) response.body += "\n";
     auto* reply = MHD_create_response_from_buffer(response.body.size(), response.body.data(),
                                                   MHD_RESPMEM_MUST_COPY);
     if (reply == nullptr) return MHD_NO;
-    MHD_add_response_header(reply, "Content-Type", "application/json");
+    MHD_add_response_header(reply, "Content-Type", response.content_type.c_str());
     const auto queued = MHD_queue_response(connection, response.status, reply);
     MHD_destroy_response(reply);
     return queued;

@@ -1,5 +1,6 @@
 #include "jitd/config/config.hpp"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -630,6 +631,69 @@ core::Result<fs::path> parse_absolute_path(std::string_view text) {
   return path;
 }
 
+// metricsListen: "127.0.0.1:9464" or "[::1]:9464", on loopback only. The metrics carry no
+// secret, but user names and ports in use are nobody's business beyond the host; Prometheus on
+// another host scrapes through a proxy or reads the textfile through node_exporter.
+core::Result<LoopbackAddress> parse_loopback_address(std::string_view text) {
+  const auto refuse = [&](const std::string& why) {
+    return core::fail(ErrorCode::invalid_argument,
+                      in_quotes(text) + " " + why +
+                          "; expected a loopback address and port such as 127.0.0.1:9464 or "
+                          "[::1]:9464");
+  };
+  LoopbackAddress parsed;
+  std::string_view host;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    const auto close = text.find("]:");
+    if (close == std::string_view::npos) return refuse("has no ]:port after its IPv6 address");
+    parsed.ipv6 = true;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return refuse("has no :port");
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return refuse("is an IPv6 address without brackets");
+    }
+  }
+  parsed.address = std::string(host);
+  std::array<unsigned char, 16> bytes{};
+  if (inet_pton(parsed.ipv6 ? AF_INET6 : AF_INET, parsed.address.c_str(), bytes.data()) != 1) {
+    return refuse(std::string("does not start with an ") + (parsed.ipv6 ? "IPv6" : "IPv4") +
+                  " address (host names are not resolved)");
+  }
+  constexpr std::array<unsigned char, 16> ipv6_loopback = {0, 0, 0, 0, 0, 0, 0, 0,
+                                                           0, 0, 0, 0, 0, 0, 0, 1};
+  if (parsed.ipv6 ? bytes != ipv6_loopback : bytes[0] != 127) {
+    return refuse(
+        "is not on loopback: jitd serves metrics without authentication, so only on "
+        "127.0.0.0/8 or [::1]");
+  }
+  const auto number = parse_port_number(port);
+  if (!number) return refuse("has no valid port (1 to 65535)");
+  parsed.port = *number;
+  return parsed;
+}
+
+// node_exporter's textfile collector reads *.prom files only.
+core::Result<fs::path> parse_textfile_path(std::string_view text) {
+  auto path = parse_absolute_path(text);
+  if (path && path->extension() != ".prom") {
+    return core::fail(ErrorCode::invalid_argument,
+                      in_quotes(text) +
+                          " does not end in .prom, and node_exporter's textfile collector reads "
+                          "only files that do");
+  }
+  return path;
+}
+
+const auto parse_textfile_interval = duration_parser(
+    std::chrono::seconds(1), std::chrono::hours(1),
+    "the range jitd rewrites the metrics textfile in (node_exporter reads it at each scrape)");
+
 core::Result<std::string> parse_table_name(std::string_view text) {
   const auto allowed = [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-'; };
   if (text.empty() || text.size() > 63 || !std::all_of(text.begin(), text.end(), allowed)) {
@@ -1141,7 +1205,8 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
         {"socketPath", "socketGroup", "socketMode", "policyDirectory", "stateDirectory", "nftTable",
          "nftTableOwnership", "logLevel", "backend", "attach", "interfaces", "bpfFilesystem",
          "historyRetention", "historyMaxBytes", "auditJournal", "auditRotation", "auditMaxBytes",
-         "auditMaxAge", "auditRetention", "webhooks"});
+         "auditMaxAge", "auditRetention", "webhooks", "metricsListen",
+         "metricsTextfile", "metricsTextfileInterval"});
     if (mapping) {
       auto& config = loaded.value;
       read_optional(doc, *mapping, "socketPath", parse_absolute_path, config.socket_path);
@@ -1165,6 +1230,15 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
       read_optional(doc, *mapping, "auditMaxBytes", parse_audit_bytes, config.audit_max_bytes);
       read_optional(doc, *mapping, "auditMaxAge", parse_audit_max_age, config.audit_max_age);
       read_optional(doc, *mapping, "auditRetention", parse_audit_retention, config.audit_retention);
+      read_optional(doc, *mapping, "metricsListen", parse_loopback_address, config.metrics_listen);
+      read_optional(doc, *mapping, "metricsTextfile", parse_textfile_path, config.metrics_textfile);
+      read_optional(doc, *mapping, "metricsTextfileInterval", parse_textfile_interval,
+                    config.metrics_textfile_interval);
+      if (const auto* entry = mapping->find("metricsTextfileInterval");
+          entry != nullptr && config.metrics_textfile.empty()) {
+        doc.error(entry->at(),
+                  "'metricsTextfileInterval' applies to metricsTextfile, which is not set");
+      }
       if (const auto* list = mapping->find("interfaces")) {
         for (const auto& item : read_list(doc, *list).value_or(std::vector<YAML::Node>{})) {
           auto name =
@@ -1199,6 +1273,10 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
   }
   loaded.errors = doc.take_errors();
   return loaded;
+}
+
+std::string LoopbackAddress::to_string() const {
+  return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
 }
 
 std::string_view to_string(Enforcement backend) {

@@ -292,7 +292,10 @@ Result<void> AccessEngine::repair(std::string_view what) {
   event.reason = std::string(what);
   auto installed = install();
   event.outcome = installed ? "restored" : "failed";
-  if (!installed) event.reason += "; restore failed: " + installed.error().message;
+  if (!installed) {
+    event.reason += "; restore failed: " + installed.error().message;
+    event.code = std::string(to_string(installed.error().code));
+  }
   audit_.record(event);
   return installed;
 }

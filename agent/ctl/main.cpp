@@ -352,6 +352,25 @@ Outcome<std::string> policy_table(const json& reply) {
   return read.result(out.str());
 }
 
+// Azure's "Configured" view: per port, grants approved in the last 7 days, the last access and
+// the last user. Left out when jitd does not report it (no metrics).
+std::string port_activity_text(ReplyReader& read, const std::vector<Node>& ports) {
+  if (ports.empty() || !ports.front().value.contains("approvedLast7Days")) return {};
+  std::ostringstream out;
+  out << "\n"
+      << std::left << std::setw(8) << "PORT" << std::setw(10) << "PROTOCOL" << std::setw(15)
+      << "APPROVED (7D)" << std::setw(26) << "LAST ACCESS (UTC)"
+      << "LAST USER\n";
+  for (const Node& port : ports) {
+    out << std::setw(8) << read.integer(port, "number") << std::setw(10)
+        << read.text(port, "protocol") << std::setw(15) << read.integer(port, "approvedLast7Days")
+        << std::setw(26)
+        << (ReplyReader::has(port, "lastAccessUtc") ? read.text(port, "lastAccessUtc") : "-")
+        << (ReplyReader::has(port, "lastUser") ? read.text(port, "lastUser") : "-") << "\n";
+  }
+  return out.str();
+}
+
 Outcome<std::string> status_text(const json& reply) {
   ReplyReader read(200);
   const Node status{reply, ""};
@@ -422,6 +441,7 @@ Outcome<std::string> status_text(const json& reply) {
       out << "\n";
     }
   }
+  out << port_activity_text(read, read.elements(status, "ports"));
   for (const auto& error : read.texts(status, "errors")) out << "error: " << error << "\n";
   return read.result(out.str());
 }

@@ -166,6 +166,7 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
       audit_(std::move(audit)),
       journal_(std::move(journal)),
       engine_(*backend_, *journal_, audit_sinks_, clock_, random_grant_id, std::move(policy.enforced)),
+      metrics_(settings_, engine_, *backend_, clock_),
       firewall_advice_(clock_, settings_.nft_table, firewall_advice_max_age),
       policy_status_(std::move(policy.status)),
       starting_sources_(std::move(policy.sources)),
@@ -181,6 +182,9 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
   audit_sinks_.add(*audit_);
   if (settings_.audit_journal) audit_sinks_.add(audit_journal_);
   add_notifier();
+  audit_sinks_.add(metrics_.recorder());
+  router_.set_metrics_reader([this] { return metrics_.scrape(); });
+  router_.set_activity_reader([this] { return metrics_.activity(); });
   engine_.set_session_cutter(&session_cutter_);
   router_.set_host_name(host_name());
   router_.set_firewall_advisor(api::FirewallAdvisor{
@@ -211,6 +215,7 @@ int Daemon::run(const state::JournalReplay& replay, const std::string& boot_id) 
   // The table and its live grants stay: protection and access outlive the daemon.
   record("stop", "ok", stop_reason_);
   sync_audit();
+  metrics_.save();
   spdlog::info("stopping ({}); {} and live grants stay in force", stop_reason_, backend_->where());
   return loop < 0 ? 1 : 0;
 }
@@ -220,11 +225,16 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
   // the start before the table is installed, or the ports would be closed with no API to open
   // them. Requests wait in the backlog until the loop runs.
   raise_open_file_limit();
+  metrics_.load();  // before the first event it counts
   const auto group = lookup_group(settings_.socket_group);
   auto listener = listen_socket(settings_, group);
   if (!listener) return tl::unexpected(listener.error());
-  auto server = api::Server::start(api::ServerOptions{settings_.socket_path, group, {}}, router_,
-                                   std::move(*listener));
+  api::ServerOptions options{settings_.socket_path, group, {}, {}};
+  options.observe = [this](std::string_view method, std::string_view path, unsigned status,
+                           std::chrono::nanoseconds took) {
+    metrics_.observe_request(method, path, status, took);
+  };
+  auto server = api::Server::start(options, router_, std::move(*listener));
   if (!server) return tl::unexpected(server.error());
   server_ = std::move(*server);
 
@@ -258,9 +268,12 @@ core::Result<void> Daemon::start(const state::JournalReplay& replay, const std::
     spdlog::info("{} is already in the kernel: not adopting sessions", backend_->where());
   }
   const auto installing = std::chrono::steady_clock::now();
+  // What the enforcement left in force counted while jitd was down, then its restart at zero.
+  if (!adopt) metrics_.read_kernel();
   if (auto installed = engine_.install(); !installed) {
     return core::fail(installed.error().code, "install enforcement: " + installed.error().message);
   }
+  metrics_.read_kernel();
   const auto install_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::steady_clock::now() - installing)
                               .count();
@@ -368,6 +381,7 @@ core::Result<void> Daemon::watch_events() {
   auto watchdog = loop_->enable_watchdog();
   if (!watchdog) return tl::unexpected(watchdog.error());
   if (*watchdog) spdlog::info("systemd watchdog: pinged from the event loop");
+  if (auto attached = metrics_.attach(*loop_); !attached) return attached;
   housekeeping_timer_->arm(0us);
   return {};
 }
@@ -427,7 +441,9 @@ api::ReloadOutcome Daemon::reload(const std::string& trigger) {
   if (policy_status_.last_valid_copy) {
     spdlog::info("policy files are valid again: the last valid copy is no longer in force");
   }
+  metrics_.read_kernel();  // the re-install restarts the kernel's counters
   auto change = engine_.replace_policy(std::move(loaded.value));
+  metrics_.read_kernel();
   // In force in jitd from here, also when the kernel refused it (retried until installed):
   // it is what a start with broken files must fall back to.
   policy_status_ = {};
@@ -514,7 +530,9 @@ void Daemon::repair() {
     what = lost + (intact ? "; the table read back differs"
                           : "; the table could not be read back: " + intact.error().message);
   }
+  metrics_.read_kernel();  // the re-install restarts the kernel's counters
   auto repaired = engine_.repair(what);
+  metrics_.read_kernel();
   const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
       std::chrono::steady_clock::now() - tamper_since_);
   if (repaired) {

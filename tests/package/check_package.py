@@ -41,6 +41,8 @@ EXPECTED_FILES = {
     "/usr/share/bash-completion/completions/jitctl",
     # The unit drop-in for backend: ebpf (tests/vm/run installs it in the guest).
     "/usr/share/jitd/systemd/jitd-ebpf.conf",
+    # The unit drop-in for IP sockets: metricsListen and webhooks.
+    "/usr/share/jitd/systemd/jitd-tcp.conf",
     "/usr/share/doc/jitd/README.md.gz",
     "/usr/share/doc/jitd/api.md.gz",
     "/usr/share/doc/jitd/changelog.Debian.gz",

@@ -566,4 +566,40 @@ TEST(ParseGrantRequest, RefusesOverlongJustification) {
   EXPECT_EQ(request.error().message.rfind("justification:", 0), 0u);
 }
 
+TEST_F(RouterTest, StatusShowsPortActivityAndMetricsNeedTheReadRight) {
+  // Without the readers: no activity fields, and no /metrics route.
+  auto [plain_status, plain] = call(root, "GET", "/v1/status");
+  ASSERT_EQ(plain_status, 200u) << plain;
+  EXPECT_FALSE(plain["ports"][0].contains("approvedLast7Days")) << plain;
+  EXPECT_EQ(call(root, "GET", "/metrics").first, 404u);
+
+  const core::PortKey ssh{core::Protocol::tcp, 22};
+  router.set_activity_reader([&] {
+    return std::map<core::PortKey, api::PortActivity>{
+        {ssh, {3, clock.now() - std::chrono::minutes(5), "alice"}}};
+  });
+  router.set_metrics_reader([] { return api::Response{200, "a_total 1\n", "text/plain"}; });
+  auto [status, reply] = call(root, "GET", "/v1/status");
+  ASSERT_EQ(status, 200u) << reply;
+  std::map<int, json> ports;
+  for (const auto& port : reply["ports"]) ports[port["number"].get<int>()] = port;
+  EXPECT_EQ(ports[22]["approvedLast7Days"], 3);
+  EXPECT_EQ(ports[22]["lastUser"], "alice");
+  EXPECT_EQ(ports[22]["lastAccessUtc"], core::format_utc(clock.now() - std::chrono::minutes(5)));
+  EXPECT_EQ(ports[3389]["approvedLast7Days"], 0);
+  EXPECT_TRUE(ports[3389]["lastUser"].is_null());
+  EXPECT_TRUE(ports[3389]["lastAccessUtc"].is_null());
+
+  const auto metrics = router.handle(root, "GET", "/metrics", "");
+  EXPECT_EQ(metrics.status, 200u);
+  EXPECT_EQ(metrics.body, "a_total 1\n");
+  EXPECT_EQ(metrics.content_type, "text/plain");
+  EXPECT_EQ(call(root, "POST", "/metrics").first, 405u);
+  // A policy whose readers leave someone out refuses them the metrics too.
+  auto policy = test_policy();
+  policy.roles.readers = core::Principals{};
+  ASSERT_TRUE(engine.replace_policy(policy));
+  EXPECT_EQ(router.handle(nobody, "GET", "/metrics", "").status, 403u);
+}
+
 }  // namespace

@@ -31,6 +31,14 @@ class ServerTest : public ::testing::Test, protected test::FakeEngine {
   Router router{engine, clock, [](const core::Caller&) { return ReloadOutcome{}; }};
   test::TempDir dir;
   std::unique_ptr<Server> server;
+  // Every answered request, as the daemon's metrics see them: "POST /v1/grants 201".
+  std::vector<std::string> observed;
+  RequestObserver observe = [this](std::string_view method, std::string_view path, unsigned status,
+                                   std::chrono::nanoseconds took) {
+    EXPECT_GE(took.count(), 0);
+    observed.push_back(std::string(method) + " " + std::string(path) + " " +
+                       std::to_string(status));
+  };
 
   void SetUp() override { restart(ServerLimits{}); }
 
@@ -43,8 +51,9 @@ class ServerTest : public ::testing::Test, protected test::FakeEngine {
     server.reset();
     auto listener = ListenSocket::create(dir.file("jitd.sock"), std::nullopt, 0600);
     ASSERT_TRUE(listener.has_value()) << listener.error().message;
-    auto started = Server::start(ServerOptions{dir.file("jitd.sock"), std::nullopt, limits}, router,
-                                 std::move(*listener));
+    auto started =
+        Server::start(ServerOptions{dir.file("jitd.sock"), std::nullopt, limits, observe}, router,
+                      std::move(*listener));
     ASSERT_TRUE(started.has_value()) << started.error().message;
     server = std::move(*started);
   }
@@ -114,6 +123,28 @@ TEST_F(ServerTest, NulInPathIsNeverServedAsTheTruncatedRoute) {
     EXPECT_EQ(reply.find("\"grants\""), std::string::npos) << reply;
     EXPECT_EQ(reply.find("\"ports\""), std::string::npos) << reply;
   }
+}
+
+TEST_F(ServerTest, EveryAnswerIsObservedAGrantAfterItsCommit) {
+  exchange(
+      "POST /v1/grants HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n"
+      "Content-Length: 90\r\n\r\n"
+      R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"203.0.113.7","duration":"PT5M"}    )");
+  exchange("GET /v1/grants?limit=1 HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
+  exchange("GET /nowhere HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(observed, (std::vector<std::string>{"POST /v1/grants 201", "GET /v1/grants 200",
+                                                "GET /nowhere 404"}));
+}
+
+TEST_F(ServerTest, AResponseCarriesItsOwnContentType) {
+  router.set_metrics_reader([] {
+    return Response{200, "a_total 1\n", "text/plain; version=0.0.4"};
+  });
+  const auto reply = exchange("GET /metrics HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 200 ", 0), 0u) << reply;
+  EXPECT_NE(reply.find("Content-Type: text/plain; version=0.0.4\r\n"), std::string::npos) << reply;
+  // The text as given: no second line break after its own.
+  EXPECT_TRUE(reply.ends_with("\r\n\r\na_total 1\n")) << reply;
 }
 
 TEST_F(ServerTest, TwoContentLengthHeadersAreRefused) {

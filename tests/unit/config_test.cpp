@@ -605,7 +605,8 @@ TEST(ConfigMain, UnknownKey) {
                                   "stateDirectory, nftTable, nftTableOwnership, logLevel, backend, "
                                   "attach, interfaces, bpfFilesystem, historyRetention, "
                                   "historyMaxBytes, auditJournal, auditRotation, auditMaxBytes, "
-                                  "auditMaxAge, auditRetention, webhooks"});
+                                  "auditMaxAge, auditRetention, webhooks, metricsListen, "
+                                  "metricsTextfile, metricsTextfileInterval"});
 }
 
 TEST(ConfigMain, PathsMustBeAbsolute) {

@@ -1,6 +1,8 @@
 #pragma once
 // HTTP routes → engine calls, without any socket: unit-testable with a fake backend.
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -19,7 +21,8 @@ namespace jitd::api {
 
 struct Response {
   unsigned status = 200;
-  std::string body;  // JSON
+  std::string body;  // JSON, unless content_type says otherwise
+  std::string content_type = "application/json";
 };
 
 // Parses a POST /v1/grants body into one request per distinct (source, duration or end): the
@@ -72,6 +75,16 @@ struct FirewallAdvisor {
 
 // The host's listening sockets (GET /v1/recommendations), read from the kernel on each call.
 using ListenerSource = std::function<core::Result<std::vector<core::Listener>>()>;
+// What GET /v1/status shows of a protected port's use, kept by the daemon's metrics.
+struct PortActivity {
+  std::uint64_t approved_last_7_days = 0;      // grants issued for it, today and 6 days before
+  std::optional<core::TimePoint> last_access;  // a new connection a grant admitted, seen then
+  std::string last_user;                       // of its last grant; empty: none seen
+};
+// Read once per status request, for every port.
+using ActivityReader = std::function<std::map<core::PortKey, PortActivity>()>;
+// GET /metrics: the exposition text, with its content type.
+using MetricsReader = std::function<Response()>;
 
 // The query string's arguments, decoded, in the order given.
 using QueryArguments = std::vector<std::pair<std::string, std::string>>;
@@ -104,6 +117,10 @@ class Router {
   void add_status_section(std::string name, std::function<nlohmann::json()> section) {
     status_sections_.emplace_back(std::move(name), std::move(section));
   }
+  // Without it, status shows no port activity. (approvedLast7Days, lastAccessUtc, lastUser.)
+  void set_activity_reader(ActivityReader reader) { activity_ = std::move(reader); }
+  // Without it, GET /metrics is not a route.
+  void set_metrics_reader(MetricsReader reader) { metrics_ = std::move(reader); }
 
   [[nodiscard]] Response handle(const core::Caller& caller, std::string_view method,
                                 std::string_view path, std::string_view body,
@@ -141,6 +158,7 @@ class Router {
   [[nodiscard]] Response show_policy(const core::Caller& caller) const;
   [[nodiscard]] Response show_recommendations(const core::Caller& caller) const;
   [[nodiscard]] Response show_status(const core::Caller& caller) const;
+  [[nodiscard]] Response show_metrics(const core::Caller& caller) const;
   [[nodiscard]] Response reload_policy(const core::Caller& caller) const;
   [[nodiscard]] Response read_audit(const core::Caller& caller, const QueryArguments& query) const;
   // Audits a call refused before it reached the engine and answers its error.
@@ -157,6 +175,8 @@ class Router {
   ListenerSource listeners_;
   std::string host_name_;
   std::vector<std::pair<std::string, std::function<nlohmann::json()>>> status_sections_;
+  ActivityReader activity_;
+  MetricsReader metrics_;
 };
 
 }  // namespace jitd::api

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 
 #include "jitd/api/listen_socket.hpp"
 #include "jitd/api/router.hpp"
@@ -29,10 +30,16 @@ struct ServerLimits {
   std::chrono::milliseconds connection_deadline{15'000};
 };
 
+// Told of every answered request: its method, path (without the query), status, and the time
+// from its arrival (its head read) to its answer being queued, a grant's commit included.
+using RequestObserver = std::function<void(std::string_view method, std::string_view path,
+                                           unsigned status, std::chrono::nanoseconds took)>;
+
 struct ServerOptions {
   std::filesystem::path socket_path;  // where `listener` is, for messages
   std::optional<gid_t> manage_group;  // members may request and revoke; root always may
   ServerLimits limits{};
+  RequestObserver observe;  // optional
 };
 
 class Server {

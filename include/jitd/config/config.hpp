@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,14 @@ inline constexpr unsigned max_webhook_attempts = 20;
 inline constexpr core::Milliseconds min_webhook_timeout = std::chrono::milliseconds(100);
 inline constexpr core::Milliseconds max_webhook_timeout = std::chrono::seconds(60);
 
+// metricsListen: an address on loopback and a port.
+struct LoopbackAddress {
+  bool ipv6 = false;
+  std::string address;  // "127.0.0.1", "::1"
+  std::uint16_t port = 0;
+  [[nodiscard]] std::string to_string() const;  // "127.0.0.1:9464", "[::1]:9464"
+};
+
 struct MainConfig {
   std::filesystem::path socket_path = "/run/jitd/jitd.sock";
   std::string socket_group = "jitd";  // members may request and revoke; empty: root only
@@ -75,6 +84,12 @@ struct MainConfig {
   core::Milliseconds audit_max_age = std::chrono::days(1);
   core::Milliseconds audit_retention = std::chrono::days(90);
   std::vector<WebhookSettings> webhooks;  // none: no notifications
+  // Metrics (docs/operations.md) are always at GET /metrics on the socket. Besides: over TCP
+  // on loopback for Prometheus (off unless set), and as a node_exporter textfile (none unless
+  // set), rewritten every metrics_textfile_interval.
+  std::optional<LoopbackAddress> metrics_listen;
+  std::filesystem::path metrics_textfile;
+  core::Milliseconds metrics_textfile_interval = std::chrono::seconds(15);
 };
 
 // Below these, rotation would make a file per few records, and retention lose records before

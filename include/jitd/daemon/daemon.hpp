@@ -11,12 +11,13 @@
 #include "jitd/api/router.hpp"
 #include "jitd/api/server.hpp"
 #include "jitd/config/config.hpp"
-#include "jitd/core/backend.hpp"
 #include "jitd/conntrack/session_cut.hpp"
+#include "jitd/core/backend.hpp"
 #include "jitd/core/engine.hpp"
 #include "jitd/daemon/event_loop.hpp"
 #include "jitd/daemon/firewall_advice.hpp"
 #include "jitd/daemon/host.hpp"
+#include "jitd/daemon/metrics_service.hpp"
 #include "jitd/daemon/schedule.hpp"
 #include "jitd/state/audit_journal.hpp"
 #include "jitd/daemon/webhooks.hpp"
@@ -87,6 +88,7 @@ class Daemon {
   // Every audit event, the engine's and the daemon's: the log file first, then the others.
   core::AuditFanout audit_sinks_;
   core::AccessEngine engine_;
+  MetricsService metrics_;
   FirewallAdvice firewall_advice_;
   api::PolicyStatus policy_status_;
   std::vector<config::PolicySource> starting_sources_;  // saved once the start succeeded
