@@ -163,6 +163,8 @@ core::Result<void> AuditLog::rotate(core::TimePoint now) {
   // goes to it, whole.
   const auto info = sys::stat_open(fd_.get(), what);
   if (!info) return tl::unexpected(info.error());
+  // Renamed already by a rotation that could not create its successor: create it now.
+  if (!rotated_.empty() && rotated_.back().inode == info->st_ino) return open_current();
   // Its records on disk before its new name is: a rotated file is never written again.
   if (auto synced = sys::sync_data(fd_.get(), what); !synced) return synced;
   unsynced_ = false;

@@ -690,5 +690,85 @@ class CommandLine(StandInTest):
                 self.assert_refused_before_asking(arguments, "")
 
 
+GOLDEN_AUDIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "unit", "golden", "audit")
+
+
+def records_page(*records, next_cursor=None):
+    return {"records": list(records), **({"next": next_cursor} if next_cursor else {})}
+
+
+class Audit(StandInTest):
+    def query(self, request):
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(request[1]).query)
+
+    def golden(self):
+        with open(os.path.join(GOLDEN_AUDIT, "records.json")) as f:
+            return json.load(f)
+
+    def test_filters_are_sent_for_jitd_to_apply(self):
+        result = self.jitctl("audit", "--since", "7d", "--until", "2030-01-01T00:00:00Z",
+                             "--user", "a b", "--port", "22", "--event", "request,revoke",
+                             "--event", "expire", replies=[(200, records_page())])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(self.query(self.sent()[0]), {
+            "since": ["P7D"], "until": ["2030-01-01T00:00:00Z"], "user": ["a b"], "port": ["22"],
+            "event": ["request,revoke", "expire"], "limit": ["1000"]})
+
+    def test_csv_of_every_page_matches_the_golden_file(self):
+        records = self.golden()
+        self.server.script = [
+            (200, records_page(*records[:2], next_cursor="c/1")),
+            (200, records_page(next_cursor="c2")),  # a short page: little matched in 1 MiB
+            (200, records_page(*records[2:]))]
+        self.server.requests.clear()
+        # Bytes, not text: the CRLF line ends are part of what is checked.
+        result = subprocess.run([JITCTL, "--socket", self.socket, "audit", "--format", "csv"],
+                                capture_output=True, timeout=30)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual([self.query(r).get("cursor") for r in self.sent()], [None, ["c/1"], ["c2"]])
+        with open(os.path.join(GOLDEN_AUDIT, "records.csv"), "rb") as f:
+            self.assertEqual(result.stdout, f.read())
+
+    def test_json_is_one_array_and_limit_counts_records(self):
+        records = self.golden()
+        result = self.jitctl("audit", "--format", "json", "--limit", "3", replies=[
+            (200, records_page(*records[:2], next_cursor="c1")),
+            (200, records_page(*records[2:], next_cursor="c2"))])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual([self.query(r)["limit"] for r in self.sent()], [["3"], ["1"]])
+        self.assertEqual(json.loads(result.stdout), records[:3])
+
+    def test_table_by_default(self):
+        result = self.jitctl("audit", replies=[(200, records_page(*self.golden()))])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.splitlines()
+        self.assertTrue(lines[0].startswith("TIME"), lines[0])
+        self.assertEqual(len(lines), 6)
+
+    def test_bad_arguments_are_refused_before_asking(self):
+        for arguments, message in [
+            (["--format", "xml"], "--format"), (["--port", "0"], "--port"),
+            (["--since", "yesterday"], "--since: 'yesterday'"),
+            (["--until", "soon"], "--until: 'soon'"), (["--limit", "0"], "--limit")]:
+            with self.subTest(arguments=arguments):
+                self.assert_refused_before_asking(["audit", *arguments], message)
+
+    def test_odd_replies(self):
+        for replies, problem in [
+            ([(200, records_page({"event": "request"}, next_cursor="c1")),
+              (200, records_page(next_cursor="c1"))], "next repeats an earlier cursor, 'c1'"),
+            ([(200, {"records": {}})], "records is not an array"),
+            ([(200, {})], "records missing")]:
+            with self.subTest(problem=problem):
+                self.assert_unusable(["audit"], replies, problem)
+
+    def test_jitds_refusal_of_an_event_name_is_shown(self):
+        refusal = {"error": {"code": "InvalidRequest",
+                             "message": "event: 'grant' is not an audit event; expected one of request, ..."}}
+        result = self.jitctl("audit", "--event", "grant", replies=[(400, refusal)])
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("event: 'grant' is not an audit event", result.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
