@@ -225,8 +225,8 @@ namespace jitd::sys {
 namespace {
 
 TEST(SecretFile, ReadableByItsOwnerAlone) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("jitd-secret-test-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("jitd-secret-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto file = dir / "webhook.secret";
   std::ofstream(file) << "s3cret\n";
