@@ -143,7 +143,7 @@ class NftOwnershipTest : public testing::Test {
     ASSERT_TRUE(succeeded(backend_->uninstall()));
     ASSERT_TRUE(succeeded(backend_->install(sample_spec())));
     installed_ = listing();
-    ASSERT_EQ(installed_, (Listing{7, 10, "elements = { " + std::string(grant_text)}));
+    ASSERT_EQ(installed_, (Listing{12, 17, "elements = { " + std::string(grant_text)}));
   }
 
   std::unique_ptr<NftBackend> backend_;

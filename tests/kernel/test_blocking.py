@@ -38,9 +38,11 @@ class Blocking(LabTest):
             # Single addresses in a hash set, wider ranges in an interval set.
             self.assertEqual(sets[f"grants{family}_single"]["flags"], ["timeout"])
             self.assertEqual(sorted(sets[f"grants{family}"]["flags"]), ["interval", "timeout"])
-        chains = [i["chain"] for i in listing if "chain" in i]
-        self.assertEqual(chains[0]["hook"], "input")
-        self.assertEqual(chains[0]["policy"], "accept")
+        # The base chain, and the regular chains it branches to for counting.
+        chains = {i["chain"]["name"]: i["chain"] for i in listing if "chain" in i}
+        self.assertEqual(sorted(chains), ["audit", "granted", "input"])
+        self.assertEqual(chains["input"]["hook"], "input")
+        self.assertEqual(chains["input"]["policy"], "accept")
 
 
 if __name__ == "__main__":
