@@ -84,8 +84,13 @@ std::string format_value(double value) {
   if (value == std::floor(value) && std::fabs(value) < 9007199254740992.0) {
     return std::to_string(static_cast<std::int64_t>(value));
   }
-  std::array<char, 32> text{};
-  const auto written = std::to_chars(text.data(), text.data() + text.size(), value);
+  // Bucket bounds read better as 0.0005 than as 5e-04; the exponent form is kept for values
+  // whose fixed form would run long.
+  const auto magnitude = std::fabs(value);
+  const auto format =
+      magnitude >= 1e-6 && magnitude < 1e15 ? std::chars_format::fixed : std::chars_format::general;
+  std::array<char, 64> text{};
+  const auto written = std::to_chars(text.data(), text.data() + text.size(), value, format);
   return std::string(text.data(), written.ptr);
 }
 

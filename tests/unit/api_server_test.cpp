@@ -126,10 +126,18 @@ TEST_F(ServerTest, NulInPathIsNeverServedAsTheTruncatedRoute) {
 }
 
 TEST_F(ServerTest, EveryAnswerIsObservedAGrantAfterItsCommit) {
-  exchange(
-      "POST /v1/grants HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n"
-      "Content-Length: 90\r\n\r\n"
-      R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"203.0.113.7","duration":"PT5M"}    )");
+  core::PortRule ssh;
+  ssh.port = {22, core::ProtocolSpec::tcp};
+  ssh.any_source = true;
+  ssh.max_duration = std::chrono::hours(1);
+  core::Policy policy;
+  policy.rules = {ssh};
+  ASSERT_TRUE(engine.replace_policy(policy));
+  const std::string body =
+      R"({"ports":[{"number":22}],"allowedSourceAddressPrefix":"203.0.113.7","duration":"PT5M",)"
+      R"("justification":"INC-1"})";
+  exchange("POST /v1/grants HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body);
   exchange("GET /v1/grants?limit=1 HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
   exchange("GET /nowhere HTTP/1.1\r\nHost: jitd\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(observed, (std::vector<std::string>{"POST /v1/grants 201", "GET /v1/grants 200",

@@ -83,11 +83,11 @@ TEST(ConfigMetrics, Textfile) {
                   "textfile collector reads only files that do"});
   EXPECT_EQ(errors_of("metricsTextfile: jitd.prom\n"),
             Lines{"jitd.yaml:1:18: 'jitd.prom' is not an absolute path"});
-  EXPECT_EQ(errors_of("metricsTextfile: /x/jitd.prom\nmetricsTextfileInterval: 0s\n"),
-            Lines{"jitd.yaml:2:26: '0s' is shorter than 1s, the range jitd rewrites the metrics "
+  EXPECT_EQ(errors_of("metricsTextfile: /x/jitd.prom\nmetricsTextfileInterval: 2h\n"),
+            Lines{"jitd.yaml:2:26: '2h' is longer than PT1H, the range jitd rewrites the metrics "
                   "textfile in (node_exporter reads it at each scrape)"});
   EXPECT_EQ(errors_of("metricsTextfileInterval: 30s\n"),
-            Lines{"jitd.yaml:1:1: 'metricsTextfileInterval' applies to metricsTextfile, which "
+            Lines{"jitd.yaml:1:26: 'metricsTextfileInterval' applies to metricsTextfile, which "
                   "is not set"});
 }
 
