@@ -45,7 +45,7 @@ core::Result<std::vector<core::Listener>> list_listeners() {
   if (!socket) return tl::unexpected(socket.error());
   auto seq = static_cast<std::uint32_t>(std::time(nullptr));
   std::vector<core::Listener> listeners;
-  for (const auto [protocol, states] :
+  for (const auto& [protocol, states] :
        {std::pair{core::Protocol::tcp, 1U << TCP_LISTEN},
         std::pair{core::Protocol::udp, 1U << TCP_CLOSE}}) {  // an unconnected UDP socket
     const detail::OnSocket keep = [&, protocol = protocol](const nlmsghdr* header,
