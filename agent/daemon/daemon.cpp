@@ -416,6 +416,9 @@ void Daemon::add_notifier() {
   notifier_ = std::move(*notifier);
   audit_sinks_.add(*notifier_);
   router_.add_status_section("webhooks", [this] { return webhooks_json(notifier_->stats()); });
+  metrics_.metrics().add_collector([this](std::vector<metrics::Family>& families) {
+    append_webhook_families(notifier_->stats(), families);
+  });
 }
 
 api::ReloadOutcome Daemon::reload(const std::string& trigger) {

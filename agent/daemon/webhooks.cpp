@@ -118,4 +118,30 @@ core::Result<std::unique_ptr<notify::Loop::Alarm>> NotifyLoop::alarm(
   return std::make_unique<AlarmOnLoop>(std::move(*timer));
 }
 
+void append_webhook_families(const std::vector<notify::WebhookStats>& stats,
+                             std::vector<metrics::Family>& families) {
+  metrics::Family deliveries{"jitd_webhook_deliveries_total",
+                             "Webhook deliveries by outcome: delivered (2xx), given_up (attempts "
+                             "used up or refused), dropped (from a full queue).",
+                             metrics::Type::counter};
+  metrics::Family failed{"jitd_webhook_failed_attempts_total",
+                         "Webhook attempts that got no 2xx answer (each retry counts).",
+                         metrics::Type::counter};
+  metrics::Family queued{"jitd_webhook_queued_deliveries",
+                         "Webhook deliveries waiting or in flight.", metrics::Type::gauge};
+  for (const auto& webhook : stats) {
+    for (const auto& [outcome, count] : {std::pair{"delivered", webhook.delivered},
+                                         std::pair{"given_up", webhook.given_up},
+                                         std::pair{"dropped", webhook.dropped}}) {
+      deliveries.samples.push_back(
+          {{{"url", webhook.url}, {"outcome", outcome}}, static_cast<double>(count)});
+    }
+    failed.samples.push_back({{{"url", webhook.url}}, static_cast<double>(webhook.failed_attempts)});
+    queued.samples.push_back({{{"url", webhook.url}}, static_cast<double>(webhook.queued)});
+  }
+  families.push_back(std::move(deliveries));
+  families.push_back(std::move(failed));
+  families.push_back(std::move(queued));
+}
+
 }  // namespace jitd::daemon

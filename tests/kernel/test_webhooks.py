@@ -11,7 +11,7 @@ import sys
 import time
 import unittest
 
-from lab import CLIENT_A, CLIENT_B, LabTest
+from lab import CLIENT_A, CLIENT_B, LabTest, UnixHTTPConnection
 
 SECRET = "kernel-test-secret"
 PORT = 8765
@@ -160,6 +160,17 @@ class Webhooks(LabTest):
         self.assertEqual(shown.returncode, 0, shown.stderr)
         self.assertIn(f"webhook http://127.0.0.1:{PORT}/fail: 0 delivered, 1 given up", shown.stdout)
         self.assertIn("HTTP 500", shown.stdout)
+        # The same counts as series on GET /metrics, for alerting on a failing receiver.
+        connection = UnixHTTPConnection(lab.socket)
+        try:
+            connection.request("GET", "/metrics")
+            metrics = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        url = f'url="http://127.0.0.1:{PORT}/fail"'
+        self.assertIn(f'jitd_webhook_deliveries_total{{{url},outcome="given_up"}} 1\n', metrics)
+        self.assertIn(f'jitd_webhook_deliveries_total{{{url},outcome="delivered"}} 0\n', metrics)
+        self.assertIn(f'jitd_webhook_failed_attempts_total{{{url}}} 3\n', metrics)
 
     def test_hanging_receiver_does_not_delay_grants(self):
         self.start(("/hang", ["timeout: 1s", "maxAttempts: 2"]))

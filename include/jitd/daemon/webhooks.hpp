@@ -6,6 +6,7 @@
 
 #include "jitd/config/config.hpp"
 #include "jitd/daemon/event_loop.hpp"
+#include "jitd/metrics/exposition.hpp"
 #include "jitd/notify/loop.hpp"
 #include "jitd/notify/notifier.hpp"
 
@@ -20,6 +21,9 @@ namespace jitd::daemon {
 void reread_webhook_secrets(const std::vector<config::WebhookSettings>& settings,
                             notify::Notifier& notifier);
 [[nodiscard]] nlohmann::json webhooks_json(const std::vector<notify::WebhookStats>& stats);
+// The webhooks' series for GET /metrics: deliveries by outcome, failed attempts, queued.
+void append_webhook_families(const std::vector<notify::WebhookStats>& stats,
+                             std::vector<metrics::Family>& families);
 
 class NotifyLoop final : public notify::Loop {
  public:
