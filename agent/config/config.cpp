@@ -23,6 +23,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "jitd/core/hex.hpp"
 #include "jitd/core/text.hpp"
 #include "jitd/sys/accounts.hpp"
 #include "jitd/sys/file_safety.hpp"
@@ -53,10 +54,8 @@ std::string excerpt(std::string_view text) {
     } else if (c == '\t') {
       shown += "\\t";
     } else if (c < 0x20 || c == 0x7f) {
-      static constexpr char digits[] = "0123456789abcdef";
       shown += "\\x";
-      shown += digits[c >> 4];
-      shown += digits[c & 0xf];
+      shown += core::to_hex(&c, 1);
     } else {
       shown += static_cast<char>(c);
     }

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cstdint>
 
+#include "jitd/core/hex.hpp"
+
 namespace jitd::core {
 
 namespace {
@@ -104,6 +106,16 @@ bool equal_ignoring_case(std::string_view a, std::string_view b) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
+}
+
+std::string to_hex(const unsigned char* bytes, std::size_t size) {
+  std::string text;
+  text.reserve(size * 2);
+  for (std::size_t i = 0; i < size; ++i) {
+    text += hex_digits[bytes[i] >> 4];
+    text += hex_digits[bytes[i] & 0xf];
+  }
+  return text;
 }
 
 }  // namespace jitd::core

@@ -11,6 +11,7 @@
 #include <ctime>
 #include <vector>
 
+#include "jitd/core/hex.hpp"
 #include "jitd/sys/accounts.hpp"
 #include "jitd/sys/file_safety.hpp"
 #include "jitd/sys/files.hpp"
@@ -35,13 +36,7 @@ std::string random_grant_id() {
   // getrandom() of 8 bytes only returns short when interrupted before the pool is ready.
   while (getrandom(bytes, sizeof bytes, 0) != static_cast<ssize_t>(sizeof bytes)) {
   }
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string id;
-  for (const auto byte : bytes) {
-    id += digits[byte >> 4];
-    id += digits[byte & 0xf];
-  }
-  return id;
+  return core::to_hex(bytes, sizeof bytes);
 }
 
 std::string host_name() {

@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "jitd/core/hex.hpp"
 #include "jitd/sys/handle.hpp"
 
 namespace jitd::notify {
@@ -25,13 +26,7 @@ using HeaderList = sys::Handle<curl_slist, curl_slist_free_all>;
 std::string random_delivery_id() {
   std::array<unsigned char, 16> bytes{};
   if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) return {};
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string id;
-  for (const auto byte : bytes) {
-    id += digits[byte >> 4];
-    id += digits[byte & 0xf];
-  }
-  return id;
+  return core::to_hex(bytes.data(), bytes.size());
 }
 
 std::size_t discard_body(char*, std::size_t size, std::size_t count, void*) { return size * count; }

@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jitd/core/hex.hpp"
+
 namespace jitd::notify {
 
 namespace {
@@ -15,17 +17,6 @@ namespace {
 constexpr std::array<std::string_view, 5> kind_names = {"grant", "revoke", "expire", "refusal",
                                                         "tamper"};
 constexpr auto longest_backoff = std::chrono::minutes(5);
-
-std::string hex(const unsigned char* bytes, std::size_t size) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string text;
-  text.reserve(size * 2);
-  for (std::size_t i = 0; i < size; ++i) {
-    text += digits[bytes[i] >> 4];
-    text += digits[bytes[i] & 0xf];
-  }
-  return text;
-}
 
 }  // namespace
 
@@ -88,7 +79,7 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
            &size) == nullptr) {
     return {};
   }
-  return hex(digest.data(), size);
+  return core::to_hex(digest.data(), size);
 }
 
 std::string sign(std::string_view secret, std::string_view timestamp, std::string_view body) {
