@@ -165,7 +165,8 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
       backend_(std::move(backend)),
       audit_(std::move(audit)),
       journal_(std::move(journal)),
-      engine_(*backend_, *journal_, audit_sinks_, clock_, random_grant_id, std::move(policy.enforced)),
+      engine_(*backend_, *journal_, audit_sinks_, clock_, random_grant_id,
+              std::move(policy.enforced)),
       metrics_(settings_, engine_, *backend_, clock_),
       firewall_advice_(clock_, settings_.nft_table, firewall_advice_max_age),
       policy_status_(std::move(policy.status)),
@@ -176,8 +177,8 @@ Daemon::Daemon(config::MainConfig settings, std::unique_ptr<core::KernelBackend>
           audit_.get(), &policy_status_,
           [this] {
             return api::EnforcementStatus{std::string(backend_->name()), backend_->where(),
-                                          backend_->protection(), backend_->features(),
-                                          backend_->counters(), backend_->would_block()};
+                                          backend_->protection(),        backend_->features(),
+                                          backend_->counters(),          backend_->would_block()};
           }) {
   audit_sinks_.add(*audit_);
   if (settings_.audit_journal) audit_sinks_.add(audit_journal_);

@@ -130,13 +130,14 @@ void append_webhook_families(const std::vector<notify::WebhookStats>& stats,
   metrics::Family queued{"jitd_webhook_queued_deliveries",
                          "Webhook deliveries waiting or in flight.", metrics::Type::gauge};
   for (const auto& webhook : stats) {
-    for (const auto& [outcome, count] : {std::pair{"delivered", webhook.delivered},
-                                         std::pair{"given_up", webhook.given_up},
-                                         std::pair{"dropped", webhook.dropped}}) {
+    for (const auto& [outcome, count] :
+         {std::pair{"delivered", webhook.delivered}, std::pair{"given_up", webhook.given_up},
+          std::pair{"dropped", webhook.dropped}}) {
       deliveries.samples.push_back(
           {{{"url", webhook.url}, {"outcome", outcome}}, static_cast<double>(count)});
     }
-    failed.samples.push_back({{{"url", webhook.url}}, static_cast<double>(webhook.failed_attempts)});
+    failed.samples.push_back(
+        {{{"url", webhook.url}}, static_cast<double>(webhook.failed_attempts)});
     queued.samples.push_back({{{"url", webhook.url}}, static_cast<double>(webhook.queued)});
   }
   families.push_back(std::move(deliveries));
