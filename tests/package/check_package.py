@@ -170,8 +170,8 @@ def check_completion(root):
     script = (f"source /usr/share/bash-completion/bash_completion; source {completion}; "
               'COMP_WORDS=(jitctl "$1"); COMP_CWORD=1; COMP_LINE="jitctl $1"; '
               'COMP_POINT=${#COMP_LINE}; _jitctl; echo "${COMPREPLY[*]}"')
-    words = run(["bash", "-c", script, "-", "re"]).stdout.strip()
-    check(words == "revoke", "bash completion: 'jitctl re<TAB>' → revoke", f"got {words!r}")
+    words = run(["bash", "-c", script, "-", "rev"]).stdout.strip()
+    check(words == "revoke", "bash completion: 'jitctl rev<TAB>' → revoke", f"got {words!r}")
 
 
 def check_lintian(deb):
