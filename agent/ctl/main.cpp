@@ -749,6 +749,43 @@ void add_list_options(CLI::App& list, ListFilters& filters) {
   list.add_option("--limit", filters.limit, "at most this many grants")->check(CLI::PositiveNumber);
 }
 
+// The elements under `key` of a listing jitd answers a page at a time, `next` naming the page
+// after (a page may be short, even empty, when little matches): `wanted` of them (0: all), in
+// pages of at most `page_size` (0: jitd's default). `query` already has its '?'.
+Outcome<std::vector<json>> every_page(const std::string& socket, const std::string& query,
+                                      const std::string& key, std::size_t wanted,
+                                      std::size_t page_size) {
+  std::vector<json> elements;
+  std::set<std::string> cursors;
+  std::string cursor;
+  while (true) {
+    std::string path = query;
+    const auto add = [&](const std::string& parameter) {
+      path += (path.ends_with('?') ? "" : "&") + parameter;
+    };
+    std::size_t limit = wanted == 0 ? page_size : wanted - elements.size();
+    if (page_size != 0) limit = std::min(limit, page_size);
+    if (limit != 0) add("limit=" + std::to_string(limit));
+    if (!cursor.empty()) add("cursor=" + url_encoded(cursor));
+    const auto page = exchange(socket, "GET", path);
+    if (!page) return tl::unexpected(page.error());
+    ReplyReader read(page->status);
+    const Node root{page->body, ""};
+    for (const Node& element : read.elements(root, key)) {
+      if (wanted == 0 || elements.size() < wanted) elements.push_back(element.value);
+    }
+    const bool more = ReplyReader::has(root, "next");
+    cursor = more ? read.token(root, "next") : std::string();
+    if (const auto checked = read.result(0); !checked) return tl::unexpected(checked.error());
+    if (!more || (wanted != 0 && elements.size() >= wanted)) return elements;
+    // A cursor seen before would go round forever.
+    if (!cursors.insert(cursor).second) {
+      return unexpected_reply(
+          page->status, "next repeats an earlier cursor, '" + jitd::core::excerpt(cursor) + "'");
+    }
+  }
+}
+
 // Every grant the filters match: jitd answers a page at a time, and `next` names the page
 // after. The pages are put together as one reply, so --json prints one document.
 Outcome<Printed> list_grants(const std::string& socket, const ListFilters& filters, bool as_json) {
@@ -767,32 +804,9 @@ Outcome<Printed> list_grants(const std::string& socket, const ListFilters& filte
   }
   if (!filters.user.empty()) query += "&user=" + url_encoded(filters.user);
   if (filters.port != 0) query += "&port=" + std::to_string(filters.port);
-  const auto wanted = static_cast<std::size_t>(filters.limit);
-  json grants = json::array();
-  std::set<std::string> cursors;
-  std::string cursor;
-  while (true) {
-    std::string path = query;
-    if (wanted != 0) path += "&limit=" + std::to_string(wanted - grants.size());
-    if (!cursor.empty()) path += "&cursor=" + url_encoded(cursor);
-    const auto page = exchange(socket, "GET", path);
-    if (!page) return tl::unexpected(page.error());
-    ReplyReader read(page->status);
-    const Node root{page->body, ""};
-    for (const Node& grant : read.elements(root, "grants")) {
-      if (wanted == 0 || grants.size() < wanted) grants.push_back(grant.value);
-    }
-    const bool more = ReplyReader::has(root, "next");
-    cursor = more ? read.token(root, "next") : std::string();
-    if (const auto checked = read.result(0); !checked) return tl::unexpected(checked.error());
-    if (!more || (wanted != 0 && grants.size() >= wanted)) break;
-    // A cursor seen before would go round forever.
-    if (!cursors.insert(cursor).second) {
-      return unexpected_reply(
-          page->status, "next repeats an earlier cursor, '" + jitd::core::excerpt(cursor) + "'");
-    }
-  }
-  const json reply = {{"grants", std::move(grants)}};
+  auto grants = every_page(socket, query, "grants", static_cast<std::size_t>(filters.limit), 0);
+  if (!grants) return tl::unexpected(grants.error());
+  const json reply = {{"grants", json(std::move(*grants))}};
   if (as_json) return Printed(reply.dump(2) + "\n");
   return grants_table(reply, state != "active");
 }
@@ -841,35 +855,13 @@ Outcome<Printed> audit_records(const std::string& socket, const AuditFilters& fi
   for (const auto& event : filters.events) query += "event=" + url_encoded(event) + "&";
   // jitd's largest page (core::max_audit_page).
   constexpr std::size_t page_size = 1000;
-  const auto wanted = static_cast<std::size_t>(filters.limit);
-  std::vector<json> records;
-  std::set<std::string> cursors;
-  std::string cursor;
-  while (true) {
-    auto path =
-        query + "limit=" +
-        std::to_string(wanted == 0 ? page_size : std::min(page_size, wanted - records.size()));
-    if (!cursor.empty()) path += "&cursor=" + url_encoded(cursor);
-    const auto page = exchange(socket, "GET", path);
-    if (!page) return tl::unexpected(page.error());
-    ReplyReader read(page->status);
-    const Node root{page->body, ""};
-    for (const Node& record : read.elements(root, "records")) {
-      if (wanted == 0 || records.size() < wanted) records.push_back(record.value);
-    }
-    const bool more = ReplyReader::has(root, "next");
-    cursor = more ? read.token(root, "next") : std::string();
-    if (const auto checked = read.result(0); !checked) return tl::unexpected(checked.error());
-    if (!more || (wanted != 0 && records.size() >= wanted)) break;
-    // A cursor seen before would go round forever.
-    if (!cursors.insert(cursor).second) {
-      return unexpected_reply(
-          page->status, "next repeats an earlier cursor, '" + jitd::core::excerpt(cursor) + "'");
-    }
-  }
-  if (filters.format == "json") return Printed(jitd::ctl::audit_json(records));
-  if (filters.format == "csv") return Printed(jitd::ctl::audit_csv(records));
-  return Printed(jitd::ctl::audit_table(records));
+  if (query.ends_with('&')) query.pop_back();
+  const auto records =
+      every_page(socket, query, "records", static_cast<std::size_t>(filters.limit), page_size);
+  if (!records) return tl::unexpected(records.error());
+  if (filters.format == "json") return Printed(jitd::ctl::audit_json(*records));
+  if (filters.format == "csv") return Printed(jitd::ctl::audit_csv(*records));
+  return Printed(jitd::ctl::audit_table(*records));
 }
 
 // jitd doctor's "where": which rule of which table, as nft names them. A rule in a regular
@@ -907,35 +899,34 @@ std::string conflict_text(ReplyReader& read, const Node& conflict, std::size_t n
   return out.str();
 }
 
-// Exit status 3 when jitd found conflicting rules, so a script or a monitoring check tells
-// "found something" from "could not ask" (1, 2) without reading the text. --json keeps it.
-Outcome<Printed> doctor_report(const Reply& reply, bool as_json) {
+// doctor and recommend exit with status 3 when they found something, so a script or a
+// monitoring check tells "found something" from "could not ask" (1, 2) without reading the
+// text; --json keeps the status. `render` writes the text and says whether it found anything.
+using Findings = std::function<bool(ReplyReader&, const Node&, std::ostringstream&)>;
+Outcome<Printed> findings_report(const Reply& reply, bool as_json, const Findings& render) {
   ReplyReader read(reply.status);
-  const Node report{reply.body, ""};
-  const auto conflicts = read.elements(report, "conflicts");
-  std::ostringstream out;
-  if (as_json) {
-    out << reply.body.dump(2) << "\n";
-  } else {
-    for (std::size_t i = 0; i < conflicts.size(); ++i) {
-      out << conflict_text(read, conflicts[i], i + 1);
-    }
-    if (conflicts.empty()) out << "no conflicting rules found\n";
-    const auto legacy = read.texts(report, "legacyIptablesTables");
-    out << "legacy iptables tables: " << (legacy.empty() ? "none" : jitd::core::join(legacy))
-        << "\n";
-    for (const auto& note : read.texts(report, "notes")) out << "note: " << note << "\n";
-  }
-  Printed printed(out.str());
-  printed.exit_status = conflicts.empty() ? 0 : 3;
+  std::ostringstream text;
+  const bool found = render(read, Node{reply.body, ""}, text);
+  Printed printed(as_json ? reply.body.dump(2) + "\n" : text.str());
+  printed.exit_status = found ? 3 : 0;
   return read.result(printed);
 }
 
-// Exit status 3 when there is something to recommend (like doctor); --json keeps it. The
-// snippet is printed as it came, unindented, so it can be pasted into a policy file.
-Outcome<Printed> recommend_report(const Reply& reply, bool as_json) {
-  ReplyReader read(reply.status);
-  const Node report{reply.body, ""};
+bool doctor_text(ReplyReader& read, const Node& report, std::ostringstream& out) {
+  const auto conflicts = read.elements(report, "conflicts");
+  for (std::size_t i = 0; i < conflicts.size(); ++i) {
+    out << conflict_text(read, conflicts[i], i + 1);
+  }
+  if (conflicts.empty()) out << "no conflicting rules found\n";
+  const auto legacy = read.texts(report, "legacyIptablesTables");
+  out << "legacy iptables tables: " << (legacy.empty() ? "none" : jitd::core::join(legacy))
+      << "\n";
+  for (const auto& note : read.texts(report, "notes")) out << "note: " << note << "\n";
+  return !conflicts.empty();
+}
+
+// The snippet is printed as it came, unindented, so it can be pasted into a policy file.
+bool recommend_text(ReplyReader& read, const Node& report, std::ostringstream& out) {
   const auto unprotected = read.elements(report, "unprotected");
   const auto unused = read.elements(report, "unusedProtected");
   const auto snippet = read.lines(report, "snippet");
@@ -945,38 +936,31 @@ Outcome<Printed> recommend_report(const Reply& reply, bool as_json) {
     const std::string service = read.text(entry, "service");
     return service.empty() ? port : port + " (" + service + ")";
   };
-  std::ostringstream out;
-  if (as_json) {
-    out << reply.body.dump(2) << "\n";
-  } else {
-    if (!unprotected.empty()) {
-      out << "management services reachable beyond loopback that no rule protects:\n";
-      for (const Node& entry : unprotected) {
-        out << "  " << port_of(entry) << " listening on "
-            << jitd::core::join(read.texts(entry, "addresses")) << "\n";
-      }
-    }
-    if (!unused.empty()) {
-      out << "protected ports nothing listens on beyond loopback (stale rules?):\n";
-      for (const Node& entry : unused) {
-        const auto addresses = read.texts(entry, "addresses");
-        out << "  " << port_of(entry) << ": "
-            << (addresses.empty() ? std::string("nothing listens")
-                                  : "loopback only (" + jitd::core::join(addresses) + ")")
-            << "; rule at " << read.text(entry, "origin") << "\n";
-      }
-    }
-    if (unprotected.empty() && unused.empty()) out << "nothing to recommend\n";
-    if (!unprotected.empty()) {
-      out << "policy snippet:\n";
-      for (const auto& line : snippet) {
-        if (!line.empty()) out << line << "\n";
-      }
+  if (!unprotected.empty()) {
+    out << "management services reachable beyond loopback that no rule protects:\n";
+    for (const Node& entry : unprotected) {
+      out << "  " << port_of(entry) << " listening on "
+          << jitd::core::join(read.texts(entry, "addresses")) << "\n";
     }
   }
-  Printed printed(out.str());
-  printed.exit_status = unprotected.empty() && unused.empty() ? 0 : 3;
-  return read.result(printed);
+  if (!unused.empty()) {
+    out << "protected ports nothing listens on beyond loopback (stale rules?):\n";
+    for (const Node& entry : unused) {
+      const auto addresses = read.texts(entry, "addresses");
+      out << "  " << port_of(entry) << ": "
+          << (addresses.empty() ? std::string("nothing listens")
+                                : "loopback only (" + jitd::core::join(addresses) + ")")
+          << "; rule at " << read.text(entry, "origin") << "\n";
+    }
+  }
+  if (unprotected.empty() && unused.empty()) out << "nothing to recommend\n";
+  if (!unprotected.empty()) {
+    out << "policy snippet:\n";
+    for (const auto& line : snippet) {
+      if (!line.empty()) out << line << "\n";
+    }
+  }
+  return !unprotected.empty() || !unused.empty();
 }
 
 // No --port: people ask for SSH, so 22/tcp when the policy protects it; otherwise the refusal
@@ -1076,7 +1060,7 @@ std::vector<Command> add_review_commands(CLI::App& app, const std::string& socke
   commands.push_back(
       {doctor, [&socket, &as_json] {
          return exchange(socket, "GET", "/v1/doctor").and_then([&](const Reply& reply) {
-           return doctor_report(reply, as_json);
+           return findings_report(reply, as_json, doctor_text);
          });
        }});
 
@@ -1088,7 +1072,7 @@ std::vector<Command> add_review_commands(CLI::App& app, const std::string& socke
   commands.push_back(
       {recommend, [&socket, &as_json] {
          return exchange(socket, "GET", "/v1/recommendations").and_then([&](const Reply& reply) {
-           return recommend_report(reply, as_json);
+           return findings_report(reply, as_json, recommend_text);
          });
        }});
   return commands;

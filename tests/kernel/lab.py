@@ -167,7 +167,10 @@ class Lab:
         with open(self.config, "w") as f:
             f.write(f"socketPath: {self.socket}\nsocketGroup: '{socket_group}'\n"
                     f"policyDirectory: {self.dir}/policies.d\nstateDirectory: {self.dir}/state\n"
-                    f"nftTable: jitd\nlogLevel: debug\n")
+                    f"nftTable: jitd\nlogLevel: debug\n"
+                    # Tests write no jitd events into the host's journal; the VM test
+                    # (tests/vm/run) reads the journal fields back under systemd.
+                    f"auditJournal: false\n")
             if BACKEND == "ebpf":
                 # A bpffs of the lab's own, mounted in the test's mount namespace so that it
                 # outlives each `ip netns exec` (which remounts /sys): a restarted jitd must

@@ -85,7 +85,7 @@ def jitd_order(names):
 
 
 class AuditRotation(LabTest):
-    extra_config = "auditMaxBytes: 4096\nauditJournal: false\n"
+    extra_config = "auditMaxBytes: 4096\n"
 
     def requests(self, records):
         return [r for r in records if r.get("event") == "request"]
