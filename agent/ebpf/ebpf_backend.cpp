@@ -725,9 +725,12 @@ core::Result<core::KernelSnapshot> EbpfBackend::snapshot() {
 
   using Entries = std::vector<std::pair<LpmPrefix, std::uint64_t>>;
   const Writer reader{*impl_};
-  auto ports = read_ports(Map(impl_->skeleton->maps.protected_ports));
-  if (!ports) return tl::unexpected(ports.error());
-  snapshot.protected_ports.assign(ports->begin(), ports->end());
+  auto modes = read_modes(Map(impl_->skeleton->maps.protected_ports));
+  if (!modes) return tl::unexpected(modes.error());
+  for (const auto& [port, mode] : *modes) {
+    snapshot.protected_ports.push_back(port);
+    if (mode == JITD_PORT_AUDIT) snapshot.audited_ports.push_back(port);
+  }
   const std::uint64_t now = boottime_ns();
   for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
     auto allowed = read_trie(reader.allow(family), family);

@@ -807,6 +807,9 @@ TEST_F(EbpfBackendTest, AuditedPortCountsAndListsWhatItWouldBlock) {
     EXPECT_EQ(entry["formatted"]["value"], ssh ? JITD_PORT_AUDIT : JITD_PORT_ENFORCE)
         << entry.dump();
   }
+  auto snapshot = backend_->snapshot();
+  ASSERT_TRUE(succeeded(snapshot));
+  EXPECT_EQ(snapshot->audited_ports, spec.audited_ports);
   const auto program = pin("prog_tc");
   constexpr int pass = 0;                                       // TC_ACT_OK
   constexpr int drop = 2;                                       // TC_ACT_SHOT
