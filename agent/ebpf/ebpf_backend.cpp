@@ -801,6 +801,11 @@ core::Result<bool> EbpfBackend::remove_installed(const std::filesystem::path& bp
       warn(remove_pin_directory(version.path()));
     }
     for (auto directory = *root; directory != bpffs; directory = directory.parent_path()) {
+      // Not there is nothing to remove: on a read-only bpffs rmdir says EROFS before it looks.
+      if (std::filesystem::symlink_status(directory, error).type() ==
+          std::filesystem::file_type::not_found) {
+        continue;
+      }
       if (::rmdir(directory.c_str()) == 0 || errno == ENOENT) continue;
       if (errno != ENOTEMPTY && errno != EEXIST) {
         warn(sys::fail_system(core::ErrorCode::io, "remove " + directory.string(), errno));
