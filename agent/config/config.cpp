@@ -633,14 +633,14 @@ core::Result<fs::path> parse_absolute_path(std::string_view text) {
 // metricsListen: "127.0.0.1:9464" or "[::1]:9464", on loopback only. The metrics carry no
 // secret, but user names and ports in use are nobody's business beyond the host; Prometheus on
 // another host scrapes through a proxy or reads the textfile through node_exporter.
-core::Result<LoopbackAddress> parse_loopback_address(std::string_view text) {
+core::Result<core::TcpAddress> parse_loopback_address(std::string_view text) {
   const auto refuse = [&](const std::string& why) {
     return core::fail(ErrorCode::invalid_argument,
                       in_quotes(text) + " " + why +
                           "; expected a loopback address and port such as 127.0.0.1:9464 or "
                           "[::1]:9464");
   };
-  LoopbackAddress parsed;
+  core::TcpAddress parsed;
   std::string_view host;
   std::string_view port;
   if (text.starts_with('[')) {
@@ -1199,13 +1199,30 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
   Document doc(file_name);
   const auto root = doc.load(text);
   if (root && !root->IsNull()) {
-    const auto mapping = Mapping::read(
-        doc, *root, "main config",
-        {"socketPath", "socketGroup", "socketMode", "policyDirectory", "stateDirectory", "nftTable",
-         "nftTableOwnership", "logLevel", "backend", "attach", "interfaces", "bpfFilesystem",
-         "historyRetention", "historyMaxBytes", "auditJournal", "auditRotation", "auditMaxBytes",
-         "auditMaxAge", "auditRetention", "webhooks", "metricsListen",
-         "metricsTextfile", "metricsTextfileInterval"});
+    const auto mapping = Mapping::read(doc, *root, "main config",
+                                       {"socketPath",
+                                        "socketGroup",
+                                        "socketMode",
+                                        "policyDirectory",
+                                        "stateDirectory",
+                                        "nftTable",
+                                        "nftTableOwnership",
+                                        "logLevel",
+                                        "backend",
+                                        "attach",
+                                        "interfaces",
+                                        "bpfFilesystem",
+                                        "historyRetention",
+                                        "historyMaxBytes",
+                                        "auditJournal",
+                                        "auditRotation",
+                                        "auditMaxBytes",
+                                        "auditMaxAge",
+                                        "auditRetention",
+                                        "webhooks",
+                                        "metricsListen",
+                                        "metricsTextfile",
+                                        "metricsTextfileInterval"});
     if (mapping) {
       auto& config = loaded.value;
       read_optional(doc, *mapping, "socketPath", parse_absolute_path, config.socket_path);
@@ -1272,10 +1289,6 @@ Loaded<MainConfig> parse_main_config_text(const std::string& text, const std::st
   }
   loaded.errors = doc.take_errors();
   return loaded;
-}
-
-std::string LoopbackAddress::to_string() const {
-  return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
 }
 
 std::string_view to_string(Enforcement backend) {

@@ -141,8 +141,7 @@ RestoreReport AccessEngine::restore(std::vector<JournalEntry> entries, std::stri
         const auto longest = grant.needs_approval
                                  ? approval_timeout_for(grant.ports).value_or(Milliseconds{0})
                                  : max_schedule_ahead;
-        grant.wait_until =
-            now + std::clamp(target - clock_.now(), Milliseconds{0}, longest);
+        grant.wait_until = now + std::clamp(target - clock_.now(), Milliseconds{0}, longest);
       }
       waiting_.insert_or_assign(grant.id, std::move(grant));
       continue;
@@ -262,6 +261,7 @@ Result<bool> AccessEngine::kernel_intact() {
     return items;
   };
   if (sorted(kernel->protected_ports) != sorted(expected.protected_ports) ||
+      sorted(kernel->audited_ports) != sorted(expected.audited_ports) ||
       sorted(kernel->permanent) != sorted(expected.permanent)) {
     return false;
   }
@@ -1072,16 +1072,14 @@ PolicyChange AccessEngine::apply_policy_to_grants() {
   // start, unapproved or longer, what the new policy would refuse.
   for (auto it = waiting_.begin(); it != waiting_.end();) {
     const auto& grant = it->second;
-    const bool ports_allowed =
-        std::all_of(grant.ports.begin(), grant.ports.end(), [&](const PortSpec& port) {
-          return still_allowed(policy_, port, grant.source) == port;
-        });
+    const bool ports_allowed = std::all_of(
+        grant.ports.begin(), grant.ports.end(),
+        [&](const PortSpec& port) { return still_allowed(policy_, port, grant.source) == port; });
     const bool requires_approval = approval_timeout_for(grant.ports).has_value();
     const bool approval_holds = grant.needs_approval
                                     ? requires_approval
                                     : !requires_approval || grant.decided_by.has_value();
-    if (!ports_allowed || !approval_holds ||
-        grant.end - grant.start > longest_for(grant.ports)) {
+    if (!ports_allowed || !approval_holds || grant.end - grant.start > longest_for(grant.ports)) {
       ++change.revoked;
       revoked.push_back({it->second, GrantStatus::revoked, policy_changed, std::nullopt});
       it = waiting_.erase(it);

@@ -53,7 +53,7 @@ core::Result<void> MetricsService::attach(EventLoop& loop) {
   if (!settings_.metrics_listen) return {};
   const auto& where = *settings_.metrics_listen;
   auto listener = metrics::Listener::start(
-      {where.ipv6, where.address, where.port}, [this] { return metrics_.scrape(); },
+      where, [this] { return metrics_.scrape(); },
       [this](std::string_view method, std::string_view path, unsigned status,
              std::chrono::nanoseconds took) { observe_request(method, path, status, took); });
   if (!listener) {

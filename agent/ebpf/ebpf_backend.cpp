@@ -725,9 +725,12 @@ core::Result<core::KernelSnapshot> EbpfBackend::snapshot() {
 
   using Entries = std::vector<std::pair<LpmPrefix, std::uint64_t>>;
   const Writer reader{*impl_};
-  auto ports = read_ports(Map(impl_->skeleton->maps.protected_ports));
-  if (!ports) return tl::unexpected(ports.error());
-  snapshot.protected_ports.assign(ports->begin(), ports->end());
+  auto modes = read_modes(Map(impl_->skeleton->maps.protected_ports));
+  if (!modes) return tl::unexpected(modes.error());
+  for (const auto& [port, mode] : *modes) {
+    snapshot.protected_ports.push_back(port);
+    if (mode == JITD_PORT_AUDIT) snapshot.audited_ports.push_back(port);
+  }
   const std::uint64_t now = boottime_ns();
   for (const auto family : {core::Family::ipv4, core::Family::ipv6}) {
     auto allowed = read_trie(reader.allow(family), family);
@@ -798,6 +801,11 @@ core::Result<bool> EbpfBackend::remove_installed(const std::filesystem::path& bp
       warn(remove_pin_directory(version.path()));
     }
     for (auto directory = *root; directory != bpffs; directory = directory.parent_path()) {
+      // Not there is nothing to remove: on a read-only bpffs rmdir says EROFS before it looks.
+      if (std::filesystem::symlink_status(directory, error).type() ==
+          std::filesystem::file_type::not_found) {
+        continue;
+      }
       if (::rmdir(directory.c_str()) == 0 || errno == ENOENT) continue;
       if (errno != ENOTEMPTY && errno != EEXIST) {
         warn(sys::fail_system(core::ErrorCode::io, "remove " + directory.string(), errno));

@@ -121,10 +121,9 @@ struct Listener::Impl {
 Listener::Listener(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Listener::~Listener() = default;
 
-core::Result<std::unique_ptr<Listener>> Listener::start(const ListenAddress& where, Scrape scrape,
-                                                        Observe observe) {
-  const auto named =
-      (where.ipv6 ? "[" + where.address + "]" : where.address) + ":" + std::to_string(where.port);
+core::Result<std::unique_ptr<Listener>> Listener::start(const core::TcpAddress& where,
+                                                        Scrape scrape, Observe observe) {
+  const auto named = where.to_string();
   sockaddr_storage address{};
   socklen_t length = 0;
   if (where.ipv6) {

@@ -214,12 +214,15 @@ core::Result<core::KernelSnapshot> NftBackend::snapshot() {
   if (!*table) return snapshot;
   snapshot.installed = true;
 
-  auto ports = impl_->dump(SetKind::protected_ports);
-  if (!ports) return tl::unexpected(ports.error());
-  for (nftnl_set_elem* element : elements_of(*ports)) {
-    auto port = decode_port(SetKind::protected_ports, element);
-    if (!port) return tl::unexpected(port.error());
-    snapshot.protected_ports.push_back(*port);
+  for (const auto& [kind, ports] : {std::pair{SetKind::protected_ports, &snapshot.protected_ports},
+                                    std::pair{SetKind::audited, &snapshot.audited_ports}}) {
+    auto set = impl_->dump(kind);
+    if (!set) return tl::unexpected(set.error());
+    for (nftnl_set_elem* element : elements_of(*set)) {
+      auto port = decode_port(kind, element);
+      if (!port) return tl::unexpected(port.error());
+      ports->push_back(*port);
+    }
   }
   for (const SetKind kind : source_sets) {
     auto elements = is_hash_set(kind) ? impl_->read_hash_set(kind) : impl_->read_elements(kind);
@@ -235,6 +238,7 @@ core::Result<core::KernelSnapshot> NftBackend::snapshot() {
   }
   // Dump order is the kernel's; sorted output keeps comparisons simple for callers.
   std::sort(snapshot.protected_ports.begin(), snapshot.protected_ports.end());
+  std::sort(snapshot.audited_ports.begin(), snapshot.audited_ports.end());
   std::sort(snapshot.permanent.begin(), snapshot.permanent.end());
   std::sort(snapshot.grants.begin(), snapshot.grants.end());
   return snapshot;

@@ -27,6 +27,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
 #include "jitd/ebpf/ebpf_backend.hpp"
@@ -451,6 +453,21 @@ TEST_F(EbpfBackendTest, UninstallLeavesNothing) {
   EXPECT_TRUE(succeeded(backend_->uninstall()));  // idempotent
 }
 
+// Under the unit without the eBPF drop-in /sys/fs/bpf is read-only, and the nftables backend's
+// start looks for eBPF pins to remove: finding none is no warning.
+TEST_F(EbpfBackendTest, NothingToRemoveOnAReadOnlyBpffsIsNoWarning) {
+  ASSERT_EQ(mount(nullptr, bpffs_.c_str(), nullptr, MS_REMOUNT | MS_RDONLY, nullptr), 0)
+      << std::strerror(errno);
+  const auto logged = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+  const auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", logged));
+  const auto removed = EbpfBackend::remove_installed(bpffs_);
+  spdlog::set_default_logger(previous);
+  ASSERT_TRUE(succeeded(removed));
+  EXPECT_FALSE(*removed);
+  EXPECT_EQ(logged->last_formatted(), std::vector<std::string>{});
+}
+
 // Another tool's filters (classic BPF ones here: this kernel may lack matchall) stay, on
 // either hook, and with them the clsact qdisc.
 TEST_F(EbpfBackendTest, UninstallLeavesOtherFiltersAndTheirQdisc) {
@@ -807,6 +824,9 @@ TEST_F(EbpfBackendTest, AuditedPortCountsAndListsWhatItWouldBlock) {
     EXPECT_EQ(entry["formatted"]["value"], ssh ? JITD_PORT_AUDIT : JITD_PORT_ENFORCE)
         << entry.dump();
   }
+  auto snapshot = backend_->snapshot();
+  ASSERT_TRUE(succeeded(snapshot));
+  EXPECT_EQ(snapshot->audited_ports, spec.audited_ports);
   const auto program = pin("prog_tc");
   constexpr int pass = 0;                                       // TC_ACT_OK
   constexpr int drop = 2;                                       // TC_ACT_SHOT

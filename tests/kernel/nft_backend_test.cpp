@@ -406,6 +406,7 @@ TEST_P(NftBackendOwnershipTest, SnapshotRoundTripsInstall) {
     EXPECT_GT(snapshot->grants[i].timeout, expected[i].timeout - 5s);
   }
   EXPECT_EQ(snapshot->permanent, spec.permanent);
+  EXPECT_EQ(snapshot->audited_ports, spec.audited_ports);
 
   // Installing what was read gives the same kernel content.
   ASSERT_TRUE(succeeded(backend_->install(

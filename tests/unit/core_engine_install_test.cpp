@@ -217,6 +217,12 @@ TEST_F(CoreEngineTest, KernelIntactComparesTheTableReadBack) {
           .has_value());
   EXPECT_FALSE(*engine.kernel_intact());
 
+  // ... or switched a port to audit mode, which lets every source through.
+  ASSERT_TRUE(engine.install().has_value());
+  ASSERT_TRUE(*engine.kernel_intact());
+  backend.installs.back().audited_ports.push_back(ssh_key);
+  EXPECT_FALSE(*engine.kernel_intact());
+
   // ... or deleted the table.
   ASSERT_TRUE(engine.install().has_value());
   ASSERT_TRUE(backend.uninstall().has_value());

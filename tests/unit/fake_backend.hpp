@@ -106,6 +106,7 @@ class FakeBackend final : public core::Backend {
     snap.installed = installed_;
     if (!installs.empty()) {
       snap.protected_ports = installs.back().protected_ports;
+      snap.audited_ports = installs.back().audited_ports;
       snap.permanent = installs.back().permanent;
     }
     for (const auto& [key, end] : elements_) snap.grants.push_back({key, end - clock_.boot_now()});

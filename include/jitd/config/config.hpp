@@ -15,6 +15,7 @@
 #include "jitd/core/duration.hpp"
 #include "jitd/core/error.hpp"
 #include "jitd/core/policy.hpp"
+#include "jitd/core/tcp_address.hpp"
 
 namespace jitd::config {
 
@@ -42,14 +43,6 @@ struct WebhookSettings {
 inline constexpr unsigned max_webhook_attempts = 20;
 inline constexpr core::Milliseconds min_webhook_timeout = std::chrono::milliseconds(100);
 inline constexpr core::Milliseconds max_webhook_timeout = std::chrono::seconds(60);
-
-// metricsListen: an address on loopback and a port.
-struct LoopbackAddress {
-  bool ipv6 = false;
-  std::string address;  // "127.0.0.1", "::1"
-  std::uint16_t port = 0;
-  [[nodiscard]] std::string to_string() const;  // "127.0.0.1:9464", "[::1]:9464"
-};
 
 struct MainConfig {
   std::filesystem::path socket_path = "/run/jitd/jitd.sock";
@@ -87,7 +80,7 @@ struct MainConfig {
   // Metrics (docs/operations.md) are always at GET /metrics on the socket. Besides: over TCP
   // on loopback for Prometheus (off unless set), and as a node_exporter textfile (none unless
   // set), rewritten every metrics_textfile_interval.
-  std::optional<LoopbackAddress> metrics_listen;
+  std::optional<core::TcpAddress> metrics_listen;  // on loopback
   std::filesystem::path metrics_textfile;
   core::Milliseconds metrics_textfile_interval = std::chrono::seconds(15);
 };

@@ -52,6 +52,8 @@ struct KernelSnapshot {
   std::vector<PortKey> protected_ports;
   std::vector<ElementKey> permanent;
   std::vector<TimedElement> grants;
+  // Read back too: a port switched to audit behind jitd's back lets every source through.
+  std::vector<PortKey> audited_ports;
 };
 
 class Backend {

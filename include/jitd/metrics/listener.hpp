@@ -10,16 +10,9 @@
 #include <string>
 
 #include "jitd/core/error.hpp"
+#include "jitd/core/tcp_address.hpp"
 
 namespace jitd::metrics {
-
-// Where to listen: an IPv4 or IPv6 address in text (metricsListen's, checked to be loopback by
-// the config) and a port.
-struct ListenAddress {
-  bool ipv6 = false;
-  std::string address;  // "127.0.0.1", "::1"
-  std::uint16_t port = 0;
-};
 
 class Listener {
  public:
@@ -30,7 +23,7 @@ class Listener {
       std::function<void(std::string_view, std::string_view, unsigned, std::chrono::nanoseconds)>;
 
   // Binds and listens at once, so a port in use stops the start with its errno.
-  [[nodiscard]] static core::Result<std::unique_ptr<Listener>> start(const ListenAddress& where,
+  [[nodiscard]] static core::Result<std::unique_ptr<Listener>> start(const core::TcpAddress& where,
                                                                      Scrape scrape,
                                                                      Observe observe = nullptr);
   // libmicrohttpd's epoll descriptor (its connections) and the listening socket, which jitd
