@@ -290,9 +290,11 @@ Response Router::list_grants(const core::Caller& caller, const QueryArguments& a
     if (valid && part != "ended" && !rest.empty()) {  // empty: from the part's beginning
       const auto separator = rest.find(':');
       std::int64_t milliseconds = 0;
-      const auto parsed = std::from_chars(rest.data(), rest.data() + separator, milliseconds);
+      // No separator: no number to read (rest.data() + npos would point before the text).
+      const char* const number_end = rest.data() + std::min(separator, rest.size());
+      const auto parsed = std::from_chars(rest.data(), number_end, milliseconds);
       valid = separator != std::string::npos && parsed.ec == std::errc{} &&
-              parsed.ptr == rest.data() + separator && is_grant_id(rest.substr(separator + 1));
+              parsed.ptr == number_end && is_grant_id(rest.substr(separator + 1));
       if (valid) {
         after = {core::TimePoint{core::Milliseconds{milliseconds}}, rest.substr(separator + 1)};
       }
