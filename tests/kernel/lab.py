@@ -37,6 +37,8 @@ GRANT_SETS = {4: ("grants4_single", "grants4"), 6: ("grants6_single", "grants6")
 # state (nft -j, or bpftool on the pinned maps) behind one interface.
 BACKEND = os.environ.get("JITD_TEST_BACKEND", "nftables")
 ATTACH = os.environ.get("JITD_TEST_ATTACH", "tc")
+# How long jitd may take to answer after it starts (tests/vm/guest-tests.py gives more).
+START_SECONDS = float(os.environ.get("JITD_TEST_START_SECONDS", "10"))
 BPF_LAYOUT_VERSION = 2  # bpf/jitd_abi.h JITD_BPF_LAYOUT_VERSION
 PROTOCOL_NAMES = {6: "tcp", 17: "udp"}
 
@@ -290,7 +292,7 @@ class Lab:
             self.jitd = subprocess.Popen(["ip", "netns", "exec", self.server_ns] + command,
                                          stdout=log, stderr=subprocess.STDOUT, pass_fds=pass_fds,
                                          env=None if env is None else {**os.environ, **env})
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline:
             if self.jitd.poll() is not None:
                 if may_exit:
