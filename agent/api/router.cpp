@@ -1,11 +1,11 @@
 #include "jitd/api/router.hpp"
 
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <tuple>
-#include <spdlog/spdlog.h>
 
 #include "grant_json.hpp"
 #include "jitd/api/azure.hpp"
@@ -41,8 +41,8 @@ bool is_grant_id(std::string_view id) {
 // Why `id` is not a grant id, quoted escaped and bounded; none when it is one.
 std::optional<core::Error> grant_id_error(std::string_view id) {
   if (is_grant_id(id)) return std::nullopt;
-  return core::Error{ErrorCode::invalid_request,
-                     "grant id '" + core::excerpt(id) + "': not a grant id (16 lowercase hex digits)"};
+  return core::Error{ErrorCode::invalid_request, "grant id '" + core::excerpt(id) +
+                                                     "': not a grant id (16 lowercase hex digits)"};
 }
 
 unsigned http_status(ErrorCode code) {
@@ -137,8 +137,9 @@ core::Result<std::vector<core::GrantRequest>> parse_grant_requests(std::string_v
   if (!document.is_object()) {
     return core::fail(ErrorCode::invalid_request, "body: must be a JSON object");
   }
-  static const std::array known = {"ports",      "allowedSourceAddressPrefix", "duration",
-                                   "endTimeUtc", "startTimeUtc",               "justification"};
+  static const std::array known = {"ports",        "allowedSourceAddressPrefix",
+                                   "duration",     "endTimeUtc",
+                                   "startTimeUtc", "justification"};
   for (const auto& [key, value] : document.items()) {
     if (std::find(known.begin(), known.end(), key) == known.end()) {
       return core::fail(ErrorCode::invalid_request,
@@ -269,10 +270,9 @@ Response Router::list_grants(const core::Caller& caller, const QueryArguments& a
   if (!query) return error_response(query.error());
   const auto matches = [&](const core::Grant& grant) {
     return (query->user.empty() || grant.requestor.name == query->user) &&
-           (!query->port || std::any_of(grant.ports.begin(), grant.ports.end(),
-                                        [&](const core::PortSpec& port) {
-                                          return port.number == *query->port;
-                                        }));
+           (!query->port ||
+            std::any_of(grant.ports.begin(), grant.ports.end(),
+                        [&](const core::PortSpec& port) { return port.number == *query->port; }));
   };
   // The cursor names the part the last page ended in and the last grant it showed:
   // "live:<start ms>:<id>", "pending:<requested ms>:<id>" (the engine's orders, so a page
@@ -342,8 +342,7 @@ Response Router::list_grants(const core::Caller& caller, const QueryArguments& a
     take("pending", engine_.pending_grants(), &core::Grant::requested);
     part = "ended";
   }
-  if (next.empty() && part == "ended" && query->ended && room() &&
-      engine_.history() != nullptr) {
+  if (next.empty() && part == "ended" && query->ended && room() && engine_.history() != nullptr) {
     core::HistoryQuery history_query;
     history_query.since = query->since;
     history_query.user = query->user;
@@ -370,10 +369,10 @@ Response Router::show_grant(const core::Caller& caller, std::string_view id) con
   auto found = engine_.find_grant(id);
   if (!found) return error_response(found.error());
   if (!*found) {
-    return error_response({ErrorCode::not_found,
-                           "grant " + std::string(id) +
-                               ": no such grant (live, pending, or ended within the history's "
-                               "retention)"});
+    return error_response(
+        {ErrorCode::not_found, "grant " + std::string(id) +
+                                   ": no such grant (live, pending, or ended within the history's "
+                                   "retention)"});
   }
   return json_response(200, grant_json(**found, view_of(engine_, clock_)));
 }
@@ -418,12 +417,12 @@ void Router::initiate(const core::Caller& caller, std::string_view body,
   auto initiate = parse_azure_initiate(body);
   if (!initiate) return respond(refuse(caller, "request", initiate.error()));
   if (!vm_names_host(initiate->vm_name, host_name_)) {
-    return respond(refuse(caller, "request",
-                          {ErrorCode::not_found,
-                           "virtualMachines[0].id: names the VM '" +
-                               core::excerpt(initiate->vm_name) + "', and this host is '" +
-                               core::excerpt(host_name_) +
-                               "' (the name must equal the host name or its first label)"}));
+    return respond(refuse(
+        caller, "request",
+        {ErrorCode::not_found, "virtualMachines[0].id: names the VM '" +
+                                   core::excerpt(initiate->vm_name) + "', and this host is '" +
+                                   core::excerpt(host_name_) +
+                                   "' (the name must equal the host name or its first label)"}));
   }
   auto requests = resolve_protocols(engine_.policy(), std::move(initiate->requests));
   if (!requests) return respond(refuse(caller, "request", requests.error()));
@@ -481,8 +480,8 @@ Response Router::act_on_grant(const core::Caller& caller, std::string_view id,
     }
     auto note = fields::justification(*parsed, "");
     if (!note) return refuse(caller, event, note.error());
-    outcome = action == "approve" ? engine_.approve(caller, id, *note)
-                                  : engine_.deny(caller, id, *note);
+    outcome =
+        action == "approve" ? engine_.approve(caller, id, *note) : engine_.deny(caller, id, *note);
   }
   if (!outcome) return error_response(outcome.error());
   return json_response(200, grant_json(*outcome, view_of(engine_, clock_)));
@@ -496,8 +495,7 @@ Response Router::revoke_grant(const core::Caller& caller, std::string_view id) c
 }
 
 Response Router::show_doctor(const core::Caller& caller) const {
-  if (auto refused =
-          refuse_without(caller, core::Right::read, "read", "read the firewall check")) {
+  if (auto refused = refuse_without(caller, core::Right::read, "read", "read the firewall check")) {
     return *refused;
   }
   if (!firewall_.report) {
@@ -705,8 +703,7 @@ Response Router::show_policy(const core::Caller& caller) const {
       entry["approvers"] = principals_json(rule.approvers);
       entry["approvalTimeout"] = core::format_duration(rule.approval_timeout);
     }
-    entry["extendFrom"] =
-        rule.extend_from == core::PortRule::ExtendFrom::now ? "now" : "start";
+    entry["extendFrom"] = rule.extend_from == core::PortRule::ExtendFrom::now ? "now" : "start";
     entry["mode"] = core::to_string(policy.mode_of(rule));
     ports.push_back(std::move(entry));
   }

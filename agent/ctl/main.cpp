@@ -890,11 +890,11 @@ std::string conflict_text(ReplyReader& read, const Node& conflict, std::size_t n
     out << kind << " " << ports;
   }
   out << "\n  where:  " << conflict_place(read, conflict)
-      << "\n  rule:   " << read.text(conflict, "rule")
-      << "\n  advice: ";
+      << "\n  rule:   " << read.text(conflict, "rule") << "\n  advice: ";
   // A YAML snippet keeps its lines, indented under the first.
   const auto advice = read.lines(conflict, "advice");
-  for (std::size_t i = 0; i < advice.size(); ++i) out << (i == 0 ? "" : "\n          ") << advice[i];
+  for (std::size_t i = 0; i < advice.size(); ++i)
+    out << (i == 0 ? "" : "\n          ") << advice[i];
   out << "\n";
   return out.str();
 }
@@ -919,8 +919,7 @@ bool doctor_text(ReplyReader& read, const Node& report, std::ostringstream& out)
   }
   if (conflicts.empty()) out << "no conflicting rules found\n";
   const auto legacy = read.texts(report, "legacyIptablesTables");
-  out << "legacy iptables tables: " << (legacy.empty() ? "none" : jitd::core::join(legacy))
-      << "\n";
+  out << "legacy iptables tables: " << (legacy.empty() ? "none" : jitd::core::join(legacy)) << "\n";
   for (const auto& note : read.texts(report, "notes")) out << "note: " << note << "\n";
   return !conflicts.empty();
 }

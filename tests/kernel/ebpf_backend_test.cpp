@@ -400,8 +400,8 @@ TEST_F(EbpfBackendTest, RestartReusesPinnedMapsAndSwapsTheProgram) {
   // The restart below takes seconds under emulation (the VM test): the grants count down.
   const auto installed_at = std::chrono::steady_clock::now();
   const auto since_install = [&installed_at] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now() - installed_at) +
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 installed_at) +
            1s;
   };
   const auto directory = backend_->pin_directory();
