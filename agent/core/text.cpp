@@ -42,11 +42,7 @@ std::size_t utf8_length(std::string_view text, char32_t& code_point) {
   return length;
 }
 
-void append_byte_escape(std::string& out, unsigned char byte) {
-  out += "\\x";
-  out += hex_digits[byte >> 4];
-  out += hex_digits[byte & 0xf];
-}
+void append_byte_escape(std::string& out, unsigned char byte) { out += "\\x" + to_hex(&byte, 1); }
 
 std::string escape(std::string_view text, std::size_t max_characters) {
   std::string out;
@@ -72,9 +68,8 @@ std::string escape(std::string_view text, std::size_t max_characters) {
     } else if (code_point < 0x20 || code_point == 0x7f) {
       append_byte_escape(out, static_cast<unsigned char>(code_point));
     } else if (code_point >= 0x80 && code_point <= 0x9f) {
-      out += "\\u00";
-      out += hex_digits[code_point >> 4];
-      out += hex_digits[code_point & 0xf];
+      const auto c1 = static_cast<unsigned char>(code_point);
+      out += "\\u00" + to_hex(&c1, 1);
     } else {
       out.append(text.substr(0, length));
     }

@@ -14,7 +14,6 @@ struct TcpAddress {
   [[nodiscard]] std::string to_string() const {
     return (ipv6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
   }
-  bool operator==(const TcpAddress&) const = default;
 };
 
 }  // namespace jitd::core
