@@ -85,6 +85,13 @@ EnforcementSpec sample_spec() {
   return spec;
 }
 
+// How far grants installed at `installed` have counted down by now, and a second more.
+std::chrono::milliseconds counted_down_since(std::chrono::steady_clock::time_point installed) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               installed) +
+         1s;
+}
+
 // Keys equal, timeouts counted down by less than `counted_down`: a few seconds, or what the
 // test measured since it installed them plus one.
 void expect_grants(const std::vector<TimedElement>& held, std::vector<TimedElement> given,
@@ -399,11 +406,6 @@ TEST_F(EbpfBackendTest, RestartReusesPinnedMapsAndSwapsTheProgram) {
   ASSERT_NO_FATAL_FAILURE(install_sample());
   // The restart below takes seconds under emulation (the VM test): the grants count down.
   const auto installed_at = std::chrono::steady_clock::now();
-  const auto since_install = [&installed_at] {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                 installed_at) +
-           1s;
-  };
   const auto directory = backend_->pin_directory();
   const auto first_program = own_filter("veth0")["options"]["prog"].value("id", 0U);
   ASSERT_NE(first_program, 0U);
@@ -424,7 +426,7 @@ TEST_F(EbpfBackendTest, RestartReusesPinnedMapsAndSwapsTheProgram) {
   // Before this process installs: the earlier one's enforcement (pins, its program behind the
   // filter) counts, so the daemon does not adopt sessions that enforcement cut off.
   EXPECT_TRUE(before->installed);
-  expect_grants(before->grants, sample_spec().grants, since_install());
+  expect_grants(before->grants, sample_spec().grants, counted_down_since(installed_at));
 
   // Changes before the first install work on what the maps hold.
   ASSERT_TRUE(succeeded(backend_->apply(ElementChanges{{host_tcp22}, {}})));
@@ -446,10 +448,7 @@ TEST_F(EbpfBackendTest, RestartReusesPinnedMapsAndSwapsTheProgram) {
   auto after = backend_->snapshot();
   ASSERT_TRUE(succeeded(after));
   EXPECT_TRUE(after->installed);
-  expect_grants(after->grants, sample_spec().grants,
-                std::chrono::duration_cast<std::chrono::milliseconds>(
-                    std::chrono::steady_clock::now() - reinstalled_at) +
-                    1s);
+  expect_grants(after->grants, sample_spec().grants, counted_down_since(reinstalled_at));
 }
 
 TEST_F(EbpfBackendTest, UninstallLeavesNothing) {
